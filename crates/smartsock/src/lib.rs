@@ -1,0 +1,2 @@
+//! Smart sockets: ZeroMQ-style messaging that speaks the aiomsg protocol.
+#![forbid(unsafe_code)]
