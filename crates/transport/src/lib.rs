@@ -1,2 +1,108 @@
-//! Reconnecting, heartbeating aiomsg v1 connections over any byte stream.
+//! Live, identified aiomsg v1 connections that keep themselves alive.
+//!
+//! The transport turns byte streams into *peers*: it binds and accepts,
+//! connects and reconnects, runs the HELLO handshake, sends and checks
+//! heartbeats, and moves frames between each peer and a few bounded queues.
+//! It knows nothing of send modes; it offers "these peers are up, here is a
+//! bounded outbox for each, here are the frames they sent, here is what
+//! happened". Routing lives in `smartsock-patterns`, acknowledgements in
+//! `smartsock-reliability`.
+//!
+//! ```
+//! use smartsock_framing::Frame;
+//! use smartsock_transport::{Outgoing, Transport, TransportConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = Transport::new(TransportConfig::default())?;
+//! let addr = server.transport.bind("127.0.0.1:0").await?;
+//!
+//! let client = Transport::new(TransportConfig::default())?;
+//! client.transport.connect(&addr.to_string())?;
+//!
+//! // Wait for the handshake, then queue a frame in the peer's outbox.
+//! let mut peers = client.transport.peers();
+//! let server_peer = peers.wait_for(|table| !table.is_empty()).await?[0].clone();
+//! assert_eq!(server_peer.id(), server.transport.identity());
+//! server_peer.try_send(Outgoing::to_any_peer(Frame::Data("hello".into())))?;
+//!
+//! let message = server.inbound.recv().await?;
+//! assert_eq!(message.payload, "hello");
+//! assert_eq!(message.peer, client.transport.identity());
+//! client.transport.close().await;
+//! server.transport.close().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Connections
+//!
+//! A connection runs over any `AsyncRead + AsyncWrite + Send + Unpin`
+//! stream: [`Transport::bind`] and [`Transport::connect`] use TCP,
+//! [`Transport::connect_with`] takes any connector (TLS, WebSocket, Unix
+//! sockets), and [`Transport::serve`] runs an already open stream (an
+//! in-memory `tokio::io::duplex` in tests).
+//!
+//! - **Handshake.** The connect end writes its HELLO at once; the bind end
+//!   waits for the peer's first byte, then answers. Both must read the peer's
+//!   HELLO within the handshake timeout. Frames that arrived in the same read
+//!   as the HELLO are decoded straight away.
+//! - **Heartbeats.** A HEARTBEAT goes out after the heartbeat interval with
+//!   nothing sent; a connection with nothing received for the heartbeat
+//!   timeout is torn down (and the connect end reconnects).
+//! - **I/O.** One task per connection. Its writer drains everything queued
+//!   and writes it with one call (small frames encoded into one buffer, large
+//!   payloads written in place with a vectored write); its reader reads 64 KiB
+//!   chunks and decodes every complete frame before reading again. Payloads
+//!   are slices of the read buffer.
+//! - **Reconnection.** The connect end resolves the name again on every try,
+//!   bounds each try by the connect timeout, and waits
+//!   [`ReconnectStrategy::delay`] between tries.
+//!
+//! # Events
+//!
+//! [`Transport::events`] streams [`Event`]s: `PeerConnected` (id, address,
+//! side), `PeerDisconnected` (id, [`DisconnectReason`]), `HandshakeRefused`
+//! (address, [`RefusedReason`]: version, duplicate identity, own identity,
+//! timeout, malformed, too many peers, i/o), `Reconnecting` (address,
+//! attempt, delay) and `Dropped` (count, [`DropReason`]).
+//!
+//! # Limits
+//!
+//! Every limit is a [`TransportConfig`] field:
+//!
+//! | limit | default | when reached |
+//! |---|---|---|
+//! | `max_frame_length` | 16 MiB | the peer is disconnected (`Protocol` reason); nothing is allocated for the announced length |
+//! | `outbox_capacity` | 1024 frames per peer | [`PeerHandle::try_send`] hands the frame back; the caller waits, skips or drops |
+//! | `inbound_capacity` | 1024 messages | reading stops on every connection until the application takes one; TCP pushes back, nothing is dropped |
+//! | `ack_capacity` | 4096 ACKs | further ACKs are dropped and counted; the sender resends and the repeat is acknowledged again |
+//! | `max_peers` | 1024 | the new connection is refused (`TooManyPeers`) |
+//! | `max_handshakes` | 64 | the bind end stops accepting until a handshake ends |
+//! | `handshake_timeout` | 10 s | the connection is refused (`Timeout`) |
+//! | `heartbeat_interval` / `heartbeat_timeout` | 5 s / 15 s | a HEARTBEAT is sent / the connection is torn down |
+//! | `connect_timeout` | 5 s | the try fails and the next one is scheduled |
+//! | `linger` | 1 s | on close, frames still queued after it are dropped |
+//!
+//! # Errors
+//!
+//! Bad input from a peer closes that one connection with a logged reason and
+//! an event; the transport and its other peers carry on. A malformed address
+//! or a port in use is a [`TransportError`] at once.
+
 #![forbid(unsafe_code)]
+#![doc(test(attr(deny(warnings))))]
+
+mod config;
+mod connection;
+mod error;
+mod event;
+mod peer;
+mod transport;
+
+pub use config::{ReconnectStrategy, TransportConfig};
+pub use error::TransportError;
+pub use event::{DisconnectReason, DropReason, Event, RefusedReason, Side};
+pub use peer::{AckError, AckHandle, Incoming, Orphans, Outgoing, PeerHandle, PeerTable};
+pub use smartsock_framing::{Frame, MsgId, PeerId};
+pub use transport::{Transport, TransportParts};

@@ -1,0 +1,197 @@
+//! [`TransportConfig`] and [`ReconnectStrategy`]: every knob, with its default.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use smartsock_framing::{DEFAULT_MAX_FRAME_LENGTH, PeerId};
+
+use crate::TransportError;
+
+/// How long the connect end waits before its next try, given the number of
+/// tries that failed in a row since the last successful handshake (1 after
+/// the first failure or disconnect).
+///
+/// ```
+/// use std::time::Duration;
+/// use smartsock_transport::ReconnectStrategy;
+///
+/// let fixed = ReconnectStrategy::fixed(Duration::from_millis(250));
+/// assert_eq!(fixed.delay(7), Duration::from_millis(250));
+///
+/// let backoff = ReconnectStrategy::exponential(Duration::from_millis(100), Duration::from_secs(5));
+/// assert!(backoff.delay(1) <= Duration::from_millis(100));
+/// assert!(backoff.delay(30) <= Duration::from_secs(5));
+///
+/// let custom = ReconnectStrategy::new(|attempt| Duration::from_millis(10 * u64::from(attempt)));
+/// assert_eq!(custom.delay(3), Duration::from_millis(30));
+/// ```
+#[derive(Clone)]
+pub struct ReconnectStrategy(Arc<dyn Fn(u32) -> Duration + Send + Sync>);
+
+impl ReconnectStrategy {
+    /// A strategy from any function of the attempt number.
+    pub fn new(delay: impl Fn(u32) -> Duration + Send + Sync + 'static) -> Self {
+        Self(Arc::new(delay))
+    }
+
+    /// The same delay before every try.
+    pub fn fixed(delay: Duration) -> Self {
+        Self::new(move |_| delay)
+    }
+
+    /// Doubles from `initial` up to `max`, with "full jitter": each delay is
+    /// drawn between half and all of the doubled value, so that many clients
+    /// cut off at once do not come back at once. Starts again from `initial`
+    /// after a successful handshake.
+    pub fn exponential(initial: Duration, max: Duration) -> Self {
+        Self::new(move |attempt| {
+            let doubled = initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(20)).min(max);
+            doubled.mul_f64(rand::random_range(0.5..=1.0))
+        })
+    }
+
+    /// The delay before the try that follows `attempt` failures in a row.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        (self.0)(attempt)
+    }
+}
+
+impl Default for ReconnectStrategy {
+    /// A fixed 100 ms, as aiomsg does.
+    fn default() -> Self {
+        Self::fixed(Duration::from_millis(100))
+    }
+}
+
+impl fmt::Debug for ReconnectStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ReconnectStrategy").field(&self.delay(1)).finish()
+    }
+}
+
+/// Every setting of a [`Transport`](crate::Transport), with its default.
+///
+/// Start from [`TransportConfig::default`] and change what you need; the
+/// transport checks the whole config when it is made.
+///
+/// ```
+/// use std::time::Duration;
+/// use smartsock_transport::TransportConfig;
+///
+/// let mut config = TransportConfig::default();
+/// config.heartbeat_interval = Duration::from_secs(1);
+/// config.heartbeat_timeout = Duration::from_secs(3);
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TransportConfig {
+    /// This socket's identity, sent in every HELLO. Default: random.
+    pub identity: PeerId,
+    /// Largest envelope accepted from, or sent to, a peer. A peer that
+    /// announces more is disconnected. Default: 16 MiB.
+    pub max_frame_length: usize,
+    /// Frames queued for one peer before its outbox is full (its high-water
+    /// mark). What happens at the mark is the sender's choice: the routing
+    /// layers wait, skip the peer, or drop. Default: 1024.
+    pub outbox_capacity: usize,
+    /// Received messages queued for the application across all peers. When
+    /// full, the transport stops reading from sockets, so TCP pushes back on
+    /// the senders; nothing is dropped. Default: 1024.
+    pub inbound_capacity: usize,
+    /// ACKs queued for the reliability layer. When full, further ACKs are
+    /// dropped and counted (the sender resends, the duplicate is re-acked).
+    /// Default: 4096.
+    pub ack_capacity: usize,
+    /// Connected peers at most. A handshake that would pass it is refused with
+    /// [`RefusedReason::TooManyPeers`](crate::RefusedReason::TooManyPeers). Default: 1024.
+    pub max_peers: usize,
+    /// Accepted connections still handshaking, at most. At the limit the bind
+    /// end stops accepting until one finishes (the OS backlog holds the rest).
+    /// Default: 64.
+    pub max_handshakes: usize,
+    /// Time a new connection has to complete its handshake. Default: 10 s.
+    pub handshake_timeout: Duration,
+    /// Send a HEARTBEAT after this long with nothing sent. Default: 5 s.
+    pub heartbeat_interval: Duration,
+    /// Tear a connection down after this long with nothing received. Default: 15 s.
+    pub heartbeat_timeout: Duration,
+    /// Time one TCP connect try may take. Default: 5 s.
+    pub connect_timeout: Duration,
+    /// Delay between connect tries. Default: fixed 100 ms.
+    pub reconnect: ReconnectStrategy,
+    /// On close, time allowed to write what is still queued. Default: 1 s.
+    pub linger: Duration,
+    /// Acknowledge a DATA_REQ as soon as it is read, instead of leaving it to
+    /// the layer above (which by default acknowledges when the application
+    /// takes the message). Default: false.
+    pub ack_on_arrival: bool,
+    /// Connection events kept for a slow [`events`](crate::Transport::events)
+    /// reader before the oldest are overwritten. Default: 1024.
+    pub event_capacity: usize,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            identity: PeerId::random(),
+            max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
+            outbox_capacity: 1024,
+            inbound_capacity: 1024,
+            ack_capacity: 4096,
+            max_peers: 1024,
+            max_handshakes: 64,
+            handshake_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(5),
+            reconnect: ReconnectStrategy::default(),
+            linger: Duration::from_secs(1),
+            ack_on_arrival: false,
+            event_capacity: 1024,
+        }
+    }
+}
+
+impl TransportConfig {
+    /// Checks that every setting is usable, naming the first that is not.
+    pub fn validate(&self) -> Result<(), TransportError> {
+        let positive = [
+            ("max_frame_length", self.max_frame_length),
+            ("outbox_capacity", self.outbox_capacity),
+            ("inbound_capacity", self.inbound_capacity),
+            ("ack_capacity", self.ack_capacity),
+            ("max_peers", self.max_peers),
+            ("max_handshakes", self.max_handshakes),
+            ("event_capacity", self.event_capacity),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(TransportError::InvalidConfig(format!("{name} must be at least 1")));
+            }
+        }
+        if self.max_frame_length > u32::MAX as usize {
+            return Err(TransportError::InvalidConfig("max_frame_length must fit in u32".into()));
+        }
+        let durations = [
+            ("handshake_timeout", self.handshake_timeout),
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("heartbeat_timeout", self.heartbeat_timeout),
+            ("connect_timeout", self.connect_timeout),
+        ];
+        for (name, value) in durations {
+            if value.is_zero() {
+                return Err(TransportError::InvalidConfig(format!("{name} must be longer than zero")));
+            }
+        }
+        if self.heartbeat_timeout <= self.heartbeat_interval {
+            return Err(TransportError::InvalidConfig(format!(
+                "heartbeat_timeout ({:?}) must be longer than heartbeat_interval ({:?}), \
+                 or a quiet but healthy peer would be cut off",
+                self.heartbeat_timeout, self.heartbeat_interval
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,391 @@
+//! One connection's life: handshake, then a reader and a writer until it ends.
+//!
+//! Everything here is generic over the byte stream, so TCP, TLS, WebSocket or
+//! an in-memory duplex all share the same handshake, heartbeat and I/O code.
+
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use smartsock_framing::{Codec, Frame, PROTOCOL_VERSION, PeerId};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::time::{Instant, sleep, timeout};
+use tokio_util::codec::Decoder;
+use tracing::{Instrument, debug, field, trace, warn};
+
+use crate::event::{DisconnectReason, DropReason, Event, RefusedReason, Side};
+use crate::peer::{AckHandle, Incoming, Orphans, Outgoing, PeerHandle};
+use crate::transport::Shared;
+
+/// Bytes the reader asks the OS for at once: big reads, many frames each.
+const READ_CHUNK: usize = 64 * 1024;
+/// Frames the writer takes from its outbox for one write.
+const MAX_BATCH: usize = 1024;
+/// Payloads at least this long are written from their own buffer (vectored
+/// write) instead of being copied into the batch buffer.
+const VECTORED_MIN: usize = 16 * 1024;
+/// A HELLO's envelope: type, version, identity. The handshake refuses any
+/// first frame longer than this before reading it.
+const HELLO_ENVELOPE_LEN: usize = 18;
+
+/// Runs a connection on `stream` to its end. Returns whether the handshake
+/// completed (the connect loop then starts its backoff over).
+pub(crate) async fn serve<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    side: Side,
+    addr: Arc<str>,
+    handshake_permit: Option<OwnedSemaphorePermit>,
+) -> bool
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let span = tracing::debug_span!("connection", peer = field::Empty, remote = %addr, role = %side);
+    serve_in_span(shared, stream, side, addr, handshake_permit, span.clone()).instrument(span).await
+}
+
+async fn serve_in_span<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    side: Side,
+    addr: Arc<str>,
+    handshake_permit: Option<OwnedSemaphorePermit>,
+    span: tracing::Span,
+) -> bool
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let config = &shared.config;
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut read_buf = BytesMut::with_capacity(READ_CHUNK);
+
+    let handshake = timeout(
+        config.handshake_timeout,
+        handshake(&mut reader, &mut writer, &mut read_buf, side, config.identity),
+    );
+    let outcome = tokio::select! {
+        outcome = handshake => outcome.unwrap_or(Err(RefusedReason::Timeout)),
+        () = shared.cancel.cancelled() => return false,
+    };
+    drop(handshake_permit);
+    let peer = match outcome {
+        Ok(peer) => peer,
+        Err(reason) => {
+            refuse(&shared, &addr, reason, &mut writer).await;
+            return false;
+        }
+    };
+    span.record("peer", field::display(peer));
+
+    let (outbox, mut queued) = mpsc::channel(config.outbox_capacity);
+    let handle = PeerHandle { id: peer, addr: addr.clone(), side, outbox };
+    if let Err(reason) = shared.register(&handle) {
+        refuse(&shared, &addr, reason, &mut writer).await;
+        return false;
+    }
+    debug!("peer connected");
+    shared.emit(Event::PeerConnected { peer, addr: addr.to_string(), side });
+
+    let reason = {
+        let read = read_loop(&shared, peer, &handle, &mut reader, &mut read_buf);
+        let write = write_loop(&shared, &mut writer, &mut queued);
+        let grace = async {
+            shared.cancel.cancelled().await;
+            sleep(config.linger).await;
+        };
+        tokio::select! {
+            reason = read => reason,
+            reason = write => reason,
+            () = grace => DisconnectReason::Closing,
+        }
+    };
+    shared.unregister(&handle);
+    match &reason {
+        DisconnectReason::Protocol(_) | DisconnectReason::Io(_) => warn!(%reason, "peer disconnected"),
+        _ => debug!(%reason, "peer disconnected"),
+    }
+    shared.emit(Event::PeerDisconnected { peer, reason });
+    hand_back_unsent(&shared, peer, &mut queued);
+    true
+}
+
+/// Logs and reports a refused handshake, then closes the stream.
+async fn refuse<W: AsyncWrite + Unpin>(shared: &Shared, addr: &str, reason: RefusedReason, writer: &mut W) {
+    warn!(%reason, "handshake refused");
+    shared.emit(Event::HandshakeRefused { addr: addr.to_owned(), reason });
+    // Best effort and bounded: the peer may not be reading at all.
+    let _ = timeout(shared.config.linger, writer.shutdown()).await;
+}
+
+/// Sends our HELLO and reads the peer's, per PROTOCOL.md. Bytes that came
+/// after the peer's HELLO stay in `read_buf` for the reader.
+async fn handshake<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    read_buf: &mut BytesMut,
+    side: Side,
+    identity: PeerId,
+) -> Result<PeerId, RefusedReason>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let io_error = |e: io::Error| RefusedReason::Io(e.to_string());
+    if side == Side::Bind {
+        // Every aiomsg bind end waits for the peer's first byte before
+        // answering (room to tell raw TCP from a WebSocket upgrade).
+        while read_buf.is_empty() {
+            if reader.read_buf(read_buf).await.map_err(io_error)? == 0 {
+                return Err(RefusedReason::Io("closed before sending anything".into()));
+            }
+        }
+    }
+    writer.write_all(&Frame::hello(identity).header()).await.map_err(io_error)?;
+    writer.flush().await.map_err(io_error)?;
+
+    let mut codec = Codec::builder().max_frame_length(HELLO_ENVELOPE_LEN).build();
+    loop {
+        match codec.decode(read_buf) {
+            Ok(Some(Frame::Hello { version, identity })) if version == PROTOCOL_VERSION => {
+                return Ok(identity);
+            }
+            Ok(Some(Frame::Hello { version, .. })) => return Err(RefusedReason::Version(version)),
+            Ok(Some(other)) => {
+                return Err(RefusedReason::Malformed(format!("expected HELLO, got {other:?}")));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(RefusedReason::Malformed(e.to_string())),
+        }
+        if reader.read_buf(read_buf).await.map_err(io_error)? == 0 {
+            return Err(RefusedReason::Io("closed during the handshake".into()));
+        }
+    }
+}
+
+/// Reads big chunks and decodes every complete frame before reading again.
+async fn read_loop<R: AsyncRead + Unpin>(
+    shared: &Shared,
+    peer: PeerId,
+    handle: &PeerHandle,
+    reader: &mut R,
+    read_buf: &mut BytesMut,
+) -> DisconnectReason {
+    let config = &shared.config;
+    let mut codec = Codec::builder().max_frame_length(config.max_frame_length).build();
+    let silence = sleep(config.heartbeat_timeout);
+    tokio::pin!(silence);
+    let mut acks_dropped = 0u64;
+    loop {
+        let mut received = false;
+        loop {
+            let frame = match codec.decode(read_buf) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => return DisconnectReason::Protocol(e.to_string()),
+            };
+            received = true;
+            let incoming = match frame {
+                Frame::Data(payload) => Incoming { peer, payload, request: None },
+                Frame::DataReq { id, payload } => {
+                    let ack = AckHandle { id, outbox: handle.outbox.clone(), already_sent: false };
+                    let ack = if config.ack_on_arrival {
+                        AckHandle { already_sent: ack.send().is_ok(), ..ack }
+                    } else {
+                        ack
+                    };
+                    Incoming { peer, payload, request: Some(ack) }
+                }
+                Frame::Ack(id) => {
+                    if let Err(mpsc::error::TrySendError::Full(_)) = shared.acks.try_send((peer, id)) {
+                        acks_dropped += 1;
+                        if acks_dropped.is_power_of_two() {
+                            warn!(acks_dropped, "ACK queue full: dropping ACKs (the sender will resend)");
+                        }
+                        shared.emit(Event::Dropped {
+                            peer: Some(peer),
+                            count: 1,
+                            reason: DropReason::AckQueueFull,
+                        });
+                    }
+                    continue;
+                }
+                Frame::Heartbeat => continue,
+                Frame::Hello { .. } => {
+                    debug!("ignoring a second HELLO");
+                    continue;
+                }
+                Frame::Unknown { kind, body } => {
+                    trace!(kind, len = body.len(), "skipping a frame of unknown type");
+                    continue;
+                }
+            };
+            // A full inbound queue waits here: this connection stops reading
+            // and TCP pushes back on the peer. Nothing is dropped.
+            if shared.inbound.send(incoming).await.is_err() {
+                return DisconnectReason::Closing;
+            }
+        }
+        if received {
+            // Time spent waiting on a full inbound queue is not the peer's silence.
+            silence.as_mut().reset(Instant::now() + config.heartbeat_timeout);
+        }
+        if read_buf.capacity() - read_buf.len() < READ_CHUNK / 4 {
+            read_buf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            read = reader.read_buf(read_buf) => match read {
+                Ok(0) => {
+                    return match codec.decode_eof(read_buf) {
+                        Ok(_) => DisconnectReason::PeerClosed,
+                        Err(e) => DisconnectReason::Protocol(e.to_string()),
+                    };
+                }
+                Ok(_) => {}
+                Err(e) => return DisconnectReason::Io(e.to_string()),
+            },
+            () = &mut silence => return DisconnectReason::HeartbeatTimeout,
+        }
+    }
+}
+
+/// Drains the outbox in batches, one write each; sends a HEARTBEAT after the
+/// heartbeat interval with nothing sent; on close, flushes what is queued.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    shared: &Shared,
+    writer: &mut W,
+    queued: &mut mpsc::Receiver<Outgoing>,
+) -> DisconnectReason {
+    let config = &shared.config;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut encoder = BatchEncoder::new(config.max_frame_length);
+    let idle = sleep(config.heartbeat_interval);
+    tokio::pin!(idle);
+    loop {
+        let closing = tokio::select! {
+            biased;
+            () = shared.cancel.cancelled() => {
+                queued.close();
+                while let Ok(item) = queued.try_recv() {
+                    batch.push(item);
+                }
+                true
+            }
+            received = queued.recv_many(&mut batch, MAX_BATCH) => {
+                if received == 0 {
+                    return DisconnectReason::Closing;
+                }
+                false
+            }
+            () = &mut idle => {
+                batch.push(Outgoing::to_this_peer(Frame::Heartbeat));
+                false
+            }
+        };
+        if let Err(e) = encoder.write(writer, &batch).await {
+            return DisconnectReason::Io(e.to_string());
+        }
+        batch.clear();
+        if closing {
+            let _ = writer.shutdown().await;
+            return DisconnectReason::Closing;
+        }
+        idle.as_mut().reset(Instant::now() + config.heartbeat_interval);
+    }
+}
+
+/// Turns a batch of frames into as few writes as the stream allows: small
+/// frames are encoded into one buffer; large payloads are not copied but
+/// written from their own `Bytes` with a vectored write.
+struct BatchEncoder {
+    max_frame_length: usize,
+    buf: BytesMut,
+    segments: Vec<Bytes>,
+}
+
+impl BatchEncoder {
+    fn new(max_frame_length: usize) -> Self {
+        Self { max_frame_length, buf: BytesMut::with_capacity(READ_CHUNK), segments: Vec::new() }
+    }
+
+    async fn write<W: AsyncWrite + Unpin>(&mut self, writer: &mut W, batch: &[Outgoing]) -> io::Result<()> {
+        for item in batch {
+            let frame = &item.frame;
+            if frame.envelope_len() > self.max_frame_length {
+                // The layers above check sizes before queueing; this guard
+                // keeps a frame the peer would refuse from ever reaching it.
+                warn!(len = frame.envelope_len(), "dropping a frame over the maximum frame length");
+                continue;
+            }
+            let payload = frame.payload();
+            if payload.len() >= VECTORED_MIN {
+                self.buf.put_slice(&frame.header());
+                self.segments.push(self.buf.split().freeze());
+                self.segments.push(payload.clone());
+            } else {
+                frame.encode_into(&mut self.buf);
+            }
+        }
+        if self.segments.is_empty() {
+            writer.write_all(&self.buf).await?;
+            self.buf.clear();
+        } else {
+            if !self.buf.is_empty() {
+                self.segments.push(self.buf.split().freeze());
+            }
+            let result = write_all_vectored(writer, &mut self.segments).await;
+            self.segments.clear();
+            result?;
+        }
+        writer.flush().await
+    }
+}
+
+async fn write_all_vectored<W: AsyncWrite + Unpin>(writer: &mut W, segments: &mut [Bytes]) -> io::Result<()> {
+    let mut first = 0;
+    while first < segments.len() {
+        let slices: Vec<IoSlice<'_>> = segments[first..].iter().take(64).map(|s| IoSlice::new(s)).collect();
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let segment = &mut segments[first];
+            let step = written.min(segment.len());
+            segment.advance(step);
+            written -= step;
+            if segment.is_empty() {
+                first += 1;
+            }
+        }
+        while first < segments.len() && segments[first].is_empty() {
+            first += 1;
+        }
+    }
+    Ok(())
+}
+
+/// After a disconnect: frames never written that may go to another peer go
+/// up as [`Orphans`]; the rest are dropped and counted.
+fn hand_back_unsent(shared: &Shared, peer: PeerId, queued: &mut mpsc::Receiver<Outgoing>) {
+    queued.close();
+    let mut frames = Vec::new();
+    let mut dropped = 0u64;
+    while let Ok(item) = queued.try_recv() {
+        match item.frame {
+            Frame::Data(_) | Frame::DataReq { .. } if item.reroutable => frames.push(item),
+            Frame::Data(_) | Frame::DataReq { .. } => dropped += 1,
+            _ => {}
+        }
+    }
+    if !frames.is_empty() {
+        let count = frames.len() as u64;
+        if shared.orphans.try_send(Orphans { peer, frames }).is_err() {
+            dropped += count;
+        }
+    }
+    if dropped > 0 {
+        warn!(dropped, "messages queued for a disconnected peer were dropped");
+        shared.emit(Event::Dropped { peer: Some(peer), count: dropped, reason: DropReason::PeerGone });
+    }
+}

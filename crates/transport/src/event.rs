@@ -1,0 +1,148 @@
+//! [`Event`]: what happens to connections, for tests and for users to watch.
+
+use std::fmt;
+use std::time::Duration;
+
+use smartsock_framing::PeerId;
+
+/// Which end of a connection this socket is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// This socket accepted the connection on a bound address.
+    Bind,
+    /// This socket dialed the connection.
+    Connect,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Bind => "bind",
+            Self::Connect => "connect",
+        })
+    }
+}
+
+/// Why a connection that had completed its handshake ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The peer closed the stream between frames.
+    PeerClosed,
+    /// Nothing was received for the heartbeat timeout.
+    HeartbeatTimeout,
+    /// The peer broke the protocol (the text says how); its connection was closed.
+    Protocol(String),
+    /// Reading or writing failed (the text is the OS error).
+    Io(String),
+    /// This socket is closing.
+    Closing,
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PeerClosed => f.write_str("the peer closed the connection"),
+            Self::HeartbeatTimeout => f.write_str("nothing received within the heartbeat timeout"),
+            Self::Protocol(what) => write!(f, "protocol error: {what}"),
+            Self::Io(what) => write!(f, "i/o error: {what}"),
+            Self::Closing => f.write_str("the socket is closing"),
+        }
+    }
+}
+
+/// Why a new connection was closed before it became a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefusedReason {
+    /// The peer's HELLO named a protocol version other than 1.
+    Version(u8),
+    /// A connection from this identity is already up; the new one was closed
+    /// and the old one kept.
+    DuplicateIdentity(PeerId),
+    /// The peer has this socket's own identity (a socket connected to itself).
+    OwnIdentity,
+    /// No HELLO within the handshake timeout.
+    Timeout,
+    /// The first frame was not a well-formed HELLO.
+    Malformed(String),
+    /// The socket already has its maximum number of peers.
+    TooManyPeers,
+    /// The stream failed or closed during the handshake.
+    Io(String),
+}
+
+impl fmt::Display for RefusedReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Version(v) => write!(f, "unsupported protocol version {v}"),
+            Self::DuplicateIdentity(id) => write!(f, "identity {id} is already connected"),
+            Self::OwnIdentity => f.write_str("the peer has this socket's own identity"),
+            Self::Timeout => f.write_str("no HELLO within the handshake timeout"),
+            Self::Malformed(what) => write!(f, "malformed handshake: {what}"),
+            Self::TooManyPeers => f.write_str("the socket has its maximum number of peers"),
+            Self::Io(what) => write!(f, "i/o error during the handshake: {what}"),
+        }
+    }
+}
+
+/// Why messages were dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// A publish subscriber's outbox was full (the slow-subscriber policy).
+    SlowSubscriber,
+    /// Messages queued for a peer that disconnected, which could not go elsewhere.
+    PeerGone,
+    /// ACKs that arrived while the ACK queue was full.
+    AckQueueFull,
+    /// At-least-once messages that ran out of attempts.
+    Undelivered,
+}
+
+/// Something that happened to the socket's connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A handshake completed: `peer` is up.
+    PeerConnected {
+        /// The peer's identity.
+        peer: PeerId,
+        /// The peer's address.
+        addr: String,
+        /// Which end this socket is.
+        side: Side,
+    },
+    /// A peer's connection ended.
+    PeerDisconnected {
+        /// The peer's identity.
+        peer: PeerId,
+        /// Why.
+        reason: DisconnectReason,
+    },
+    /// A new connection was closed during its handshake.
+    HandshakeRefused {
+        /// The remote address.
+        addr: String,
+        /// Why.
+        reason: RefusedReason,
+    },
+    /// The connect end will try `addr` again after `delay`.
+    Reconnecting {
+        /// The address as given to `connect`.
+        addr: String,
+        /// Failed tries in a row (1 after the first).
+        attempt: u32,
+        /// The wait before the next try.
+        delay: Duration,
+    },
+    /// Messages were dropped; see [`DropReason`].
+    Dropped {
+        /// The peer concerned, if one is.
+        peer: Option<PeerId>,
+        /// How many.
+        count: u64,
+        /// Why.
+        reason: DropReason,
+    },
+}
