@@ -91,11 +91,12 @@ pub struct TransportParts {
 /// handshakes, heartbeats, and moves frames between peers and bounded queues.
 ///
 /// Cheap to clone; clones share one transport. Dropping the last clone closes
-/// it as [`close`](Transport::close) does, without waiting.
+/// it as [`close`](Transport::close) does, without waiting (handles made by
+/// [`detached`](Transport::detached) do not count).
 #[derive(Clone)]
 pub struct Transport {
     shared: Arc<Shared>,
-    _close_on_drop: Arc<DropGuard>,
+    close_on_drop: Option<Arc<DropGuard>>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -104,6 +105,7 @@ impl std::fmt::Debug for Transport {
             .field("identity", &self.shared.config.identity)
             .field("peers", &self.shared.table.borrow().len())
             .field("closed", &self.is_closed())
+            .field("detached", &self.close_on_drop.is_none())
             .finish()
     }
 }
@@ -132,8 +134,16 @@ impl Transport {
             local_addrs: Mutex::new(Vec::new()),
             config,
         });
-        let transport = Self { shared, _close_on_drop: Arc::new(cancel.drop_guard()) };
+        let transport = Self { shared, close_on_drop: Some(Arc::new(cancel.drop_guard())) };
         Ok(TransportParts { transport, inbound, acks, orphans })
+    }
+
+    /// A handle that does not keep the transport open: the transport still
+    /// closes when the last ordinary handle is dropped. For the background
+    /// tasks of the layers above, which must not keep a socket alive that its
+    /// user has let go.
+    pub fn detached(&self) -> Transport {
+        Self { shared: self.shared.clone(), close_on_drop: None }
     }
 
     /// This socket's identity.
@@ -244,6 +254,12 @@ impl Transport {
     /// Whether [`close`](Transport::close) has been called.
     pub fn is_closed(&self) -> bool {
         self.shared.cancel.is_cancelled()
+    }
+
+    /// Completes once [`close`](Transport::close) has been called (or the last
+    /// handle dropped).
+    pub async fn closed(&self) {
+        self.shared.cancel.cancelled().await;
     }
 
     /// Stops accepting and reconnecting, gives every connection up to
