@@ -22,6 +22,9 @@ pub enum SendErrorKind {
         /// The maximum frame length.
         max: usize,
     },
+    /// A layer refused the message (the text says why), e.g. at-least-once
+    /// delivery asked of a publish.
+    Refused(&'static str),
     /// The socket is closed.
     Closed,
 }
@@ -34,6 +37,7 @@ impl fmt::Display for SendErrorKind {
             Self::TooLarge { len, max } => {
                 write!(f, "message of {len} bytes exceeds the maximum frame length of {max} bytes")
             }
+            Self::Refused(why) => f.write_str(why),
             Self::Closed => f.write_str("the socket is closed"),
         }
     }

@@ -524,8 +524,10 @@ impl tower::Service<Message> for PeerSet {
 /// The response of [`PeerSet`]: ready at once when the frame went straight
 /// into an outbox (the usual case), or waiting for room.
 pub struct ResponseFuture {
-    inner: Either<Ready<Result<(), SendError>>, BoxFuture<'static, Result<(), SendError>>>,
+    inner: Either<Ready<SendResult>, BoxFuture<'static, SendResult>>,
 }
+
+type SendResult = Result<(), SendError>;
 
 impl ResponseFuture {
     fn done(result: Result<(), SendError>) -> Self {

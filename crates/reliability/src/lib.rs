@@ -1,2 +1,88 @@
-//! At-least-once delivery for smartsock: acks, resends and duplicate filtering as tower middleware.
+//! At-least-once delivery for smartsock, as tower middleware.
+//!
+//! [`AtLeastOnceLayer`] wraps a routing service (a
+//! `tower::Service<Message, Error = SendError>`, such as smartsock-patterns'
+//! `RoundRobin<PeerSet>`). Each message goes out as a DATA_REQ with a fresh
+//! 16-byte [`MsgId`](smartsock_transport::MsgId) and stays pending until an
+//! ACK with that id arrives. Without one within the resend timeout it is sent
+//! again, with the same id, through the routing below, so round-robin may pick
+//! another, live peer. After [`AtLeastOnceConfig::max_attempts`] sends, or
+//! [`AtLeastOnceConfig::give_up_after`], it is given up: counted, reported as
+//! an event, and handed back on the [`UndeliveredReceiver`].
+//!
+//! [`ReceiveSide`] is the other half, for every socket whatever its own
+//! guarantee: it acknowledges each DATA_REQ (by default when the application
+//! takes it) and drops repeats within a window.
+//!
+//! ```
+//! use std::time::Duration;
+//! use smartsock_patterns::{Message, PeerSet, PeerSetConfig, RoundRobinLayer};
+//! use smartsock_reliability::{AtLeastOnceConfig, AtLeastOnceLayer, ReceiveSide};
+//! use smartsock_transport::{Transport, TransportConfig};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let receiver = Transport::new(TransportConfig::default())?;
+//! let addr = receiver.transport.bind("127.0.0.1:0").await?;
+//! let receive_side = ReceiveSide::new(1024);
+//!
+//! let sender = Transport::new(TransportConfig::default())?;
+//! sender.transport.connect(&addr.to_string())?;
+//! let peers = PeerSet::new(&sender.transport, sender.orphans, PeerSetConfig::default());
+//! let (reliable, _undelivered) = AtLeastOnceLayer::new(AtLeastOnceConfig::default(), sender.acks)?;
+//! let handle = reliable.handle();
+//! let mut service = ServiceBuilder::new().layer(reliable).layer(RoundRobinLayer::new()).service(peers);
+//!
+//! service.ready().await?.call(Message::new("important")).await?;
+//! assert_eq!(handle.in_flight(), 1);
+//!
+//! // Taking the message acknowledges it...
+//! let incoming = receiver.inbound.recv().await?;
+//! let (_from, payload) = receive_side.take(incoming).expect("not a repeat");
+//! assert_eq!(payload, "important");
+//! // ...and the ACK settles it at the sender.
+//! tokio::time::timeout(Duration::from_secs(5), handle.settled()).await?;
+//! assert_eq!(handle.stats().acked(), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What is guaranteed
+//!
+//! - **Delivery.** A message is delivered at least once to some peer, or
+//!   handed back as [`Undelivered`] after its attempts or its time run out.
+//!   Nothing is given up silently.
+//! - **Order: not promised.** A resent message arrives after messages sent
+//!   later than it.
+//! - **Duplicates: possible, mostly filtered.** A resend after a lost ACK
+//!   delivers the message twice; the receiver's window of recent
+//!   (sender, id) pairs drops such repeats, best effort: a repeat older than
+//!   the window is delivered again. The same id from two different senders
+//!   is two messages.
+//! - **Crashes.** With the default [`AckTiming::OnTake`] a receiver that
+//!   dies with messages still queued has not acknowledged them: the sender
+//!   sends them again. A sender that dies loses what was pending: the
+//!   pending table lives in memory.
+//! - **Backpressure.** At most [`AtLeastOnceConfig::max_in_flight`] messages
+//!   are pending; at the limit the service is not ready and sends wait.
+//!
+//! Publish together with at-least-once is refused
+//! ([`SendErrorKind::Refused`](smartsock_patterns::SendErrorKind::Refused)):
+//! one ACK cannot stand for every subscriber.
+//!
+//! Resends use one [`DelayQueue`](tokio_util::time::DelayQueue) for every
+//! pending message, in one task per layer: no timer task per message.
+
 #![forbid(unsafe_code)]
+#![doc(test(attr(deny(warnings))))]
+
+mod at_least_once;
+mod config;
+mod driver;
+mod receive;
+
+pub use at_least_once::{AtLeastOnce, AtLeastOnceLayer, ResponseFuture};
+pub use config::AtLeastOnceConfig;
+pub use driver::{AtLeastOnceHandle, AtLeastOnceStats, Undelivered, UndeliveredReceiver};
+pub use receive::{AckTiming, DuplicateFilter, ReceiveSide};

@@ -112,6 +112,9 @@ impl std::fmt::Debug for Transport {
 
 impl Transport {
     /// A transport with `config`. Call it inside a tokio runtime: its tasks run there.
+    // It returns the handle together with the receiving ends, which only the
+    // layers above may own; one call keeps them from being made twice.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(config: TransportConfig) -> Result<TransportParts, TransportError> {
         config.validate()?;
         let runtime = Handle::try_current().map_err(|_| TransportError::NoRuntime)?;

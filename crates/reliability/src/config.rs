@@ -1,0 +1,67 @@
+//! [`AtLeastOnceConfig`]: the sender's settings, with their defaults.
+
+use std::time::Duration;
+
+/// Settings of [`AtLeastOnce`](crate::AtLeastOnce).
+///
+/// ```
+/// use std::time::Duration;
+/// use smartsock_reliability::AtLeastOnceConfig;
+///
+/// let mut config = AtLeastOnceConfig::default();
+/// config.resend_timeout = Duration::from_secs(1);
+/// config.max_attempts = 3;
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AtLeastOnceConfig {
+    /// Time to wait for an ACK before sending again. Default: 5 s (the protocol's).
+    pub resend_timeout: Duration,
+    /// Sends of one message at most, the first included. Default: 6.
+    pub max_attempts: u32,
+    /// Time after the first send past which a message is given up even with
+    /// attempts left. Default: 60 s.
+    pub give_up_after: Duration,
+    /// Messages sent and not yet acknowledged, at most. At the limit the
+    /// service is not ready: a send waits for an ACK (or a give-up). Default: 4096.
+    pub max_in_flight: usize,
+    /// Given-up messages kept for [`Undelivered`](crate::UndeliveredReceiver)
+    /// readers. When full, further give-ups are counted and reported as
+    /// events but not kept. Default: 1024.
+    pub undelivered_capacity: usize,
+}
+
+impl Default for AtLeastOnceConfig {
+    fn default() -> Self {
+        Self {
+            resend_timeout: Duration::from_secs(5),
+            max_attempts: 6,
+            give_up_after: Duration::from_secs(60),
+            max_in_flight: 4096,
+            undelivered_capacity: 1024,
+        }
+    }
+}
+
+impl AtLeastOnceConfig {
+    /// Checks every setting, naming the first that is out of range.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.resend_timeout.is_zero() {
+            return Err("resend_timeout must be longer than zero".into());
+        }
+        if self.max_attempts == 0 {
+            return Err("max_attempts must be at least 1".into());
+        }
+        if self.give_up_after.is_zero() {
+            return Err("give_up_after must be longer than zero".into());
+        }
+        if self.max_in_flight == 0 || self.max_in_flight > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err("max_in_flight must be at least 1".into());
+        }
+        if self.undelivered_capacity == 0 {
+            return Err("undelivered_capacity must be at least 1".into());
+        }
+        Ok(())
+    }
+}
