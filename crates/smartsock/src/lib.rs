@@ -1,2 +1,105 @@
-//! Smart sockets: ZeroMQ-style messaging that speaks the aiomsg protocol.
+//! Smart sockets: ZeroMQ-style messaging without a broker, speaking the
+//! aiomsg v1 wire protocol byte for byte.
+//!
+//! One [`Socket`] binds and/or connects to many peers. [`Socket::send`]
+//! distributes whole messages by round-robin (one peer each, cycling) or
+//! publish (every peer), and [`Socket::send_to`] by peer identity;
+//! [`Socket::recv`] merges messages from every peer. The socket buffers while
+//! nobody is connected, reconnects by itself, keeps links alive with
+//! heartbeats, and can guarantee at-least-once delivery with acks and resends.
+//! It talks to aiomsg sockets in Python, Go, JavaScript and others.
+//!
+//! ```
+//! use smartsock::{SendMode, Socket};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), smartsock::Error> {
+//! // A publisher binds...
+//! let publisher = Socket::builder().send_mode(SendMode::Publish).build()?;
+//! let addr = publisher.bind("127.0.0.1:0").await?;
+//!
+//! // ...subscribers connect, in any order, before or after it is up.
+//! let subscriber = Socket::new()?;
+//! subscriber.connect(&addr.to_string())?;
+//! publisher.wait_for_peers(1).await;
+//!
+//! publisher.send("tick").await?;
+//! assert_eq!(subscriber.recv().await.unwrap(), "tick");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Send modes and delivery
+//!
+//! | | at-most-once (default) | at-least-once |
+//! |---|---|---|
+//! | round-robin (default) | one peer each, skipping full ones | acked, resent (maybe to another peer) until acked |
+//! | publish | every peer; a full subscriber's copy is dropped and counted | refused by [`SocketBuilder::build`] |
+//! | `send_to(peer)` | exactly that peer | exactly that peer, resent until acked |
+//!
+//! Every limit has a default and a [`SocketBuilder`] setting; every queue is
+//! bounded. A send waits while the queue it needs is full; anything that
+//! cannot be sent fails at once and hands the message back
+//! ([`Error::into_payload`]).
+//!
+//! # Building your own stack
+//!
+//! The socket is a composition of the crates below it, re-exported here:
+//! [`framing`] (the wire format), [`transport`] (connections), [`patterns`]
+//! (routing as tower layers) and [`reliability`] (at-least-once as tower
+//! middleware). Add tower middleware to the default stack with
+//! [`SocketBuilder::layer`], or compose your own:
+//!
+//! ```
+//! use std::time::Duration;
+//! use smartsock::patterns::{Message, PeerSet, PeerSetConfig, RoundRobinLayer};
+//! use smartsock::transport::{Transport, TransportConfig};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! let parts = Transport::new(TransportConfig::default())?;
+//! let peers = PeerSet::new(&parts.transport, parts.orphans, PeerSetConfig::default());
+//! let mut send = ServiceBuilder::new()
+//!     .timeout(Duration::from_secs(1))
+//!     .layer(RoundRobinLayer::new())
+//!     .service(peers);
+//! // Buffered until a peer connects.
+//! send.ready().await?.call(Message::new("hello")).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! - `json`: [`Socket::send_json`] and [`Socket::recv_json`] for any serde type.
+
 #![forbid(unsafe_code)]
+#![doc(test(attr(deny(warnings))))]
+
+mod builder;
+mod error;
+#[cfg(feature = "json")]
+mod json;
+mod sender;
+mod socket;
+
+pub use builder::{BoxSendService, Delivery, SendMode, SocketBuilder};
+pub use error::Error;
+pub use sender::Sender;
+pub use socket::Socket;
+
+pub use bytes::Bytes;
+pub use smartsock_framing::{MsgId, PeerId};
+pub use smartsock_patterns::WhenFull;
+pub use smartsock_reliability::{AckTiming, Undelivered};
+pub use smartsock_transport::{DisconnectReason, DropReason, Event, ReconnectStrategy, RefusedReason, Side};
+
+/// The wire format (`smartsock-framing`).
+pub use smartsock_framing as framing;
+/// Routing layers and the peer set (`smartsock-patterns`).
+pub use smartsock_patterns as patterns;
+/// At-least-once middleware (`smartsock-reliability`).
+pub use smartsock_reliability as reliability;
+/// Connections (`smartsock-transport`).
+pub use smartsock_transport as transport;

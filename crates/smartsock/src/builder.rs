@@ -1,0 +1,308 @@
+//! [`SocketBuilder`]: every setting of a socket, with its default.
+
+use std::fmt;
+use std::time::Duration;
+
+use smartsock_framing::PeerId;
+use smartsock_patterns::{Message, PeerSetConfig, WhenFull};
+use smartsock_reliability::{AckTiming, AtLeastOnceConfig};
+use smartsock_transport::{ReconnectStrategy, TransportConfig};
+use tower::util::BoxService;
+use tower::{BoxError, Layer, Service, ServiceExt};
+
+use crate::{Error, Socket};
+
+/// How un-addressed messages ([`Socket::send`]) are spread over peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SendMode {
+    /// Each message to one peer, cycling; full peers are skipped. The default.
+    #[default]
+    RoundRobin,
+    /// Each message to every connected peer.
+    Publish,
+}
+
+/// What a send promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// Sent once as DATA; lost if the connection dies first. The default.
+    #[default]
+    AtMostOnce,
+    /// Sent as DATA_REQ and resent until acknowledged; see
+    /// [`smartsock_reliability`] for exactly what holds.
+    AtLeastOnce,
+}
+
+/// The send stack as user layers see it.
+pub type BoxSendService = BoxService<Message, (), BoxError>;
+
+pub(crate) type LayerFn = Box<dyn FnOnce(BoxSendService) -> BoxSendService + Send>;
+
+/// Builds a [`Socket`]. By value; every setting has a default, and
+/// [`build`](SocketBuilder::build) checks them together.
+///
+/// ```
+/// use std::time::Duration;
+/// use smartsock::{Delivery, SendMode, Socket};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), smartsock::Error> {
+/// let socket = Socket::builder()
+///     .send_mode(SendMode::RoundRobin)
+///     .delivery(Delivery::AtLeastOnce)
+///     .heartbeat(Duration::from_secs(1), Duration::from_secs(3))
+///     .build()?;
+/// # drop(socket);
+///
+/// // Some combinations make no sense, and say so.
+/// let refused = Socket::builder().send_mode(SendMode::Publish).delivery(Delivery::AtLeastOnce).build();
+/// assert!(refused.unwrap_err().to_string().contains("publish"));
+/// # Ok(())
+/// # }
+/// ```
+pub struct SocketBuilder {
+    pub(crate) transport: TransportConfig,
+    pub(crate) peer_set: PeerSetConfig,
+    pub(crate) mode: SendMode,
+    pub(crate) publish_when_full: WhenFull,
+    pub(crate) delivery: Delivery,
+    pub(crate) at_least_once: AtLeastOnceConfig,
+    pub(crate) ack_timing: AckTiming,
+    pub(crate) duplicate_window: usize,
+    pub(crate) layers: Vec<LayerFn>,
+}
+
+impl fmt::Debug for SocketBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SocketBuilder")
+            .field("transport", &self.transport)
+            .field("peer_set", &self.peer_set)
+            .field("mode", &self.mode)
+            .field("publish_when_full", &self.publish_when_full)
+            .field("delivery", &self.delivery)
+            .field("at_least_once", &self.at_least_once)
+            .field("ack_timing", &self.ack_timing)
+            .field("duplicate_window", &self.duplicate_window)
+            .field("layers", &self.layers.len())
+            .finish()
+    }
+}
+
+impl Default for SocketBuilder {
+    fn default() -> Self {
+        Self {
+            transport: TransportConfig::default(),
+            peer_set: PeerSetConfig::default(),
+            mode: SendMode::default(),
+            publish_when_full: WhenFull::Drop,
+            delivery: Delivery::default(),
+            at_least_once: AtLeastOnceConfig::default(),
+            ack_timing: AckTiming::default(),
+            duplicate_window: 4096,
+            layers: Vec::new(),
+        }
+    }
+}
+
+impl SocketBuilder {
+    /// Round-robin (default) or publish.
+    pub fn send_mode(mut self, mode: SendMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// At-most-once (default) or at-least-once. At-least-once cannot be
+    /// combined with publish.
+    pub fn delivery(mut self, delivery: Delivery) -> Self {
+        self.delivery = delivery;
+        self
+    }
+
+    /// This socket's identity, sent to every peer. Default: random, new for
+    /// each socket. Set it to let peers recognise a restarted process.
+    pub fn identity(mut self, identity: PeerId) -> Self {
+        self.transport.identity = identity;
+        self
+    }
+
+    /// The wait between connect tries. Default: fixed 100 ms.
+    pub fn reconnect(mut self, strategy: ReconnectStrategy) -> Self {
+        self.transport.reconnect = strategy;
+        self
+    }
+
+    /// Send a HEARTBEAT after `interval` with nothing sent; drop a connection
+    /// after `timeout` with nothing received. Defaults: 5 s and 15 s.
+    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.transport.heartbeat_interval = interval;
+        self.transport.heartbeat_timeout = timeout;
+        self
+    }
+
+    /// Time a new connection has to complete its handshake. Default: 10 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.transport.handshake_timeout = timeout;
+        self
+    }
+
+    /// Time one TCP connect try may take. Default: 5 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.transport.connect_timeout = timeout;
+        self
+    }
+
+    /// Largest message accepted from or sent to a peer (the envelope: payload
+    /// plus 1 byte, or 17 under at-least-once). Default: 16 MiB. A larger
+    /// send fails at once and hands the message back; a peer that sends more
+    /// is disconnected.
+    pub fn max_frame_length(mut self, bytes: usize) -> Self {
+        self.transport.max_frame_length = bytes;
+        self
+    }
+
+    /// Messages queued for one peer before it counts as full (its high-water
+    /// mark). Default: 1024.
+    pub fn peer_queue(mut self, messages: usize) -> Self {
+        self.transport.outbox_capacity = messages;
+        self
+    }
+
+    /// Received messages waiting for [`Socket::recv`]. When full, the socket
+    /// stops reading and TCP pushes back on the senders; nothing is dropped.
+    /// Default: 1024.
+    pub fn receive_queue(mut self, messages: usize) -> Self {
+        self.transport.inbound_capacity = messages;
+        self
+    }
+
+    /// The no-peer buffer's high-water marks: messages and payload bytes held
+    /// while no peer is connected. Defaults: 1024 messages, 64 MiB.
+    pub fn buffer(mut self, messages: usize, bytes: usize) -> Self {
+        self.peer_set.buffer_capacity = messages;
+        self.peer_set.buffer_bytes = bytes;
+        self
+    }
+
+    /// At the no-peer buffer's mark, wait for a peer ([`WhenFull::Wait`], the
+    /// default) or fail at once with the message handed back ([`WhenFull::Drop`]).
+    pub fn when_buffer_full(mut self, policy: WhenFull) -> Self {
+        self.peer_set.buffer_when_full = policy;
+        self
+    }
+
+    /// Under publish, drop the message for a subscriber whose queue is full
+    /// ([`WhenFull::Drop`], the default, counted and reported) or wait for it
+    /// ([`WhenFull::Wait`]).
+    pub fn when_subscriber_full(mut self, policy: WhenFull) -> Self {
+        self.publish_when_full = policy;
+        self
+    }
+
+    /// Connected peers at most. Default: 1024.
+    pub fn max_peers(mut self, peers: usize) -> Self {
+        self.transport.max_peers = peers;
+        self
+    }
+
+    /// Accepted connections still handshaking, at most. Default: 64.
+    pub fn max_handshakes(mut self, handshakes: usize) -> Self {
+        self.transport.max_handshakes = handshakes;
+        self
+    }
+
+    /// On [`Socket::close`], time allowed to deliver what is queued and to
+    /// receive outstanding ACKs (each stage). Default: 1 s.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.transport.linger = linger;
+        self
+    }
+
+    /// When received DATA_REQs are acknowledged. Default: [`AckTiming::OnTake`].
+    pub fn ack_timing(mut self, timing: AckTiming) -> Self {
+        self.ack_timing = timing;
+        self
+    }
+
+    /// Recent (sender, message id) pairs remembered to drop repeated
+    /// at-least-once messages; 0 turns the filter off. Default: 4096.
+    pub fn duplicate_window(mut self, messages: usize) -> Self {
+        self.duplicate_window = messages;
+        self
+    }
+
+    /// Under at-least-once: wait this long for an ACK before sending again.
+    /// Default: 5 s.
+    pub fn resend_timeout(mut self, timeout: Duration) -> Self {
+        self.at_least_once.resend_timeout = timeout;
+        self
+    }
+
+    /// Under at-least-once: sends of one message at most, and the time after
+    /// which it is given up anyway. Defaults: 6 sends, 60 s.
+    pub fn give_up(mut self, attempts: u32, after: Duration) -> Self {
+        self.at_least_once.max_attempts = attempts;
+        self.at_least_once.give_up_after = after;
+        self
+    }
+
+    /// Under at-least-once: messages awaiting their ACK at most; sends wait
+    /// at the limit. Default: 4096.
+    pub fn max_in_flight(mut self, messages: usize) -> Self {
+        self.at_least_once.max_in_flight = messages;
+        self
+    }
+
+    /// Replaces every transport setting at once (identity included).
+    pub fn transport_config(mut self, config: TransportConfig) -> Self {
+        self.transport = config;
+        self
+    }
+
+    /// Adds a tower layer around the send path (outermost last), e.g. a
+    /// rate limit or a timeout. Its errors come back as [`Error::Layer`];
+    /// [`Error::Send`] errors from below pass through with their message.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smartsock::Socket;
+    /// use tower::timeout::TimeoutLayer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), smartsock::Error> {
+    /// let socket = Socket::builder().layer(TimeoutLayer::new(Duration::from_secs(2))).build()?;
+    /// # drop(socket);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<BoxSendService> + Send + 'static,
+        L::Service: Service<Message, Response = ()> + Send + 'static,
+        <L::Service as Service<Message>>::Error: Into<BoxError>,
+        <L::Service as Service<Message>>::Future: Send + 'static,
+    {
+        self.layers.push(Box::new(move |inner| BoxService::new(layer.layer(inner).map_err(Into::into))));
+        self
+    }
+
+    /// Checks the settings and makes the socket. Call it inside a tokio runtime.
+    pub fn build(self) -> Result<Socket, Error> {
+        if self.mode == SendMode::Publish && self.delivery == Delivery::AtLeastOnce {
+            return Err(Error::Config(
+                "at-least-once delivery cannot be combined with publish: one ACK cannot stand for \
+                 every subscriber (use round-robin, or send to peer identities)"
+                    .into(),
+            ));
+        }
+        if self.peer_set.buffer_capacity == 0 {
+            return Err(Error::Config("the no-peer buffer must hold at least 1 message".into()));
+        }
+        self.transport.validate()?;
+        if self.delivery == Delivery::AtLeastOnce {
+            self.at_least_once.validate().map_err(Error::Config)?;
+        }
+        Socket::from_builder(self)
+    }
+}

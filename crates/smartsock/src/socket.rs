@@ -1,0 +1,388 @@
+//! [`Socket`]: bind, connect, send, receive, close.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use futures::Stream;
+use smartsock_framing::PeerId;
+use smartsock_patterns::{Message, PeerSet, Publish, PublishLayer, RoundRobin, RoundRobinLayer, SendError};
+use smartsock_reliability::{
+    AckTiming, AtLeastOnce, AtLeastOnceHandle, AtLeastOnceLayer, ReceiveSide, Undelivered,
+};
+use smartsock_transport::{DropReason, Event, Incoming, Transport};
+use tokio::sync::{Mutex, broadcast, mpsc};
+use tokio::time::timeout;
+use tower::util::BoxService;
+use tower::{BoxError, Layer, Service, ServiceExt};
+use tracing::{debug, warn};
+
+use crate::Error;
+use crate::builder::{BoxSendService, Delivery, SendMode, SocketBuilder};
+
+/// The send path, as concrete types for the usual stacks so that a send
+/// allocates nothing; boxed only when the user adds layers.
+enum SendStack {
+    RoundRobin(RoundRobin<PeerSet>),
+    Publish(Publish<PeerSet>),
+    AtLeastOnce(AtLeastOnce<RoundRobin<PeerSet>>),
+    Custom(BoxSendService),
+}
+
+struct Inner {
+    transport: Transport,
+    /// Senders take turns on the stack in FIFO order: tower services keep
+    /// one waker for readiness, so two tasks waiting on one service at once
+    /// would lose a wake-up. The turn ends before the send's own future is
+    /// awaited, so sends still overlap there.
+    stack: Mutex<SendStack>,
+    peer_set: PeerSet,
+    inbound: async_channel::Receiver<Incoming>,
+    receive: ReceiveSide,
+    reliability: Option<AtLeastOnceHandle>,
+    undelivered: Mutex<Option<mpsc::Receiver<Undelivered>>>,
+    closed: AtomicBool,
+    mode: SendMode,
+    delivery: Delivery,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(reliability) = &self.reliability {
+            reliability.shutdown();
+        }
+    }
+}
+
+/// A smart socket: binds and connects to many peers, sends whole messages by
+/// round-robin, publish or peer identity, and receives from all of them.
+///
+/// Cheap to clone: clones share one socket, and can send and receive from
+/// different tasks. Dropping the last clone closes it without lingering; call
+/// [`close`](Socket::close) to deliver what is queued first.
+///
+/// ```
+/// use smartsock::Socket;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), smartsock::Error> {
+/// let server = Socket::new()?;
+/// let addr = server.bind("127.0.0.1:0").await?;
+///
+/// let client = Socket::new()?;
+/// client.connect(&addr.to_string())?;
+/// client.send("hello").await?;
+///
+/// let (from, message) = server.recv_from().await.expect("open");
+/// assert_eq!(message, "hello");
+/// assert_eq!(from, client.identity());
+/// server.send_to(from, "welcome").await?;
+/// assert_eq!(client.recv().await.expect("open"), "welcome");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Socket {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Socket")
+            .field("identity", &self.identity())
+            .field("mode", &self.inner.mode)
+            .field("delivery", &self.inner.delivery)
+            .field("peers", &self.peers().len())
+            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Socket {
+    /// A round-robin, at-most-once socket with every default. Call it inside
+    /// a tokio runtime.
+    pub fn new() -> Result<Self, Error> {
+        Self::builder().build()
+    }
+
+    /// A builder for every setting.
+    pub fn builder() -> SocketBuilder {
+        SocketBuilder::default()
+    }
+
+    pub(crate) fn from_builder(builder: SocketBuilder) -> Result<Self, Error> {
+        let SocketBuilder {
+            mut transport,
+            peer_set,
+            mode,
+            publish_when_full,
+            delivery,
+            at_least_once,
+            ack_timing,
+            duplicate_window,
+            layers,
+        } = builder;
+        transport.ack_on_arrival = ack_timing == AckTiming::OnArrival;
+        let parts = Transport::new(transport)?;
+        let peers = PeerSet::new(&parts.transport, parts.orphans, peer_set);
+        let mut reliability = None;
+        let mut undelivered = None;
+        let stack = match (mode, delivery) {
+            (SendMode::RoundRobin, Delivery::AtMostOnce) => {
+                SendStack::RoundRobin(RoundRobinLayer::new().layer(peers.clone()))
+            }
+            (SendMode::Publish, Delivery::AtMostOnce) => {
+                SendStack::Publish(PublishLayer::when_full(publish_when_full).layer(peers.clone()))
+            }
+            (SendMode::RoundRobin, Delivery::AtLeastOnce) => {
+                let (layer, given_up) =
+                    AtLeastOnceLayer::new(at_least_once, parts.acks).map_err(Error::Config)?;
+                let layer = layer.with_events(&parts.transport);
+                reliability = Some(layer.handle());
+                undelivered = Some(given_up);
+                SendStack::AtLeastOnce(layer.layer(RoundRobinLayer::new().layer(peers.clone())))
+            }
+            (SendMode::Publish, Delivery::AtLeastOnce) => {
+                return Err(Error::Config("at-least-once delivery cannot be combined with publish".into()));
+            }
+        };
+        let stack = if layers.is_empty() {
+            stack
+        } else {
+            let base: BoxSendService = match stack {
+                SendStack::RoundRobin(s) => BoxService::new(s.map_err(BoxError::from)),
+                SendStack::Publish(s) => BoxService::new(s.map_err(BoxError::from)),
+                SendStack::AtLeastOnce(s) => BoxService::new(s.map_err(BoxError::from)),
+                SendStack::Custom(s) => s,
+            };
+            SendStack::Custom(layers.into_iter().fold(base, |service, layer| layer(service)))
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                transport: parts.transport,
+                stack: Mutex::new(stack),
+                peer_set: peers,
+                inbound: parts.inbound,
+                receive: ReceiveSide::new(duplicate_window),
+                reliability,
+                undelivered: Mutex::new(undelivered),
+                closed: AtomicBool::new(false),
+                mode,
+                delivery,
+            }),
+        })
+    }
+
+    /// This socket's identity, as peers see it.
+    pub fn identity(&self) -> PeerId {
+        self.inner.transport.identity()
+    }
+
+    /// Listens on `addr` (`host:port`; port 0 picks a free port) and accepts
+    /// peers until closed. Returns the address bound. May be called several times.
+    pub async fn bind(&self, addr: &str) -> Result<SocketAddr, Error> {
+        Ok(self.inner.transport.bind(addr).await?)
+    }
+
+    /// Connects to `addr` (`host:port`) and stays connected for the socket's
+    /// whole life, reconnecting whenever the connection drops. Returns at
+    /// once: messages sent before the peer is up are buffered. May be called
+    /// several times.
+    pub fn connect(&self, addr: &str) -> Result<(), Error> {
+        Ok(self.inner.transport.connect(addr)?)
+    }
+
+    /// Sends a message by the socket's send mode. Waits while the queues it
+    /// needs are full (backpressure); with no peer connected the message is
+    /// buffered and sent when one connects.
+    ///
+    /// Fails at once, handing the message back ([`Error::into_payload`]), if
+    /// it is larger than the maximum frame length, if the socket is closed, or
+    /// if the no-peer buffer is full under [`WhenFull::Drop`](crate::WhenFull::Drop).
+    pub async fn send(&self, message: impl Into<Bytes>) -> Result<(), Error> {
+        self.dispatch(Message::new(message)).await
+    }
+
+    /// Sends a message to exactly the peer `to`, whatever the send mode.
+    /// Fails at once, handing the message back, if no such peer is connected.
+    pub async fn send_to(&self, to: PeerId, message: impl Into<Bytes>) -> Result<(), Error> {
+        self.dispatch(Message::to_peer(to, message)).await
+    }
+
+    pub(crate) async fn dispatch(&self, message: Message) -> Result<(), Error> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(closed(message));
+        }
+        let mut stack = self.inner.stack.lock().await;
+        match &mut *stack {
+            SendStack::RoundRobin(service) => {
+                let sending = ready_call(service, message).await?;
+                drop(stack);
+                Ok(sending.await?)
+            }
+            SendStack::Publish(service) => {
+                let sending = ready_call(service, message).await?;
+                drop(stack);
+                Ok(sending.await?)
+            }
+            SendStack::AtLeastOnce(service) => {
+                let sending = ready_call(service, message).await?;
+                drop(stack);
+                Ok(sending.await?)
+            }
+            SendStack::Custom(service) => {
+                let sending = ready_call(service, message).await.map_err(from_layer)?;
+                drop(stack);
+                sending.await.map_err(from_layer)
+            }
+        }
+    }
+
+    /// The next message from any peer, or `None` once the socket is closed
+    /// and every message received before has been taken.
+    pub async fn recv(&self) -> Option<Bytes> {
+        self.recv_from().await.map(|(_, message)| message)
+    }
+
+    /// Like [`recv`](Socket::recv), with the sender's identity (to answer it
+    /// with [`send_to`](Socket::send_to)).
+    pub async fn recv_from(&self) -> Option<(PeerId, Bytes)> {
+        loop {
+            let incoming = self.inner.inbound.recv().await.ok()?;
+            // Acknowledges an at-least-once message now that it is taken,
+            // and skips repeats.
+            if let Some(message) = self.inner.receive.take(incoming) {
+                return Some(message);
+            }
+        }
+    }
+
+    /// Received messages as a stream; ends when the socket is closed and drained.
+    pub fn messages(&self) -> impl Stream<Item = Bytes> + Send + 'static {
+        futures::stream::unfold(self.clone(), |socket| async move {
+            let message = socket.recv().await?;
+            Some((message, socket))
+        })
+    }
+
+    /// Received messages with their senders' identities, as a stream.
+    pub fn identity_messages(&self) -> impl Stream<Item = (PeerId, Bytes)> + Send + 'static {
+        futures::stream::unfold(self.clone(), |socket| async move {
+            let message = socket.recv_from().await?;
+            Some((message, socket))
+        })
+    }
+
+    /// Connection events from now on: peers connecting and disconnecting,
+    /// refused handshakes, reconnection tries, drops. A watcher that falls
+    /// more than 1024 events behind misses the oldest (a warning is logged).
+    pub fn events(&self) -> impl Stream<Item = Event> + Send + 'static {
+        futures::stream::unfold(self.inner.transport.events(), |mut events| async move {
+            loop {
+                match events.recv().await {
+                    Ok(event) => return Some((event, events)),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        warn!(missed, "events stream fell behind: oldest events skipped");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+    }
+
+    /// At-least-once messages given up after their attempts, handed back.
+    /// Empty under at-most-once. Only one stream at a time receives them.
+    pub fn undelivered(&self) -> impl Stream<Item = Undelivered> + Send + 'static {
+        futures::stream::unfold(self.inner.clone(), |inner| async move {
+            let next = inner.undelivered.lock().await.as_mut()?.recv().await?;
+            Some((next, inner))
+        })
+    }
+
+    /// The identities of the peers connected now, in the order they connected.
+    pub fn peers(&self) -> Vec<PeerId> {
+        self.inner.transport.peer_table().iter().map(|peer| peer.id()).collect()
+    }
+
+    /// Waits until at least `count` peers are connected.
+    pub async fn wait_for_peers(&self, count: usize) {
+        let mut table = self.inner.transport.peers();
+        // The sender lives as long as the socket, which `self` keeps alive.
+        let _ = table.wait_for(|peers| peers.len() >= count).await;
+    }
+
+    /// The addresses this socket is bound to.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.inner.transport.local_addrs()
+    }
+
+    /// The low-level transport, for events, peer tables and custom streams.
+    pub fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+
+    /// Publish messages dropped so far for subscribers whose queue was full.
+    pub fn slow_subscriber_drops(&self) -> u64 {
+        self.inner.peer_set.stats().slow_subscriber_drops()
+    }
+
+    /// Repeated at-least-once messages dropped by the receive side so far.
+    pub fn duplicates_dropped(&self) -> u64 {
+        self.inner.receive.duplicates_dropped()
+    }
+
+    /// Closes gracefully: refuses new sends, gives queued messages up to the
+    /// linger time to reach a peer and at-least-once messages as long again
+    /// to be acknowledged, then closes every connection. Messages still
+    /// buffered for lack of a peer are dropped and counted (an
+    /// `Event::Dropped`); unacknowledged ones are handed back on
+    /// [`undelivered`](Socket::undelivered). Received messages can still be
+    /// taken with [`recv`](Socket::recv), which then returns `None`.
+    pub async fn close(&self) {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            self.inner.transport.close().await;
+            return;
+        }
+        let linger = self.inner.transport.config().linger;
+        if timeout(linger, self.inner.peer_set.flushed()).await.is_err() {
+            let stranded = self.inner.peer_set.buffered();
+            warn!(stranded, "closing with messages that never found a peer");
+            self.inner.transport.emit(Event::Dropped {
+                peer: None,
+                count: stranded as u64,
+                reason: DropReason::PeerGone,
+            });
+        }
+        if let Some(reliability) = &self.inner.reliability {
+            if timeout(linger, reliability.settled()).await.is_err() {
+                debug!(in_flight = reliability.in_flight(), "closing with unacknowledged messages");
+            }
+            reliability.shutdown();
+        }
+        self.inner.transport.close().await;
+    }
+}
+
+/// Waits for readiness, then calls: the future returned no longer borrows the service.
+async fn ready_call<S>(service: &mut S, message: Message) -> Result<S::Future, S::Error>
+where
+    S: Service<Message>,
+{
+    service.ready().await?;
+    Ok(service.call(message))
+}
+
+fn closed(message: Message) -> Error {
+    Error::Send(SendError::new(smartsock_patterns::SendErrorKind::Closed, message))
+}
+
+/// Errors from below user layers are `SendError`s with the message inside:
+/// keep them so.
+fn from_layer(error: BoxError) -> Error {
+    match error.downcast::<SendError>() {
+        Ok(send) => Error::Send(*send),
+        Err(other) => Error::Layer(other),
+    }
+}
