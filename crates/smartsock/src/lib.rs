@@ -103,3 +103,8 @@ pub use smartsock_patterns as patterns;
 pub use smartsock_reliability as reliability;
 /// Connections (`smartsock-transport`).
 pub use smartsock_transport as transport;
+
+/// The README's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
