@@ -89,13 +89,19 @@ where
 
     fn call(&mut self, mut message: Message) -> Self::Future {
         if matches!(message.to, Destination::Everyone { .. }) {
+            // `call` uses up readiness: a refused message must not keep its
+            // in-flight place (it would count as in flight and block `settled`).
+            self.permit = None;
             return ResponseFuture::failed(SendError::new(SendErrorKind::Refused(NO_PUBLISH), message));
         }
         let id = match &message.frame {
             Frame::Data(_) => self.core.next_id(),
             Frame::DataReq { id, .. } => *id,
             // Not a message (a layer above sent a control frame): pass it on untracked.
-            _ => return ResponseFuture::untracked(self.inner.call(message)),
+            _ => {
+                self.permit = None;
+                return ResponseFuture::untracked(self.inner.call(message));
+            }
         };
         let permit = self.permit.take().expect("AtLeastOnce::call without poll_ready returning Ready");
         message.frame = as_request(message.frame, id);

@@ -91,8 +91,10 @@ pub(crate) struct Core {
 impl Core {
     pub(crate) fn new(config: AtLeastOnceConfig) -> (Arc<Self>, mpsc::Receiver<Command>) {
         // Tracks are bounded by the in-flight permits they carry; the extra
-        // room is for the `Forget`s of sends that failed.
-        let (commands, receiver) = mpsc::channel(config.max_in_flight.saturating_mul(2));
+        // room is for the `Forget`s of sends that failed. A channel cannot be
+        // larger than a semaphore, whatever `max_in_flight` validation allows.
+        let capacity = config.max_in_flight.saturating_mul(2).min(Semaphore::MAX_PERMITS);
+        let (commands, receiver) = mpsc::channel(capacity);
         let core = Arc::new(Self {
             config,
             commands,
@@ -190,17 +192,7 @@ where
             biased;
             () = core.shutdown.cancelled() => break,
             command = commands.recv(), if !senders_gone => match command {
-                Some(Command::Track { id, message, permit }) => {
-                    core.stats.sent.fetch_add(1, Ordering::Relaxed);
-                    let timer = timers.insert(id, config.resend_timeout);
-                    let first_sent = Instant::now();
-                    pending.insert(id, Pending { message, attempts: 1, first_sent, timer, _permit: permit });
-                }
-                Some(Command::Forget(id)) => {
-                    if let Some(entry) = pending.remove(&id) {
-                        timers.try_remove(&entry.timer);
-                    }
-                }
+                Some(command) => apply(&core, &mut pending, &mut timers, command),
                 None => senders_gone = true,
             },
             Some((peer, id)) = acks.recv() => {
@@ -220,7 +212,8 @@ where
                     give_up(&core, &undelivered, events.as_ref(), id, entry);
                 } else {
                     entry.attempts += 1;
-                    entry.timer = timers.insert(id, config.resend_timeout);
+                    let time_left = config.give_up_after.saturating_sub(entry.first_sent.elapsed());
+                    entry.timer = timers.insert(id, config.resend_timeout.min(time_left));
                     core.stats.resent.fetch_add(1, Ordering::Relaxed);
                     let message = entry.message.clone();
                     debug!(%id, attempt = entry.attempts, "resending");
@@ -235,10 +228,41 @@ where
             }
         }
     }
+    // Sends accepted before the shutdown that the loop did not reach yet are
+    // handed back too (nothing is given up silently); later sends fail at once.
+    commands.close();
+    while let Ok(command) = commands.try_recv() {
+        apply(&core, &mut pending, &mut timers, command);
+    }
     for (id, entry) in pending.drain() {
         give_up(&core, &undelivered, events.as_ref(), id, entry);
     }
     core.settled.notify_waiters();
+}
+
+/// Starts tracking a message that was just sent, or forgets one whose send failed.
+fn apply(
+    core: &Core,
+    pending: &mut HashMap<MsgId, Pending>,
+    timers: &mut DelayQueue<MsgId>,
+    command: Command,
+) {
+    let config = core.config;
+    match command {
+        Command::Track { id, message, permit } => {
+            core.stats.sent.fetch_add(1, Ordering::Relaxed);
+            // Taken before the timer is set, so that when it fires the
+            // elapsed time has surely reached `give_up_after` if it was due.
+            let first_sent = Instant::now();
+            let timer = timers.insert(id, config.resend_timeout.min(config.give_up_after));
+            pending.insert(id, Pending { message, attempts: 1, first_sent, timer, _permit: permit });
+        }
+        Command::Forget(id) => {
+            if let Some(entry) = pending.remove(&id) {
+                timers.try_remove(&entry.timer);
+            }
+        }
+    }
 }
 
 /// Sends again through the routing below, bounded in time so that a stuck
