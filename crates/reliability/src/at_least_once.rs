@@ -28,6 +28,7 @@ const NO_PUBLISH: &str = "at-least-once delivery cannot be combined with publish
 pub struct AtLeastOnce<S> {
     inner: S,
     core: Arc<Core>,
+    commands: mpsc::Sender<Command>,
     permits: PollSemaphore,
     permit: Option<OwnedSemaphorePermit>,
 }
@@ -37,6 +38,7 @@ impl<S: Clone> Clone for AtLeastOnce<S> {
         Self {
             inner: self.inner.clone(),
             core: self.core.clone(),
+            commands: self.commands.clone(),
             permits: self.permits.clone(),
             permit: None,
         }
@@ -107,10 +109,10 @@ where
         message.frame = as_request(message.frame, id);
         // Tracked before it is sent, so that its ACK can never arrive first.
         let track = Command::Track { id, message: message.clone(), permit };
-        if self.core.commands.try_send(track).is_err() {
+        if self.commands.try_send(track).is_err() {
             return ResponseFuture::failed(SendError::new(SendErrorKind::Closed, message));
         }
-        ResponseFuture::tracked(self.inner.call(message), id, self.core.commands.clone())
+        ResponseFuture::tracked(self.inner.call(message), id, self.commands.clone())
     }
 }
 
@@ -184,12 +186,13 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
 /// that first call wrapped.
 pub struct AtLeastOnceLayer {
     core: Arc<Core>,
+    commands: mpsc::Sender<Command>,
     driver: Arc<Mutex<Option<DriverParts>>>,
 }
 
 impl Clone for AtLeastOnceLayer {
     fn clone(&self) -> Self {
-        Self { core: self.core.clone(), driver: self.driver.clone() }
+        Self { core: self.core.clone(), commands: self.commands.clone(), driver: self.driver.clone() }
     }
 }
 
@@ -208,10 +211,10 @@ impl AtLeastOnceLayer {
         acks: mpsc::Receiver<(PeerId, MsgId)>,
     ) -> Result<(Self, UndeliveredReceiver), String> {
         config.validate()?;
-        let (core, commands) = Core::new(config);
+        let (core, commands_tx, commands) = Core::new(config);
         let (undelivered_tx, undelivered) = mpsc::channel(config.undelivered_capacity);
         let parts = DriverParts { commands, acks, undelivered: undelivered_tx, events: None };
-        Ok((Self { core, driver: Arc::new(Mutex::new(Some(parts))) }, undelivered))
+        Ok((Self { core, commands: commands_tx, driver: Arc::new(Mutex::new(Some(parts))) }, undelivered))
     }
 
     /// Also report give-ups as `Event::Dropped` on `transport`'s events.
@@ -240,6 +243,6 @@ where
             tokio::spawn(drive(self.core.clone(), inner.clone(), parts));
         }
         let permits = PollSemaphore::new(self.core.in_flight.clone());
-        AtLeastOnce { inner, core: self.core.clone(), permits, permit: None }
+        AtLeastOnce { inner, core: self.core.clone(), commands: self.commands.clone(), permits, permit: None }
     }
 }

@@ -57,7 +57,11 @@ impl AtLeastOnceConfig {
             return Err("give_up_after must be longer than zero".into());
         }
         if self.max_in_flight == 0 || self.max_in_flight > tokio::sync::Semaphore::MAX_PERMITS {
-            return Err("max_in_flight must be at least 1".into());
+            return Err(format!(
+                "max_in_flight must be from 1 to {} (got {})",
+                tokio::sync::Semaphore::MAX_PERMITS,
+                self.max_in_flight
+            ));
         }
         if self.undelivered_capacity == 0 {
             return Err("undelivered_capacity must be at least 1".into());

@@ -79,7 +79,6 @@ impl AtLeastOnceStats {
 /// State shared by the services of one layer and its driver.
 pub(crate) struct Core {
     pub(crate) config: AtLeastOnceConfig,
-    pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) in_flight: Arc<Semaphore>,
     salt: u64,
     counter: AtomicU64,
@@ -89,7 +88,12 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub(crate) fn new(config: AtLeastOnceConfig) -> (Arc<Self>, mpsc::Receiver<Command>) {
+    /// The shared state, and the command channel: its senders belong to the
+    /// services and the layer only, so that the driver sees the channel
+    /// close (and ends) once they are all dropped.
+    pub(crate) fn new(
+        config: AtLeastOnceConfig,
+    ) -> (Arc<Self>, mpsc::Sender<Command>, mpsc::Receiver<Command>) {
         // Tracks are bounded by the in-flight permits they carry; the extra
         // room is for the `Forget`s of sends that failed. A channel cannot be
         // larger than a semaphore, whatever `max_in_flight` validation allows.
@@ -97,7 +101,6 @@ impl Core {
         let (commands, receiver) = mpsc::channel(capacity);
         let core = Arc::new(Self {
             config,
-            commands,
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             salt: rand::random(),
             counter: AtomicU64::new(0),
@@ -105,7 +108,7 @@ impl Core {
             settled: Notify::new(),
             shutdown: CancellationToken::new(),
         });
-        (core, receiver)
+        (core, commands, receiver)
     }
 
     /// A fresh id: a random per-sender salt and a counter. Unique for this
