@@ -10,7 +10,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use smartsock_framing::{Codec, Frame, PROTOCOL_VERSION, PeerId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::codec::Decoder;
 use tracing::{Instrument, debug, field, trace, warn};
 
@@ -69,8 +69,8 @@ where
         () = shared.cancel.cancelled() => return false,
     };
     drop(handshake_permit);
-    let peer = match outcome {
-        Ok(peer) => peer,
+    let (peer, hello_sent) = match outcome {
+        Ok(done) => done,
         Err(reason) => {
             refuse(&shared, &addr, reason, &mut writer).await;
             return false;
@@ -89,7 +89,7 @@ where
 
     let reason = {
         let read = read_loop(&shared, peer, &handle, &mut reader, &mut read_buf);
-        let write = write_loop(&shared, &mut writer, &mut queued);
+        let write = write_loop(&shared, &mut writer, &mut queued, hello_sent);
         let grace = async {
             shared.cancel.cancelled().await;
             sleep(config.linger).await;
@@ -100,6 +100,9 @@ where
             () = grace => DisconnectReason::Closing,
         }
     };
+    // Closed before anyone hears of the disconnect, so that a handle is seen
+    // closed by whoever reacts to the event; what is queued is handed back below.
+    queued.close();
     shared.unregister(&handle);
     match &reason {
         DisconnectReason::Protocol(_) | DisconnectReason::Io(_) => warn!(%reason, "peer disconnected"),
@@ -119,14 +122,15 @@ async fn refuse<W: AsyncWrite + Unpin>(shared: &Shared, addr: &str, reason: Refu
 }
 
 /// Sends our HELLO and reads the peer's, per PROTOCOL.md. Bytes that came
-/// after the peer's HELLO stay in `read_buf` for the reader.
+/// after the peer's HELLO stay in `read_buf` for the reader. Returns the
+/// peer's identity and when our HELLO went out (the heartbeat clock's start).
 async fn handshake<R, W>(
     reader: &mut R,
     writer: &mut W,
     read_buf: &mut BytesMut,
     side: Side,
     identity: PeerId,
-) -> Result<PeerId, RefusedReason>
+) -> Result<(PeerId, Instant), RefusedReason>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -143,12 +147,13 @@ where
     }
     writer.write_all(&Frame::hello(identity).header()).await.map_err(io_error)?;
     writer.flush().await.map_err(io_error)?;
+    let hello_sent = Instant::now();
 
     let mut codec = Codec::builder().max_frame_length(HELLO_ENVELOPE_LEN).build();
     loop {
         match codec.decode(read_buf) {
             Ok(Some(Frame::Hello { version, identity })) if version == PROTOCOL_VERSION => {
-                return Ok(identity);
+                return Ok((identity, hello_sent));
             }
             Ok(Some(Frame::Hello { version, .. })) => return Err(RefusedReason::Version(version)),
             Ok(Some(other)) => {
@@ -251,15 +256,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
 
 /// Drains the outbox in batches, one write each; sends a HEARTBEAT after the
 /// heartbeat interval with nothing sent; on close, flushes what is queued.
+/// The HELLO was the last frame sent before it starts.
 async fn write_loop<W: AsyncWrite + Unpin>(
     shared: &Shared,
     writer: &mut W,
     queued: &mut mpsc::Receiver<Outgoing>,
+    hello_sent: Instant,
 ) -> DisconnectReason {
     let config = &shared.config;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut encoder = BatchEncoder::new(config.max_frame_length);
-    let idle = sleep(config.heartbeat_interval);
+    let idle = sleep_until(hello_sent + config.heartbeat_interval);
     tokio::pin!(idle);
     loop {
         let closing = tokio::select! {
