@@ -95,6 +95,10 @@ pub struct TransportConfig {
     /// Frames queued for one peer before its outbox is full (its high-water
     /// mark). What happens at the mark is the sender's choice: the routing
     /// layers wait, skip the peer, or drop. Default: 1024.
+    ///
+    /// The peer's writer takes up to 1024 frames at a time out of the outbox
+    /// to write them in one call, so a peer whose socket is not draining
+    /// holds at most this many queued plus one such batch being written.
     pub outbox_capacity: usize,
     /// Received messages queued for the application across all peers. When
     /// full, the transport stops reading from sockets, so TCP pushes back on

@@ -183,6 +183,9 @@ impl Transport {
     /// or [`peers`](Transport::peers) to see the peer come up.
     pub fn connect(&self, addr: &str) -> Result<(), TransportError> {
         check_address(addr)?;
+        if addr.ends_with(":0") {
+            return Err(TransportError::BadAddress { addr: addr.to_owned(), reason: "cannot connect to port 0" });
+        }
         let target: Arc<str> = addr.into();
         self.connect_with(addr, move || {
             let target = target.clone();
@@ -394,5 +397,12 @@ mod tests {
         for bad in ["", "localhost", ":80", "host:port", "host:65536", "::1:80", "host:-1"] {
             assert!(check_address(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[tokio::test]
+    async fn connect_refuses_port_zero_at_once() {
+        let parts = super::Transport::new(crate::TransportConfig::default()).unwrap();
+        let refused = parts.transport.connect("127.0.0.1:0");
+        assert!(matches!(refused, Err(crate::TransportError::BadAddress { .. })), "{refused:?}");
     }
 }
