@@ -2,6 +2,8 @@
 //!
 //! `cargo run -p smartsock --example json --features json`
 
+#![allow(clippy::print_stdout)]
+
 use serde::{Deserialize, Serialize};
 use smartsock::Socket;
 
