@@ -100,7 +100,28 @@ pub enum DropReason {
     Undelivered,
 }
 
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::SlowSubscriber => "a subscriber's queue was full",
+            Self::PeerGone => "their peer disconnected before they were written",
+            Self::AckQueueFull => "the ACK queue was full",
+            Self::Undelivered => "they ran out of delivery attempts",
+        })
+    }
+}
+
 /// Something that happened to the socket's connections.
+///
+/// Shows as one line for logs:
+///
+/// ```
+/// use std::time::Duration;
+/// use smartsock_transport::Event;
+///
+/// let event = Event::Reconnecting { addr: "127.0.0.1:5555".into(), attempt: 2, delay: Duration::from_millis(100) };
+/// assert_eq!(event.to_string(), "reconnecting to 127.0.0.1:5555 in 100ms (attempt 2)");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
@@ -145,4 +166,23 @@ pub enum Event {
         /// Why.
         reason: DropReason,
     },
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PeerConnected { peer, addr, side } => {
+                write!(f, "peer {peer} connected ({side} side, {addr})")
+            }
+            Self::PeerDisconnected { peer, reason } => write!(f, "peer {peer} disconnected: {reason}"),
+            Self::HandshakeRefused { addr, reason } => write!(f, "handshake with {addr} refused: {reason}"),
+            Self::Reconnecting { addr, attempt, delay } => {
+                write!(f, "reconnecting to {addr} in {delay:?} (attempt {attempt})")
+            }
+            Self::Dropped { peer: Some(peer), count, reason } => {
+                write!(f, "{count} message(s) for peer {peer} dropped: {reason}")
+            }
+            Self::Dropped { peer: None, count, reason } => write!(f, "{count} message(s) dropped: {reason}"),
+        }
+    }
 }
