@@ -13,7 +13,7 @@ use smartsock_reliability::{
     AckTiming, AtLeastOnce, AtLeastOnceHandle, AtLeastOnceLayer, ReceiveSide, Undelivered,
 };
 use smartsock_transport::{DropReason, Event, Incoming, Transport};
-use tokio::sync::{Mutex, broadcast, mpsc};
+use tokio::sync::{Mutex, OnceCell, broadcast, mpsc};
 use tokio::time::timeout;
 use tower::util::BoxService;
 use tower::{BoxError, Layer, Service, ServiceExt};
@@ -44,6 +44,10 @@ struct Inner {
     reliability: Option<AtLeastOnceHandle>,
     undelivered: Mutex<Option<mpsc::Receiver<Undelivered>>>,
     closed: AtomicBool,
+    /// Set once a graceful close has run to the end: every `close` call
+    /// waits for that one, so a second caller cannot cut the first one's
+    /// linger short.
+    close_done: OnceCell<()>,
     mode: SendMode,
     delivery: Delivery,
 }
@@ -169,6 +173,7 @@ impl Socket {
                 reliability,
                 undelivered: Mutex::new(undelivered),
                 closed: AtomicBool::new(false),
+                close_done: OnceCell::new(),
                 mode,
                 delivery,
             }),
@@ -340,11 +345,15 @@ impl Socket {
     /// `Event::Dropped`); unacknowledged ones are handed back on
     /// [`undelivered`](Socket::undelivered). Received messages can still be
     /// taken with [`recv`](Socket::recv), which then returns `None`.
+    ///
+    /// Every clone may call it, at the same time too: each call returns once
+    /// the one graceful close has finished.
     pub async fn close(&self) {
-        if self.inner.closed.swap(true, Ordering::AcqRel) {
-            self.inner.transport.close().await;
-            return;
-        }
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.close_done.get_or_init(|| self.close_gracefully()).await;
+    }
+
+    async fn close_gracefully(&self) {
         let linger = self.inner.transport.config().linger;
         if timeout(linger, self.inner.peer_set.flushed()).await.is_err() {
             let stranded = self.inner.peer_set.buffered();
