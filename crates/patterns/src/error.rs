@@ -25,6 +25,10 @@ pub enum SendErrorKind {
     /// A layer refused the message (the text says why), e.g. at-least-once
     /// delivery asked of a publish.
     Refused(&'static str),
+    /// The send waited its whole timeout for room and gave up.
+    TimedOut,
+    /// A send that may not wait found no room.
+    WouldWait,
     /// The socket is closed.
     Closed,
 }
@@ -38,6 +42,8 @@ impl fmt::Display for SendErrorKind {
                 write!(f, "message of {len} bytes exceeds the maximum frame length of {max} bytes")
             }
             Self::Refused(why) => f.write_str(why),
+            Self::TimedOut => f.write_str("timed out waiting for room to send"),
+            Self::WouldWait => f.write_str("no room to send without waiting"),
             Self::Closed => f.write_str("the socket is closed"),
         }
     }

@@ -71,6 +71,7 @@ pub struct SocketBuilder {
     pub(crate) at_least_once: AtLeastOnceConfig,
     pub(crate) ack_timing: AckTiming,
     pub(crate) duplicate_window: usize,
+    pub(crate) send_timeout: Option<Duration>,
     pub(crate) layers: Vec<LayerFn>,
 }
 
@@ -85,6 +86,7 @@ impl fmt::Debug for SocketBuilder {
             .field("at_least_once", &self.at_least_once)
             .field("ack_timing", &self.ack_timing)
             .field("duplicate_window", &self.duplicate_window)
+            .field("send_timeout", &self.send_timeout)
             .field("layers", &self.layers.len())
             .finish()
     }
@@ -101,6 +103,7 @@ impl Default for SocketBuilder {
             at_least_once: AtLeastOnceConfig::default(),
             ack_timing: AckTiming::default(),
             duplicate_window: 4096,
+            send_timeout: None,
             layers: Vec::new(),
         }
     }
@@ -254,6 +257,18 @@ impl SocketBuilder {
         self
     }
 
+    /// Bounds how long [`Socket::send`] and [`Socket::send_to`] wait for room
+    /// (a full peer queue, a full no-peer buffer, the in-flight limit). When
+    /// it runs out the send fails with `SendErrorKind::TimedOut` and hands
+    /// the message back. Default: none (wait as long as it takes).
+    ///
+    /// A by-identity send to a peer whose queue is full waits for that
+    /// peer after the message is handed over; that wait is not bounded.
+    pub fn send_timeout(mut self, timeout: Duration) -> Self {
+        self.send_timeout = Some(timeout);
+        self
+    }
+
     /// Replaces every transport setting at once (identity included).
     pub fn transport_config(mut self, config: TransportConfig) -> Self {
         self.transport = config;
@@ -261,17 +276,20 @@ impl SocketBuilder {
     }
 
     /// Adds a tower layer around the send path (outermost last), e.g. a
-    /// rate limit or a timeout. Its errors come back as [`Error::Layer`];
+    /// rate or concurrency limit. Its errors come back as [`Error::Layer`];
     /// [`Error::Send`] errors from below pass through with their message.
     ///
+    /// A send waits for the stack's readiness before it hands the message
+    /// over, and tower's `Timeout` times only what follows: to bound the wait
+    /// for room, use [`send_timeout`](SocketBuilder::send_timeout).
+    ///
     /// ```
-    /// use std::time::Duration;
     /// use smartsock::Socket;
-    /// use tower::timeout::TimeoutLayer;
+    /// use tower::limit::ConcurrencyLimitLayer;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), smartsock::Error> {
-    /// let socket = Socket::builder().layer(TimeoutLayer::new(Duration::from_secs(2))).build()?;
+    /// let socket = Socket::builder().layer(ConcurrencyLimitLayer::new(16)).build()?;
     /// # drop(socket);
     /// # Ok(())
     /// # }

@@ -38,6 +38,13 @@ pub struct Sender {
     sending: Option<BoxFuture<'static, Result<(), Error>>>,
 }
 
+impl Clone for Sender {
+    /// Another sender on the same socket, with no send of its own in progress.
+    fn clone(&self) -> Self {
+        self.socket.sender()
+    }
+}
+
 impl std::fmt::Debug for Sender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sender").field("socket", &self.socket).field("busy", &self.sending.is_some()).finish()

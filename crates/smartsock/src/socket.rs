@@ -4,11 +4,16 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
-use futures::Stream;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use smartsock_framing::PeerId;
-use smartsock_patterns::{Message, PeerSet, Publish, PublishLayer, RoundRobin, RoundRobinLayer, SendError};
+use smartsock_patterns::{
+    Message, PeerSet, Publish, PublishLayer, RoundRobin, RoundRobinLayer, SendError, SendErrorKind,
+};
 use smartsock_reliability::{
     AckTiming, AtLeastOnce, AtLeastOnceHandle, AtLeastOnceLayer, ReceiveSide, Undelivered,
 };
@@ -50,6 +55,7 @@ struct Inner {
     close_done: OnceCell<()>,
     mode: SendMode,
     delivery: Delivery,
+    send_timeout: Option<Duration>,
 }
 
 impl Drop for Inner {
@@ -126,6 +132,7 @@ impl Socket {
             at_least_once,
             ack_timing,
             duplicate_window,
+            send_timeout,
             layers,
         } = builder;
         transport.ack_on_arrival = ack_timing == AckTiming::OnArrival;
@@ -176,6 +183,7 @@ impl Socket {
                 close_done: OnceCell::new(),
                 mode,
                 delivery,
+                send_timeout,
             }),
         })
     }
@@ -200,49 +208,90 @@ impl Socket {
     }
 
     /// Sends a message by the socket's send mode. Waits while the queues it
-    /// needs are full (backpressure); with no peer connected the message is
-    /// buffered and sent when one connects.
+    /// needs are full (backpressure), up to the builder's
+    /// [`send_timeout`](crate::SocketBuilder::send_timeout) if one is set;
+    /// with no peer connected the message is buffered and sent when one
+    /// connects.
     ///
     /// Fails at once, handing the message back ([`Error::into_payload`]), if
     /// it is larger than the maximum frame length, if the socket is closed, or
     /// if the no-peer buffer is full under [`WhenFull::Drop`](crate::WhenFull::Drop).
     pub async fn send(&self, message: impl Into<Bytes>) -> Result<(), Error> {
-        self.dispatch(Message::new(message)).await
+        self.dispatch(Message::new(message), self.inner.send_timeout, SendErrorKind::TimedOut).await
     }
 
     /// Sends a message to exactly the peer `to`, whatever the send mode.
     /// Fails at once, handing the message back, if no such peer is connected.
     pub async fn send_to(&self, to: PeerId, message: impl Into<Bytes>) -> Result<(), Error> {
-        self.dispatch(Message::to_peer(to, message)).await
+        self.dispatch(Message::to_peer(to, message), self.inner.send_timeout, SendErrorKind::TimedOut).await
     }
 
-    pub(crate) async fn dispatch(&self, message: Message) -> Result<(), Error> {
+    /// Sends a message only if that needs no waiting: if any queue it needs
+    /// is full (or another task is mid-send), fails at once with
+    /// `SendErrorKind::WouldWait` and hands the message back.
+    ///
+    /// ```
+    /// use smartsock::Socket;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), smartsock::Error> {
+    /// // No peer, and room for one buffered message.
+    /// let socket = Socket::builder().buffer(1, 1024).build()?;
+    /// socket.try_send("first").await?;
+    /// let refused = socket.try_send("second").await.unwrap_err();
+    /// assert_eq!(refused.into_payload().unwrap(), "second");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn try_send(&self, message: impl Into<Bytes>) -> Result<(), Error> {
+        self.dispatch(Message::new(message), Some(Duration::ZERO), SendErrorKind::WouldWait).await
+    }
+
+    /// Hands `message` to the send stack, waiting for room up to `limit`.
+    pub(crate) async fn dispatch(
+        &self,
+        message: Message,
+        limit: Option<Duration>,
+        on_expiry: SendErrorKind,
+    ) -> Result<(), Error> {
         if self.inner.closed.load(Ordering::Acquire) {
-            return Err(closed(message));
+            return Err(send_error(SendErrorKind::Closed, message));
         }
+        let mut slot = Some(message);
+        let sending = match limit {
+            None => self.hand_over(&mut slot).await?,
+            Some(limit) => match timeout(limit, self.hand_over(&mut slot)).await {
+                Ok(handed) => handed?,
+                // Not handed over yet, so the message is still ours to give back.
+                Err(_) => return Err(send_error(on_expiry, slot.take().expect("not handed over"))),
+            },
+        };
+        sending.finish().await
+    }
+
+    /// Waits for the stack to be ready, then takes the message out of `slot`
+    /// and calls: the message leaves `slot` only once nothing can fail before the call.
+    async fn hand_over(&self, slot: &mut Option<Message>) -> Result<Sending, Error> {
         let mut stack = self.inner.stack.lock().await;
-        match &mut *stack {
+        let take = |slot: &mut Option<Message>| slot.take().expect("message handed over once");
+        Ok(match &mut *stack {
             SendStack::RoundRobin(service) => {
-                let sending = ready_call(service, message).await?;
-                drop(stack);
-                Ok(sending.await?)
+                service.ready().await?;
+                Sending::Direct(service.call(take(slot)))
             }
             SendStack::Publish(service) => {
-                let sending = ready_call(service, message).await?;
-                drop(stack);
-                Ok(sending.await?)
+                service.ready().await?;
+                Sending::Direct(service.call(take(slot)))
             }
             SendStack::AtLeastOnce(service) => {
-                let sending = ready_call(service, message).await?;
-                drop(stack);
-                Ok(sending.await?)
+                service.ready().await?;
+                Sending::Reliable(service.call(take(slot)))
             }
             SendStack::Custom(service) => {
-                let sending = ready_call(service, message).await.map_err(from_layer)?;
-                drop(stack);
-                sending.await.map_err(from_layer)
+                service.ready().await.map_err(from_layer)?;
+                Sending::Custom(service.call(take(slot)))
             }
-        }
+        })
     }
 
     /// The next message from any peer, or `None` once the socket is closed
@@ -265,25 +314,27 @@ impl Socket {
     }
 
     /// Received messages as a stream; ends when the socket is closed and drained.
-    pub fn messages(&self) -> impl Stream<Item = Bytes> + Send + 'static {
+    pub fn messages(&self) -> BoxStream<'static, Bytes> {
         futures::stream::unfold(self.clone(), |socket| async move {
             let message = socket.recv().await?;
             Some((message, socket))
         })
+        .boxed()
     }
 
     /// Received messages with their senders' identities, as a stream.
-    pub fn identity_messages(&self) -> impl Stream<Item = (PeerId, Bytes)> + Send + 'static {
+    pub fn identity_messages(&self) -> BoxStream<'static, (PeerId, Bytes)> {
         futures::stream::unfold(self.clone(), |socket| async move {
             let message = socket.recv_from().await?;
             Some((message, socket))
         })
+        .boxed()
     }
 
     /// Connection events from now on: peers connecting and disconnecting,
     /// refused handshakes, reconnection tries, drops. A watcher that falls
     /// more than 1024 events behind misses the oldest (a warning is logged).
-    pub fn events(&self) -> impl Stream<Item = Event> + Send + 'static {
+    pub fn events(&self) -> BoxStream<'static, Event> {
         futures::stream::unfold(self.inner.transport.events(), |mut events| async move {
             loop {
                 match events.recv().await {
@@ -295,15 +346,38 @@ impl Socket {
                 }
             }
         })
+        .boxed()
     }
 
     /// At-least-once messages given up after their attempts, handed back.
     /// Empty under at-most-once. Only one stream at a time receives them.
-    pub fn undelivered(&self) -> impl Stream<Item = Undelivered> + Send + 'static {
+    pub fn undelivered(&self) -> BoxStream<'static, Undelivered> {
         futures::stream::unfold(self.inner.clone(), |inner| async move {
             let next = inner.undelivered.lock().await.as_mut()?.recv().await?;
             Some((next, inner))
         })
+        .boxed()
+    }
+
+    /// At-least-once messages sent and not yet acknowledged (nor given up);
+    /// always 0 under at-most-once.
+    pub fn in_flight(&self) -> usize {
+        self.inner.reliability.as_ref().map_or(0, AtLeastOnceHandle::in_flight)
+    }
+
+    /// Completes once every at-least-once message sent so far is
+    /// acknowledged or given up (at once under at-most-once). Bound it with
+    /// a timeout: with no peer it waits for the give-up.
+    pub async fn settled(&self) {
+        if let Some(reliability) = &self.inner.reliability {
+            reliability.settled().await;
+        }
+    }
+
+    /// The at-least-once counters (sent, resent, acked, undelivered), or
+    /// `None` under at-most-once.
+    pub fn delivery_stats(&self) -> Option<&smartsock_reliability::AtLeastOnceStats> {
+        self.inner.reliability.as_ref().map(AtLeastOnceHandle::stats)
     }
 
     /// The identities of the peers connected now, in the order they connected.
@@ -311,11 +385,14 @@ impl Socket {
         self.inner.transport.peer_table().iter().map(|peer| peer.id()).collect()
     }
 
-    /// Waits until at least `count` peers are connected.
-    pub async fn wait_for_peers(&self, count: usize) {
+    /// Waits until at least `count` peers are connected: true then, false if
+    /// the socket closes first.
+    pub async fn wait_for_peers(&self, count: usize) -> bool {
         let mut table = self.inner.transport.peers();
-        // The sender lives as long as the socket, which `self` keeps alive.
-        let _ = table.wait_for(|peers| peers.len() >= count).await;
+        tokio::select! {
+            reached = table.wait_for(|peers| peers.len() >= count) => reached.is_ok(),
+            () = self.inner.transport.closed() => false,
+        }
     }
 
     /// The addresses this socket is bound to.
@@ -374,17 +451,25 @@ impl Socket {
     }
 }
 
-/// Waits for readiness, then calls: the future returned no longer borrows the service.
-async fn ready_call<S>(service: &mut S, message: Message) -> Result<S::Future, S::Error>
-where
-    S: Service<Message>,
-{
-    service.ready().await?;
-    Ok(service.call(message))
+/// A message handed over to the stack, on its way into the peers' queues.
+enum Sending {
+    Direct(smartsock_patterns::ResponseFuture),
+    Reliable(smartsock_reliability::ResponseFuture<smartsock_patterns::ResponseFuture>),
+    Custom(BoxFuture<'static, Result<(), BoxError>>),
 }
 
-fn closed(message: Message) -> Error {
-    Error::Send(SendError::new(smartsock_patterns::SendErrorKind::Closed, message))
+impl Sending {
+    async fn finish(self) -> Result<(), Error> {
+        match self {
+            Self::Direct(sending) => Ok(sending.await?),
+            Self::Reliable(sending) => Ok(sending.await?),
+            Self::Custom(sending) => sending.await.map_err(from_layer),
+        }
+    }
+}
+
+fn send_error(kind: SendErrorKind, message: Message) -> Error {
+    Error::Send(SendError::new(kind, message))
 }
 
 /// Errors from below user layers are `SendError`s with the message inside:

@@ -226,22 +226,27 @@ async fn a_layers_own_error_is_error_layer() -> Result<(), Error> {
 }
 
 #[tokio::test]
-#[ignore = "known bug: a TimeoutLayer never bounds a send waiting for room (see the test's comment)"]
-async fn a_timeout_layer_bounds_a_send_waiting_for_room() -> Result<(), Error> {
-    // `SocketBuilder::layer` documents a timeout as its example, but the
-    // socket waits for readiness (`ready().await`) before `call`, and tower's
-    // `Timeout` only times the future that `call` returns. Backpressure (a
-    // full no-peer buffer here, or full peer queues) is carried by readiness,
-    // so the send below waits forever instead of failing after 200 ms.
+async fn send_timeout_bounds_a_send_waiting_for_room() -> Result<(), Error> {
+    // tower's `Timeout` times only what follows readiness, and backpressure
+    // is readiness: `send_timeout` is the bound for the wait for room.
     let client = Socket::builder()
         .buffer(1, 1 << 20)
         .when_buffer_full(WhenFull::Wait)
-        .layer(TimeoutLayer::new(Duration::from_millis(200)))
+        .send_timeout(Duration::from_millis(200))
         .build()?;
     client.send("buffered").await?;
-    let outcome = tokio::time::timeout(Duration::from_secs(3), client.send("waits")).await;
-    let error = outcome.expect("the timeout layer ends the send").expect_err("timed out");
-    assert!(matches!(error, Error::Layer(_)), "{error:?}");
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(5), client.send("waits")).await;
+    let error = outcome.expect("send_timeout ends the send").expect_err("timed out");
+    assert!(started.elapsed() >= Duration::from_millis(200), "gave up early: {:?}", started.elapsed());
+    assert!(
+        matches!(&error, Error::Send(e) if *e.kind() == smartsock::patterns::SendErrorKind::TimedOut),
+        "{error:?}"
+    );
+    assert_eq!(error.into_payload().expect("handed back"), "waits");
+    // try_send never waits: the buffer is still full.
+    let refused = client.try_send("again").await.expect_err("would wait");
+    assert_eq!(refused.into_payload().expect("handed back"), "again");
     Ok(())
 }
 
