@@ -12,7 +12,7 @@ use smartsock_transport::{DropReason, Event, Orphans, Outgoing, PeerHandle, Peer
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::PollSender;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::{Destination, Message, SendError, SendErrorKind, WhenFull};
 
@@ -368,7 +368,10 @@ impl PeerSet {
     fn send_any(&mut self, message: Message) -> ResponseFuture {
         let mut item = Outgoing::to_any_peer(message.frame);
         if let Some(i) = self.reserved.take() {
-            match self.pollers[i].send_item(item) {
+            let sent = self.pollers[i].send_item(item);
+            // The other pollers may have reserved slots meanwhile: free them.
+            self.pollers.clear();
+            match sent {
                 Ok(()) => {
                     self.cursor = (i + 1) % self.peers.len();
                     return ResponseFuture::done(Ok(()));
@@ -512,6 +515,13 @@ impl tower::Service<Message> for PeerSet {
             return ResponseFuture::done(Err(SendError::new(SendErrorKind::Closed, message)));
         }
         self.refresh();
+        if !matches!(message.to, Destination::Unresolved | Destination::AnyOne) || self.buffering() {
+            // Only `send_any` uses the slot readiness reserved; anything else
+            // would find that slot taken (and, with no send to use it, the
+            // set would stay ready while every outbox is full).
+            self.pollers.clear();
+            self.reserved = None;
+        }
         match message.to {
             Destination::Peer(peer) => self.send_to_peer(peer, message),
             _ if self.buffering() => self.shared.buffer(message),
@@ -609,7 +619,7 @@ async fn flush(shared: &Shared, table: &mut watch::Receiver<PeerTable>, cursor: 
                 }
             }
         };
-        let undelivered = deliver_buffered(shared, &peers, cursor, message).await;
+        let undelivered = deliver_buffered(shared, &peers, table, cursor, message).await;
         let mut backlog = lock(&shared.backlog);
         backlog.in_flight = false;
         if let Some(message) = undelivered {
@@ -620,32 +630,44 @@ async fn flush(shared: &Shared, table: &mut watch::Receiver<PeerTable>, cursor: 
     }
 }
 
-/// Sends one buffered message; hands it back if no peer could take it.
+/// Sends one buffered message; hands it back if no peer could take it (to be
+/// tried again with the peers of the moment).
 async fn deliver_buffered(
     shared: &Shared,
     peers: &PeerTable,
+    table: &mut watch::Receiver<PeerTable>,
     cursor: &mut usize,
     message: Message,
 ) -> Option<Message> {
     match message.to {
-        Destination::Everyone { when_full } => {
+        Destination::Everyone { when_full: WhenFull::Wait } => {
             let mut delivered = false;
             for peer in peers.iter() {
                 let item = Outgoing::to_this_peer(message.frame.clone());
-                let sent = match when_full {
-                    WhenFull::Wait => peer.outbox().send(item).await.is_ok(),
-                    WhenFull::Drop => match peer.try_send(item) {
-                        Ok(()) => true,
-                        Err(TrySendError::Full(_)) => {
-                            shared.count_slow_drop(peer.id());
-                            true
-                        }
-                        Err(TrySendError::Closed(_)) => false,
-                    },
-                };
-                delivered |= sent;
+                delivered |= peer.outbox().send(item).await.is_ok();
             }
             (!delivered).then_some(message)
+        }
+        Destination::Everyone { when_full: WhenFull::Drop } => {
+            let mut accepted = false;
+            let mut full = Vec::new();
+            for peer in peers.iter() {
+                match peer.try_send(Outgoing::to_this_peer(message.frame.clone())) {
+                    Ok(()) => accepted = true,
+                    Err(TrySendError::Full(_)) => full.push(peer),
+                    Err(TrySendError::Closed(_)) => {}
+                }
+            }
+            if accepted || full.is_empty() {
+                for peer in full {
+                    shared.count_slow_drop(peer.id());
+                }
+                return (!accepted).then_some(message);
+            }
+            // Every outbox is full: wait, as a send waits for readiness,
+            // instead of dropping the message for everyone.
+            room_or_change(full.into_iter(), table).await;
+            Some(message)
         }
         _ => {
             let mut item = Outgoing::to_any_peer(message.frame);
@@ -659,16 +681,23 @@ async fn deliver_buffered(
                     Err(TrySendError::Full(back) | TrySendError::Closed(back)) => item = back,
                 }
             }
-            // Every outbox full: wait for the next peer in turn.
-            let i = *cursor % peers.len();
-            *cursor = i + 1;
-            match peers[i].outbox().send(item).await {
-                Ok(()) => None,
-                Err(closed) => {
-                    warn!("a peer left while a buffered message waited for it");
-                    Some(Message { to: Destination::AnyOne, frame: closed.0.frame })
-                }
-            }
+            // Every outbox full: wait for room in any (a stalled peer must not
+            // hold the rest back) or for a new peer.
+            room_or_change(peers.iter(), table).await;
+            Some(Message { to: Destination::AnyOne, frame: item.frame })
         }
+    }
+}
+
+/// Waits until one of `peers` has room in its outbox (or has gone), or the
+/// transport's peers change.
+async fn room_or_change<'a>(
+    peers: impl Iterator<Item = &'a PeerHandle>,
+    table: &mut watch::Receiver<PeerTable>,
+) {
+    let room = futures::future::select_all(peers.map(|peer| Box::pin(peer.outbox().reserve())));
+    tokio::select! {
+        _ = room => {}
+        _ = table.changed() => {}
     }
 }

@@ -184,7 +184,10 @@ impl Transport {
     pub fn connect(&self, addr: &str) -> Result<(), TransportError> {
         check_address(addr)?;
         if addr.ends_with(":0") {
-            return Err(TransportError::BadAddress { addr: addr.to_owned(), reason: "cannot connect to port 0" });
+            return Err(TransportError::BadAddress {
+                addr: addr.to_owned(),
+                reason: "cannot connect to port 0",
+            });
         }
         let target: Arc<str> = addr.into();
         self.connect_with(addr, move || {
