@@ -1,17 +1,19 @@
 //! [`PeerSet`]: the service that puts frames in peers' outboxes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use futures::future::{BoxFuture, Either, Ready, ready};
-use smartsock_transport::{DropReason, Event, Orphans, Outgoing, PeerHandle, PeerId, PeerTable, Transport};
+use smartsock_transport::{
+    DropReason, Event, Frame, MsgId, Orphans, Outgoing, PeerHandle, PeerId, PeerTable, Transport,
+};
+use tokio::sync::futures::OwnedNotified;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, mpsc, watch};
-use tokio_util::sync::PollSender;
 use tracing::debug;
 
 use crate::{Destination, Message, SendError, SendErrorKind, WhenFull};
@@ -83,6 +85,16 @@ struct Backlog {
     in_flight: bool,
     /// Senders waiting for room.
     waiters: Vec<Waker>,
+    /// Ids of the at-least-once messages in `queue`: a resend of a message
+    /// still waiting here is the same message, so it is not queued twice.
+    requests: HashSet<MsgId>,
+}
+
+fn request_id(message: &Message) -> Option<MsgId> {
+    match message.frame {
+        Frame::DataReq { id, .. } => Some(id),
+        _ => None,
+    }
 }
 
 impl Backlog {
@@ -90,18 +102,58 @@ impl Backlog {
         self.queue.len() < config.buffer_capacity && self.bytes < config.buffer_bytes
     }
 
+    /// Whether `message` is an at-least-once message already waiting here.
+    fn holds(&self, message: &Message) -> bool {
+        request_id(message).is_some_and(|id| self.requests.contains(&id))
+    }
+
+    /// Queues `message` unless it is already waiting here.
     fn push_back(&mut self, message: Message) {
+        if let Some(id) = request_id(&message) {
+            if !self.requests.insert(id) {
+                return;
+            }
+        }
         self.bytes += message.payload().len();
         self.queue.push_back(message);
     }
 
+    /// Puts `message` first in line, unless it is already waiting here.
+    fn push_front(&mut self, message: Message) {
+        if let Some(id) = request_id(&message) {
+            if !self.requests.insert(id) {
+                return;
+            }
+        }
+        self.bytes += message.payload().len();
+        self.queue.push_front(message);
+    }
+
     fn pop_front(&mut self) -> Option<Message> {
         let message = self.queue.pop_front()?;
+        self.forget(&message);
+        Some(message)
+    }
+
+    /// Takes out the at-least-once message `id`, if it is waiting here.
+    fn withdraw(&mut self, id: MsgId) -> Option<Message> {
+        if !self.requests.contains(&id) {
+            return None;
+        }
+        let at = self.queue.iter().position(|m| request_id(m) == Some(id))?;
+        let message = self.queue.remove(at)?;
+        self.forget(&message);
+        Some(message)
+    }
+
+    fn forget(&mut self, message: &Message) {
         self.bytes -= message.payload().len();
+        if let Some(id) = request_id(message) {
+            self.requests.remove(&id);
+        }
         for waker in self.waiters.drain(..) {
             waker.wake();
         }
-        Some(message)
     }
 
     fn is_idle(&self) -> bool {
@@ -120,6 +172,9 @@ struct Shared {
     /// Wakes [`PeerSet::flushed`] waiters when the backlog empties.
     drained: Notify,
     stats: PeerSetStats,
+    /// The next peer in turn, shared by every clone: a resend made through
+    /// another clone goes to the peer after the one that failed.
+    cursor: AtomicUsize,
 }
 
 impl Shared {
@@ -127,6 +182,10 @@ impl Shared {
     /// messages accepted once already); hands it back otherwise.
     fn try_buffer(&self, message: Message, force: bool) -> Result<(), Message> {
         let mut backlog = lock(&self.backlog);
+        if backlog.holds(&message) {
+            // A resend of a message that never left: it is still on its way.
+            return Ok(());
+        }
         if !force && !backlog.has_room(&self.config) {
             return Err(message);
         }
@@ -229,12 +288,11 @@ pub struct PeerSet {
     table: watch::Receiver<PeerTable>,
     peers: PeerTable,
     index: HashMap<PeerId, usize>,
-    cursor: usize,
     stale: bool,
-    /// Only used when every outbox was full: one poller per peer, to be woken
-    /// when any of them has room.
-    pollers: Vec<PollSender<Outgoing>>,
-    reserved: Option<usize>,
+    room: Arc<Notify>,
+    /// Only while every outbox is full: the wake-up for "an outbox may have
+    /// room". Dropping it (a caller that stops waiting) holds nothing.
+    room_wait: Option<Pin<Box<OwnedNotified>>>,
 }
 
 impl Clone for PeerSet {
@@ -244,17 +302,16 @@ impl Clone for PeerSet {
             table: self.table.clone(),
             peers: self.peers.clone(),
             index: self.index.clone(),
-            cursor: self.cursor,
             stale: self.stale,
-            pollers: Vec::new(),
-            reserved: None,
+            room: self.room.clone(),
+            room_wait: None,
         }
     }
 }
 
 impl std::fmt::Debug for PeerSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PeerSet").field("peers", &self.peers.len()).field("cursor", &self.cursor).finish()
+        f.debug_struct("PeerSet").field("peers", &self.peers.len()).finish_non_exhaustive()
     }
 }
 
@@ -275,6 +332,7 @@ impl PeerSet {
             flush_wanted: Notify::new(),
             drained: Notify::new(),
             stats: PeerSetStats::default(),
+            cursor: AtomicUsize::new(0),
         });
         let table = transport.peers();
         tokio::spawn(flusher(shared.clone(), table.clone(), orphans));
@@ -283,10 +341,9 @@ impl PeerSet {
             table,
             peers: PeerTable::from(Vec::new()),
             index: HashMap::new(),
-            cursor: 0,
             stale: true,
-            pollers: Vec::new(),
-            reserved: None,
+            room: transport.room_signal(),
+            room_wait: None,
         };
         set.refresh();
         set
@@ -306,6 +363,13 @@ impl PeerSet {
     /// Messages waiting in the no-peer buffer.
     pub fn buffered(&self) -> usize {
         lock(&self.shared.backlog).queue.len()
+    }
+
+    /// Takes the at-least-once message `id` out of the no-peer buffer, if it
+    /// is still waiting there: for a sender that has given it up, so that it
+    /// is not delivered after being handed back. True if it was there.
+    pub fn withdraw(&self, id: MsgId) -> bool {
+        lock(&self.shared.backlog).withdraw(id).is_some()
     }
 
     /// Completes when the no-peer buffer is empty: everything sent so far is
@@ -329,70 +393,48 @@ impl PeerSet {
         }
         self.peers = self.table.borrow_and_update().clone();
         self.index = self.peers.iter().enumerate().map(|(i, p)| (p.id(), i)).collect();
-        self.pollers.clear();
-        self.reserved = None;
         self.stale = false;
-        if self.cursor >= self.peers.len() {
-            self.cursor = 0;
-        }
     }
 
     fn buffering(&self) -> bool {
         self.peers.is_empty() || self.shared.backlog_active.load(Ordering::Acquire)
     }
 
-    /// Slow path of readiness: every outbox was full. Polls a reservation on
-    /// each so that the first to get room wakes this task.
+    /// Whether some peer can take a frame now (a closed outbox counts: the
+    /// send finds the peer gone and routes elsewhere).
+    fn any_room(&self) -> bool {
+        self.peers.iter().any(|p| p.room() > 0 || p.is_closed())
+    }
+
+    /// Slow path of readiness: every outbox was full. Waits on the
+    /// transport's room signal, registering before looking again so that a
+    /// writer draining in between is not missed.
     fn poll_any_room(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.pollers.len() != self.peers.len() {
-            self.pollers = self.peers.iter().map(|p| PollSender::new(p.outbox().clone())).collect();
-        }
-        for offset in 0..self.pollers.len() {
-            let i = (self.cursor + offset) % self.pollers.len();
-            match self.pollers[i].poll_reserve(cx) {
-                Poll::Ready(Ok(())) => {
-                    self.reserved = Some(i);
-                    return Poll::Ready(());
-                }
-                Poll::Ready(Err(_)) => {
-                    // That peer has gone; the next refresh drops it.
-                    self.stale = true;
-                    return Poll::Ready(());
-                }
-                Poll::Pending => {}
+        loop {
+            let room = self.room.clone();
+            self.room_wait.get_or_insert_with(|| Box::pin(room.notified_owned())).as_mut().enable();
+            if self.table.has_changed().unwrap_or(false) || self.any_room() {
+                self.room_wait = None;
+                return Poll::Ready(());
+            }
+            let wait = self.room_wait.as_mut().expect("set above");
+            match wait.as_mut().poll(cx) {
+                Poll::Ready(()) => self.room_wait = None,
+                Poll::Pending => return Poll::Pending,
             }
         }
-        Poll::Pending
     }
 
     fn send_any(&mut self, message: Message) -> ResponseFuture {
         let mut item = Outgoing::to_any_peer(message.frame);
-        if let Some(i) = self.reserved.take() {
-            let sent = self.pollers[i].send_item(item);
-            // The other pollers may have reserved slots meanwhile: free them.
-            self.pollers.clear();
-            match sent {
-                Ok(()) => {
-                    self.cursor = (i + 1) % self.peers.len();
-                    return ResponseFuture::done(Ok(()));
-                }
-                Err(e) => match e.into_inner() {
-                    Some(back) => item = back,
-                    None => return ResponseFuture::done(Ok(())),
-                },
-            }
-        }
+        let cursor = self.shared.cursor.load(Ordering::Relaxed);
         let count = self.peers.len();
         let mut live = None;
         for offset in 0..count {
-            let i = (self.cursor + offset) % count;
+            let i = (cursor + offset) % count;
             match self.peers[i].try_send(item) {
                 Ok(()) => {
-                    self.cursor = (i + 1) % count;
-                    if !self.pollers.is_empty() {
-                        // Back on the fast path: release reservations held for later.
-                        self.pollers.clear();
-                    }
+                    self.shared.cursor.store(i + 1, Ordering::Relaxed);
                     return ResponseFuture::done(Ok(()));
                 }
                 Err(TrySendError::Full(back)) => {
@@ -412,7 +454,7 @@ impl PeerSet {
             // Every outbox is full (a call made without readiness): wait for
             // room at the next peer in turn.
             Some(i) => {
-                self.cursor = (i + 1) % count;
+                self.shared.cursor.store(i + 1, Ordering::Relaxed);
                 let outbox = self.peers[i].outbox().clone();
                 let shared = self.shared.clone();
                 ResponseFuture::waiting(async move {
@@ -499,7 +541,8 @@ impl tower::Service<Message> for PeerSet {
         if self.buffering() {
             return self.shared.poll_buffer_room(cx).map(Ok);
         }
-        if self.reserved.is_some() || self.peers.iter().any(|p| p.room() > 0) {
+        if self.any_room() {
+            self.room_wait = None;
             return Poll::Ready(Ok(()));
         }
         self.poll_any_room(cx).map(Ok)
@@ -515,13 +558,6 @@ impl tower::Service<Message> for PeerSet {
             return ResponseFuture::done(Err(SendError::new(SendErrorKind::Closed, message)));
         }
         self.refresh();
-        if !matches!(message.to, Destination::Unresolved | Destination::AnyOne) || self.buffering() {
-            // Only `send_any` uses the slot readiness reserved; anything else
-            // would find that slot taken (and, with no send to use it, the
-            // set would stay ready while every outbox is full).
-            self.pollers.clear();
-            self.reserved = None;
-        }
         match message.to {
             Destination::Peer(peer) => self.send_to_peer(peer, message),
             _ if self.buffering() => self.shared.buffer(message),
@@ -581,8 +617,7 @@ async fn flusher(
                 let mut backlog = lock(&shared.backlog);
                 // They were sent before anything still buffered: they go first.
                 for item in frames.into_iter().rev() {
-                    backlog.bytes += item.frame.payload().len();
-                    backlog.queue.push_front(Message { to: Destination::AnyOne, frame: item.frame });
+                    backlog.push_front(Message { to: Destination::AnyOne, frame: item.frame });
                 }
                 shared.backlog_active.store(true, Ordering::Release);
             }
@@ -624,8 +659,7 @@ async fn flush(shared: &Shared, table: &mut watch::Receiver<PeerTable>, cursor: 
         backlog.in_flight = false;
         if let Some(message) = undelivered {
             // Its peers left meanwhile: it stays first in line.
-            backlog.bytes += message.payload().len();
-            backlog.queue.push_front(message);
+            backlog.push_front(message);
         }
     }
 }

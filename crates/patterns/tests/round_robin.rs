@@ -249,7 +249,6 @@ async fn readiness_reservations_do_not_keep_outbox_slots() {
 /// queued on every full outbox; they take slots as they free up and keep
 /// them while that peer set is idle, so other senders to those peers wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "design: an abandoned poll_ready keeps outbox slots reserved while its PeerSet is idle"]
 async fn an_abandoned_readiness_keeps_no_outbox_slots() {
     let mut config = TransportConfig::default();
     config.outbox_capacity = 1;

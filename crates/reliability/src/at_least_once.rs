@@ -213,7 +213,8 @@ impl AtLeastOnceLayer {
         config.validate()?;
         let (core, commands_tx, commands) = Core::new(config);
         let (undelivered_tx, undelivered) = mpsc::channel(config.undelivered_capacity);
-        let parts = DriverParts { commands, acks, undelivered: undelivered_tx, events: None };
+        let parts =
+            DriverParts { commands, acks, undelivered: undelivered_tx, events: None, on_give_up: None };
         Ok((Self { core, commands: commands_tx, driver: Arc::new(Mutex::new(Some(parts))) }, undelivered))
     }
 
@@ -221,6 +222,18 @@ impl AtLeastOnceLayer {
     pub fn with_events(self, transport: &Transport) -> Self {
         if let Some(parts) = self.driver.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             parts.events = Some(transport.detached());
+        }
+        self
+    }
+
+    /// Calls `hook` with the id of every message given up, before it is
+    /// handed back: to withdraw copies still waiting below (the socket takes
+    /// them out of the peer set's no-peer buffer with `PeerSet::withdraw`), so
+    /// that a message handed back is not delivered too. Set it before the
+    /// first [`layer`](Layer::layer) call.
+    pub fn on_give_up(self, hook: impl Fn(MsgId) + Send + Sync + 'static) -> Self {
+        if let Some(parts) = self.driver.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            parts.on_give_up = Some(Box::new(hook));
         }
         self
     }

@@ -174,18 +174,23 @@ struct Pending {
     _permit: OwnedSemaphorePermit,
 }
 
+/// Called with the id of each message given up, before it is handed back.
+pub(crate) type GiveUpHook = Box<dyn Fn(MsgId) + Send + Sync>;
+
 pub(crate) struct DriverParts {
     pub(crate) commands: mpsc::Receiver<Command>,
     pub(crate) acks: mpsc::Receiver<(PeerId, MsgId)>,
     pub(crate) undelivered: mpsc::Sender<Undelivered>,
     pub(crate) events: Option<Transport>,
+    pub(crate) on_give_up: Option<GiveUpHook>,
 }
 
 pub(crate) async fn drive<S>(core: Arc<Core>, mut inner: S, parts: DriverParts)
 where
     S: Service<Message, Response = (), Error = SendError>,
 {
-    let DriverParts { mut commands, mut acks, undelivered, events } = parts;
+    let DriverParts { mut commands, mut acks, undelivered, events, on_give_up } = parts;
+    let give_up = |id, entry| give_up(&core, &undelivered, events.as_ref(), on_give_up.as_deref(), id, entry);
     let config = core.config;
     let mut pending: HashMap<MsgId, Pending> = HashMap::new();
     let mut timers: DelayQueue<MsgId> = DelayQueue::new();
@@ -212,7 +217,7 @@ where
                 let out_of_time = entry.first_sent.elapsed() >= config.give_up_after;
                 if entry.attempts >= config.max_attempts || out_of_time {
                     let entry = pending.remove(&id).expect("entry present");
-                    give_up(&core, &undelivered, events.as_ref(), id, entry);
+                    give_up(id, entry);
                 } else {
                     entry.attempts += 1;
                     let time_left = config.give_up_after.saturating_sub(entry.first_sent.elapsed());
@@ -238,7 +243,7 @@ where
         apply(&core, &mut pending, &mut timers, command);
     }
     for (id, entry) in pending.drain() {
-        give_up(&core, &undelivered, events.as_ref(), id, entry);
+        give_up(id, entry);
     }
     core.settled.notify_waiters();
 }
@@ -290,9 +295,13 @@ fn give_up(
     core: &Core,
     undelivered: &mpsc::Sender<Undelivered>,
     events: Option<&Transport>,
+    on_give_up: Option<&(dyn Fn(MsgId) + Send + Sync)>,
     id: MsgId,
     entry: Pending,
 ) {
+    if let Some(hook) = on_give_up {
+        hook(id);
+    }
     core.stats.undelivered.fetch_add(1, Ordering::Relaxed);
     warn!(%id, attempts = entry.attempts, "giving up on an unacknowledged message");
     if let Some(events) = events {

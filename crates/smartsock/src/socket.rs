@@ -150,7 +150,13 @@ impl Socket {
             (SendMode::RoundRobin, Delivery::AtLeastOnce) => {
                 let (layer, given_up) =
                     AtLeastOnceLayer::new(at_least_once, parts.acks).map_err(Error::Config)?;
-                let layer = layer.with_events(&parts.transport);
+                let buffered = peers.clone();
+                let layer = layer
+                    .with_events(&parts.transport)
+                    // A message handed back must not also go out later.
+                    .on_give_up(move |id| {
+                        buffered.withdraw(id);
+                    });
                 reliability = Some(layer.handle());
                 undelivered = Some(given_up);
                 SendStack::AtLeastOnce(layer.layer(RoundRobinLayer::new().layer(peers.clone())))

@@ -227,7 +227,6 @@ async fn closing_with_no_peer_hands_every_message_back() -> Result<(), Error> {
 }
 
 #[tokio::test]
-#[ignore = "known bug (reliability/patterns): resends during an outage pile copies into the no-peer buffer"]
 async fn resends_during_an_outage_do_not_fill_the_no_peer_buffer() -> Result<(), Error> {
     // 50 distinct messages outstanding, room for 100 while no peer is up. The
     // resend driver routes every resend through the peer set, which buffers
@@ -252,7 +251,6 @@ async fn resends_during_an_outage_do_not_fill_the_no_peer_buffer() -> Result<(),
 }
 
 #[tokio::test]
-#[ignore = "known bug (reliability/patterns): a message handed back as undelivered is still delivered later"]
 async fn a_message_handed_back_as_undelivered_is_not_delivered_later() -> Result<(), Error> {
     // Given up while no peer was there, and handed back to the application
     // (which may well send it again): its copies stay in the no-peer buffer

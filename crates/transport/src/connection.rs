@@ -87,9 +87,12 @@ where
     debug!("peer connected");
     shared.emit(Event::PeerConnected { peer, addr: addr.to_string(), side });
 
+    // Frames the writer has taken out of the outbox and not yet seen written:
+    // kept out here so that, if the connection ends first, they are counted.
+    let mut batch = Vec::with_capacity(MAX_BATCH);
     let reason = {
         let read = read_loop(&shared, peer, &handle, &mut reader, &mut read_buf);
-        let write = write_loop(&shared, &mut writer, &mut queued, hello_sent);
+        let write = write_loop(&shared, &mut writer, &mut queued, &mut batch, hello_sent);
         let grace = async {
             shared.cancel.cancelled().await;
             sleep(config.linger).await;
@@ -109,7 +112,7 @@ where
         _ => debug!(%reason, "peer disconnected"),
     }
     shared.emit(Event::PeerDisconnected { peer, reason });
-    hand_back_unsent(&shared, peer, &mut queued);
+    hand_back_unsent(&shared, peer, &mut queued, &batch);
     true
 }
 
@@ -261,10 +264,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     shared: &Shared,
     writer: &mut W,
     queued: &mut mpsc::Receiver<Outgoing>,
+    batch: &mut Vec<Outgoing>,
     hello_sent: Instant,
 ) -> DisconnectReason {
     let config = &shared.config;
-    let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut encoder = BatchEncoder::new(config.max_frame_length);
     let idle = sleep_until(hello_sent + config.heartbeat_interval);
     tokio::pin!(idle);
@@ -278,10 +281,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 }
                 true
             }
-            received = queued.recv_many(&mut batch, MAX_BATCH) => {
+            received = queued.recv_many(batch, MAX_BATCH) => {
                 if received == 0 {
                     return DisconnectReason::Closing;
                 }
+                // Once per batch, not per frame: senders waiting for room look again.
+                shared.room.notify_waiters();
                 false
             }
             () = &mut idle => {
@@ -289,7 +294,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 false
             }
         };
-        if let Err(e) = encoder.write(writer, &batch).await {
+        if let Err(e) = encoder.write(writer, batch).await {
             return DisconnectReason::Io(e.to_string());
         }
         batch.clear();
@@ -373,11 +378,19 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(writer: &mut W, segments: &mu
 }
 
 /// After a disconnect: frames never written that may go to another peer go
-/// up as [`Orphans`]; the rest are dropped and counted.
-fn hand_back_unsent(shared: &Shared, peer: PeerId, queued: &mut mpsc::Receiver<Outgoing>) {
+/// up as [`Orphans`]; the rest are dropped and counted. So are the messages
+/// of a write the connection ended in (`unconfirmed`): part of them may have
+/// reached the peer, so sending them elsewhere could deliver them twice.
+fn hand_back_unsent(
+    shared: &Shared,
+    peer: PeerId,
+    queued: &mut mpsc::Receiver<Outgoing>,
+    unconfirmed: &[Outgoing],
+) {
     queued.close();
     let mut frames = Vec::new();
-    let mut dropped = 0u64;
+    let is_message = |item: &Outgoing| matches!(item.frame, Frame::Data(_) | Frame::DataReq { .. });
+    let mut dropped = unconfirmed.iter().filter(|item| is_message(item)).count() as u64;
     while let Ok(item) = queued.try_recv() {
         match item.frame {
             Frame::Data(_) | Frame::DataReq { .. } if item.reroutable => frames.push(item),

@@ -10,7 +10,7 @@ use smartsock_framing::{MsgId, PeerId};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
-use tokio::sync::{Semaphore, broadcast, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
@@ -38,6 +38,9 @@ pub(crate) struct Shared {
     events: broadcast::Sender<Event>,
     handshakes: Arc<Semaphore>,
     local_addrs: Mutex<Vec<SocketAddr>>,
+    /// Woken whenever an outbox may have room: a writer took frames out of
+    /// one, or the peers changed.
+    pub(crate) room: Arc<Notify>,
 }
 
 impl Shared {
@@ -60,6 +63,7 @@ impl Shared {
         }
         peers.push(handle.clone());
         self.table.send_replace(peers.as_slice().into());
+        self.room.notify_waiters();
         Ok(())
     }
 
@@ -67,6 +71,7 @@ impl Shared {
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         peers.retain(|p| !p.outbox.same_channel(&handle.outbox));
         self.table.send_replace(peers.as_slice().into());
+        self.room.notify_waiters();
     }
 }
 
@@ -135,6 +140,7 @@ impl Transport {
             events,
             handshakes: Arc::new(Semaphore::new(config.max_handshakes)),
             local_addrs: Mutex::new(Vec::new()),
+            room: Arc::new(Notify::new()),
             config,
         });
         let transport = Self { shared, close_on_drop: Some(Arc::new(cancel.drop_guard())) };
@@ -235,6 +241,14 @@ impl Transport {
     /// `changed().await` to wait for the next change.
     pub fn peers(&self) -> watch::Receiver<PeerTable> {
         self.shared.table.subscribe()
+    }
+
+    /// Notified (`notify_waiters`) whenever an outbox may have room: a
+    /// peer's writer took frames out of it, or a peer came or went. A sender
+    /// that found every outbox full waits on it: register with
+    /// `Notified::enable`, check the outboxes again, then wait.
+    pub fn room_signal(&self) -> Arc<Notify> {
+        self.shared.room.clone()
     }
 
     /// The connected peers now.
