@@ -1,0 +1,172 @@
+//! `smartsock recv` and `smartsock send`.
+
+use std::io;
+use std::pin::pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use smartsock::{Delivery, DropReason, Event, PeerId, Socket};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::cli::{Endpoints, RecvArgs, SendArgs};
+use crate::format::Format;
+use crate::{Failure, note, write_line};
+
+/// Prints messages as they arrive, until `--count` or Ctrl-C.
+pub(crate) async fn recv(args: RecvArgs) -> Result<(), Failure> {
+    let mut builder = Socket::builder();
+    if let Some(identity) = args.identity {
+        builder = builder.identity(identity);
+    }
+    let socket = builder.build()?;
+    if args.verbose {
+        tokio::spawn(report_events(socket.events()));
+    }
+    open(&socket, &args.endpoints).await?;
+    let format = match (args.hex, args.json) {
+        (true, _) => Format::Hex,
+        (_, true) => Format::Json,
+        _ => Format::Text,
+    };
+    let mut interrupted = pin!(tokio::signal::ctrl_c());
+    let mut received = 0;
+    let outcome = loop {
+        if args.count.is_some_and(|count| received >= count) {
+            break Ok(());
+        }
+        let next = tokio::select! {
+            next = socket.recv_from() => next,
+            _ = &mut interrupted => break Ok(()),
+        };
+        let Some((from, payload)) = next else { break Ok(()) };
+        received += 1;
+        match write_line(&format.line(from, &payload)) {
+            Ok(()) => {}
+            // The reader went away (`| head`): stop quietly.
+            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => break Ok(()),
+            Err(error) => break Err(Failure::runtime(format!("cannot write to stdout: {error}"))),
+        }
+    };
+    // Lets the acknowledgements of what was taken reach their senders.
+    socket.close().await;
+    outcome
+}
+
+/// Sends the messages given (or stdin's lines), then closes, lingering until
+/// they are delivered. Fails if any never reached a peer.
+pub(crate) async fn send(args: SendArgs) -> Result<(), Failure> {
+    let delivery = if args.at_least_once { Delivery::AtLeastOnce } else { Delivery::AtMostOnce };
+    let mut builder = Socket::builder().send_mode(args.mode.into()).delivery(delivery).linger(args.linger);
+    if let Some(identity) = args.identity {
+        builder = builder.identity(identity);
+    }
+    let socket = builder.build()?;
+    // Subscribed before anything can happen, read only at the end: counts drops.
+    let mut outcome_events = Box::pin(socket.events());
+    if args.verbose {
+        tokio::spawn(report_events(socket.events()));
+    }
+    open(&socket, &args.endpoints).await?;
+    if args.wait_peers > 0 {
+        socket.wait_for_peers(args.wait_peers).await;
+    }
+
+    let mut sent = 0u64;
+    if args.messages.is_empty() {
+        let mut stdin = BufReader::new(tokio::io::stdin());
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let read = stdin
+                .read_until(b'\n', &mut line)
+                .await
+                .map_err(|error| Failure::runtime(format!("cannot read stdin: {error}")))?;
+            if read == 0 {
+                break;
+            }
+            let message = line.strip_suffix(b"\n").unwrap_or(&line);
+            let message = message.strip_suffix(b"\r").unwrap_or(message);
+            deliver(&socket, args.to, Bytes::copy_from_slice(message)).await?;
+            sent += 1;
+        }
+    } else {
+        for message in args.messages {
+            deliver(&socket, args.to, Bytes::from(message)).await?;
+            sent += 1;
+        }
+    }
+
+    socket.close().await;
+    let lost = dropped(&mut outcome_events).await;
+    if lost > 0 {
+        return Err(Failure::runtime(format!(
+            "{lost} of {sent} message(s) not delivered: no peer took them{} within --linger",
+            if args.at_least_once { ", or none acknowledged them," } else { "" }
+        )));
+    }
+    Ok(())
+}
+
+/// Sends one message by the socket's mode, or to `to` once it is connected.
+async fn deliver(socket: &Socket, to: Option<PeerId>, message: Bytes) -> Result<(), Failure> {
+    match to {
+        None => socket.send(message).await?,
+        Some(peer) => {
+            let mut table = socket.transport().peers();
+            // The socket, and so the table's sender, lives as long as `socket`.
+            let _ = table.wait_for(|peers| peers.iter().any(|p| p.id() == peer)).await;
+            socket.send_to(peer, message).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Binds and connects as asked; reports each address bound on stderr (the
+/// port chosen when it was 0).
+pub(crate) async fn open(socket: &Socket, endpoints: &Endpoints) -> Result<(), Failure> {
+    for addr in &endpoints.bind {
+        let local = socket.bind(addr).await?;
+        note(format_args!("listening on {local}"));
+    }
+    for addr in &endpoints.connect {
+        socket.connect(addr)?;
+    }
+    Ok(())
+}
+
+/// Messages reported dropped so far: the events already queued, plus any
+/// that arrive within a moment (at-least-once gives up in its own task).
+async fn dropped(events: &mut (impl Stream<Item = Event> + Unpin)) -> u64 {
+    let mut lost = 0;
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(50), events.next()).await {
+        if let Event::Dropped { count, reason: DropReason::PeerGone | DropReason::Undelivered, .. } = event {
+            lost += count;
+        }
+    }
+    lost
+}
+
+/// `--verbose`: one stderr line per connection event.
+pub(crate) async fn report_events(events: impl Stream<Item = Event>) {
+    let mut events = pin!(events);
+    while let Some(event) = events.next().await {
+        match event {
+            Event::PeerConnected { peer, addr, side } => {
+                note(format_args!("peer {peer} connected ({side} {addr})"))
+            }
+            Event::PeerDisconnected { peer, reason } => {
+                note(format_args!("peer {peer} disconnected: {reason}"))
+            }
+            Event::HandshakeRefused { addr, reason } => note(format_args!("refused {addr}: {reason}")),
+            Event::Reconnecting { addr, attempt, delay } => {
+                note(format_args!("cannot reach {addr} (try {attempt}); again in {delay:?}"));
+            }
+            Event::Dropped { peer, count, reason } => {
+                let peer = peer.map(|p| format!(" for {p}")).unwrap_or_default();
+                note(format_args!("dropped {count} message(s){peer}: {reason:?}"));
+            }
+            other => note(format_args!("{other:?}")),
+        }
+    }
+}
