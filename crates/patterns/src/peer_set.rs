@@ -54,7 +54,8 @@ impl PeerSetStats {
         self.slow_subscriber_drops.load(Ordering::Relaxed)
     }
 
-    /// Of those, the ones dropped for `peer`.
+    /// Of those, the ones dropped for `peer` (kept for at least the
+    /// connected peers; others may be forgotten past 4096 identities).
     pub fn slow_subscriber_drops_for(&self, peer: PeerId) -> u64 {
         lock(&self.drops_by_peer).get(&peer).copied().unwrap_or(0)
     }
@@ -64,11 +65,21 @@ impl PeerSetStats {
         self.rerouted.load(Ordering::Relaxed)
     }
 
-    fn count_slow_drop(&self, peer: PeerId) {
+    fn count_slow_drop(&self, peer: PeerId, connected: &PeerTable) {
         self.slow_subscriber_drops.fetch_add(1, Ordering::Relaxed);
-        *lock(&self.drops_by_peer).entry(peer).or_default() += 1;
+        let mut by_peer = lock(&self.drops_by_peer);
+        if by_peer.len() >= MAX_PEERS_COUNTED && !by_peer.contains_key(&peer) {
+            // Subscribers come and go with new identities: keep only those
+            // still connected, so the map stays bounded.
+            by_peer.retain(|id, _| connected.iter().any(|p| p.id() == *id));
+        }
+        *by_peer.entry(peer).or_default() += 1;
     }
 }
+
+/// Identities whose slow-subscriber drops are counted one by one before
+/// those of disconnected peers are forgotten.
+const MAX_PEERS_COUNTED: usize = 4096;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing here leaves the state half-changed on a panic: carry on.
@@ -243,7 +254,7 @@ impl Shared {
     }
 
     fn count_slow_drop(&self, peer: PeerId) {
-        self.stats.count_slow_drop(peer);
+        self.stats.count_slow_drop(peer, &self.transport.peer_table());
         self.transport.emit(Event::Dropped {
             peer: Some(peer),
             count: 1,
@@ -634,6 +645,9 @@ async fn flusher(
 /// Delivers buffered messages, in order, while peers are up.
 async fn flush(shared: &Shared, table: &mut watch::Receiver<PeerTable>, cursor: &mut usize) {
     loop {
+        // A flush can go on for long while peers keep up: let the runtime
+        // run other tasks (the connections among them) in between.
+        tokio::task::consume_budget().await;
         let peers = table.borrow_and_update().clone();
         let message = {
             let mut backlog = lock(&shared.backlog);
@@ -654,25 +668,40 @@ async fn flush(shared: &Shared, table: &mut watch::Receiver<PeerTable>, cursor: 
                 }
             }
         };
-        let undelivered = deliver_buffered(shared, &peers, table, cursor, message).await;
+        let outcome = deliver_buffered(shared, &peers, table, cursor, message).await;
         let mut backlog = lock(&shared.backlog);
         backlog.in_flight = false;
-        if let Some(message) = undelivered {
-            // Its peers left meanwhile: it stays first in line.
-            backlog.push_front(message);
+        match outcome {
+            Flushed::Delivered => {}
+            // It stays first in line, and goes with the next try.
+            Flushed::TryAgain(message) => backlog.push_front(message),
+            Flushed::NoLivePeer(message) => {
+                // Every listed peer is on its way out: wait for the table to
+                // change (the flusher's loop does) instead of trying again.
+                backlog.push_front(message);
+                return;
+            }
         }
     }
 }
 
-/// Sends one buffered message; hands it back if no peer could take it (to be
-/// tried again with the peers of the moment).
+/// What became of one buffered message.
+enum Flushed {
+    Delivered,
+    /// Every outbox was full; the flusher waited for room and tries again.
+    TryAgain(Message),
+    /// Every peer in the table has gone.
+    NoLivePeer(Message),
+}
+
+/// Sends one buffered message to the peers of the moment.
 async fn deliver_buffered(
     shared: &Shared,
     peers: &PeerTable,
     table: &mut watch::Receiver<PeerTable>,
     cursor: &mut usize,
     message: Message,
-) -> Option<Message> {
+) -> Flushed {
     match message.to {
         Destination::Everyone { when_full: WhenFull::Wait } => {
             let mut delivered = false;
@@ -680,7 +709,7 @@ async fn deliver_buffered(
                 let item = Outgoing::to_this_peer(message.frame.clone());
                 delivered |= peer.outbox().send(item).await.is_ok();
             }
-            (!delivered).then_some(message)
+            if delivered { Flushed::Delivered } else { Flushed::NoLivePeer(message) }
         }
         Destination::Everyone { when_full: WhenFull::Drop } => {
             let mut accepted = false;
@@ -692,33 +721,45 @@ async fn deliver_buffered(
                     Err(TrySendError::Closed(_)) => {}
                 }
             }
-            if accepted || full.is_empty() {
+            if accepted {
                 for peer in full {
                     shared.count_slow_drop(peer.id());
                 }
-                return (!accepted).then_some(message);
+                return Flushed::Delivered;
             }
-            // Every outbox is full: wait, as a send waits for readiness,
+            if full.is_empty() {
+                return Flushed::NoLivePeer(message);
+            }
+            // Every live outbox is full: wait, as a send waits for readiness,
             // instead of dropping the message for everyone.
             room_or_change(full.into_iter(), table).await;
-            Some(message)
+            Flushed::TryAgain(message)
         }
         _ => {
             let mut item = Outgoing::to_any_peer(message.frame);
+            let mut full = Vec::new();
             for offset in 0..peers.len() {
                 let i = (*cursor + offset) % peers.len();
                 match peers[i].try_send(item) {
                     Ok(()) => {
                         *cursor = i + 1;
-                        return None;
+                        return Flushed::Delivered;
                     }
-                    Err(TrySendError::Full(back) | TrySendError::Closed(back)) => item = back,
+                    Err(TrySendError::Full(back)) => {
+                        full.push(&peers[i]);
+                        item = back;
+                    }
+                    Err(TrySendError::Closed(back)) => item = back,
                 }
             }
-            // Every outbox full: wait for room in any (a stalled peer must not
-            // hold the rest back) or for a new peer.
-            room_or_change(peers.iter(), table).await;
-            Some(Message { to: Destination::AnyOne, frame: item.frame })
+            let message = Message { to: Destination::AnyOne, frame: item.frame };
+            if full.is_empty() {
+                return Flushed::NoLivePeer(message);
+            }
+            // Every live outbox is full: wait for room in any (a stalled peer
+            // must not hold the rest back) or for a new peer.
+            room_or_change(full.into_iter(), table).await;
+            Flushed::TryAgain(message)
         }
     }
 }

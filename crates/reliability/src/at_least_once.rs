@@ -82,11 +82,14 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
+        // The service below first: a permit is taken only when the send can
+        // go at once, so a caller that gives up waiting holds none.
+        ready!(self.inner.poll_ready(cx))?;
         if self.permit.is_none() {
             // The semaphore is never closed, so `None` cannot happen.
             self.permit = ready!(self.permits.poll_acquire(cx));
         }
-        self.inner.poll_ready(cx)
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, mut message: Message) -> Self::Future {
@@ -118,10 +121,23 @@ where
 
 /// The response of [`AtLeastOnce`]: the service below's, and on failure the
 /// message is forgotten (the error hands it back, so it must not be resent).
-#[pin_project]
+#[pin_project(PinnedDrop)]
 pub struct ResponseFuture<F> {
     #[pin]
     state: State<F>,
+}
+
+#[pin_project::pinned_drop]
+impl<F> PinnedDrop for ResponseFuture<F> {
+    fn drop(self: Pin<&mut Self>) {
+        // Dropped before it finished (a caller's timeout, say): the caller
+        // takes the send as failed, so it must not be resent behind its back.
+        if let StateProj::Sending { forget, .. } = self.project().state.project() {
+            if let Some((id, commands)) = forget.take() {
+                let _ = commands.try_send(Command::Forget(id));
+            }
+        }
+    }
 }
 
 #[pin_project(project = StateProj)]
@@ -160,10 +176,12 @@ where
         match self.project().state.project() {
             StateProj::Sending { inner, forget } => {
                 let result = ready!(inner.poll(cx));
-                if let (Err(_), Some((id, commands))) = (&result, forget.take()) {
-                    // Best effort: if even this cannot be queued, the message
-                    // is later reported undelivered as well.
-                    let _ = commands.try_send(Command::Forget(id));
+                if let Some((id, commands)) = forget.take() {
+                    if result.is_err() {
+                        // Best effort: if even this cannot be queued, the
+                        // message is later reported undelivered as well.
+                        let _ = commands.try_send(Command::Forget(id));
+                    }
                 }
                 Poll::Ready(result)
             }

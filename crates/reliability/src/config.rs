@@ -50,6 +50,13 @@ impl AtLeastOnceConfig {
         if self.resend_timeout.is_zero() {
             return Err("resend_timeout must be longer than zero".into());
         }
+        let longest = smartsock_transport::MAX_DURATION;
+        if self.resend_timeout > longest || self.give_up_after > longest {
+            return Err(format!(
+                "resend_timeout and give_up_after must be at most {} days",
+                longest.as_secs() / 86_400
+            ));
+        }
         if self.max_attempts == 0 {
             return Err("max_attempts must be at least 1".into());
         }

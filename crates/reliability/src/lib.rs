@@ -66,6 +66,14 @@
 //!   pending table lives in memory.
 //! - **Backpressure.** At most [`AtLeastOnceConfig::max_in_flight`] messages
 //!   are pending; at the limit the service is not ready and sends wait.
+//!   ACKs arrive in the same byte stream as the peer's messages, behind them:
+//!   a socket that stops taking received messages also stops reading the
+//!   ACKs that would let its sends go on. So if one task both sends
+//!   at-least-once and receives, do not let it block in a send while
+//!   messages wait to be received: receive in another task (or use
+//!   `try_send` / a send timeout). ACKs going out have a lane of their own
+//!   on each connection, written before data, so a busy sender never holds
+//!   back the ACKs it owes.
 //!
 //! Publish together with at-least-once is refused
 //! ([`SendErrorKind::Refused`](smartsock_patterns::SendErrorKind::Refused)):

@@ -31,7 +31,9 @@ pub enum Delivery {
     #[default]
     AtMostOnce,
     /// Sent as DATA_REQ and resent until acknowledged; see
-    /// [`smartsock_reliability`] for exactly what holds.
+    /// [`smartsock_reliability`] for exactly what holds. ACKs come back
+    /// behind the peer's messages: a socket that both sends and receives
+    /// should receive in a task that a full in-flight window cannot block.
     AtLeastOnce,
 }
 
@@ -262,8 +264,11 @@ impl SocketBuilder {
     /// it runs out the send fails with `SendErrorKind::TimedOut` and hands
     /// the message back. Default: none (wait as long as it takes).
     ///
-    /// A by-identity send to a peer whose queue is full waits for that
-    /// peer after the message is handed over; that wait is not bounded.
+    /// The bound covers the wait before the message is handed over. Two
+    /// waits come after it and are not bounded: a by-identity send to a peer
+    /// whose queue is full, and a publish with
+    /// [`when_subscriber_full(WhenFull::Wait)`](SocketBuilder::when_subscriber_full)
+    /// to a subscriber whose queue is full.
     pub fn send_timeout(mut self, timeout: Duration) -> Self {
         self.send_timeout = Some(timeout);
         self

@@ -47,7 +47,8 @@ struct Inner {
     inbound: async_channel::Receiver<Incoming>,
     receive: ReceiveSide,
     reliability: Option<AtLeastOnceHandle>,
-    undelivered: Mutex<Option<mpsc::Receiver<Undelivered>>>,
+    /// Shared with `undelivered()` streams, which must not keep the socket alive.
+    undelivered: Arc<Mutex<Option<mpsc::Receiver<Undelivered>>>>,
     closed: AtomicBool,
     /// Set once a graceful close has run to the end: every `close` call
     /// waits for that one, so a second caller cannot cut the first one's
@@ -184,7 +185,7 @@ impl Socket {
                 inbound: parts.inbound,
                 receive: ReceiveSide::new(duplicate_window),
                 reliability,
-                undelivered: Mutex::new(undelivered),
+                undelivered: Arc::new(Mutex::new(undelivered)),
                 closed: AtomicBool::new(false),
                 close_done: OnceCell::new(),
                 mode,
@@ -232,9 +233,11 @@ impl Socket {
         self.dispatch(Message::to_peer(to, message), self.inner.send_timeout, SendErrorKind::TimedOut).await
     }
 
-    /// Sends a message only if that needs no waiting: if any queue it needs
-    /// is full (or another task is mid-send), fails at once with
-    /// `SendErrorKind::WouldWait` and hands the message back.
+    /// Sends a message only if that needs no waiting: if the queues it needs
+    /// are full (or another task is mid-send), fails at once with
+    /// `SendErrorKind::WouldWait` and hands the message back. (As with
+    /// [`send_timeout`](crate::SocketBuilder::send_timeout), a publish with
+    /// `WhenFull::Wait` still waits for a full subscriber once handed over.)
     ///
     /// ```
     /// use smartsock::Socket;
@@ -319,7 +322,9 @@ impl Socket {
         }
     }
 
-    /// Received messages as a stream; ends when the socket is closed and drained.
+    /// Received messages as a stream; ends when the socket is closed and
+    /// drained. The stream holds a handle on the socket: while it lives, the
+    /// socket stays open until [`close`](Socket::close) is called.
     pub fn messages(&self) -> BoxStream<'static, Bytes> {
         futures::stream::unfold(self.clone(), |socket| async move {
             let message = socket.recv().await?;
@@ -358,9 +363,9 @@ impl Socket {
     /// At-least-once messages given up after their attempts, handed back.
     /// Empty under at-most-once. Only one stream at a time receives them.
     pub fn undelivered(&self) -> BoxStream<'static, Undelivered> {
-        futures::stream::unfold(self.inner.clone(), |inner| async move {
-            let next = inner.undelivered.lock().await.as_mut()?.recv().await?;
-            Some((next, inner))
+        futures::stream::unfold(self.inner.undelivered.clone(), |undelivered| async move {
+            let next = undelivered.lock().await.as_mut()?.recv().await?;
+            Some((next, undelivered))
         })
         .boxed()
     }

@@ -8,6 +8,13 @@ use smartsock_framing::{DEFAULT_MAX_FRAME_LENGTH, PeerId};
 
 use crate::TransportError;
 
+/// The largest queue capacity a setting may ask for (tokio's semaphore limit).
+pub const MAX_CAPACITY: usize = tokio::sync::Semaphore::MAX_PERMITS;
+
+/// The longest time a setting may ask for: one year. Longer deadlines would
+/// overflow the clock; to all intents, a year is "never".
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
 /// How long the connect end waits before its next try, given the number of
 /// tries that failed in a row since the last successful handshake (1 after
 /// the first failure or disconnect).
@@ -104,9 +111,11 @@ pub struct TransportConfig {
     /// full, the transport stops reading from sockets, so TCP pushes back on
     /// the senders; nothing is dropped. Default: 1024.
     pub inbound_capacity: usize,
-    /// ACKs queued for the reliability layer. When full, further ACKs are
-    /// dropped and counted (the sender resends, the duplicate is re-acked).
-    /// Default: 4096.
+    /// ACKs queued, in each direction: ACKs received and waiting for the
+    /// reliability layer (one queue per socket), and ACKs waiting to be
+    /// written (one lane per connection, written before any data). When
+    /// full, further ACKs are dropped and counted; the sender resends and the
+    /// repeat is acknowledged again. Default: 4096.
     pub ack_capacity: usize,
     /// Connected peers at most. A handshake that would pass it is refused with
     /// [`RefusedReason::TooManyPeers`](crate::RefusedReason::TooManyPeers). Default: 1024.
@@ -159,7 +168,9 @@ impl Default for TransportConfig {
 }
 
 impl TransportConfig {
-    /// Checks that every setting is usable, naming the first that is not.
+    /// Checks that every setting is usable, naming the first that is not:
+    /// capacities from 1 to [`MAX_CAPACITY`], durations up to
+    /// [`MAX_DURATION`] (and above zero, but for the linger).
     pub fn validate(&self) -> Result<(), TransportError> {
         let positive = [
             ("max_frame_length", self.max_frame_length),
@@ -174,6 +185,10 @@ impl TransportConfig {
             if value == 0 {
                 return Err(TransportError::InvalidConfig(format!("{name} must be at least 1")));
             }
+            // Queues are tokio channels, whose capacity a semaphore bounds.
+            if value > MAX_CAPACITY {
+                return Err(TransportError::InvalidConfig(format!("{name} must be at most {MAX_CAPACITY}")));
+            }
         }
         if self.max_frame_length > u32::MAX as usize {
             return Err(TransportError::InvalidConfig("max_frame_length must fit in u32".into()));
@@ -184,9 +199,16 @@ impl TransportConfig {
             ("heartbeat_timeout", self.heartbeat_timeout),
             ("connect_timeout", self.connect_timeout),
         ];
-        for (name, value) in durations {
-            if value.is_zero() {
+        for (name, value) in durations.into_iter().chain([("linger", self.linger)]) {
+            if value.is_zero() && name != "linger" {
                 return Err(TransportError::InvalidConfig(format!("{name} must be longer than zero")));
+            }
+            // Deadlines are computed as now + duration: keep them representable.
+            if value > MAX_DURATION {
+                return Err(TransportError::InvalidConfig(format!(
+                    "{name} must be at most {} days",
+                    MAX_DURATION.as_secs() / 86_400
+                )));
             }
         }
         if self.heartbeat_timeout <= self.heartbeat_interval {

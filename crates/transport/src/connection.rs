@@ -7,7 +7,7 @@ use std::io::{self, IoSlice};
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use smartsock_framing::{Codec, Frame, PROTOCOL_VERSION, PeerId};
+use smartsock_framing::{Codec, Frame, MsgId, PROTOCOL_VERSION, PeerId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
@@ -29,15 +29,24 @@ const VECTORED_MIN: usize = 16 * 1024;
 /// first frame longer than this before reading it.
 const HELLO_ENVELOPE_LEN: usize = 18;
 
-/// Runs a connection on `stream` to its end. Returns whether the handshake
-/// completed (the connect loop then starts its backoff over).
+/// How a connection ended, for the connect loop's next move.
+pub(crate) enum Served {
+    /// The handshake completed and the peer was up until the connection ended.
+    Up,
+    /// The handshake was refused.
+    Refused(RefusedReason),
+    /// The stream failed, or the transport closed, before the peer was up.
+    Failed,
+}
+
+/// Runs a connection on `stream` to its end.
 pub(crate) async fn serve<S>(
     shared: Arc<Shared>,
     stream: S,
     side: Side,
     addr: Arc<str>,
     handshake_permit: Option<OwnedSemaphorePermit>,
-) -> bool
+) -> Served
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -52,7 +61,7 @@ async fn serve_in_span<S>(
     addr: Arc<str>,
     handshake_permit: Option<OwnedSemaphorePermit>,
     span: tracing::Span,
-) -> bool
+) -> Served
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -66,23 +75,29 @@ where
     );
     let outcome = tokio::select! {
         outcome = handshake => outcome.unwrap_or(Err(RefusedReason::Timeout)),
-        () = shared.cancel.cancelled() => return false,
+        () = shared.cancel.cancelled() => return Served::Failed,
     };
     drop(handshake_permit);
     let (peer, hello_sent) = match outcome {
         Ok(done) => done,
         Err(reason) => {
-            refuse(&shared, &addr, reason, &mut writer).await;
-            return false;
+            refuse(&shared, &addr, reason.clone(), &mut writer).await;
+            return match reason {
+                RefusedReason::Io(_) | RefusedReason::Timeout => Served::Failed,
+                reason => Served::Refused(reason),
+            };
         }
     };
     span.record("peer", field::display(peer));
 
     let (outbox, mut queued) = mpsc::channel(config.outbox_capacity);
+    // ACKs have a lane of their own, drained first: an ACK must not wait
+    // behind, or be refused for, the data this socket sends the same peer.
+    let (ack_lane, mut acks_to_send) = mpsc::channel(config.ack_capacity);
     let handle = PeerHandle { id: peer, addr: addr.clone(), side, outbox };
     if let Err(reason) = shared.register(&handle) {
-        refuse(&shared, &addr, reason, &mut writer).await;
-        return false;
+        refuse(&shared, &addr, reason.clone(), &mut writer).await;
+        return Served::Refused(reason);
     }
     debug!("peer connected");
     shared.emit(Event::PeerConnected { peer, addr: addr.to_string(), side });
@@ -91,8 +106,8 @@ where
     // kept out here so that, if the connection ends first, they are counted.
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let reason = {
-        let read = read_loop(&shared, peer, &handle, &mut reader, &mut read_buf);
-        let write = write_loop(&shared, &mut writer, &mut queued, &mut batch, hello_sent);
+        let read = read_loop(&shared, peer, &ack_lane, &mut reader, &mut read_buf);
+        let write = write_loop(&shared, &mut writer, &mut queued, &mut acks_to_send, &mut batch, hello_sent);
         let grace = async {
             shared.cancel.cancelled().await;
             sleep(config.linger).await;
@@ -113,7 +128,7 @@ where
     }
     shared.emit(Event::PeerDisconnected { peer, reason });
     hand_back_unsent(&shared, peer, &mut queued, &batch);
-    true
+    Served::Up
 }
 
 /// Logs and reports a refused handshake, then closes the stream.
@@ -175,7 +190,7 @@ where
 async fn read_loop<R: AsyncRead + Unpin>(
     shared: &Shared,
     peer: PeerId,
-    handle: &PeerHandle,
+    ack_lane: &mpsc::Sender<MsgId>,
     reader: &mut R,
     read_buf: &mut BytesMut,
 ) -> DisconnectReason {
@@ -196,7 +211,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             let incoming = match frame {
                 Frame::Data(payload) => Incoming { peer, payload, request: None },
                 Frame::DataReq { id, payload } => {
-                    let ack = AckHandle { id, outbox: handle.outbox.clone(), already_sent: false };
+                    let ack = AckHandle { id, lane: ack_lane.clone(), already_sent: false };
                     let ack = if config.ack_on_arrival {
                         AckHandle { already_sent: ack.send().is_ok(), ..ack }
                     } else {
@@ -264,10 +279,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     shared: &Shared,
     writer: &mut W,
     queued: &mut mpsc::Receiver<Outgoing>,
+    acks: &mut mpsc::Receiver<MsgId>,
     batch: &mut Vec<Outgoing>,
     hello_sent: Instant,
 ) -> DisconnectReason {
     let config = &shared.config;
+    let full_outbox = config.outbox_capacity.min(MAX_BATCH);
     let mut encoder = BatchEncoder::new(config.max_frame_length);
     let idle = sleep_until(hello_sent + config.heartbeat_interval);
     tokio::pin!(idle);
@@ -281,12 +298,20 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 }
                 true
             }
+            Some(id) = acks.recv() => {
+                batch.push(Outgoing::to_this_peer(Frame::Ack(id)));
+                false
+            }
             received = queued.recv_many(batch, MAX_BATCH) => {
                 if received == 0 {
                     return DisconnectReason::Closing;
                 }
-                // Once per batch, not per frame: senders waiting for room look again.
-                shared.room.notify_waiters();
+                // Senders wait for room only when outboxes are full, so only
+                // a full outbox's drain is worth waking them (the signal's
+                // lock is shared by every connection).
+                if received >= full_outbox {
+                    shared.room.notify_waiters();
+                }
                 false
             }
             () = &mut idle => {
@@ -294,6 +319,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 false
             }
         };
+        // ACKs that came meanwhile ride along in the same write.
+        while let Ok(id) = acks.try_recv() {
+            batch.push(Outgoing::to_this_peer(Frame::Ack(id)));
+        }
         if let Err(e) = encoder.write(writer, batch).await {
             return DisconnectReason::Io(e.to_string());
         }

@@ -100,7 +100,7 @@ mod event;
 mod peer;
 mod transport;
 
-pub use config::{ReconnectStrategy, TransportConfig};
+pub use config::{MAX_CAPACITY, MAX_DURATION, ReconnectStrategy, TransportConfig};
 pub use error::TransportError;
 pub use event::{DisconnectReason, DropReason, Event, RefusedReason, Side};
 pub use peer::{AckError, AckHandle, Incoming, Orphans, Outgoing, PeerHandle, PeerTable};

@@ -113,7 +113,8 @@ pub struct Incoming {
 #[derive(Clone)]
 pub struct AckHandle {
     pub(crate) id: MsgId,
-    pub(crate) outbox: mpsc::Sender<Outgoing>,
+    /// The connection's ACK lane, which its writer drains before its outbox.
+    pub(crate) lane: mpsc::Sender<MsgId>,
     pub(crate) already_sent: bool,
 }
 
@@ -129,12 +130,15 @@ impl AckHandle {
         self.already_sent
     }
 
-    /// Queues the ACK without waiting. Fails if the connection has ended or
-    /// its outbox is full: the sender will then resend, and the repeat is
+    /// Queues the ACK without waiting, on the connection's ACK lane (its own
+    /// queue, written before data: see
+    /// [`TransportConfig::ack_capacity`](crate::TransportConfig::ack_capacity)).
+    /// Fails if the connection has ended, or if the peer has not read the
+    /// last `ack_capacity` ACKs: the sender then resends, and the repeat is
     /// acknowledged when it arrives.
     pub fn send(&self) -> Result<(), AckError> {
-        self.outbox.try_send(Outgoing::to_this_peer(Frame::Ack(self.id))).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => AckError::OutboxFull,
+        self.lane.try_send(self.id).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => AckError::QueueFull,
             mpsc::error::TrySendError::Closed(_) => AckError::Disconnected,
         })
     }
@@ -153,9 +157,9 @@ pub enum AckError {
     /// The connection the DATA_REQ came on has ended.
     #[error("the connection has ended")]
     Disconnected,
-    /// The connection's outbox is full.
-    #[error("the connection's outbox is full")]
-    OutboxFull,
+    /// The connection's ACK lane is full: the peer is not reading.
+    #[error("the connection's ACK queue is full")]
+    QueueFull,
 }
 
 /// Frames left in a disconnected peer's outbox, never written, that may go to

@@ -16,7 +16,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use crate::connection;
+use crate::connection::{self, Served};
 use crate::event::{Event, RefusedReason, Side};
 use crate::peer::{Incoming, Orphans, PeerHandle, PeerTable};
 use crate::{TransportConfig, TransportError};
@@ -381,8 +381,23 @@ where
         };
         match attempt {
             Ok(Ok((stream, remote))) => {
-                if connection::serve(shared.clone(), stream, Side::Connect, remote.into(), None).await {
-                    failures = 0;
+                match connection::serve(shared.clone(), stream, Side::Connect, remote.into(), None).await {
+                    Served::Up => failures = 0,
+                    Served::Refused(RefusedReason::OwnIdentity) => {
+                        // Trying again would meet ourselves again, for ever.
+                        warn!(addr = %label, "connected to itself: no longer connecting to this address");
+                        return;
+                    }
+                    Served::Refused(RefusedReason::DuplicateIdentity(peer)) => {
+                        // That peer is already connected (through another
+                        // address): try again once it leaves, not every 100 ms.
+                        let mut table = shared.table.subscribe();
+                        tokio::select! {
+                            _ = table.wait_for(|peers| peers.iter().all(|p| p.id != peer)) => {}
+                            () = shared.cancel.cancelled() => return,
+                        }
+                    }
+                    Served::Refused(_) | Served::Failed => {}
                 }
             }
             Ok(Err(e)) => debug!(addr = %label, error = %e, "connect failed"),

@@ -291,11 +291,12 @@ async fn a_batch_of_many_large_frames_survives_a_tiny_pipe() {
 }
 
 #[tokio::test]
-async fn an_ack_handle_reports_a_full_outbox_then_a_gone_connection() {
+async fn an_ack_goes_past_a_full_outbox_and_reports_a_full_lane_then_a_gone_connection() {
     let mut config = quiet();
     config.outbox_capacity = 1;
+    config.ack_capacity = 1;
     let (parts, mut peer, handle) = open_memory(config, 64, PeerId::from_bytes([0x65; 16])).await;
-    // Wedge the writer and fill the one slot.
+    // Wedge the writer and fill the one data slot.
     handle.try_send(Outgoing::to_this_peer(Frame::Data(pattern(4096, 0).into()))).unwrap();
     within("the writer to take the big frame", async {
         while handle.room() < 1 {
@@ -304,15 +305,20 @@ async fn an_ack_handle_reports_a_full_outbox_then_a_gone_connection() {
     })
     .await;
     handle.try_send(Outgoing::to_this_peer(Frame::Data("slot".into()))).unwrap();
+    assert_eq!(handle.room(), 0, "the data outbox is full");
 
+    // ACKs have their own lane: a full data outbox does not refuse them...
     peer.send(Frame::DataReq { id: MsgId::from_bytes([0x01; 16]), payload: "req".into() }).await;
-    let message = within("DATA_REQ", parts.inbound.recv()).await.unwrap();
-    let request = message.request.unwrap();
-    assert_eq!(request.send(), Err(AckError::OutboxFull));
+    let first = within("DATA_REQ", parts.inbound.recv()).await.unwrap().request.unwrap();
+    assert_eq!(first.send(), Ok(()));
+    // ...but the lane is bounded too: with the writer wedged, the next is refused.
+    peer.send(Frame::DataReq { id: MsgId::from_bytes([0x02; 16]), payload: "req".into() }).await;
+    let second = within("DATA_REQ", parts.inbound.recv()).await.unwrap().request.unwrap();
+    assert_eq!(second.send(), Err(AckError::QueueFull));
 
     drop(peer);
     wait_peer_count(&parts.transport, 0).await;
-    assert_eq!(request.send(), Err(AckError::Disconnected));
+    assert_eq!(second.send(), Err(AckError::Disconnected));
     assert!(handle.is_closed());
     parts.transport.close().await;
 }
