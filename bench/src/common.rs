@@ -1,0 +1,273 @@
+//! What every system shares: arguments, the stdout protocol, the watchdog,
+//! pacing of the slow reader, and the statistics reported.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+pub(crate) type Res<T = ()> = Result<T, String>;
+
+pub(crate) const USAGE: &str = "usage: smartsock-bench <smartsock|libzmq|zeromq|tcp> <role> \
+<oneway|latency|fanout|memory> [--size B] [--secs S] [--count N] [--addr HOST:PORT] [--subs N] \
+[--variant V] [--threads N]";
+
+/// The end marker: a message whose length differs from every payload size used.
+pub(crate) const END: &[u8] = b"E";
+
+/// Messages a sender sends between two looks at the clock.
+pub(crate) const CLOCK_EVERY: u64 = 256;
+
+/// The slow reader of the memory scenario first reads nothing for this long...
+pub(crate) const STALL: Duration = Duration::from_secs(1);
+/// ...then sleeps `PACE_SLEEP` after every `PACE_EVERY` messages (at most
+/// about 500 000 messages a second).
+pub(crate) const PACE_EVERY: u64 = 1000;
+pub(crate) const PACE_SLEEP: Duration = Duration::from_millis(2);
+
+/// A libzmq or TCP receiver (through its socket's receive timeout) that has
+/// seen nothing for this long reports what it has; the tokio systems arm no
+/// timer per message and rely on the end marker and the watchdog.
+pub(crate) const IDLE: Duration = Duration::from_secs(10);
+
+/// Round trips made before latency is recorded.
+pub(crate) const WARMUP_ROUND_TRIPS: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Args {
+    pub(crate) system: String,
+    pub(crate) role: String,
+    pub(crate) scenario: String,
+    pub(crate) size: usize,
+    pub(crate) secs: f64,
+    pub(crate) count: u64,
+    pub(crate) addr: String,
+    pub(crate) subs: usize,
+    pub(crate) variant: String,
+    pub(crate) threads: usize,
+}
+
+impl Args {
+    pub(crate) fn parse(mut args: impl Iterator<Item = String>) -> Res<Self> {
+        let mut positional = Vec::new();
+        let mut parsed = Self {
+            system: String::new(),
+            role: String::new(),
+            scenario: String::new(),
+            size: 64,
+            secs: 2.0,
+            count: 100_000,
+            addr: String::new(),
+            subs: 10,
+            variant: "default".into(),
+            threads: 2,
+        };
+        while let Some(arg) = args.next() {
+            if !arg.starts_with("--") {
+                positional.push(arg);
+                continue;
+            }
+            let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
+            let number = |value: &str| value.parse::<u64>().map_err(|e| format!("{arg} {value:?}: {e}"));
+            match arg.as_str() {
+                "--size" => parsed.size = usize::try_from(number(&value)?).map_err(|e| e.to_string())?,
+                "--secs" => parsed.secs = value.parse().map_err(|e| format!("--secs {value:?}: {e}"))?,
+                "--count" => parsed.count = number(&value)?,
+                "--addr" => parsed.addr = value,
+                "--subs" => parsed.subs = usize::try_from(number(&value)?).map_err(|e| e.to_string())?,
+                "--variant" => parsed.variant = value,
+                "--threads" => {
+                    parsed.threads = usize::try_from(number(&value)?).map_err(|e| e.to_string())?
+                }
+                other => return Err(format!("unknown option {other}")),
+            }
+        }
+        let [system, role, scenario] = <[String; 3]>::try_from(positional)
+            .map_err(|got| format!("expected <system> <role> <scenario>, got {got:?}"))?;
+        if parsed.size == END.len() {
+            return Err(format!("--size {} is the end marker's length", parsed.size));
+        }
+        Ok(Self { system, role, scenario, ..parsed })
+    }
+
+    /// How long this process may live at most, whatever happens.
+    pub(crate) fn time_limit(&self) -> Duration {
+        Duration::from_secs_f64(60.0 + 3.0 * self.secs)
+    }
+
+    pub(crate) fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.secs)
+    }
+
+    pub(crate) fn payload(&self) -> Vec<u8> {
+        vec![0x5a; self.size]
+    }
+
+    pub(crate) fn unknown(&self) -> String {
+        format!("{} has no {} {} (variant {})", self.system, self.role, self.scenario, self.variant)
+    }
+}
+
+/// Ends the process if it is still running after `limit`.
+pub(crate) fn watchdog(limit: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        eprintln!("smartsock-bench: watchdog: still running after {limit:?}, exiting");
+        std::process::exit(3);
+    });
+}
+
+/// Tells the harness where to connect.
+pub(crate) fn ready(addr: impl std::fmt::Display) {
+    println!("READY {addr}");
+    let _ = std::io::stdout().flush();
+}
+
+/// The one result line.
+pub(crate) fn result(pairs: &[(&str, String)]) {
+    let line: Vec<String> = pairs.iter().map(|(key, value)| format!("{key}={value}")).collect();
+    println!("RESULT {}", line.join(" "));
+    let _ = std::io::stdout().flush();
+}
+
+/// A field of `/proc/self/status` in KiB (`VmHWM`, `VmRSS`).
+pub(crate) fn vm_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Set once stdin reaches EOF: the harness closes it to stop a publisher.
+pub(crate) fn stdin_closed() -> Arc<AtomicBool> {
+    let closed = Arc::new(AtomicBool::new(false));
+    let flag = closed.clone();
+    std::thread::spawn(move || {
+        let mut sink = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+        flag.store(true, Ordering::Release);
+    });
+    closed
+}
+
+/// How long a publisher keeps repeating the end marker at most.
+pub(crate) const END_REPEAT_FOR: Duration = Duration::from_secs(20);
+pub(crate) const END_REPEAT_EVERY: Duration = Duration::from_millis(10);
+
+/// The slow reader's pacing: call after every message received.
+pub(crate) struct Pacer {
+    received: u64,
+}
+
+impl Pacer {
+    pub(crate) fn new() -> Self {
+        Self { received: 0 }
+    }
+
+    /// The pause owed after this message, if any.
+    pub(crate) fn tick(&mut self) -> Option<Duration> {
+        self.received += 1;
+        self.received.is_multiple_of(PACE_EVERY).then_some(PACE_SLEEP)
+    }
+}
+
+/// Reports a one-way receiver's tally.
+pub(crate) fn report_oneway(tally: &Tally, size: usize) {
+    result(&[
+        ("msgs", tally.msgs.to_string()),
+        ("bytes", (tally.msgs * size as u64).to_string()),
+        ("secs", format!("{:.6}", tally.secs())),
+        ("ended", u8::from(tally.saw_end).to_string()),
+    ]);
+}
+
+/// Reports round-trip times in nanoseconds.
+pub(crate) fn report_latency(mut samples: Vec<u64>) {
+    samples.sort_unstable();
+    let at = |q: f64| samples.get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1)));
+    let us = |ns: Option<&u64>| format!("{:.2}", ns.copied().unwrap_or(0) as f64 / 1000.0);
+    let mean = samples.iter().sum::<u64>() as f64 / samples.len().max(1) as f64 / 1000.0;
+    result(&[
+        ("count", samples.len().to_string()),
+        ("p50_us", us(at(0.50))),
+        ("p99_us", us(at(0.99))),
+        ("mean_us", format!("{mean:.2}")),
+    ]);
+}
+
+/// One subscriber's tally in the fan-out scenario.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Tally {
+    pub(crate) msgs: u64,
+    pub(crate) first: Option<Instant>,
+    pub(crate) last: Option<Instant>,
+    pub(crate) saw_end: bool,
+}
+
+impl Tally {
+    /// Counts one message; returns true on the end marker.
+    pub(crate) fn take(&mut self, len: usize, size: usize) -> bool {
+        if len != size {
+            self.last = Some(Instant::now());
+            self.saw_end = true;
+            return true;
+        }
+        if self.msgs == 0 {
+            self.first = Some(Instant::now());
+        }
+        self.msgs += 1;
+        false
+    }
+
+    /// Stopped without the end marker, after `IDLE` with nothing received
+    /// (or an error): the last message came about `IDLE` ago.
+    pub(crate) fn stop(&mut self) {
+        if self.last.is_none() {
+            let now = Instant::now();
+            self.last = Some(now.checked_sub(IDLE).unwrap_or(now));
+        }
+    }
+
+    /// From the first message to the end marker.
+    pub(crate) fn secs(&self) -> f64 {
+        match (self.first, self.last) {
+            (Some(first), Some(last)) => last.saturating_duration_since(first).as_secs_f64(),
+            _ => 0.0,
+        }
+    }
+}
+
+/// Reports the subscribers together: messages delivered over the span from
+/// the first subscriber's first message to the last one's end.
+pub(crate) fn report_fanout(tallies: &[Tally]) {
+    let msgs: u64 = tallies.iter().map(|t| t.msgs).sum();
+    let first = tallies.iter().filter_map(|t| t.first).min();
+    let last = tallies.iter().filter_map(|t| t.last).max();
+    let secs = match (first, last) {
+        (Some(first), Some(last)) => last.saturating_duration_since(first).as_secs_f64(),
+        _ => 0.0,
+    };
+    let min = tallies.iter().map(|t| t.msgs).min().unwrap_or(0);
+    let max = tallies.iter().map(|t| t.msgs).max().unwrap_or(0);
+    let ended = tallies.iter().filter(|t| t.saw_end).count();
+    result(&[
+        ("msgs", msgs.to_string()),
+        ("secs", format!("{secs:.6}")),
+        ("min_sub", min.to_string()),
+        ("max_sub", max.to_string()),
+        ("ended", ended.to_string()),
+    ]);
+}
+
+/// Reports the memory sender's numbers.
+pub(crate) fn report_memory(sent: u64, base_kib: u64, started: Instant) {
+    result(&[
+        ("sent", sent.to_string()),
+        ("base_kib", base_kib.to_string()),
+        ("hwm_kib", vm_kib("VmHWM").to_string()),
+        ("secs", format!("{:.6}", started.elapsed().as_secs_f64())),
+    ]);
+}
