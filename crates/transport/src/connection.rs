@@ -306,10 +306,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 if received == 0 {
                     return DisconnectReason::Closing;
                 }
-                // Senders wait for room only when outboxes are full, so only
-                // a full outbox's drain is worth waking them (the signal's
-                // lock is shared by every connection).
-                if received >= full_outbox {
+                // Senders wait for room only when every outbox is full, so
+                // only the drain of a full outbox is worth waking them (the
+                // signal's lock is shared by every connection).
+                if batch.len() >= full_outbox {
                     shared.room.notify_waiters();
                 }
                 false

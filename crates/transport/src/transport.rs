@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
 use tokio::time::{sleep, timeout};
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
@@ -28,6 +29,9 @@ const ORPHAN_QUEUE: usize = 256;
 pub(crate) struct Shared {
     pub(crate) config: TransportConfig,
     pub(crate) cancel: CancellationToken,
+    /// Mirrors `cancel` for the hot path: senders ask "closed?" per message,
+    /// and `CancellationToken::is_cancelled` takes a lock.
+    closed: Arc<AtomicBool>,
     tracker: TaskTracker,
     runtime: Handle,
     peers: Mutex<Vec<PeerHandle>>,
@@ -101,7 +105,7 @@ pub struct TransportParts {
 #[derive(Clone)]
 pub struct Transport {
     shared: Arc<Shared>,
-    close_on_drop: Option<Arc<DropGuard>>,
+    close_on_drop: Option<Arc<CloseOnDrop>>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -128,8 +132,10 @@ impl Transport {
         let (orphans_tx, orphans) = mpsc::channel(ORPHAN_QUEUE);
         let (events, _) = broadcast::channel(config.event_capacity);
         let cancel = CancellationToken::new();
+        let closed = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             cancel: cancel.clone(),
+            closed: closed.clone(),
             tracker: TaskTracker::new(),
             runtime,
             peers: Mutex::new(Vec::new()),
@@ -143,7 +149,7 @@ impl Transport {
             room: Arc::new(Notify::new()),
             config,
         });
-        let transport = Self { shared, close_on_drop: Some(Arc::new(cancel.drop_guard())) };
+        let transport = Self { shared, close_on_drop: Some(Arc::new(CloseOnDrop { closed, cancel })) };
         Ok(TransportParts { transport, inbound, acks, orphans })
     }
 
@@ -276,7 +282,7 @@ impl Transport {
 
     /// Whether [`close`](Transport::close) has been called.
     pub fn is_closed(&self) -> bool {
-        self.shared.cancel.is_cancelled()
+        self.shared.closed.load(Ordering::Acquire)
     }
 
     /// Completes once [`close`](Transport::close) has been called (or the last
@@ -290,6 +296,7 @@ impl Transport {
     /// returns once every task of the transport has ended. The inbound queue
     /// is closed too: what is in it can still be received.
     pub async fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
         self.shared.cancel.cancel();
         self.shared.tracker.close();
         self.shared.tracker.wait().await;
@@ -302,6 +309,19 @@ impl Transport {
 
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         self.shared.tracker.spawn_on(task, &self.shared.runtime);
+    }
+}
+
+/// Closes the transport when the last ordinary handle goes.
+struct CloseOnDrop {
+    closed: Arc<AtomicBool>,
+    cancel: CancellationToken,
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Release);
+        self.cancel.cancel();
     }
 }
 
