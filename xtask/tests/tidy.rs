@@ -37,7 +37,7 @@ fn library_sources() -> Vec<(PathBuf, String)> {
     }
     files
         .into_iter()
-        .filter(|path| !path.components().any(|c| c.as_os_str() == "bin") && !path.ends_with("main.rs"))
+        .filter(|path| !path.components().any(|c| c.as_os_str() == "bin"))
         .map(|path| {
             let text = fs::read_to_string(&path).unwrap();
             (path, text)
