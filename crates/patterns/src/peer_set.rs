@@ -65,12 +65,13 @@ impl PeerSetStats {
         self.rerouted.load(Ordering::Relaxed)
     }
 
-    fn count_slow_drop(&self, peer: PeerId, connected: &PeerTable) {
+    fn count_slow_drop(&self, peer: PeerId, transport: &Transport) {
         self.slow_subscriber_drops.fetch_add(1, Ordering::Relaxed);
         let mut by_peer = lock(&self.drops_by_peer);
         if by_peer.len() >= MAX_PEERS_COUNTED && !by_peer.contains_key(&peer) {
             // Subscribers come and go with new identities: keep only those
             // still connected, so the map stays bounded.
+            let connected = transport.peer_table();
             by_peer.retain(|id, _| connected.iter().any(|p| p.id() == *id));
         }
         *by_peer.entry(peer).or_default() += 1;
@@ -183,21 +184,37 @@ struct Shared {
     /// Wakes [`PeerSet::flushed`] waiters when the backlog empties.
     drained: Notify,
     stats: PeerSetStats,
-    /// The next peer in turn, shared by every clone: a resend made through
-    /// another clone goes to the peer after the one that failed.
+    /// The next peer in turn, shared by every clone and the flusher: a
+    /// resend made through another clone goes to the peer after the one
+    /// that failed.
     cursor: AtomicUsize,
+    /// The transport's "an outbox may have room" signal.
+    room: Arc<Notify>,
 }
 
 impl Shared {
-    /// Buffers `message` if there is room, or always with `force` (for
-    /// messages accepted once already); hands it back otherwise.
-    fn try_buffer(&self, message: Message, force: bool) -> Result<(), Message> {
+    /// Buffers `message` if there is room; hands it back otherwise.
+    fn try_buffer(&self, message: Message) -> Result<(), Message> {
+        self.buffer_if(message, Backlog::has_room)
+    }
+
+    /// Buffers a message that was accepted once already, whatever the mark.
+    fn rebuffer(&self, message: Message) {
+        // Cannot fail: the condition always holds.
+        let _ = self.buffer_if(message, |_, _| true);
+    }
+
+    fn buffer_if(
+        &self,
+        message: Message,
+        room: impl Fn(&Backlog, &PeerSetConfig) -> bool,
+    ) -> Result<(), Message> {
         let mut backlog = lock(&self.backlog);
         if backlog.holds(&message) {
             // A resend of a message that never left: it is still on its way.
             return Ok(());
         }
-        if !force && !backlog.has_room(&self.config) {
+        if !room(&backlog, &self.config) {
             return Err(message);
         }
         backlog.push_back(message);
@@ -223,7 +240,7 @@ impl Shared {
 
     /// Buffers `message`, waiting for room if the policy says so.
     fn buffer(self: &Arc<Self>, message: Message) -> ResponseFuture {
-        let message = match self.try_buffer(message, false) {
+        let message = match self.try_buffer(message) {
             Ok(()) => return ResponseFuture::done(Ok(())),
             Err(message) if self.config.buffer_when_full == WhenFull::Drop => {
                 return ResponseFuture::done(Err(SendError::new(SendErrorKind::BufferFull, message)));
@@ -239,7 +256,7 @@ impl Shared {
                 if shared.transport.is_closed() {
                     return Err(SendError::new(SendErrorKind::Closed, message));
                 }
-                match shared.try_buffer(message, false) {
+                match shared.try_buffer(message) {
                     Ok(()) => return Ok(()),
                     Err(back) => message = back,
                 }
@@ -254,7 +271,7 @@ impl Shared {
     }
 
     fn count_slow_drop(&self, peer: PeerId) {
-        self.stats.count_slow_drop(peer, &self.transport.peer_table());
+        self.stats.count_slow_drop(peer, &self.transport);
         self.transport.emit(Event::Dropped {
             peer: Some(peer),
             count: 1,
@@ -292,15 +309,14 @@ fn register(waiters: &mut Vec<Waker>, waker: &Waker) {
 /// Correctness never depends on it: a `call` made without readiness still
 /// respects every limit, waiting in its response future if it must.
 ///
-/// Cloning is cheap; clones share the buffer and counters and each keeps its
-/// own round-robin position.
+/// Cloning is cheap; clones share the buffer, the counters and the
+/// round-robin position.
 pub struct PeerSet {
     shared: Arc<Shared>,
     table: watch::Receiver<PeerTable>,
     peers: PeerTable,
     index: HashMap<PeerId, usize>,
     stale: bool,
-    room: Arc<Notify>,
     /// Only while every outbox is full: the wake-up for "an outbox may have
     /// room". Dropping it (a caller that stops waiting) holds nothing.
     room_wait: Option<Pin<Box<OwnedNotified>>>,
@@ -314,7 +330,6 @@ impl Clone for PeerSet {
             peers: self.peers.clone(),
             index: self.index.clone(),
             stale: self.stale,
-            room: self.room.clone(),
             room_wait: None,
         }
     }
@@ -344,6 +359,7 @@ impl PeerSet {
             drained: Notify::new(),
             stats: PeerSetStats::default(),
             cursor: AtomicUsize::new(0),
+            room: transport.room_signal(),
         });
         let table = transport.peers();
         tokio::spawn(flusher(shared.clone(), table.clone(), orphans));
@@ -353,7 +369,6 @@ impl PeerSet {
             peers: PeerTable::from(Vec::new()),
             index: HashMap::new(),
             stale: true,
-            room: transport.room_signal(),
             room_wait: None,
         };
         set.refresh();
@@ -422,7 +437,7 @@ impl PeerSet {
     /// writer draining in between is not missed.
     fn poll_any_room(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
-            let room = self.room.clone();
+            let room = self.shared.room.clone();
             self.room_wait.get_or_insert_with(|| Box::pin(room.notified_owned())).as_mut().enable();
             if self.table.has_changed().unwrap_or(false) || self.any_room() {
                 self.room_wait = None;
@@ -461,7 +476,10 @@ impl PeerSet {
         let message = Message { to: Destination::AnyOne, frame: item.frame };
         match live {
             // Every peer is gone: the message waits for the next ones.
-            None => ResponseFuture::done(rebuffer(&self.shared, message)),
+            None => {
+                self.shared.rebuffer(message);
+                ResponseFuture::done(Ok(()))
+            }
             // Every outbox is full (a call made without readiness): wait for
             // room at the next peer in turn.
             Some(i) => {
@@ -470,8 +488,7 @@ impl PeerSet {
                 let shared = self.shared.clone();
                 ResponseFuture::waiting(async move {
                     if let Err(closed) = outbox.send(Outgoing::to_any_peer(message.frame)).await {
-                        let message = Message { to: Destination::AnyOne, frame: closed.0.frame };
-                        return rebuffer(&shared, message);
+                        shared.rebuffer(Message { to: Destination::AnyOne, frame: closed.0.frame });
                     }
                     Ok(())
                 })
@@ -505,20 +522,25 @@ impl PeerSet {
 
     fn send_everyone(&mut self, message: Message, when_full: WhenFull) -> ResponseFuture {
         let mut waits = Vec::new();
+        let mut full = Vec::new();
         let mut delivered_to_some = false;
         for peer in self.peers.iter() {
             match peer.try_send(Outgoing::to_this_peer(message.frame.clone())) {
                 Ok(()) => delivered_to_some = true,
                 Err(TrySendError::Full(item)) => match when_full {
-                    WhenFull::Drop => self.shared.count_slow_drop(peer.id()),
+                    WhenFull::Drop => full.push(peer.id()),
                     WhenFull::Wait => waits.push((peer.outbox().clone(), item)),
                 },
                 Err(TrySendError::Closed(_)) => self.stale = true,
             }
         }
-        if !delivered_to_some && waits.is_empty() && self.stale {
+        if !delivered_to_some && waits.is_empty() && full.is_empty() {
             // Every subscriber turned out to be gone: keep it for the next ones.
-            return ResponseFuture::done(rebuffer(&self.shared, message));
+            self.shared.rebuffer(message);
+            return ResponseFuture::done(Ok(()));
+        }
+        for peer in full {
+            self.shared.count_slow_drop(peer);
         }
         if waits.is_empty() {
             return ResponseFuture::done(Ok(()));
@@ -531,11 +553,6 @@ impl PeerSet {
             Ok(())
         })
     }
-}
-
-/// Buffers a message that was accepted once already, whatever the mark.
-fn rebuffer(shared: &Shared, message: Message) -> Result<(), SendError> {
-    shared.try_buffer(message, true).map_err(|message| SendError::new(SendErrorKind::BufferFull, message))
 }
 
 impl tower::Service<Message> for PeerSet {
@@ -617,9 +634,8 @@ async fn flusher(
     mut table: watch::Receiver<PeerTable>,
     mut orphans: mpsc::Receiver<Orphans>,
 ) {
-    let mut cursor = 0;
     loop {
-        flush(&shared, &mut table, &mut cursor).await;
+        flush(&shared, &mut table).await;
         tokio::select! {
             changed = table.changed() => if changed.is_err() { return },
             Some(Orphans { peer, frames }) = orphans.recv() => {
@@ -643,7 +659,7 @@ async fn flusher(
 }
 
 /// Delivers buffered messages, in order, while peers are up.
-async fn flush(shared: &Shared, table: &mut watch::Receiver<PeerTable>, cursor: &mut usize) {
+async fn flush(shared: &Shared, table: &mut watch::Receiver<PeerTable>) {
     loop {
         // A flush can go on for long while peers keep up: let the runtime
         // run other tasks (the connections among them) in between.
@@ -668,7 +684,7 @@ async fn flush(shared: &Shared, table: &mut watch::Receiver<PeerTable>, cursor: 
                 }
             }
         };
-        let outcome = deliver_buffered(shared, &peers, table, cursor, message).await;
+        let outcome = deliver_buffered(shared, &peers, table, message).await;
         let mut backlog = lock(&shared.backlog);
         backlog.in_flight = false;
         match outcome {
@@ -699,7 +715,6 @@ async fn deliver_buffered(
     shared: &Shared,
     peers: &PeerTable,
     table: &mut watch::Receiver<PeerTable>,
-    cursor: &mut usize,
     message: Message,
 ) -> Flushed {
     match message.to {
@@ -738,11 +753,12 @@ async fn deliver_buffered(
         _ => {
             let mut item = Outgoing::to_any_peer(message.frame);
             let mut full = Vec::new();
+            let cursor = shared.cursor.load(Ordering::Relaxed);
             for offset in 0..peers.len() {
-                let i = (*cursor + offset) % peers.len();
+                let i = (cursor + offset) % peers.len();
                 match peers[i].try_send(item) {
                     Ok(()) => {
-                        *cursor = i + 1;
+                        shared.cursor.store(i + 1, Ordering::Relaxed);
                         return Flushed::Delivered;
                     }
                     Err(TrySendError::Full(back)) => {

@@ -196,6 +196,7 @@ where
     let mut timers: DelayQueue<MsgId> = DelayQueue::new();
     let mut senders_gone = false;
     loop {
+        let had_pending = !pending.is_empty();
         tokio::select! {
             biased;
             () = core.shutdown.cancelled() => break,
@@ -230,7 +231,10 @@ where
             }
         }
         if pending.is_empty() {
-            core.settled.notify_waiters();
+            // Waiters are woken as the table empties, not on every pass.
+            if had_pending {
+                core.settled.notify_waiters();
+            }
             if senders_gone {
                 break;
             }

@@ -37,6 +37,10 @@ pub enum Delivery {
     AtLeastOnce,
 }
 
+/// Why publish with at-least-once is refused.
+pub(crate) const NO_RELIABLE_PUBLISH: &str = "at-least-once delivery cannot be combined with publish: \
+    one ACK cannot stand for every subscriber (use round-robin, or send to peer identities)";
+
 /// The send stack as user layers see it.
 pub type BoxSendService = BoxService<Message, (), BoxError>;
 
@@ -313,11 +317,7 @@ impl SocketBuilder {
     /// Checks the settings and makes the socket. Call it inside a tokio runtime.
     pub fn build(self) -> Result<Socket, Error> {
         if self.mode == SendMode::Publish && self.delivery == Delivery::AtLeastOnce {
-            return Err(Error::Config(
-                "at-least-once delivery cannot be combined with publish: one ACK cannot stand for \
-                 every subscriber (use round-robin, or send to peer identities)"
-                    .into(),
-            ));
+            return Err(Error::Config(NO_RELIABLE_PUBLISH.into()));
         }
         if self.peer_set.buffer_capacity == 0 {
             return Err(Error::Config("the no-peer buffer must hold at least 1 message".into()));

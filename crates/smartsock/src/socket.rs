@@ -3,7 +3,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -11,7 +11,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use futures::task::AtomicWaker;
 use smartsock_framing::PeerId;
 use smartsock_patterns::{
     Message, PeerSet, Publish, PublishLayer, RoundRobin, RoundRobinLayer, SendError, SendErrorKind,
@@ -27,7 +26,7 @@ use tower::{BoxError, Layer, Service, ServiceExt};
 use tracing::{debug, warn};
 
 use crate::Error;
-use crate::builder::{BoxSendService, Delivery, SendMode, SocketBuilder};
+use crate::builder::{BoxSendService, Delivery, NO_RELIABLE_PUBLISH, SendMode, SocketBuilder};
 
 /// The send path, as concrete types for the usual stacks so that a send
 /// allocates nothing; boxed only when the user adds layers.
@@ -40,9 +39,8 @@ enum SendStack {
 
 struct Inner {
     transport: Transport,
-    /// Locked only for one synchronous poll_ready + call, never across an await.
-    stack: std::sync::Mutex<SendStack>,
-    turns: Turns,
+    /// Senders take turns on the stack (a fair mutex): see `hand_over`.
+    stack: Mutex<SendStack>,
     peer_set: PeerSet,
     inbound: async_channel::Receiver<Incoming>,
     receive: ReceiveSide,
@@ -163,7 +161,7 @@ impl Socket {
                 SendStack::AtLeastOnce(layer.layer(RoundRobinLayer::new().layer(peers.clone())))
             }
             (SendMode::Publish, Delivery::AtLeastOnce) => {
-                return Err(Error::Config("at-least-once delivery cannot be combined with publish".into()));
+                return Err(Error::Config(NO_RELIABLE_PUBLISH.into()));
             }
         };
         let stack = if layers.is_empty() {
@@ -180,8 +178,7 @@ impl Socket {
         Ok(Self {
             inner: Arc::new(Inner {
                 transport: parts.transport,
-                stack: std::sync::Mutex::new(stack),
-                turns: Turns::default(),
+                stack: Mutex::new(stack),
                 peer_set: peers,
                 inbound: parts.inbound,
                 receive: ReceiveSide::new(duplicate_window),
@@ -268,84 +265,30 @@ impl Socket {
             return Err(send_error(SendErrorKind::Closed, message));
         }
         let mut slot = Some(message);
-        let sending = match self.hand_over_now(&mut slot).await? {
-            Some(sending) => sending,
-            None => match limit {
-                None => self.hand_over_in_turn(&mut slot).await?,
-                // Boxed so that the usual send's future does not carry a timer.
-                Some(limit) => match Box::pin(timeout(limit, self.hand_over_in_turn(&mut slot))).await {
-                    Ok(handed) => handed?,
-                    // Not handed over yet, so the message is still ours to give back.
-                    Err(_) => return Err(send_error(on_expiry, slot.take().expect("not handed over"))),
-                },
+        let sending = match limit {
+            None => self.hand_over(&mut slot).await?,
+            // Boxed so that the usual send's future does not carry a timer.
+            Some(limit) => match Box::pin(timeout(limit, self.hand_over(&mut slot))).await {
+                Ok(handed) => handed?,
+                // Not handed over yet, so the message is still ours to give back.
+                Err(_) => return Err(send_error(on_expiry, slot.take().expect("not handed over"))),
             },
         };
         sending.finish().await
     }
 
-    /// The usual case, without waiting: no sender is waiting for its turn and
-    /// the stack is ready now.
-    async fn hand_over_now(&self, slot: &mut Option<Message>) -> Result<Option<Sending>, Error> {
-        let turns = &self.inner.turns;
-        if turns.waiting.load(Ordering::Acquire) > 0 {
-            // Others wait for room: queue behind them, in order.
-            return Ok(None);
-        }
-        let handed = std::future::poll_fn(|cx| Poll::Ready(self.poll_hand_over(cx, slot))).await;
-        if turns.waiting.load(Ordering::Acquire) > 0 {
-            // Polling the stack took its readiness wake-up from the sender
-            // whose turn it is: give it back.
-            turns.turn_holder.wake();
-        }
-        handed
-    }
-
-    /// Waits for room, in turn with other waiting senders (first come, first
-    /// served), then hands the message over.
-    async fn hand_over_in_turn(&self, slot: &mut Option<Message>) -> Result<Sending, Error> {
-        let turns = &self.inner.turns;
-        turns.waiting.fetch_add(1, Ordering::AcqRel);
-        let _waiting = Waiting(&turns.waiting);
-        let _turn = turns.turn.lock().await;
-        std::future::poll_fn(|cx| {
-            turns.turn_holder.register(cx.waker());
-            match self.poll_hand_over(cx, slot) {
-                Ok(Some(sending)) => Poll::Ready(Ok(sending)),
-                Ok(None) => Poll::Pending,
-                Err(e) => Poll::Ready(Err(e)),
-            }
+    /// Waits for room, in turn with other senders (first come, first
+    /// served), then hands the message over. Tower services keep one waker
+    /// for readiness, so only one task may wait on the stack at a time; the
+    /// turn ends before the send's own future is awaited.
+    async fn hand_over(&self, slot: &mut Option<Message>) -> Result<Sending, Error> {
+        let mut stack = self.inner.stack.lock().await;
+        std::future::poll_fn(|cx| match poll_hand_over(&mut stack, cx, slot) {
+            Ok(Some(sending)) => Poll::Ready(Ok(sending)),
+            Ok(None) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
         })
         .await
-    }
-
-    /// One synchronous look at the stack: if it is ready, takes the message
-    /// out of `slot` and calls. The lock is held for that look only, never
-    /// across an await.
-    fn poll_hand_over(
-        &self,
-        cx: &mut Context<'_>,
-        slot: &mut Option<Message>,
-    ) -> Result<Option<Sending>, Error> {
-        let mut stack = self.inner.stack.lock().unwrap_or_else(|e| e.into_inner());
-        let take = |slot: &mut Option<Message>| slot.take().expect("message handed over once");
-        Ok(match &mut *stack {
-            SendStack::RoundRobin(service) => match service.poll_ready(cx)? {
-                Poll::Ready(()) => Some(Sending::Direct(service.call(take(slot)))),
-                Poll::Pending => None,
-            },
-            SendStack::Publish(service) => match service.poll_ready(cx)? {
-                Poll::Ready(()) => Some(Sending::Direct(service.call(take(slot)))),
-                Poll::Pending => None,
-            },
-            SendStack::AtLeastOnce(service) => match service.poll_ready(cx)? {
-                Poll::Ready(()) => Some(Sending::Reliable(service.call(take(slot)))),
-                Poll::Pending => None,
-            },
-            SendStack::Custom(service) => match service.poll_ready(cx).map_err(from_layer)? {
-                Poll::Ready(()) => Some(Sending::Custom(service.call(take(slot)))),
-                Poll::Pending => None,
-            },
-        })
     }
 
     /// The next message from any peer, or `None` once the socket is closed
@@ -507,28 +450,33 @@ impl Socket {
     }
 }
 
-/// How senders share the stack when they must wait for room.
-///
-/// A tower service keeps one waker for readiness, so two tasks waiting on it
-/// at once would lose a wake-up. Senders that must wait therefore take turns
-/// (a fair async mutex), and only the one whose turn it is polls while
-/// waiting. A sender that finds room at once skips the queue while nobody
-/// waits; since its poll may replace the waiting sender's wake-up, it wakes
-/// that sender afterwards.
-#[derive(Default)]
-struct Turns {
-    waiting: AtomicUsize,
-    turn: Mutex<()>,
-    turn_holder: AtomicWaker,
-}
-
-/// Counts a sender among those waiting for their turn, until it is dropped.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
+/// One look at the stack: if it is ready, takes the message out of `slot`
+/// and calls, so the message leaves `slot` only once nothing can fail before
+/// the call.
+fn poll_hand_over(
+    stack: &mut SendStack,
+    cx: &mut Context<'_>,
+    slot: &mut Option<Message>,
+) -> Result<Option<Sending>, Error> {
+    let take = |slot: &mut Option<Message>| slot.take().expect("message handed over once");
+    Ok(match stack {
+        SendStack::RoundRobin(service) => match service.poll_ready(cx)? {
+            Poll::Ready(()) => Some(Sending::Direct(service.call(take(slot)))),
+            Poll::Pending => None,
+        },
+        SendStack::Publish(service) => match service.poll_ready(cx)? {
+            Poll::Ready(()) => Some(Sending::Direct(service.call(take(slot)))),
+            Poll::Pending => None,
+        },
+        SendStack::AtLeastOnce(service) => match service.poll_ready(cx)? {
+            Poll::Ready(()) => Some(Sending::Reliable(service.call(take(slot)))),
+            Poll::Pending => None,
+        },
+        SendStack::Custom(service) => match service.poll_ready(cx).map_err(from_layer)? {
+            Poll::Ready(()) => Some(Sending::Custom(service.call(take(slot)))),
+            Poll::Pending => None,
+        },
+    })
 }
 
 /// A message handed over to the stack, on its way into the peers' queues.

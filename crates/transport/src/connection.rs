@@ -20,6 +20,8 @@ use crate::transport::Shared;
 
 /// Bytes the reader asks the OS for at once: big reads, many frames each.
 const READ_CHUNK: usize = 64 * 1024;
+/// Write-buffer capacity kept between batches; more is given back.
+const MAX_KEPT_BUFFER: usize = 1024 * 1024;
 /// Frames the writer takes from its outbox for one write.
 const MAX_BATCH: usize = 1024;
 /// Payloads at least this long are written from their own buffer (vectored
@@ -284,7 +286,6 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     hello_sent: Instant,
 ) -> DisconnectReason {
     let config = &shared.config;
-    let full_outbox = config.outbox_capacity.min(MAX_BATCH);
     let mut encoder = BatchEncoder::new(config.max_frame_length);
     let idle = sleep_until(hello_sent + config.heartbeat_interval);
     tokio::pin!(idle);
@@ -306,12 +307,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 if received == 0 {
                     return DisconnectReason::Closing;
                 }
-                // Senders wait for room only when every outbox is full, so
-                // only the drain of a full outbox is worth waking them (the
-                // signal's lock is shared by every connection).
-                if batch.len() >= full_outbox {
-                    shared.room.notify_waiters();
-                }
+                // Once per batch, not per frame: senders waiting for room
+                // look again. (Waking only after the drain of a full outbox
+                // lost wake-ups: room can free up in smaller drains.)
+                shared.room.notify_waiters();
                 false
             }
             () = &mut idle => {
@@ -370,6 +369,11 @@ impl BatchEncoder {
         if self.segments.is_empty() {
             writer.write_all(&self.buf).await?;
             self.buf.clear();
+            if self.buf.capacity() > MAX_KEPT_BUFFER {
+                // One burst of big frames must not pin its buffer for the
+                // connection's whole life.
+                self.buf = BytesMut::with_capacity(READ_CHUNK);
+            }
         } else {
             if !self.buf.is_empty() {
                 self.segments.push(self.buf.split().freeze());
