@@ -55,14 +55,19 @@
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
+mod backlog;
 mod error;
+mod flusher;
+mod future;
 mod message;
 mod peer_set;
 mod publish;
 mod round_robin;
+mod routing;
 
 pub use error::{SendError, SendErrorKind};
 pub use message::{Destination, Message, WhenFull};
-pub use peer_set::{PeerSet, PeerSetConfig, PeerSetStats, ResponseFuture};
+pub use future::ResponseFuture;
+pub use peer_set::{Attempt, PeerSet, PeerSetConfig, PeerSetStats};
 pub use publish::{Publish, PublishLayer};
 pub use round_robin::{RoundRobin, RoundRobinLayer};

@@ -1,21 +1,17 @@
-//! [`PeerSet`]: the service that puts frames in peers' outboxes.
+//! [`PeerSet`]: puts messages in the peers' outboxes, through `&self`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
-use futures::future::{BoxFuture, Either, Ready, ready};
-use smartsock_transport::{
-    DropReason, Event, Frame, MsgId, Orphans, Outgoing, PeerHandle, PeerId, PeerTable, Transport,
-};
-use tokio::sync::futures::OwnedNotified;
-use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{Notify, mpsc, watch};
-use tracing::debug;
+use smartsock_transport::{DropReason, Event, MsgId, OrphanReceiver, PeerId, RoomWaiter, Transport};
+use tokio::sync::Notify;
 
+use crate::backlog::Backlog;
+use crate::flusher::flusher;
+use crate::future::ResponseFuture;
+use crate::routing::{Routed, route};
 use crate::{Destination, Message, SendError, SendErrorKind, WhenFull};
 
 /// Settings of a [`PeerSet`]'s no-peer buffer.
@@ -44,7 +40,7 @@ impl Default for PeerSetConfig {
 #[derive(Debug, Default)]
 pub struct PeerSetStats {
     slow_subscriber_drops: AtomicU64,
-    rerouted: AtomicU64,
+    pub(crate) rerouted: AtomicU64,
     drops_by_peer: Mutex<HashMap<PeerId, u64>>,
 }
 
@@ -71,8 +67,7 @@ impl PeerSetStats {
         if by_peer.len() >= MAX_PEERS_COUNTED && !by_peer.contains_key(&peer) {
             // Subscribers come and go with new identities: keep only those
             // still connected, so the map stays bounded.
-            let connected = transport.peer_table();
-            by_peer.retain(|id, _| connected.iter().any(|p| p.id() == *id));
+            transport.with_peers(|connected| by_peer.retain(|id, _| connected.get(*id).is_some()));
         }
         *by_peer.entry(peer).or_default() += 1;
     }
@@ -87,112 +82,29 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The messages held while no peer can take them, in send order.
-#[derive(Default)]
-struct Backlog {
-    queue: VecDeque<Message>,
-    bytes: usize,
-    /// The flusher has popped a message it has not delivered yet: new sends
-    /// must still queue behind it to keep send order.
-    in_flight: bool,
-    /// Senders waiting for room.
-    waiters: Vec<Waker>,
-    /// Ids of the at-least-once messages in `queue`: a resend of a message
-    /// still waiting here is the same message, so it is not queued twice.
-    requests: HashSet<MsgId>,
-}
-
-fn request_id(message: &Message) -> Option<MsgId> {
-    match message.frame {
-        Frame::DataReq { id, .. } => Some(id),
-        _ => None,
-    }
-}
-
-impl Backlog {
-    fn has_room(&self, config: &PeerSetConfig) -> bool {
-        self.queue.len() < config.buffer_capacity && self.bytes < config.buffer_bytes
-    }
-
-    /// Whether `message` is an at-least-once message already waiting here.
-    fn holds(&self, message: &Message) -> bool {
-        request_id(message).is_some_and(|id| self.requests.contains(&id))
-    }
-
-    /// Queues `message` unless it is already waiting here.
-    fn push_back(&mut self, message: Message) {
-        if let Some(id) = request_id(&message) {
-            if !self.requests.insert(id) {
-                return;
-            }
-        }
-        self.bytes += message.payload().len();
-        self.queue.push_back(message);
-    }
-
-    /// Puts `message` first in line, unless it is already waiting here.
-    fn push_front(&mut self, message: Message) {
-        if let Some(id) = request_id(&message) {
-            if !self.requests.insert(id) {
-                return;
-            }
-        }
-        self.bytes += message.payload().len();
-        self.queue.push_front(message);
-    }
-
-    fn pop_front(&mut self) -> Option<Message> {
-        let message = self.queue.pop_front()?;
-        self.forget(&message);
-        Some(message)
-    }
-
-    /// Takes out the at-least-once message `id`, if it is waiting here.
-    fn withdraw(&mut self, id: MsgId) -> Option<Message> {
-        if !self.requests.contains(&id) {
-            return None;
-        }
-        let at = self.queue.iter().position(|m| request_id(m) == Some(id))?;
-        let message = self.queue.remove(at)?;
-        self.forget(&message);
-        Some(message)
-    }
-
-    fn forget(&mut self, message: &Message) {
-        self.bytes -= message.payload().len();
-        if let Some(id) = request_id(message) {
-            self.requests.remove(&id);
-        }
-        for waker in self.waiters.drain(..) {
-            waker.wake();
-        }
-    }
-
-    fn is_idle(&self) -> bool {
-        self.queue.is_empty() && !self.in_flight
-    }
-}
-
-struct Shared {
-    transport: Transport,
+/// State shared by every clone of a peer set and its flusher.
+pub(crate) struct Shared {
+    pub(crate) transport: Transport,
     config: PeerSetConfig,
     backlog: Mutex<Backlog>,
     /// Mirrors "the backlog is not idle", so the hot path skips the lock.
-    backlog_active: AtomicBool,
+    pub(crate) backlog_active: AtomicBool,
     /// Wakes the flusher when a message was buffered while peers are up.
-    flush_wanted: Notify,
+    pub(crate) flush_wanted: Notify,
     /// Wakes [`PeerSet::flushed`] waiters when the backlog empties.
-    drained: Notify,
-    stats: PeerSetStats,
+    pub(crate) drained: Notify,
+    pub(crate) stats: PeerSetStats,
     /// The next peer in turn, shared by every clone and the flusher: a
     /// resend made through another clone goes to the peer after the one
     /// that failed.
-    cursor: AtomicUsize,
-    /// The transport's "an outbox may have room" signal.
-    room: Arc<Notify>,
+    pub(crate) cursor: AtomicUsize,
 }
 
 impl Shared {
+    pub(crate) fn backlog(&self) -> MutexGuard<'_, Backlog> {
+        lock(&self.backlog)
+    }
+
     /// Buffers `message` if there is room; hands it back otherwise.
     fn try_buffer(&self, message: Message) -> Result<(), Message> {
         self.buffer_if(message, Backlog::has_room)
@@ -209,7 +121,7 @@ impl Shared {
         message: Message,
         room: impl Fn(&Backlog, &PeerSetConfig) -> bool,
     ) -> Result<(), Message> {
-        let mut backlog = lock(&self.backlog);
+        let mut backlog = self.backlog();
         if backlog.holds(&message) {
             // A resend of a message that never left: it is still on its way.
             return Ok(());
@@ -227,68 +139,141 @@ impl Shared {
     /// Ready when the buffer has room, when full buffers fail at once, or
     /// when the transport is closed (the send then fails with `Closed`).
     fn poll_buffer_room(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut backlog = lock(&self.backlog);
+        let mut backlog = self.backlog();
         if self.config.buffer_when_full == WhenFull::Drop
             || backlog.has_room(&self.config)
             || self.transport.is_closed()
         {
             return Poll::Ready(());
         }
-        register(&mut backlog.waiters, cx.waker());
+        backlog.register(cx.waker());
         Poll::Pending
     }
 
-    /// Buffers `message`, waiting for room if the policy says so.
-    fn buffer(self: &Arc<Self>, message: Message) -> ResponseFuture {
-        let message = match self.try_buffer(message) {
-            Ok(()) => return ResponseFuture::done(Ok(())),
-            Err(message) if self.config.buffer_when_full == WhenFull::Drop => {
-                return ResponseFuture::done(Err(SendError::new(SendErrorKind::BufferFull, message)));
+    /// Whether messages must go through the buffer to keep send order: no
+    /// peer is up, or earlier messages are still waiting there.
+    fn buffering(&self) -> bool {
+        self.backlog_active.load(Ordering::Acquire) || self.transport.with_peers(|peers| peers.is_empty())
+    }
+
+    /// Whether a send waiting for room should look again: some outbox has
+    /// room, a peer has gone, or none is left.
+    pub(crate) fn any_room_or_change(&self) -> bool {
+        self.transport.with_peers(|peers| {
+            peers.is_empty() || peers.table().iter().any(|peer| peer.has_room() || peer.is_closed())
+        })
+    }
+
+    pub(crate) fn count_slow_drop(&self, peer: PeerId) {
+        self.stats.count_slow_drop(peer, &self.transport);
+        self.transport.emit(Event::Dropped { peer: Some(peer), count: 1, reason: DropReason::SlowSubscriber });
+    }
+
+    /// Routes `message` now if that needs no waiting; otherwise says how to wait.
+    fn route_now(&self, message: Message) -> Routed {
+        self.transport
+            .with_peers(|peers| route(peers, &self.cursor, message, &mut |peer| self.count_slow_drop(peer)))
+    }
+
+    /// One try at a send that does not wait: see [`PeerSet::try_send`].
+    fn try_send(self: &Arc<Self>, message: Message) -> Result<Attempt, SendError> {
+        let max = self.transport.config().max_frame_length;
+        let len = message.frame.envelope_len();
+        if len > max {
+            return Err(SendError::new(SendErrorKind::TooLarge { len, max }, message));
+        }
+        if self.transport.is_closed() {
+            return Err(SendError::new(SendErrorKind::Closed, message));
+        }
+        if !matches!(message.to, Destination::Peer(_)) && self.buffering() {
+            return match self.try_buffer(message) {
+                Ok(()) => Ok(Attempt::Sent),
+                Err(message) if self.config.buffer_when_full == WhenFull::Drop => {
+                    Err(SendError::new(SendErrorKind::BufferFull, message))
+                }
+                Err(message) => Ok(Attempt::WouldWait(message)),
+            };
+        }
+        match self.route_now(message) {
+            Routed::Done => Ok(Attempt::Sent),
+            Routed::NoPeer(message) => {
+                // Every peer turned out to be gone: the message waits for the next ones.
+                self.rebuffer(message);
+                Ok(Attempt::Sent)
             }
-            Err(message) => message,
+            Routed::UnknownPeer(peer, message) => Err(SendError::new(SendErrorKind::UnknownPeer(peer), message)),
+            Routed::Full(message) => Ok(Attempt::WouldWait(message)),
+            Routed::WaitFor(peer, item) => {
+                Ok(Attempt::WouldWait(Message { to: Destination::Peer(peer.id()), frame: item.frame }))
+            }
+            Routed::CopiesWaiting(copies) => Ok(Attempt::Queued(ResponseFuture::waiting(async move {
+                for (peer, item) in copies {
+                    // A subscriber that leaves while we wait simply misses it.
+                    let _ = peer.send(item).await;
+                }
+                Ok(())
+            }))),
+        }
+    }
+
+    /// Completes when a new try at sending `message` may succeed.
+    async fn room_for(&self, message: &Message) {
+        if !matches!(message.to, Destination::Peer(_)) && self.buffering() {
+            std::future::poll_fn(|cx| self.poll_buffer_room(cx)).await;
+            return;
+        }
+        let mut room = self.transport.room_waiter();
+        match message.to {
+            Destination::Peer(id) => {
+                room.until(|| {
+                    self.transport.is_closed()
+                        || self.transport.with_peers(|peers| {
+                            peers.get(id).is_none_or(|peer| peer.has_room() || peer.is_closed())
+                        })
+                })
+                .await;
+            }
+            _ => room.until(|| self.transport.is_closed() || self.buffering() || self.any_room_or_change()).await,
+        }
+    }
+
+    /// The whole send, waiting in the returned future when it must.
+    fn send(self: &Arc<Self>, message: Message) -> ResponseFuture {
+        let mut message = match self.try_send(message) {
+            Ok(Attempt::Sent) => return ResponseFuture::done(Ok(())),
+            Ok(Attempt::Queued(queued)) => return queued,
+            Ok(Attempt::WouldWait(message)) => message,
+            Err(e) => return ResponseFuture::done(Err(e)),
         };
-        // Only reached by a call made without readiness while the buffer is full.
         let shared = self.clone();
         ResponseFuture::waiting(async move {
-            let mut message = message;
             loop {
-                futures::future::poll_fn(|cx| shared.poll_buffer_room(cx)).await;
-                if shared.transport.is_closed() {
-                    return Err(SendError::new(SendErrorKind::Closed, message));
-                }
-                match shared.try_buffer(message) {
-                    Ok(()) => return Ok(()),
-                    Err(back) => message = back,
+                shared.room_for(&message).await;
+                match shared.try_send(message)? {
+                    Attempt::Sent => return Ok(()),
+                    Attempt::Queued(queued) => return queued.await,
+                    Attempt::WouldWait(back) => message = back,
                 }
             }
         })
     }
-
-    fn wake_buffer_waiters(&self) {
-        for waker in lock(&self.backlog).waiters.drain(..) {
-            waker.wake();
-        }
-    }
-
-    fn count_slow_drop(&self, peer: PeerId) {
-        self.stats.count_slow_drop(peer, &self.transport);
-        self.transport.emit(Event::Dropped {
-            peer: Some(peer),
-            count: 1,
-            reason: DropReason::SlowSubscriber,
-        });
-    }
 }
 
-fn register(waiters: &mut Vec<Waker>, waker: &Waker) {
-    if !waiters.iter().any(|w| w.will_wake(waker)) {
-        waiters.push(waker.clone());
-    }
+/// What became of [`PeerSet::try_send`].
+#[derive(Debug)]
+#[must_use]
+pub enum Attempt {
+    /// Queued in the outboxes (or in the no-peer buffer).
+    Sent,
+    /// Not queued: a send would have to wait for room. The message is handed back.
+    WouldWait(Message),
+    /// Publish with [`WhenFull::Wait`]: queued for every subscriber with room;
+    /// the future queues the copies of the full ones as they make room.
+    Queued(ResponseFuture),
 }
 
-/// A `tower::Service` that hands each [`Message`] to the outboxes of the
-/// peers its [`Destination`] names, following the transport's peers as they
-/// come and go.
+/// Puts each [`Message`] in the outboxes of the peers its [`Destination`]
+/// names, following the transport's peers as they come and go.
 ///
 /// - [`Destination::Peer`]: exactly that peer; waits for room in its outbox;
 ///   fails at once with [`SendErrorKind::UnknownPeer`] (message handed back)
@@ -303,41 +288,34 @@ fn register(waiters: &mut Vec<Waker>, waker: &Waker) {
 /// come up. Messages queued for a peer that disconnects before writing them
 /// come back and are routed again (`AnyOne` messages only).
 ///
-/// **Readiness** carries backpressure: `poll_ready` is `Pending` (never an
-/// error) while every connected peer's outbox is full, or while no peer is
-/// connected and the buffer is at its mark with [`WhenFull::Wait`].
-/// Correctness never depends on it: a `call` made without readiness still
-/// respects every limit, waiting in its response future if it must.
+/// Two ways in, one routing function behind both:
+/// - [`send`](PeerSet::send) takes `&self`: any number of tasks send through
+///   clones at once, with no lock held across a send and no allocation
+///   unless the send must wait. This is the facade's path.
+/// - `tower::Service`, for stacking middleware. **Readiness** carries
+///   backpressure: `poll_ready` is `Pending` (never an error) while every
+///   connected peer's outbox is full, or while no peer is connected and the
+///   buffer is at its mark with [`WhenFull::Wait`]. Correctness never
+///   depends on it: a `call` made without readiness still respects every
+///   limit, waiting in its response future if it must.
 ///
 /// Cloning is cheap; clones share the buffer, the counters and the
 /// round-robin position.
 pub struct PeerSet {
     shared: Arc<Shared>,
-    table: watch::Receiver<PeerTable>,
-    peers: PeerTable,
-    index: HashMap<PeerId, usize>,
-    stale: bool,
-    /// Only while every outbox is full: the wake-up for "an outbox may have
-    /// room". Dropping it (a caller that stops waiting) holds nothing.
-    room_wait: Option<Pin<Box<OwnedNotified>>>,
+    /// Only while `poll_ready` found every outbox full.
+    room: Option<RoomWaiter>,
 }
 
 impl Clone for PeerSet {
     fn clone(&self) -> Self {
-        Self {
-            shared: self.shared.clone(),
-            table: self.table.clone(),
-            peers: self.peers.clone(),
-            index: self.index.clone(),
-            stale: self.stale,
-            room_wait: None,
-        }
+        Self { shared: self.shared.clone(), room: None }
     }
 }
 
 impl std::fmt::Debug for PeerSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PeerSet").field("peers", &self.peers.len()).finish_non_exhaustive()
+        f.debug_struct("PeerSet").field("peers", &self.peers().len()).finish_non_exhaustive()
     }
 }
 
@@ -349,7 +327,7 @@ impl PeerSet {
     /// Spawns one background task (on the current tokio runtime) that flushes
     /// the no-peer buffer when peers come up; it ends when the transport closes.
     /// The peer set does not keep the transport open: keep a handle of your own.
-    pub fn new(transport: &Transport, orphans: mpsc::Receiver<Orphans>, config: PeerSetConfig) -> Self {
+    pub fn new(transport: &Transport, orphans: OrphanReceiver, config: PeerSetConfig) -> Self {
         let shared = Arc::new(Shared {
             transport: transport.detached(),
             config,
@@ -359,26 +337,40 @@ impl PeerSet {
             drained: Notify::new(),
             stats: PeerSetStats::default(),
             cursor: AtomicUsize::new(0),
-            room: transport.room_signal(),
         });
-        let table = transport.peers();
-        tokio::spawn(flusher(shared.clone(), table.clone(), orphans));
-        let mut set = Self {
-            shared,
-            table,
-            peers: PeerTable::from(Vec::new()),
-            index: HashMap::new(),
-            stale: true,
-            room_wait: None,
-        };
-        set.refresh();
-        set
+        tokio::spawn(flusher(shared.clone(), transport.peers(), orphans));
+        Self { shared, room: None }
     }
 
-    /// The peers connected now, as this peer set last saw them.
-    pub fn peers(&mut self) -> PeerTable {
-        self.refresh();
-        self.peers.clone()
+    /// Sends `message` by its destination, through `&self`. The returned
+    /// future is ready at once unless the send must wait for room; dropping
+    /// it before it completes abandons the message.
+    pub fn send(&self, message: Message) -> ResponseFuture {
+        self.shared.send(message)
+    }
+
+    /// One try at sending `message` that never waits for room: the message
+    /// is queued ([`Attempt::Sent`]), or handed back because a send would
+    /// have to wait ([`Attempt::WouldWait`]; wait with
+    /// [`room_for`](PeerSet::room_for), then try again). Fails at once for
+    /// a message that can never go (too large, unknown peer, closed, full
+    /// buffer under [`WhenFull::Drop`]), handing it back inside the error.
+    ///
+    /// With this pair a caller can bound the wait and still get the message
+    /// back when it gives up, which a dropped future cannot offer.
+    pub fn try_send(&self, message: Message) -> Result<Attempt, SendError> {
+        self.shared.try_send(message)
+    }
+
+    /// Completes when a new try at sending `message` may succeed: room in an
+    /// outbox it may use (or the no-peer buffer), a change of peers, or close.
+    pub async fn room_for(&self, message: &Message) {
+        self.shared.room_for(message).await;
+    }
+
+    /// The peers connected now.
+    pub fn peers(&self) -> smartsock_transport::PeerTable {
+        self.shared.transport.peer_table()
     }
 
     /// What was dropped or routed again so far.
@@ -388,14 +380,14 @@ impl PeerSet {
 
     /// Messages waiting in the no-peer buffer.
     pub fn buffered(&self) -> usize {
-        lock(&self.shared.backlog).queue.len()
+        self.shared.backlog().len()
     }
 
     /// Takes the at-least-once message `id` out of the no-peer buffer, if it
     /// is still waiting there: for a sender that has given it up, so that it
     /// is not delivered after being handed back. True if it was there.
     pub fn withdraw(&self, id: MsgId) -> bool {
-        lock(&self.shared.backlog).withdraw(id).is_some()
+        self.shared.backlog().withdraw(id).is_some()
     }
 
     /// Completes when the no-peer buffer is empty: everything sent so far is
@@ -406,152 +398,33 @@ impl PeerSet {
             let drained = self.shared.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
-            if lock(&self.shared.backlog).is_idle() {
+            if self.shared.backlog().is_idle() {
                 return;
             }
             drained.await;
         }
     }
 
-    fn refresh(&mut self) {
-        if !self.stale && !self.table.has_changed().unwrap_or(false) {
-            return;
+    /// Ready when a send of an un-addressed message would not wait: the
+    /// readiness `tower::Service::poll_ready` reports, for callers that hold
+    /// a `&mut PeerSet`.
+    pub fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let shared = &self.shared;
+        if shared.transport.is_closed() {
+            // The send hands the message back with `Closed`.
+            return Poll::Ready(());
         }
-        self.peers = self.table.borrow_and_update().clone();
-        self.index = self.peers.iter().enumerate().map(|(i, p)| (p.id(), i)).collect();
-        self.stale = false;
-    }
-
-    fn buffering(&self) -> bool {
-        self.peers.is_empty() || self.shared.backlog_active.load(Ordering::Acquire)
-    }
-
-    /// Whether some peer can take a frame now (a closed outbox counts: the
-    /// send finds the peer gone and routes elsewhere).
-    fn any_room(&self) -> bool {
-        self.peers.iter().any(|p| p.room() > 0 || p.is_closed())
-    }
-
-    /// Slow path of readiness: every outbox was full. Waits on the
-    /// transport's room signal, registering before looking again so that a
-    /// writer draining in between is not missed.
-    fn poll_any_room(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            let room = self.shared.room.clone();
-            self.room_wait.get_or_insert_with(|| Box::pin(room.notified_owned())).as_mut().enable();
-            if self.table.has_changed().unwrap_or(false) || self.any_room() {
-                self.room_wait = None;
-                return Poll::Ready(());
-            }
-            let wait = self.room_wait.as_mut().expect("set above");
-            match wait.as_mut().poll(cx) {
-                Poll::Ready(()) => self.room_wait = None,
-                Poll::Pending => return Poll::Pending,
-            }
+        if shared.buffering() {
+            return shared.poll_buffer_room(cx);
         }
-    }
-
-    fn send_any(&mut self, message: Message) -> ResponseFuture {
-        let mut item = Outgoing::to_any_peer(message.frame);
-        let cursor = self.shared.cursor.load(Ordering::Relaxed);
-        let count = self.peers.len();
-        let mut live = None;
-        for offset in 0..count {
-            let i = (cursor + offset) % count;
-            match self.peers[i].try_send(item) {
-                Ok(()) => {
-                    self.shared.cursor.store(i + 1, Ordering::Relaxed);
-                    return ResponseFuture::done(Ok(()));
-                }
-                Err(TrySendError::Full(back)) => {
-                    live.get_or_insert(i);
-                    item = back;
-                }
-                Err(TrySendError::Closed(back)) => {
-                    self.stale = true;
-                    item = back;
-                }
+        let room = self.room.get_or_insert_with(|| shared.transport.room_waiter());
+        match room.poll_until(cx, || shared.transport.is_closed() || shared.any_room_or_change()) {
+            Poll::Ready(()) => {
+                self.room = None;
+                Poll::Ready(())
             }
+            Poll::Pending => Poll::Pending,
         }
-        let message = Message { to: Destination::AnyOne, frame: item.frame };
-        match live {
-            // Every peer is gone: the message waits for the next ones.
-            None => {
-                self.shared.rebuffer(message);
-                ResponseFuture::done(Ok(()))
-            }
-            // Every outbox is full (a call made without readiness): wait for
-            // room at the next peer in turn.
-            Some(i) => {
-                self.shared.cursor.store(i + 1, Ordering::Relaxed);
-                let outbox = self.peers[i].outbox().clone();
-                let shared = self.shared.clone();
-                ResponseFuture::waiting(async move {
-                    if let Err(closed) = outbox.send(Outgoing::to_any_peer(message.frame)).await {
-                        shared.rebuffer(Message { to: Destination::AnyOne, frame: closed.0.frame });
-                    }
-                    Ok(())
-                })
-            }
-        }
-    }
-
-    fn send_to_peer(&mut self, peer: PeerId, message: Message) -> ResponseFuture {
-        let Some(&i) = self.index.get(&peer) else {
-            return ResponseFuture::done(Err(SendError::new(SendErrorKind::UnknownPeer(peer), message)));
-        };
-        let handle: &PeerHandle = &self.peers[i];
-        match handle.try_send(Outgoing::to_this_peer(message.frame)) {
-            Ok(()) => ResponseFuture::done(Ok(())),
-            Err(TrySendError::Full(item)) => {
-                let outbox = handle.outbox().clone();
-                ResponseFuture::waiting(async move {
-                    outbox.send(item).await.map_err(|closed| {
-                        let message = Message { to: Destination::Peer(peer), frame: closed.0.frame };
-                        SendError::new(SendErrorKind::UnknownPeer(peer), message)
-                    })
-                })
-            }
-            Err(TrySendError::Closed(item)) => {
-                self.stale = true;
-                let message = Message { to: Destination::Peer(peer), frame: item.frame };
-                ResponseFuture::done(Err(SendError::new(SendErrorKind::UnknownPeer(peer), message)))
-            }
-        }
-    }
-
-    fn send_everyone(&mut self, message: Message, when_full: WhenFull) -> ResponseFuture {
-        let mut waits = Vec::new();
-        let mut full = Vec::new();
-        let mut delivered_to_some = false;
-        for peer in self.peers.iter() {
-            match peer.try_send(Outgoing::to_this_peer(message.frame.clone())) {
-                Ok(()) => delivered_to_some = true,
-                Err(TrySendError::Full(item)) => match when_full {
-                    WhenFull::Drop => full.push(peer.id()),
-                    WhenFull::Wait => waits.push((peer.outbox().clone(), item)),
-                },
-                Err(TrySendError::Closed(_)) => self.stale = true,
-            }
-        }
-        if !delivered_to_some && waits.is_empty() && full.is_empty() {
-            // Every subscriber turned out to be gone: keep it for the next ones.
-            self.shared.rebuffer(message);
-            return ResponseFuture::done(Ok(()));
-        }
-        for peer in full {
-            self.shared.count_slow_drop(peer);
-        }
-        if waits.is_empty() {
-            return ResponseFuture::done(Ok(()));
-        }
-        ResponseFuture::waiting(async move {
-            for (outbox, item) in waits {
-                // A subscriber that leaves while we wait simply misses it.
-                let _ = outbox.send(item).await;
-            }
-            Ok(())
-        })
     }
 }
 
@@ -561,234 +434,10 @@ impl tower::Service<Message> for PeerSet {
     type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
-        self.refresh();
-        if self.shared.transport.is_closed() {
-            // `call` hands the message back with `Closed`.
-            return Poll::Ready(Ok(()));
-        }
-        if self.buffering() {
-            return self.shared.poll_buffer_room(cx).map(Ok);
-        }
-        if self.any_room() {
-            self.room_wait = None;
-            return Poll::Ready(Ok(()));
-        }
-        self.poll_any_room(cx).map(Ok)
+        self.poll_room(cx).map(Ok)
     }
 
     fn call(&mut self, message: Message) -> ResponseFuture {
-        let max = self.shared.transport.config().max_frame_length;
-        let len = message.frame.envelope_len();
-        if len > max {
-            return ResponseFuture::done(Err(SendError::new(SendErrorKind::TooLarge { len, max }, message)));
-        }
-        if self.shared.transport.is_closed() {
-            return ResponseFuture::done(Err(SendError::new(SendErrorKind::Closed, message)));
-        }
-        self.refresh();
-        match message.to {
-            Destination::Peer(peer) => self.send_to_peer(peer, message),
-            _ if self.buffering() => self.shared.buffer(message),
-            Destination::Everyone { when_full } => self.send_everyone(message, when_full),
-            Destination::Unresolved | Destination::AnyOne => self.send_any(message),
-        }
-    }
-}
-
-/// The response of [`PeerSet`]: ready at once when the frame went straight
-/// into an outbox (the usual case), or waiting for room.
-pub struct ResponseFuture {
-    inner: Either<Ready<SendResult>, BoxFuture<'static, SendResult>>,
-}
-
-type SendResult = Result<(), SendError>;
-
-impl ResponseFuture {
-    fn done(result: Result<(), SendError>) -> Self {
-        Self { inner: Either::Left(ready(result)) }
-    }
-
-    fn waiting(future: impl Future<Output = Result<(), SendError>> + Send + 'static) -> Self {
-        Self { inner: Either::Right(Box::pin(future)) }
-    }
-}
-
-impl Future for ResponseFuture {
-    type Output = Result<(), SendError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.inner).poll(cx)
-    }
-}
-
-impl std::fmt::Debug for ResponseFuture {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ResponseFuture")
-    }
-}
-
-/// The background task: flushes the no-peer buffer whenever peers are up, and
-/// takes back the messages of disconnected peers.
-async fn flusher(
-    shared: Arc<Shared>,
-    mut table: watch::Receiver<PeerTable>,
-    mut orphans: mpsc::Receiver<Orphans>,
-) {
-    loop {
-        flush(&shared, &mut table).await;
-        tokio::select! {
-            changed = table.changed() => if changed.is_err() { return },
-            Some(Orphans { peer, frames }) = orphans.recv() => {
-                debug!(%peer, count = frames.len(), "routing a disconnected peer's messages again");
-                shared.stats.rerouted.fetch_add(frames.len() as u64, Ordering::Relaxed);
-                let mut backlog = lock(&shared.backlog);
-                // They were sent before anything still buffered: they go first.
-                for item in frames.into_iter().rev() {
-                    backlog.push_front(Message { to: Destination::AnyOne, frame: item.frame });
-                }
-                shared.backlog_active.store(true, Ordering::Release);
-            }
-            () = shared.flush_wanted.notified() => {}
-            () = shared.transport.closed() => {
-                // Senders waiting for buffer room must learn that it is over.
-                shared.wake_buffer_waiters();
-                return;
-            }
-        }
-    }
-}
-
-/// Delivers buffered messages, in order, while peers are up.
-async fn flush(shared: &Shared, table: &mut watch::Receiver<PeerTable>) {
-    loop {
-        // A flush can go on for long while peers keep up: let the runtime
-        // run other tasks (the connections among them) in between.
-        tokio::task::consume_budget().await;
-        let peers = table.borrow_and_update().clone();
-        let message = {
-            let mut backlog = lock(&shared.backlog);
-            if peers.is_empty() {
-                return;
-            }
-            match backlog.pop_front() {
-                Some(message) => {
-                    backlog.in_flight = true;
-                    message
-                }
-                None => {
-                    backlog.in_flight = false;
-                    shared.backlog_active.store(false, Ordering::Release);
-                    drop(backlog);
-                    shared.drained.notify_waiters();
-                    return;
-                }
-            }
-        };
-        let outcome = deliver_buffered(shared, &peers, table, message).await;
-        let mut backlog = lock(&shared.backlog);
-        backlog.in_flight = false;
-        match outcome {
-            Flushed::Delivered => {}
-            // It stays first in line, and goes with the next try.
-            Flushed::TryAgain(message) => backlog.push_front(message),
-            Flushed::NoLivePeer(message) => {
-                // Every listed peer is on its way out: wait for the table to
-                // change (the flusher's loop does) instead of trying again.
-                backlog.push_front(message);
-                return;
-            }
-        }
-    }
-}
-
-/// What became of one buffered message.
-enum Flushed {
-    Delivered,
-    /// Every outbox was full; the flusher waited for room and tries again.
-    TryAgain(Message),
-    /// Every peer in the table has gone.
-    NoLivePeer(Message),
-}
-
-/// Sends one buffered message to the peers of the moment.
-async fn deliver_buffered(
-    shared: &Shared,
-    peers: &PeerTable,
-    table: &mut watch::Receiver<PeerTable>,
-    message: Message,
-) -> Flushed {
-    match message.to {
-        Destination::Everyone { when_full: WhenFull::Wait } => {
-            let mut delivered = false;
-            for peer in peers.iter() {
-                let item = Outgoing::to_this_peer(message.frame.clone());
-                delivered |= peer.outbox().send(item).await.is_ok();
-            }
-            if delivered { Flushed::Delivered } else { Flushed::NoLivePeer(message) }
-        }
-        Destination::Everyone { when_full: WhenFull::Drop } => {
-            let mut accepted = false;
-            let mut full = Vec::new();
-            for peer in peers.iter() {
-                match peer.try_send(Outgoing::to_this_peer(message.frame.clone())) {
-                    Ok(()) => accepted = true,
-                    Err(TrySendError::Full(_)) => full.push(peer),
-                    Err(TrySendError::Closed(_)) => {}
-                }
-            }
-            if accepted {
-                for peer in full {
-                    shared.count_slow_drop(peer.id());
-                }
-                return Flushed::Delivered;
-            }
-            if full.is_empty() {
-                return Flushed::NoLivePeer(message);
-            }
-            // Every live outbox is full: wait, as a send waits for readiness,
-            // instead of dropping the message for everyone.
-            room_or_change(full.into_iter(), table).await;
-            Flushed::TryAgain(message)
-        }
-        _ => {
-            let mut item = Outgoing::to_any_peer(message.frame);
-            let mut full = Vec::new();
-            let cursor = shared.cursor.load(Ordering::Relaxed);
-            for offset in 0..peers.len() {
-                let i = (cursor + offset) % peers.len();
-                match peers[i].try_send(item) {
-                    Ok(()) => {
-                        shared.cursor.store(i + 1, Ordering::Relaxed);
-                        return Flushed::Delivered;
-                    }
-                    Err(TrySendError::Full(back)) => {
-                        full.push(&peers[i]);
-                        item = back;
-                    }
-                    Err(TrySendError::Closed(back)) => item = back,
-                }
-            }
-            let message = Message { to: Destination::AnyOne, frame: item.frame };
-            if full.is_empty() {
-                return Flushed::NoLivePeer(message);
-            }
-            // Every live outbox is full: wait for room in any (a stalled peer
-            // must not hold the rest back) or for a new peer.
-            room_or_change(full.into_iter(), table).await;
-            Flushed::TryAgain(message)
-        }
-    }
-}
-
-/// Waits until one of `peers` has room in its outbox (or has gone), or the
-/// transport's peers change.
-async fn room_or_change<'a>(
-    peers: impl Iterator<Item = &'a PeerHandle>,
-    table: &mut watch::Receiver<PeerTable>,
-) {
-    let room = futures::future::select_all(peers.map(|peer| Box::pin(peer.outbox().reserve())));
-    tokio::select! {
-        _ = room => {}
-        _ = table.changed() => {}
+        self.shared.send(message)
     }
 }

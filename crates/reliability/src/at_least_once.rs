@@ -7,7 +7,7 @@ use std::task::{Context, Poll, ready};
 
 use pin_project::pin_project;
 use smartsock_patterns::{Destination, Message, SendError, SendErrorKind};
-use smartsock_transport::{Frame, MsgId, PeerId, Transport};
+use smartsock_transport::{AckReceiver, Frame, MsgId, Transport};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::PollSemaphore;
 use tower::{Layer, Service};
@@ -226,7 +226,7 @@ impl AtLeastOnceLayer {
     /// Messages given up arrive on the returned receiver.
     pub fn new(
         config: AtLeastOnceConfig,
-        acks: mpsc::Receiver<(PeerId, MsgId)>,
+        acks: AckReceiver,
     ) -> Result<(Self, UndeliveredReceiver), String> {
         config.validate()?;
         let (core, commands_tx, commands) = Core::new(config);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use smartsock_patterns::{Destination, Message, SendError};
-use smartsock_transport::{DropReason, Event, Frame, MsgId, PeerId, Transport};
+use smartsock_transport::{AckReceiver, DropReason, Event, Frame, MsgId, Transport};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
@@ -179,7 +179,7 @@ pub(crate) type GiveUpHook = Box<dyn Fn(MsgId) + Send + Sync>;
 
 pub(crate) struct DriverParts {
     pub(crate) commands: mpsc::Receiver<Command>,
-    pub(crate) acks: mpsc::Receiver<(PeerId, MsgId)>,
+    pub(crate) acks: AckReceiver,
     pub(crate) undelivered: mpsc::Sender<Undelivered>,
     pub(crate) events: Option<Transport>,
     pub(crate) on_give_up: Option<GiveUpHook>,

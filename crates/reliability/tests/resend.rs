@@ -334,9 +334,10 @@ async fn shutdown_hands_back_every_message_accepted_before_it() {
     assert_eq!(sender.undelivered.try_recv().unwrap_err(), TryRecvError::Disconnected);
 }
 
-#[test]
-fn the_largest_valid_in_flight_limit_makes_a_layer() {
-    let (_acks_tx, acks) = tokio::sync::mpsc::channel(1);
+#[tokio::test]
+async fn the_largest_valid_in_flight_limit_makes_a_layer() {
+    let parts = smartsock_transport::Transport::new(smartsock_transport::TransportConfig::default()).unwrap();
+    let acks = parts.acks;
     let mut config = AtLeastOnceConfig::default();
     config.max_in_flight = tokio::sync::Semaphore::MAX_PERMITS;
     assert!(config.validate().is_ok());

@@ -13,14 +13,14 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use smartsock_framing::PeerId;
 use smartsock_patterns::{
-    Message, PeerSet, Publish, PublishLayer, RoundRobin, RoundRobinLayer, SendError, SendErrorKind,
+    Attempt, Destination, Message, PeerSet, PublishLayer, RoundRobin, RoundRobinLayer, SendError, SendErrorKind,
 };
 use smartsock_reliability::{
     AckTiming, AtLeastOnce, AtLeastOnceHandle, AtLeastOnceLayer, ReceiveSide, Undelivered,
 };
-use smartsock_transport::{DropReason, Event, Incoming, Transport};
+use smartsock_transport::{DropReason, Event, Inbound, Transport};
 use tokio::sync::{Mutex, OnceCell, broadcast, mpsc};
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout, timeout_at};
 use tower::util::BoxService;
 use tower::{BoxError, Layer, Service, ServiceExt};
 use tracing::{debug, warn};
@@ -28,21 +28,23 @@ use tracing::{debug, warn};
 use crate::Error;
 use crate::builder::{BoxSendService, Delivery, NO_RELIABLE_PUBLISH, SendMode, SocketBuilder};
 
-/// The send path, as concrete types for the usual stacks so that a send
-/// allocates nothing; boxed only when the user adds layers.
+/// A tower send stack: at-least-once, or any stack with the user's layers.
+/// Senders take turns on it (a fair mutex): tower's `poll_ready` takes
+/// `&mut self` and keeps one waker. At-most-once sockets with no layers of
+/// the user's skip it and send through the peer set's `&self` path.
 enum SendStack {
-    RoundRobin(RoundRobin<PeerSet>),
-    Publish(Publish<PeerSet>),
     AtLeastOnce(AtLeastOnce<RoundRobin<PeerSet>>),
     Custom(BoxSendService),
 }
 
 struct Inner {
     transport: Transport,
-    /// Senders take turns on the stack (a fair mutex): see `hand_over`.
-    stack: Mutex<SendStack>,
+    /// `None`: the direct path (see `SendStack`).
+    stack: Option<Mutex<SendStack>>,
     peer_set: PeerSet,
-    inbound: async_channel::Receiver<Incoming>,
+    /// Where un-addressed messages go, on the direct path.
+    destination: Destination,
+    inbound: Inbound,
     receive: ReceiveSide,
     reliability: Option<AtLeastOnceHandle>,
     /// Shared with `undelivered()` streams, which must not keep the socket alive.
@@ -139,13 +141,19 @@ impl Socket {
         let peers = PeerSet::new(&parts.transport, parts.orphans, peer_set);
         let mut reliability = None;
         let mut undelivered = None;
+        let destination = match mode {
+            SendMode::RoundRobin => Destination::AnyOne,
+            SendMode::Publish => Destination::Everyone { when_full: publish_when_full },
+        };
         let stack = match (mode, delivery) {
-            (SendMode::RoundRobin, Delivery::AtMostOnce) => {
-                SendStack::RoundRobin(RoundRobinLayer::new().layer(peers.clone()))
-            }
-            (SendMode::Publish, Delivery::AtMostOnce) => {
-                SendStack::Publish(PublishLayer::when_full(publish_when_full).layer(peers.clone()))
-            }
+            (SendMode::RoundRobin, Delivery::AtMostOnce) if layers.is_empty() => None,
+            (SendMode::Publish, Delivery::AtMostOnce) if layers.is_empty() => None,
+            (SendMode::RoundRobin, Delivery::AtMostOnce) => Some(SendStack::Custom(BoxService::new(
+                RoundRobinLayer::new().layer(peers.clone()).map_err(BoxError::from),
+            ))),
+            (SendMode::Publish, Delivery::AtMostOnce) => Some(SendStack::Custom(BoxService::new(
+                PublishLayer::when_full(publish_when_full).layer(peers.clone()).map_err(BoxError::from),
+            ))),
             (SendMode::RoundRobin, Delivery::AtLeastOnce) => {
                 let (layer, given_up) =
                     AtLeastOnceLayer::new(at_least_once, parts.acks).map_err(Error::Config)?;
@@ -158,28 +166,28 @@ impl Socket {
                     });
                 reliability = Some(layer.handle());
                 undelivered = Some(given_up);
-                SendStack::AtLeastOnce(layer.layer(RoundRobinLayer::new().layer(peers.clone())))
+                Some(SendStack::AtLeastOnce(layer.layer(RoundRobinLayer::new().layer(peers.clone()))))
             }
             (SendMode::Publish, Delivery::AtLeastOnce) => {
                 return Err(Error::Config(NO_RELIABLE_PUBLISH.into()));
             }
         };
-        let stack = if layers.is_empty() {
-            stack
-        } else {
-            let base: BoxSendService = match stack {
-                SendStack::RoundRobin(s) => BoxService::new(s.map_err(BoxError::from)),
-                SendStack::Publish(s) => BoxService::new(s.map_err(BoxError::from)),
-                SendStack::AtLeastOnce(s) => BoxService::new(s.map_err(BoxError::from)),
-                SendStack::Custom(s) => s,
-            };
-            SendStack::Custom(layers.into_iter().fold(base, |service, layer| layer(service)))
+        let stack = match stack {
+            Some(stack) if !layers.is_empty() => {
+                let base: BoxSendService = match stack {
+                    SendStack::AtLeastOnce(s) => BoxService::new(s.map_err(BoxError::from)),
+                    SendStack::Custom(s) => s,
+                };
+                Some(SendStack::Custom(layers.into_iter().fold(base, |service, layer| layer(service))))
+            }
+            stack => stack,
         };
         Ok(Self {
             inner: Arc::new(Inner {
                 transport: parts.transport,
-                stack: Mutex::new(stack),
+                stack: stack.map(Mutex::new),
                 peer_set: peers,
+                destination,
                 inbound: parts.inbound,
                 receive: ReceiveSide::new(duplicate_window),
                 reliability,
@@ -264,11 +272,14 @@ impl Socket {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(send_error(SendErrorKind::Closed, message));
         }
+        let Some(stack) = &self.inner.stack else {
+            return self.send_direct(message, limit, on_expiry).await;
+        };
         let mut slot = Some(message);
         let sending = match limit {
-            None => self.hand_over(&mut slot).await?,
+            None => hand_over(stack, &mut slot).await?,
             // Boxed so that the usual send's future does not carry a timer.
-            Some(limit) => match Box::pin(timeout(limit, self.hand_over(&mut slot))).await {
+            Some(limit) => match Box::pin(timeout(limit, hand_over(stack, &mut slot))).await {
                 Ok(handed) => handed?,
                 // Not handed over yet, so the message is still ours to give back.
                 Err(_) => return Err(send_error(on_expiry, slot.take().expect("not handed over"))),
@@ -277,18 +288,39 @@ impl Socket {
         sending.finish().await
     }
 
-    /// Waits for room, in turn with other senders (first come, first
-    /// served), then hands the message over. Tower services keep one waker
-    /// for readiness, so only one task may wait on the stack at a time; the
-    /// turn ends before the send's own future is awaited.
-    async fn hand_over(&self, slot: &mut Option<Message>) -> Result<Sending, Error> {
-        let mut stack = self.inner.stack.lock().await;
-        std::future::poll_fn(|cx| match poll_hand_over(&mut stack, cx, slot) {
-            Ok(Some(sending)) => Poll::Ready(Ok(sending)),
-            Ok(None) => Poll::Pending,
-            Err(e) => Poll::Ready(Err(e)),
-        })
-        .await
+    /// The direct path: no lock, no tower, no task hand-off; the message
+    /// goes straight into an outbox (or the no-peer buffer). Waits only when
+    /// it must, and a wait that runs out hands the message back.
+    async fn send_direct(
+        &self,
+        mut message: Message,
+        limit: Option<Duration>,
+        on_expiry: SendErrorKind,
+    ) -> Result<(), Error> {
+        if message.to == Destination::Unresolved {
+            message.to = self.inner.destination;
+        }
+        let peer_set = &self.inner.peer_set;
+        // Read only if the send has to wait.
+        let mut deadline = None;
+        loop {
+            message = match peer_set.try_send(message)? {
+                Attempt::Sent => return Ok(()),
+                Attempt::Queued(copies) => return Ok(copies.await?),
+                Attempt::WouldWait(message) => message,
+            };
+            match limit {
+                None => peer_set.room_for(&message).await,
+                Some(limit) if limit.is_zero() => return Err(send_error(on_expiry, message)),
+                Some(limit) => {
+                    let deadline = *deadline.get_or_insert_with(|| Instant::now() + limit);
+                    // Boxed so that the usual send's future does not carry a timer.
+                    if Box::pin(timeout_at(deadline, peer_set.room_for(&message))).await.is_err() {
+                        return Err(send_error(on_expiry, message));
+                    }
+                }
+            }
+        }
     }
 
     /// The next message from any peer, or `None` once the socket is closed
@@ -450,6 +482,20 @@ impl Socket {
     }
 }
 
+/// Waits for room, in turn with other senders (first come, first served),
+/// then hands the message over. Tower services keep one waker for
+/// readiness, so only one task may wait on the stack at a time; the turn
+/// ends before the send's own future is awaited.
+async fn hand_over(stack: &Mutex<SendStack>, slot: &mut Option<Message>) -> Result<Sending, Error> {
+    let mut stack = stack.lock().await;
+    std::future::poll_fn(|cx| match poll_hand_over(&mut stack, cx, slot) {
+        Ok(Some(sending)) => Poll::Ready(Ok(sending)),
+        Ok(None) => Poll::Pending,
+        Err(e) => Poll::Ready(Err(e)),
+    })
+    .await
+}
+
 /// One look at the stack: if it is ready, takes the message out of `slot`
 /// and calls, so the message leaves `slot` only once nothing can fail before
 /// the call.
@@ -460,14 +506,6 @@ fn poll_hand_over(
 ) -> Result<Option<Sending>, Error> {
     let take = |slot: &mut Option<Message>| slot.take().expect("message handed over once");
     Ok(match stack {
-        SendStack::RoundRobin(service) => match service.poll_ready(cx)? {
-            Poll::Ready(()) => Some(Sending::Direct(service.call(take(slot)))),
-            Poll::Pending => None,
-        },
-        SendStack::Publish(service) => match service.poll_ready(cx)? {
-            Poll::Ready(()) => Some(Sending::Direct(service.call(take(slot)))),
-            Poll::Pending => None,
-        },
         SendStack::AtLeastOnce(service) => match service.poll_ready(cx)? {
             Poll::Ready(()) => Some(Sending::Reliable(service.call(take(slot)))),
             Poll::Pending => None,
@@ -481,7 +519,6 @@ fn poll_hand_over(
 
 /// A message handed over to the stack, on its way into the peers' queues.
 enum Sending {
-    Direct(smartsock_patterns::ResponseFuture),
     Reliable(smartsock_reliability::ResponseFuture<smartsock_patterns::ResponseFuture>),
     Custom(BoxFuture<'static, Result<(), BoxError>>),
 }
@@ -489,7 +526,6 @@ enum Sending {
 impl Sending {
     async fn finish(self) -> Result<(), Error> {
         match self {
-            Self::Direct(sending) => Ok(sending.await?),
             Self::Reliable(sending) => Ok(sending.await?),
             Self::Custom(sending) => sending.await.map_err(from_layer),
         }

@@ -11,6 +11,12 @@ use crate::TransportError;
 /// The largest queue capacity a setting may ask for (tokio's semaphore limit).
 pub const MAX_CAPACITY: usize = tokio::sync::Semaphore::MAX_PERMITS;
 
+/// Default [`TransportConfig::outbox_bytes`]: 8 MiB per peer.
+pub const DEFAULT_OUTBOX_BYTES: usize = 8 * 1024 * 1024;
+
+/// Default [`TransportConfig::inbound_bytes`]: 64 MiB per socket.
+pub const DEFAULT_INBOUND_BYTES: usize = 64 * 1024 * 1024;
+
 /// The longest time a setting may ask for: one year. Longer deadlines would
 /// overflow the clock; to all intents, a year is "never".
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
@@ -103,14 +109,24 @@ pub struct TransportConfig {
     /// mark). What happens at the mark is the sender's choice: the routing
     /// layers wait, skip the peer, or drop. Default: 1024.
     ///
-    /// The peer's writer takes up to 1024 frames at a time out of the outbox
-    /// to write them in one call, so a peer whose socket is not draining
-    /// holds at most this many queued plus one such batch being written.
+    /// The peer's writer takes everything queued at once to write it in one
+    /// call, so a peer whose socket is not draining holds at most this many
+    /// queued plus one such batch being written.
     pub outbox_capacity: usize,
+    /// Payload bytes queued for one peer before its outbox is full, whatever
+    /// the frame count: a frame is taken while fewer bytes than this are
+    /// queued (so one large frame may pass the mark; none is taken after
+    /// it). Round-robin skips a peer at this mark at once. Default: 8 MiB.
+    pub outbox_bytes: usize,
     /// Received messages queued for the application across all peers. When
     /// full, the transport stops reading from sockets, so TCP pushes back on
     /// the senders; nothing is dropped. Default: 1024.
     pub inbound_capacity: usize,
+    /// Payload bytes of received messages queued for the application, across
+    /// all peers: a message is queued while fewer bytes than this are (so one
+    /// large message may pass the mark); at the mark reading stops, as at
+    /// `inbound_capacity`. Default: 64 MiB.
+    pub inbound_bytes: usize,
     /// ACKs queued, in each direction: ACKs received and waiting for the
     /// reliability layer (one queue per socket), and ACKs waiting to be
     /// written (one lane per connection, written before any data). When
@@ -151,7 +167,9 @@ impl Default for TransportConfig {
             identity: PeerId::random(),
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
             outbox_capacity: 1024,
+            outbox_bytes: DEFAULT_OUTBOX_BYTES,
             inbound_capacity: 1024,
+            inbound_bytes: DEFAULT_INBOUND_BYTES,
             ack_capacity: 4096,
             max_peers: 1024,
             max_handshakes: 64,
@@ -176,6 +194,8 @@ impl TransportConfig {
             ("max_frame_length", self.max_frame_length),
             ("outbox_capacity", self.outbox_capacity),
             ("inbound_capacity", self.inbound_capacity),
+            ("outbox_bytes", self.outbox_bytes),
+            ("inbound_bytes", self.inbound_bytes),
             ("ack_capacity", self.ack_capacity),
             ("max_peers", self.max_peers),
             ("max_handshakes", self.max_handshakes),
@@ -185,8 +205,8 @@ impl TransportConfig {
             if value == 0 {
                 return Err(TransportError::InvalidConfig(format!("{name} must be at least 1")));
             }
-            // Queues are tokio channels, whose capacity a semaphore bounds.
-            if value > MAX_CAPACITY {
+            let bytes = name.ends_with("_bytes");
+            if !bytes && value > MAX_CAPACITY {
                 return Err(TransportError::InvalidConfig(format!("{name} must be at most {MAX_CAPACITY}")));
             }
         }

@@ -3,18 +3,20 @@
 //! Everything here is generic over the byte stream, so TCP, TLS, WebSocket or
 //! an in-memory duplex all share the same handshake, heartbeat and I/O code.
 
+use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use smartsock_framing::{Codec, Frame, MsgId, PROTOCOL_VERSION, PeerId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::codec::Decoder;
 use tracing::{Instrument, debug, field, trace, warn};
 
 use crate::event::{DisconnectReason, DropReason, Event, RefusedReason, Side};
+use crate::outbox::Outbox;
 use crate::peer::{AckHandle, Incoming, Orphans, Outgoing, PeerHandle};
 use crate::transport::Shared;
 
@@ -22,8 +24,6 @@ use crate::transport::Shared;
 const READ_CHUNK: usize = 64 * 1024;
 /// Write-buffer capacity kept between batches; more is given back.
 const MAX_KEPT_BUFFER: usize = 1024 * 1024;
-/// Frames the writer takes from its outbox for one write.
-const MAX_BATCH: usize = 1024;
 /// Payloads at least this long are written from their own buffer (vectored
 /// write) instead of being copied into the batch buffer.
 const VECTORED_MIN: usize = 16 * 1024;
@@ -92,11 +92,8 @@ where
     };
     span.record("peer", field::display(peer));
 
-    let (outbox, mut queued) = mpsc::channel(config.outbox_capacity);
-    // ACKs have a lane of their own, drained first: an ACK must not wait
-    // behind, or be refused for, the data this socket sends the same peer.
-    let (ack_lane, mut acks_to_send) = mpsc::channel(config.ack_capacity);
-    let handle = PeerHandle { id: peer, addr: addr.clone(), side, outbox };
+    let outbox = Arc::new(Outbox::new(config.outbox_capacity, config.outbox_bytes, config.ack_capacity));
+    let handle = PeerHandle { id: peer, addr: addr.clone(), side, outbox: outbox.clone(), room: shared.room.clone() };
     if let Err(reason) = shared.register(&handle) {
         refuse(&shared, &addr, reason.clone(), &mut writer).await;
         return Served::Refused(reason);
@@ -106,10 +103,10 @@ where
 
     // Frames the writer has taken out of the outbox and not yet seen written:
     // kept out here so that, if the connection ends first, they are counted.
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut batch = VecDeque::new();
     let reason = {
-        let read = read_loop(&shared, peer, &ack_lane, &mut reader, &mut read_buf);
-        let write = write_loop(&shared, &mut writer, &mut queued, &mut acks_to_send, &mut batch, hello_sent);
+        let read = read_loop(&shared, peer, &outbox, &mut reader, &mut read_buf);
+        let write = write_loop(&shared, &mut writer, &outbox, &mut batch, hello_sent);
         let grace = async {
             shared.cancel.cancelled().await;
             sleep(config.linger).await;
@@ -122,14 +119,14 @@ where
     };
     // Closed before anyone hears of the disconnect, so that a handle is seen
     // closed by whoever reacts to the event; what is queued is handed back below.
-    queued.close();
+    let queued = outbox.close(&mut Vec::new());
     shared.unregister(&handle);
     match &reason {
         DisconnectReason::Protocol(_) | DisconnectReason::Io(_) => warn!(%reason, "peer disconnected"),
         _ => debug!(%reason, "peer disconnected"),
     }
     shared.emit(Event::PeerDisconnected { peer, reason });
-    hand_back_unsent(&shared, peer, &mut queued, &batch);
+    hand_back_unsent(&shared, peer, queued, &batch);
     Served::Up
 }
 
@@ -192,7 +189,7 @@ where
 async fn read_loop<R: AsyncRead + Unpin>(
     shared: &Shared,
     peer: PeerId,
-    ack_lane: &mpsc::Sender<MsgId>,
+    outbox: &Arc<Outbox>,
     reader: &mut R,
     read_buf: &mut BytesMut,
 ) -> DisconnectReason {
@@ -201,19 +198,26 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let silence = sleep(config.heartbeat_timeout);
     tokio::pin!(silence);
     let mut acks_dropped = 0u64;
+    // The messages of one read, handed to the application in one go.
+    let mut delivered = VecDeque::new();
     loop {
         let mut received = false;
+        let mut malformed = None;
         loop {
             let frame = match codec.decode(read_buf) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
-                Err(e) => return DisconnectReason::Protocol(e.to_string()),
+                Err(e) => {
+                    // What came before the bad frame is delivered first.
+                    malformed = Some(DisconnectReason::Protocol(e.to_string()));
+                    break;
+                }
             };
             received = true;
             let incoming = match frame {
                 Frame::Data(payload) => Incoming { peer, payload, request: None },
                 Frame::DataReq { id, payload } => {
-                    let ack = AckHandle { id, lane: ack_lane.clone(), already_sent: false };
+                    let ack = AckHandle { id, outbox: outbox.clone(), already_sent: false };
                     let ack = if config.ack_on_arrival {
                         AckHandle { already_sent: ack.send().is_ok(), ..ack }
                     } else {
@@ -222,7 +226,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     Incoming { peer, payload, request: Some(ack) }
                 }
                 Frame::Ack(id) => {
-                    if let Err(mpsc::error::TrySendError::Full(_)) = shared.acks.try_send((peer, id)) {
+                    if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) = shared.acks.try_send((peer, id)) {
                         acks_dropped += 1;
                         if acks_dropped.is_power_of_two() {
                             warn!(acks_dropped, "ACK queue full: dropping ACKs (the sender will resend)");
@@ -245,11 +249,15 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     continue;
                 }
             };
-            // A full inbound queue waits here: this connection stops reading
-            // and TCP pushes back on the peer. Nothing is dropped.
-            if shared.inbound.send(incoming).await.is_err() {
-                return DisconnectReason::Closing;
-            }
+            delivered.push_back(incoming);
+        }
+        // A full inbound queue waits here: this connection stops reading
+        // and TCP pushes back on the peer. Nothing is dropped.
+        if !delivered.is_empty() && !shared.inbound.push_batch(&mut delivered).await {
+            return DisconnectReason::Closing;
+        }
+        if let Some(reason) = malformed {
+            return reason;
         }
         if received {
             // Time spent waiting on a full inbound queue is not the peer's silence.
@@ -274,57 +282,44 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
-/// Drains the outbox in batches, one write each; sends a HEARTBEAT after the
-/// heartbeat interval with nothing sent; on close, flushes what is queued.
-/// The HELLO was the last frame sent before it starts.
+/// Drains the outbox in batches, one write each (ACKs first); sends a
+/// HEARTBEAT after the heartbeat interval with nothing sent; on close,
+/// flushes what is queued. The HELLO was the last frame sent before it starts.
 async fn write_loop<W: AsyncWrite + Unpin>(
     shared: &Shared,
     writer: &mut W,
-    queued: &mut mpsc::Receiver<Outgoing>,
-    acks: &mut mpsc::Receiver<MsgId>,
-    batch: &mut Vec<Outgoing>,
+    outbox: &Outbox,
+    batch: &mut VecDeque<Outgoing>,
     hello_sent: Instant,
 ) -> DisconnectReason {
     let config = &shared.config;
     let mut encoder = BatchEncoder::new(config.max_frame_length);
+    let mut acks = Vec::new();
     let idle = sleep_until(hello_sent + config.heartbeat_interval);
     tokio::pin!(idle);
     loop {
+        let mut heartbeat = false;
         let closing = tokio::select! {
             biased;
             () = shared.cancel.cancelled() => {
-                queued.close();
-                while let Ok(item) = queued.try_recv() {
-                    batch.push(item);
-                }
+                batch.extend(outbox.close(&mut acks));
                 true
             }
-            Some(id) = acks.recv() => {
-                batch.push(Outgoing::to_this_peer(Frame::Ack(id)));
-                false
-            }
-            received = queued.recv_many(batch, MAX_BATCH) => {
-                if received == 0 {
-                    return DisconnectReason::Closing;
-                }
+            _ = std::future::poll_fn(|cx| outbox.poll_take(cx, &mut acks, batch)) => {
                 // Once per batch, not per frame: senders waiting for room
-                // look again. (Waking only after the drain of a full outbox
-                // lost wake-ups: room can free up in smaller drains.)
+                // look again.
                 shared.room.notify_waiters();
                 false
             }
             () = &mut idle => {
-                batch.push(Outgoing::to_this_peer(Frame::Heartbeat));
+                heartbeat = true;
                 false
             }
         };
-        // ACKs that came meanwhile ride along in the same write.
-        while let Ok(id) = acks.try_recv() {
-            batch.push(Outgoing::to_this_peer(Frame::Ack(id)));
-        }
-        if let Err(e) = encoder.write(writer, batch).await {
+        if let Err(e) = encoder.write(writer, &acks, batch, heartbeat).await {
             return DisconnectReason::Io(e.to_string());
         }
+        acks.clear();
         batch.clear();
         if closing {
             let _ = writer.shutdown().await;
@@ -348,7 +343,19 @@ impl BatchEncoder {
         Self { max_frame_length, buf: BytesMut::with_capacity(READ_CHUNK), segments: Vec::new() }
     }
 
-    async fn write<W: AsyncWrite + Unpin>(&mut self, writer: &mut W, batch: &[Outgoing]) -> io::Result<()> {
+    async fn write<W: AsyncWrite + Unpin>(
+        &mut self,
+        writer: &mut W,
+        acks: &[MsgId],
+        batch: &VecDeque<Outgoing>,
+        heartbeat: bool,
+    ) -> io::Result<()> {
+        for &id in acks {
+            Frame::Ack(id).encode_into(&mut self.buf);
+        }
+        if heartbeat {
+            Frame::Heartbeat.encode_into(&mut self.buf);
+        }
         for item in batch {
             let frame = &item.frame;
             if frame.envelope_len() > self.max_frame_length {
@@ -414,17 +421,11 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(writer: &mut W, segments: &mu
 /// up as [`Orphans`]; the rest are dropped and counted. So are the messages
 /// of a write the connection ended in (`unconfirmed`): part of them may have
 /// reached the peer, so sending them elsewhere could deliver them twice.
-fn hand_back_unsent(
-    shared: &Shared,
-    peer: PeerId,
-    queued: &mut mpsc::Receiver<Outgoing>,
-    unconfirmed: &[Outgoing],
-) {
-    queued.close();
+fn hand_back_unsent(shared: &Shared, peer: PeerId, queued: Vec<Outgoing>, unconfirmed: &VecDeque<Outgoing>) {
     let mut frames = Vec::new();
     let is_message = |item: &Outgoing| matches!(item.frame, Frame::Data(_) | Frame::DataReq { .. });
     let mut dropped = unconfirmed.iter().filter(|item| is_message(item)).count() as u64;
-    while let Ok(item) = queued.try_recv() {
+    for item in queued {
         match item.frame {
             Frame::Data(_) | Frame::DataReq { .. } if item.reroutable => frames.push(item),
             Frame::Data(_) | Frame::DataReq { .. } => dropped += 1,

@@ -97,12 +97,22 @@ mod config;
 mod connection;
 mod error;
 mod event;
+mod inbound;
+mod outbox;
 mod peer;
+mod room;
 mod transport;
 
-pub use config::{MAX_CAPACITY, MAX_DURATION, ReconnectStrategy, TransportConfig};
+pub use config::{
+    DEFAULT_INBOUND_BYTES, DEFAULT_OUTBOX_BYTES, MAX_CAPACITY, MAX_DURATION, ReconnectStrategy, TransportConfig,
+};
 pub use error::TransportError;
 pub use event::{DisconnectReason, DropReason, Event, RefusedReason, Side};
-pub use peer::{AckError, AckHandle, Incoming, Orphans, Outgoing, PeerHandle, PeerTable};
+pub use inbound::{Inbound, InboundClosed, TryRecvError};
+pub use outbox::TrySendError;
+pub use room::RoomWaiter;
+pub use peer::{
+    AckError, AckHandle, AckReceiver, Incoming, OrphanReceiver, Orphans, Outgoing, PeerHandle, PeerSnapshot, PeerTable,
+};
 pub use smartsock_framing::{Frame, MsgId, PeerId};
 pub use transport::{Transport, TransportParts};

@@ -1,13 +1,15 @@
 //! The values that cross between the transport and the layers above it.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use smartsock_framing::{Frame, MsgId, PeerId};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use crate::Side;
+use crate::outbox::{Outbox, TrySendError};
 
 /// A frame queued in a peer's outbox.
 #[derive(Debug, Clone)]
@@ -35,14 +37,17 @@ impl Outgoing {
 /// A connected peer: its identity and the sending end of its bounded outbox.
 ///
 /// Cheap to clone. [`try_send`](PeerHandle::try_send) never waits: a full
-/// outbox hands the frame back, so the caller picks the policy (wait, skip,
-/// drop). A closed outbox means the peer has gone.
+/// outbox hands the frame back, so the caller picks the policy (wait with
+/// [`send`](PeerHandle::send), skip, drop). A closed outbox means the peer
+/// has gone.
 #[derive(Clone)]
 pub struct PeerHandle {
     pub(crate) id: PeerId,
     pub(crate) addr: Arc<str>,
     pub(crate) side: Side,
-    pub(crate) outbox: mpsc::Sender<Outgoing>,
+    pub(crate) outbox: Arc<Outbox>,
+    /// The transport's "an outbox may have room" signal.
+    pub(crate) room: Arc<Notify>,
 }
 
 impl PeerHandle {
@@ -61,15 +66,39 @@ impl PeerHandle {
         self.side
     }
 
-    /// The outbox's sending end, for callers that want to wait for room
-    /// (`reserve`) or poll for it (`tokio_util::sync::PollSender`).
-    pub fn outbox(&self) -> &mpsc::Sender<Outgoing> {
-        &self.outbox
+    /// Queues a frame without waiting; hands it back if the outbox is at its
+    /// mark (in frames or bytes) or the connection has ended.
+    pub fn try_send(&self, item: Outgoing) -> Result<(), TrySendError> {
+        self.outbox.try_push(item)
     }
 
-    /// Queues a frame without waiting.
-    pub fn try_send(&self, item: Outgoing) -> Result<(), mpsc::error::TrySendError<Outgoing>> {
-        self.outbox.try_send(item)
+    /// Queues a frame, waiting while the outbox is full; hands it back if
+    /// the connection ends first.
+    pub async fn send(&self, mut item: Outgoing) -> Result<(), TrySendError> {
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            // Registered before the try, so that a drain in between wakes us.
+            room.as_mut().enable();
+            match self.outbox.try_push(item) {
+                Err(TrySendError::Full(back)) => item = back,
+                done => return done,
+            }
+            room.await;
+        }
+    }
+
+    /// Completes when the outbox can take a frame, or the connection has ended.
+    pub async fn ready(&self) {
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if self.outbox.has_room() || self.outbox.is_closed() {
+                return;
+            }
+            room.await;
+        }
     }
 
     /// Whether the connection has ended.
@@ -77,9 +106,24 @@ impl PeerHandle {
         self.outbox.is_closed()
     }
 
-    /// Room left in the outbox, in frames.
+    /// Whether the outbox would take a frame now.
+    pub fn has_room(&self) -> bool {
+        self.outbox.has_room()
+    }
+
+    /// Room left in the outbox, in frames (0 at the byte mark or once closed).
     pub fn room(&self) -> usize {
-        self.outbox.capacity()
+        self.outbox.room()
+    }
+
+    /// Frames queued in the outbox now.
+    pub fn queued(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Whether `other` is a handle on the same connection.
+    pub fn same_connection(&self, other: &PeerHandle) -> bool {
+        Arc::ptr_eq(&self.outbox, &other.outbox)
     }
 }
 
@@ -98,6 +142,40 @@ impl fmt::Debug for PeerHandle {
 /// published on every change; see [`Transport::peers`](crate::Transport::peers).
 pub type PeerTable = Arc<[PeerHandle]>;
 
+/// The connected peers at one moment, indexed by identity.
+#[derive(Debug)]
+pub struct PeerSnapshot {
+    table: PeerTable,
+    index: HashMap<PeerId, usize>,
+}
+
+impl PeerSnapshot {
+    pub(crate) fn new(table: PeerTable) -> Self {
+        let index = table.iter().enumerate().map(|(i, peer)| (peer.id, i)).collect();
+        Self { table, index }
+    }
+
+    /// The peers, in the order they connected.
+    pub fn table(&self) -> &PeerTable {
+        &self.table
+    }
+
+    /// The peer with identity `id`, if it is connected.
+    pub fn get(&self, id: PeerId) -> Option<&PeerHandle> {
+        self.index.get(&id).map(|&i| &self.table[i])
+    }
+
+    /// How many peers are connected.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether no peer is connected.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+}
+
 /// A message received from a peer.
 #[derive(Debug)]
 pub struct Incoming {
@@ -113,8 +191,8 @@ pub struct Incoming {
 #[derive(Clone)]
 pub struct AckHandle {
     pub(crate) id: MsgId,
-    /// The connection's ACK lane, which its writer drains before its outbox.
-    pub(crate) lane: mpsc::Sender<MsgId>,
+    /// The connection's outbox, whose ACK lane its writer drains before data.
+    pub(crate) outbox: Arc<Outbox>,
     pub(crate) already_sent: bool,
 }
 
@@ -137,10 +215,7 @@ impl AckHandle {
     /// last `ack_capacity` ACKs: the sender then resends, and the repeat is
     /// acknowledged when it arrives.
     pub fn send(&self) -> Result<(), AckError> {
-        self.lane.try_send(self.id).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => AckError::QueueFull,
-            mpsc::error::TrySendError::Closed(_) => AckError::Disconnected,
-        })
+        self.outbox.try_push_ack(self.id)
     }
 }
 
@@ -170,4 +245,43 @@ pub struct Orphans {
     pub peer: PeerId,
     /// The frames, in the order they were queued.
     pub frames: Vec<Outgoing>,
+}
+
+/// Where a transport's received ACKs arrive: `(peer, msg_id)`, bounded by
+/// [`TransportConfig::ack_capacity`](crate::TransportConfig::ack_capacity).
+#[derive(Debug)]
+pub struct AckReceiver(pub(crate) tokio::sync::mpsc::Receiver<(PeerId, MsgId)>);
+
+impl AckReceiver {
+    /// The next ACK; `None` once the transport has gone.
+    pub async fn recv(&mut self) -> Option<(PeerId, MsgId)> {
+        self.0.recv().await
+    }
+
+    /// Appends up to `limit` ACKs to `buffer`, waiting for at least one;
+    /// returns how many (0 once the transport has gone).
+    pub async fn recv_many(&mut self, buffer: &mut Vec<(PeerId, MsgId)>, limit: usize) -> usize {
+        self.0.recv_many(buffer, limit).await
+    }
+
+    /// The next ACK if one is queued now.
+    pub fn try_recv(&mut self) -> Option<(PeerId, MsgId)> {
+        self.0.try_recv().ok()
+    }
+}
+
+/// Where the frames of disconnected peers arrive, to be routed again.
+#[derive(Debug)]
+pub struct OrphanReceiver(pub(crate) tokio::sync::mpsc::Receiver<Orphans>);
+
+impl OrphanReceiver {
+    /// The next batch; `None` once the transport has gone.
+    pub async fn recv(&mut self) -> Option<Orphans> {
+        self.0.recv().await
+    }
+
+    /// The next batch if one is queued now.
+    pub fn try_recv(&mut self) -> Option<Orphans> {
+        self.0.try_recv().ok()
+    }
 }

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 use smartsock_framing::{MsgId, PeerId};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -19,7 +21,9 @@ use tracing::{debug, warn};
 
 use crate::connection::{self, Served};
 use crate::event::{Event, RefusedReason, Side};
-use crate::peer::{Incoming, Orphans, PeerHandle, PeerTable};
+use crate::inbound::Inbound;
+use crate::room::RoomWaiter;
+use crate::peer::{AckReceiver, OrphanReceiver, Orphans, PeerHandle, PeerSnapshot, PeerTable};
 use crate::{TransportConfig, TransportError};
 
 /// Orphan batches (one per disconnect) waiting for the routing layer.
@@ -36,7 +40,9 @@ pub(crate) struct Shared {
     runtime: Handle,
     peers: Mutex<Vec<PeerHandle>>,
     table: watch::Sender<PeerTable>,
-    pub(crate) inbound: async_channel::Sender<Incoming>,
+    /// The same peers, for senders: read without a lock on every send.
+    snapshot: ArcSwap<PeerSnapshot>,
+    pub(crate) inbound: Inbound,
     pub(crate) acks: mpsc::Sender<(PeerId, MsgId)>,
     pub(crate) orphans: mpsc::Sender<Orphans>,
     events: broadcast::Sender<Event>,
@@ -66,16 +72,30 @@ impl Shared {
             return Err(RefusedReason::TooManyPeers);
         }
         peers.push(handle.clone());
-        self.table.send_replace(peers.as_slice().into());
-        self.room.notify_waiters();
+        self.publish(&peers);
         Ok(())
     }
 
     pub(crate) fn unregister(&self, handle: &PeerHandle) {
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        peers.retain(|p| !p.outbox.same_channel(&handle.outbox));
-        self.table.send_replace(peers.as_slice().into());
+        peers.retain(|p| !p.same_connection(handle));
+        self.publish(&peers);
+    }
+
+    /// Publishes a change of peers (the caller holds the peers' lock, so
+    /// that changes are published in the order they were made).
+    fn publish(&self, peers: &[PeerHandle]) {
+        let table: PeerTable = peers.into();
+        self.snapshot.store(Arc::new(PeerSnapshot::new(table.clone())));
+        self.table.send_replace(table);
         self.room.notify_waiters();
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The last task and handle are gone: receivers get what is left, then the end.
+        self.inbound.close();
     }
 }
 
@@ -87,13 +107,14 @@ pub struct TransportParts {
     /// The handle: bind, connect, peers, events, close.
     pub transport: Transport,
     /// DATA and DATA_REQ payloads from every peer, in one bounded queue
-    /// ([`TransportConfig::inbound_capacity`]). Clone it to receive from several tasks.
-    pub inbound: async_channel::Receiver<Incoming>,
+    /// ([`TransportConfig::inbound_capacity`], [`TransportConfig::inbound_bytes`]).
+    /// Clone it to receive from several tasks.
+    pub inbound: Inbound,
     /// ACKs received: `(peer, msg_id)`, bounded by [`TransportConfig::ack_capacity`].
-    pub acks: mpsc::Receiver<(PeerId, MsgId)>,
+    pub acks: AckReceiver,
     /// Frames that a disconnected peer never got and that may go elsewhere.
     /// Dropping this receiver makes the transport drop (and count) them instead.
-    pub orphans: mpsc::Receiver<Orphans>,
+    pub orphans: OrphanReceiver,
 }
 
 /// Live, identified connections: binds and accepts, connects and reconnects,
@@ -127,7 +148,7 @@ impl Transport {
     pub fn new(config: TransportConfig) -> Result<TransportParts, TransportError> {
         config.validate()?;
         let runtime = Handle::try_current().map_err(|_| TransportError::NoRuntime)?;
-        let (inbound_tx, inbound) = async_channel::bounded(config.inbound_capacity);
+        let inbound = Inbound::new(config.inbound_capacity, config.inbound_bytes);
         let (acks_tx, acks) = mpsc::channel(config.ack_capacity);
         let (orphans_tx, orphans) = mpsc::channel(ORPHAN_QUEUE);
         let (events, _) = broadcast::channel(config.event_capacity);
@@ -140,7 +161,8 @@ impl Transport {
             runtime,
             peers: Mutex::new(Vec::new()),
             table: watch::Sender::new(PeerTable::from(Vec::new())),
-            inbound: inbound_tx,
+            snapshot: ArcSwap::from_pointee(PeerSnapshot::new(PeerTable::from(Vec::new()))),
+            inbound: inbound.clone(),
             acks: acks_tx,
             orphans: orphans_tx,
             events,
@@ -150,7 +172,7 @@ impl Transport {
             config,
         });
         let transport = Self { shared, close_on_drop: Some(Arc::new(CloseOnDrop { closed, cancel })) };
-        Ok(TransportParts { transport, inbound, acks, orphans })
+        Ok(TransportParts { transport, inbound, acks: AckReceiver(acks), orphans: OrphanReceiver(orphans) })
     }
 
     /// A handle that does not keep the transport open: the transport still
@@ -249,17 +271,21 @@ impl Transport {
         self.shared.table.subscribe()
     }
 
-    /// Notified (`notify_waiters`) whenever an outbox may have room: a
-    /// peer's writer took frames out of it, or a peer came or went. A sender
-    /// that found every outbox full waits on it: register with
-    /// `Notified::enable`, check the outboxes again, then wait.
-    pub fn room_signal(&self) -> Arc<Notify> {
-        self.shared.room.clone()
+    /// A waiter for room in the peers' outboxes: for a sender that found
+    /// every outbox it may use full.
+    pub fn room_waiter(&self) -> RoomWaiter {
+        RoomWaiter::new(self.shared.room.clone())
     }
 
     /// The connected peers now.
     pub fn peer_table(&self) -> PeerTable {
-        self.shared.table.borrow().clone()
+        self.shared.snapshot.load().table().clone()
+    }
+
+    /// Runs `f` on the connected peers now, without taking a lock or a
+    /// reference count: the way the send path looks at the peers.
+    pub fn with_peers<R>(&self, f: impl FnOnce(&PeerSnapshot) -> R) -> R {
+        f(&self.shared.snapshot.load())
     }
 
     /// A stream of [`Event`]s from now on. A reader more than

@@ -93,7 +93,7 @@ pub(crate) async fn connect_in_order(
 }
 
 /// Receives exactly `count` messages from `inbound`.
-pub(crate) async fn collect(inbound: &async_channel::Receiver<Incoming>, count: usize) -> Vec<Incoming> {
+pub(crate) async fn collect(inbound: &smartsock_transport::Inbound, count: usize) -> Vec<Incoming> {
     let mut got = Vec::with_capacity(count);
     within(&format!("{count} messages"), async {
         while got.len() < count {
@@ -111,8 +111,8 @@ pub(crate) fn seqs(messages: &[Incoming]) -> Vec<u32> {
 
 /// Waits until `handle`'s outbox has room, without taking any.
 pub(crate) async fn wait_for_room(handle: &PeerHandle) {
-    let permit = within("room in an outbox", handle.outbox().reserve()).await.expect("peer gone");
-    drop(permit);
+    within("room in an outbox", handle.ready()).await;
+    assert!(!handle.is_closed(), "peer gone");
 }
 
 /// Closes `transport`, then waits for every receiver to see its peer go, so
@@ -125,7 +125,7 @@ pub(crate) async fn close_and_settle(transport: &Transport, receivers: &[&Transp
 }
 
 /// Asserts that nothing more than what was collected arrived.
-pub(crate) fn assert_drained(inbound: &async_channel::Receiver<Incoming>, who: &str) {
+pub(crate) fn assert_drained(inbound: &smartsock_transport::Inbound, who: &str) {
     let extra: Vec<u32> = std::iter::from_fn(|| inbound.try_recv().ok()).map(|m| seq(&m.payload)).collect();
     assert!(extra.is_empty(), "{who} received unexpected extra messages {extra:?}");
 }

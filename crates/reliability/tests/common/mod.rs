@@ -17,7 +17,7 @@ use smartsock_patterns::{Message, PeerSet, PeerSetConfig, RoundRobin, RoundRobin
 use smartsock_reliability::{
     AtLeastOnce, AtLeastOnceConfig, AtLeastOnceHandle, AtLeastOnceLayer, UndeliveredReceiver,
 };
-use smartsock_transport::{Event, Incoming, Side, Transport, TransportConfig};
+use smartsock_transport::{Event, Side, Transport, TransportConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
@@ -68,7 +68,7 @@ pub(crate) struct Sender {
     pub(crate) events: broadcast::Receiver<Event>,
     /// Kept open: a transport whose inbound receiver is gone drops its peers
     /// when they send data.
-    _inbound: async_channel::Receiver<Incoming>,
+    _inbound: smartsock_transport::Inbound,
 }
 
 impl Sender {

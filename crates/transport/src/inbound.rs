@@ -1,0 +1,205 @@
+//! [`Inbound`]: the one bounded queue of received messages of a transport.
+//!
+//! Readers hand over every message decoded from one read as a batch (one
+//! lock, one wake-up); the application takes them one at a time. The queue
+//! is bounded in messages and in payload bytes; a reader that finds it full
+//! stops reading (TCP then pushes back on the peer) and is woken once the
+//! application has made room.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use crate::peer::Incoming;
+
+/// The receiving end of a transport's inbound queue: DATA and DATA_REQ
+/// payloads from every peer, in arrival order per peer.
+///
+/// Cheap to clone; clones take from the same queue, so several tasks can
+/// receive at once (each message goes to one of them).
+#[derive(Clone)]
+pub struct Inbound {
+    shared: Arc<Shared>,
+}
+
+/// Why [`Inbound::recv`] returned nothing: the transport closed and every
+/// message received before was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the inbound queue is closed and empty")]
+pub struct InboundClosed;
+
+/// Why [`Inbound::try_recv`] returned nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TryRecvError {
+    /// Nothing is queued now.
+    #[error("no message is queued")]
+    Empty,
+    /// Nothing is queued, and nothing will be: the transport closed.
+    #[error("the inbound queue is closed and empty")]
+    Closed,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    max_messages: usize,
+    max_bytes: usize,
+    /// Receivers waiting for a message.
+    readable: Notify,
+    /// Readers (connections) waiting for room.
+    writable: Notify,
+}
+
+struct State {
+    queue: VecDeque<Incoming>,
+    bytes: usize,
+    closed: bool,
+    /// A reader is waiting for room: the next take wakes it (once).
+    reader_waiting: bool,
+}
+
+impl State {
+    fn has_room(&self, max_messages: usize, max_bytes: usize) -> bool {
+        self.queue.len() < max_messages && self.bytes < max_bytes
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No code path leaves the state half-changed on a panic.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inbound {
+    /// A queue that takes a message while it holds fewer than `max_messages`
+    /// messages and fewer than `max_bytes` payload bytes (so one message may
+    /// pass the byte mark; none is taken after it).
+    pub(crate) fn new(max_messages: usize, max_bytes: usize) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    queue: VecDeque::new(),
+                    bytes: 0,
+                    closed: false,
+                    reader_waiting: false,
+                }),
+                max_messages,
+                max_bytes,
+                readable: Notify::new(),
+                writable: Notify::new(),
+            }),
+        }
+    }
+
+    /// The next message, waiting for one; `Err` once the transport has
+    /// closed and the queue is empty.
+    pub async fn recv(&self) -> Result<Incoming, InboundClosed> {
+        loop {
+            match self.try_recv() {
+                Ok(message) => return Ok(message),
+                Err(TryRecvError::Closed) => return Err(InboundClosed),
+                Err(TryRecvError::Empty) => {}
+            }
+            // Registered before the second look, so that a batch pushed in
+            // between wakes us.
+            let readable = self.shared.readable.notified();
+            tokio::pin!(readable);
+            readable.as_mut().enable();
+            match self.try_recv() {
+                Ok(message) => return Ok(message),
+                Err(TryRecvError::Closed) => return Err(InboundClosed),
+                Err(TryRecvError::Empty) => readable.await,
+            }
+        }
+    }
+
+    /// The next message if one is queued now.
+    pub fn try_recv(&self) -> Result<Incoming, TryRecvError> {
+        let mut state = self.shared.lock();
+        let Some(message) = state.queue.pop_front() else {
+            return Err(if state.closed { TryRecvError::Closed } else { TryRecvError::Empty });
+        };
+        state.bytes -= message.payload.len();
+        let wake_reader = std::mem::take(&mut state.reader_waiting);
+        drop(state);
+        if wake_reader {
+            self.shared.writable.notify_waiters();
+        }
+        Ok(message)
+    }
+
+    /// Messages queued now.
+    pub fn len(&self) -> usize {
+        self.shared.lock().queue.len()
+    }
+
+    /// Whether no message is queued now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Payload bytes queued now.
+    pub fn bytes(&self) -> usize {
+        self.shared.lock().bytes
+    }
+
+    /// Moves messages from the front of `batch` into the queue, waiting for
+    /// room while it is full, until `batch` is empty. Returns `false` (with
+    /// what was not taken left in `batch`) if the queue is closed.
+    pub(crate) async fn push_batch(&self, batch: &mut VecDeque<Incoming>) -> bool {
+        let (max_messages, max_bytes) = (self.shared.max_messages, self.shared.max_bytes);
+        while !batch.is_empty() {
+            let writable = self.shared.writable.notified();
+            tokio::pin!(writable);
+            let moved = {
+                let mut state = self.shared.lock();
+                if state.closed {
+                    return false;
+                }
+                let before = state.queue.len();
+                while state.has_room(max_messages, max_bytes) {
+                    let Some(message) = batch.pop_front() else { break };
+                    state.bytes += message.payload.len();
+                    state.queue.push_back(message);
+                }
+                if !batch.is_empty() {
+                    // Registered while the lock is held: a take made after
+                    // we let go sees the flag and wakes us.
+                    writable.as_mut().enable();
+                    state.reader_waiting = true;
+                }
+                state.queue.len() > before
+            };
+            if moved {
+                // One wake-up per batch; every waiting receiver looks again.
+                self.shared.readable.notify_waiters();
+            }
+            if !batch.is_empty() {
+                writable.await;
+            }
+        }
+        true
+    }
+
+    /// Closes the queue: readers stop, receivers take what is left, then
+    /// get [`InboundClosed`].
+    pub(crate) fn close(&self) {
+        self.shared.lock().closed = true;
+        self.shared.readable.notify_waiters();
+        self.shared.writable.notify_waiters();
+    }
+}
+
+impl fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared.lock();
+        f.debug_struct("Inbound")
+            .field("len", &state.queue.len())
+            .field("bytes", &state.bytes)
+            .field("closed", &state.closed)
+            .finish()
+    }
+}
