@@ -71,7 +71,7 @@ async fn flush(shared: &Shared) {
             route(peers, &shared.cursor, message, &mut |peer| shared.count_slow_drop(peer))
         });
         let back = match routed {
-            Routed::Done => None,
+            Routed::Done(_) => None,
             Routed::CopiesWaiting(copies) => {
                 for (peer, item) in copies {
                     // A subscriber that leaves while we wait simply misses it.

@@ -66,8 +66,8 @@ mod round_robin;
 mod routing;
 
 pub use error::{SendError, SendErrorKind};
-pub use message::{Destination, Message, WhenFull};
 pub use future::ResponseFuture;
+pub use message::{Destination, Message, WhenFull};
 pub use peer_set::{Attempt, PeerSet, PeerSetConfig, PeerSetStats};
 pub use publish::{Publish, PublishLayer};
 pub use round_robin::{RoundRobin, RoundRobinLayer};

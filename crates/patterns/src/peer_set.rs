@@ -166,7 +166,11 @@ impl Shared {
 
     pub(crate) fn count_slow_drop(&self, peer: PeerId) {
         self.stats.count_slow_drop(peer, &self.transport);
-        self.transport.emit(Event::Dropped { peer: Some(peer), count: 1, reason: DropReason::SlowSubscriber });
+        self.transport.emit(Event::Dropped {
+            peer: Some(peer),
+            count: 1,
+            reason: DropReason::SlowSubscriber,
+        });
     }
 
     /// Routes `message` now if that needs no waiting; otherwise says how to wait.
@@ -187,7 +191,7 @@ impl Shared {
         }
         if !matches!(message.to, Destination::Peer(_)) && self.buffering() {
             return match self.try_buffer(message) {
-                Ok(()) => Ok(Attempt::Sent),
+                Ok(()) => Ok(Attempt::Sent(None)),
                 Err(message) if self.config.buffer_when_full == WhenFull::Drop => {
                     Err(SendError::new(SendErrorKind::BufferFull, message))
                 }
@@ -195,13 +199,15 @@ impl Shared {
             };
         }
         match self.route_now(message) {
-            Routed::Done => Ok(Attempt::Sent),
+            Routed::Done(peer) => Ok(Attempt::Sent(peer)),
             Routed::NoPeer(message) => {
                 // Every peer turned out to be gone: the message waits for the next ones.
                 self.rebuffer(message);
-                Ok(Attempt::Sent)
+                Ok(Attempt::Sent(None))
             }
-            Routed::UnknownPeer(peer, message) => Err(SendError::new(SendErrorKind::UnknownPeer(peer), message)),
+            Routed::UnknownPeer(peer, message) => {
+                Err(SendError::new(SendErrorKind::UnknownPeer(peer), message))
+            }
             Routed::Full(message) => Ok(Attempt::WouldWait(message)),
             Routed::WaitFor(peer, item) => {
                 Ok(Attempt::WouldWait(Message { to: Destination::Peer(peer.id()), frame: item.frame }))
@@ -233,14 +239,17 @@ impl Shared {
                 })
                 .await;
             }
-            _ => room.until(|| self.transport.is_closed() || self.buffering() || self.any_room_or_change()).await,
+            _ => {
+                room.until(|| self.transport.is_closed() || self.buffering() || self.any_room_or_change())
+                    .await
+            }
         }
     }
 
     /// The whole send, waiting in the returned future when it must.
     fn send(self: &Arc<Self>, message: Message) -> ResponseFuture {
         let mut message = match self.try_send(message) {
-            Ok(Attempt::Sent) => return ResponseFuture::done(Ok(())),
+            Ok(Attempt::Sent(_)) => return ResponseFuture::done(Ok(())),
             Ok(Attempt::Queued(queued)) => return queued,
             Ok(Attempt::WouldWait(message)) => message,
             Err(e) => return ResponseFuture::done(Err(e)),
@@ -250,7 +259,7 @@ impl Shared {
             loop {
                 shared.room_for(&message).await;
                 match shared.try_send(message)? {
-                    Attempt::Sent => return Ok(()),
+                    Attempt::Sent(_) => return Ok(()),
                     Attempt::Queued(queued) => return queued.await,
                     Attempt::WouldWait(back) => message = back,
                 }
@@ -263,8 +272,9 @@ impl Shared {
 #[derive(Debug)]
 #[must_use]
 pub enum Attempt {
-    /// Queued in the outboxes (or in the no-peer buffer).
-    Sent,
+    /// Queued in the outboxes (or in the no-peer buffer); in the outbox of
+    /// this peer, when it went to exactly one.
+    Sent(Option<PeerId>),
     /// Not queued: a send would have to wait for room. The message is handed back.
     WouldWait(Message),
     /// Publish with [`WhenFull::Wait`]: queued for every subscriber with room;
@@ -350,7 +360,7 @@ impl PeerSet {
     }
 
     /// One try at sending `message` that never waits for room: the message
-    /// is queued ([`Attempt::Sent`]), or handed back because a send would
+    /// is queued ([`Attempt::Sent`], naming the peer when it went to one), or handed back because a send would
     /// have to wait ([`Attempt::WouldWait`]; wait with
     /// [`room_for`](PeerSet::room_for), then try again). Fails at once for
     /// a message that can never go (too large, unknown peer, closed, full

@@ -10,8 +10,9 @@ use crate::{Destination, Message, WhenFull};
 /// What became of one try to route a message.
 pub(crate) enum Routed {
     /// In an outbox (publish: in every outbox that had room; the copies of
-    /// full subscribers were dropped under [`WhenFull::Drop`] and reported).
-    Done,
+    /// full subscribers were dropped under [`WhenFull::Drop`] and reported),
+    /// of this peer when there was only one.
+    Done(Option<PeerId>),
     /// No peer in the snapshot can ever take it: none is connected, or every
     /// one has gone.
     NoPeer(Message),
@@ -48,7 +49,7 @@ pub(crate) fn route(
                 return Routed::UnknownPeer(id, message);
             };
             match peer.try_send(Outgoing::to_this_peer(message.frame)) {
-                Ok(()) => Routed::Done,
+                Ok(()) => Routed::Done(Some(id)),
                 Err(TrySendError::Full(item)) => Routed::WaitFor(peer.clone(), item),
                 Err(e) => Routed::UnknownPeer(id, Message { to: message.to, frame: e.into_inner().frame }),
             }
@@ -74,7 +75,7 @@ fn round_robin(snapshot: &PeerSnapshot, cursor: &AtomicUsize, message: Message) 
                     // Skipped full peers: the next send starts after this one.
                     cursor.store(i.wrapping_add(1), Ordering::Relaxed);
                 }
-                return Routed::Done;
+                return Routed::Done(Some(peers[i].id()));
             }
             Err(TrySendError::Full(back)) => {
                 any_live = true;
@@ -103,11 +104,13 @@ fn publish(
         }
     }
     if full.is_empty() {
-        return if accepted { Routed::Done } else { Routed::NoPeer(message) };
+        return if accepted { Routed::Done(None) } else { Routed::NoPeer(message) };
     }
     match when_full {
         WhenFull::Wait => Routed::CopiesWaiting(
-            full.into_iter().map(|peer| (peer.clone(), Outgoing::to_this_peer(message.frame.clone()))).collect(),
+            full.into_iter()
+                .map(|peer| (peer.clone(), Outgoing::to_this_peer(message.frame.clone())))
+                .collect(),
         ),
         // Every live subscriber is full: wait, as a send waits for readiness,
         // instead of dropping the message for everyone.
@@ -116,7 +119,7 @@ fn publish(
             for peer in full {
                 on_slow_drop(peer.id());
             }
-            Routed::Done
+            Routed::Done(None)
         }
     }
 }

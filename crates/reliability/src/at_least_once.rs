@@ -8,12 +8,14 @@ use std::task::{Context, Poll, ready};
 use pin_project::pin_project;
 use smartsock_patterns::{Destination, Message, SendError, SendErrorKind};
 use smartsock_transport::{AckReceiver, Frame, MsgId, Transport};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
-use tokio_util::sync::PollSemaphore;
+use tokio::sync::futures::OwnedNotified;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tower::{Layer, Service};
 
 use crate::AtLeastOnceConfig;
-use crate::driver::{AtLeastOnceHandle, Command, Core, DriverParts, UndeliveredReceiver, as_request, drive};
+use crate::core::Core;
+use crate::driver::{AtLeastOnceHandle, DriverParts, UndeliveredReceiver, drive};
 
 /// What at-least-once refuses to do, in words for the error.
 const NO_PUBLISH: &str = "at-least-once delivery cannot be combined with publish: \
@@ -28,9 +30,11 @@ const NO_PUBLISH: &str = "at-least-once delivery cannot be combined with publish
 pub struct AtLeastOnce<S> {
     inner: S,
     core: Arc<Core>,
-    commands: mpsc::Sender<Command>,
-    permits: PollSemaphore,
-    permit: Option<OwnedSemaphorePermit>,
+    /// Keeps the driver going while a service lives.
+    _alive: Arc<DropGuard>,
+    /// An in-flight place taken by `poll_ready` for the next `call`.
+    reserved: bool,
+    room: RoomWait,
 }
 
 impl<S: Clone> Clone for AtLeastOnce<S> {
@@ -38,9 +42,17 @@ impl<S: Clone> Clone for AtLeastOnce<S> {
         Self {
             inner: self.inner.clone(),
             core: self.core.clone(),
-            commands: self.commands.clone(),
-            permits: self.permits.clone(),
-            permit: None,
+            _alive: self._alive.clone(),
+            reserved: false,
+            room: RoomWait::default(),
+        }
+    }
+}
+
+impl<S> Drop for AtLeastOnce<S> {
+    fn drop(&mut self) {
+        if std::mem::take(&mut self.reserved) {
+            self.core.release();
         }
     }
 }
@@ -63,8 +75,15 @@ impl<S> AtLeastOnce<S> {
     }
 
     /// Takes the service below back.
-    pub fn into_inner(self) -> S {
-        self.inner
+    pub fn into_inner(mut self) -> S
+    where
+        S: Clone,
+    {
+        // `Drop` forbids moving out; the clone is as cheap as the services below.
+        if std::mem::take(&mut self.reserved) {
+            self.core.release();
+        }
+        self.inner.clone()
     }
 
     /// The shared state: messages in flight, counters, shutdown.
@@ -72,6 +91,10 @@ impl<S> AtLeastOnce<S> {
         AtLeastOnceHandle { core: self.core.clone() }
     }
 }
+
+/// Waiting for an in-flight place, from `poll_ready`.
+#[derive(Default)]
+struct RoomWait(Option<Pin<Box<OwnedNotified>>>);
 
 impl<S> Service<Message> for AtLeastOnce<S>
 where
@@ -82,40 +105,54 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
-        // The service below first: a permit is taken only when the send can
+        // The service below first: a place is taken only when the send can
         // go at once, so a caller that gives up waiting holds none.
         ready!(self.inner.poll_ready(cx))?;
-        if self.permit.is_none() {
-            // The semaphore is never closed, so `None` cannot happen.
-            self.permit = ready!(self.permits.poll_acquire(cx));
+        if self.reserved {
+            return Poll::Ready(Ok(()));
         }
-        Poll::Ready(Ok(()))
+        loop {
+            let signal: &Arc<Notify> = &self.core.room_signal;
+            let wait = self.room.0.get_or_insert_with(|| Box::pin(signal.clone().notified_owned()));
+            // Registered before the try, so that a place freed in between wakes us.
+            wait.as_mut().enable();
+            if self.core.try_reserve() {
+                self.room.0 = None;
+                self.reserved = true;
+                return Poll::Ready(Ok(()));
+            }
+            match wait.as_mut().poll(cx) {
+                Poll::Ready(()) => self.room.0 = None,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 
-    fn call(&mut self, mut message: Message) -> Self::Future {
+    fn call(&mut self, message: Message) -> Self::Future {
+        let reserved = std::mem::take(&mut self.reserved);
         if matches!(message.to, Destination::Everyone { .. }) {
             // `call` uses up readiness: a refused message must not keep its
-            // in-flight place (it would count as in flight and block `settled`).
-            self.permit = None;
+            // in-flight place (it would count as in flight).
+            if reserved {
+                self.core.release();
+            }
             return ResponseFuture::failed(SendError::new(SendErrorKind::Refused(NO_PUBLISH), message));
         }
-        let id = match &message.frame {
-            Frame::Data(_) => self.core.next_id(),
-            Frame::DataReq { id, .. } => *id,
-            // Not a message (a layer above sent a control frame): pass it on untracked.
-            _ => {
-                self.permit = None;
-                return ResponseFuture::untracked(self.inner.call(message));
+        if !matches!(message.frame, Frame::Data(_)) {
+            // Not a fresh message (a layer above sent a control frame, or a
+            // request it tracks itself): pass it on untracked.
+            if reserved {
+                self.core.release();
             }
-        };
-        let permit = self.permit.take().expect("AtLeastOnce::call without poll_ready returning Ready");
-        message.frame = as_request(message.frame, id);
-        // Tracked before it is sent, so that its ACK can never arrive first.
-        let track = Command::Track { id, message: message.clone(), permit };
-        if self.commands.try_send(track).is_err() {
-            return ResponseFuture::failed(SendError::new(SendErrorKind::Closed, message));
+            return ResponseFuture::untracked(self.inner.call(message));
         }
-        ResponseFuture::tracked(self.inner.call(message), id, self.commands.clone())
+        match self.core.track(message, reserved) {
+            Ok((tracked, request)) => {
+                ResponseFuture::tracked(self.inner.call(request), tracked.seq, self.core.clone())
+            }
+            // Shut down, or called without readiness at the limit.
+            Err(message) => ResponseFuture::failed(SendError::new(SendErrorKind::Closed, message)),
+        }
     }
 }
 
@@ -133,8 +170,8 @@ impl<F> PinnedDrop for ResponseFuture<F> {
         // Dropped before it finished (a caller's timeout, say): the caller
         // takes the send as failed, so it must not be resent behind its back.
         if let StateProj::Sending { forget, .. } = self.project().state.project() {
-            if let Some((id, commands)) = forget.take() {
-                let _ = commands.try_send(Command::Forget(id));
+            if let Some((seq, core)) = forget.take() {
+                core.forget(seq);
             }
         }
     }
@@ -145,7 +182,7 @@ enum State<F> {
     Sending {
         #[pin]
         inner: F,
-        forget: Option<(MsgId, mpsc::Sender<Command>)>,
+        forget: Option<(u64, Arc<Core>)>,
     },
     Failed {
         error: Option<SendError>,
@@ -153,8 +190,8 @@ enum State<F> {
 }
 
 impl<F> ResponseFuture<F> {
-    fn tracked(inner: F, id: MsgId, commands: mpsc::Sender<Command>) -> Self {
-        Self { state: State::Sending { inner, forget: Some((id, commands)) } }
+    fn tracked(inner: F, seq: u64, core: Arc<Core>) -> Self {
+        Self { state: State::Sending { inner, forget: Some((seq, core)) } }
     }
 
     fn untracked(inner: F) -> Self {
@@ -176,11 +213,9 @@ where
         match self.project().state.project() {
             StateProj::Sending { inner, forget } => {
                 let result = ready!(inner.poll(cx));
-                if let Some((id, commands)) = forget.take() {
+                if let Some((seq, core)) = forget.take() {
                     if result.is_err() {
-                        // Best effort: if even this cannot be queued, the
-                        // message is later reported undelivered as well.
-                        let _ = commands.try_send(Command::Forget(id));
+                        core.forget(seq);
                     }
                 }
                 Poll::Ready(result)
@@ -204,13 +239,13 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
 /// that first call wrapped.
 pub struct AtLeastOnceLayer {
     core: Arc<Core>,
-    commands: mpsc::Sender<Command>,
+    alive: Arc<DropGuard>,
     driver: Arc<Mutex<Option<DriverParts>>>,
 }
 
 impl Clone for AtLeastOnceLayer {
     fn clone(&self) -> Self {
-        Self { core: self.core.clone(), commands: self.commands.clone(), driver: self.driver.clone() }
+        Self { core: self.core.clone(), alive: self.alive.clone(), driver: self.driver.clone() }
     }
 }
 
@@ -222,21 +257,27 @@ impl std::fmt::Debug for AtLeastOnceLayer {
 
 impl AtLeastOnceLayer {
     /// A layer with `config`, fed with the ACKs received (the transport's
-    /// [`TransportParts::acks`](smartsock_transport::TransportParts::acks)).
+    /// [`TransportParts::acks`](smartsock_transport::TransportParts::acks),
+    /// which from now on hands them straight to this layer's table).
     /// Messages given up arrive on the returned receiver.
-    pub fn new(
-        config: AtLeastOnceConfig,
-        acks: AckReceiver,
-    ) -> Result<(Self, UndeliveredReceiver), String> {
+    pub fn new(config: AtLeastOnceConfig, acks: AckReceiver) -> Result<(Self, UndeliveredReceiver), String> {
         config.validate()?;
-        let (core, commands_tx, commands) = Core::new(config);
+        let core = Core::new(config);
+        acks.deliver_to(core.clone());
         let (undelivered_tx, undelivered) = mpsc::channel(config.undelivered_capacity);
-        let parts =
-            DriverParts { commands, acks, undelivered: undelivered_tx, events: None, on_give_up: None };
-        Ok((Self { core, commands: commands_tx, driver: Arc::new(Mutex::new(Some(parts))) }, undelivered))
+        let users_gone = CancellationToken::new();
+        let parts = DriverParts {
+            undelivered: undelivered_tx,
+            events: None,
+            on_give_up: None,
+            users_gone: users_gone.clone(),
+        };
+        let alive = Arc::new(users_gone.drop_guard());
+        Ok((Self { core, alive, driver: Arc::new(Mutex::new(Some(parts))) }, undelivered))
     }
 
-    /// Also report give-ups as `Event::Dropped` on `transport`'s events.
+    /// Also report give-ups as `Event::Dropped` on `transport`'s events, and
+    /// resend at once what a peer held when it disconnects.
     pub fn with_events(self, transport: &Transport) -> Self {
         if let Some(parts) = self.driver.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             parts.events = Some(transport.detached());
@@ -260,6 +301,21 @@ impl AtLeastOnceLayer {
     pub fn handle(&self) -> AtLeastOnceHandle {
         AtLeastOnceHandle { core: self.core.clone() }
     }
+
+    /// Starts the driver with `resender` as the route for resends (the
+    /// first [`layer`](Layer::layer) call does this with the service it
+    /// wraps), for a caller that sends through
+    /// [`AtLeastOnceHandle::try_track`] instead of a service. Does nothing
+    /// if the driver runs already.
+    pub fn start<R>(&self, resender: R)
+    where
+        R: Service<Message, Response = (), Error = SendError> + Send + 'static,
+        R::Future: Send,
+    {
+        if let Some(parts) = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            tokio::spawn(drive(self.core.clone(), resender, parts));
+        }
+    }
 }
 
 impl<S> Layer<S> for AtLeastOnceLayer
@@ -270,10 +326,13 @@ where
     type Service = AtLeastOnce<S>;
 
     fn layer(&self, inner: S) -> AtLeastOnce<S> {
-        if let Some(parts) = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            tokio::spawn(drive(self.core.clone(), inner.clone(), parts));
+        self.start(inner.clone());
+        AtLeastOnce {
+            inner,
+            core: self.core.clone(),
+            _alive: self.alive.clone(),
+            reserved: false,
+            room: RoomWait::default(),
         }
-        let permits = PollSemaphore::new(self.core.in_flight.clone());
-        AtLeastOnce { inner, core: self.core.clone(), commands: self.commands.clone(), permits, permit: None }
     }
 }

@@ -1,21 +1,20 @@
-//! The one background task of an [`AtLeastOnceLayer`](crate::AtLeastOnceLayer):
-//! the pending table, its timers, ACKs, resends and give-ups.
+//! The one background task of an at-least-once sender: cuts time buckets,
+//! resends what is due, gives up what ran out, and resends at once what a
+//! disconnected peer held.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use smartsock_patterns::{Destination, Message, SendError};
-use smartsock_transport::{AckReceiver, DropReason, Event, Frame, MsgId, Transport};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio::time::{Instant, timeout};
+use smartsock_transport::{DropReason, Event, MsgId, PeerId, Transport};
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
-use tokio_util::time::{DelayQueue, delay_queue};
 use tower::{Service, ServiceExt};
 use tracing::{debug, warn};
 
-use crate::AtLeastOnceConfig;
+use crate::core::{Core, Pending, Table};
 
 /// A message that ran out of attempts (or was still unacknowledged when the
 /// sender shut down), handed back to the application.
@@ -30,97 +29,8 @@ pub struct Undelivered {
 }
 
 /// Where [`Undelivered`] messages arrive; bounded by
-/// [`AtLeastOnceConfig::undelivered_capacity`].
+/// [`AtLeastOnceConfig::undelivered_capacity`](crate::AtLeastOnceConfig::undelivered_capacity).
 pub type UndeliveredReceiver = mpsc::Receiver<Undelivered>;
-
-pub(crate) enum Command {
-    Track { id: MsgId, message: Message, permit: OwnedSemaphorePermit },
-    Forget(MsgId),
-}
-
-/// Counters of an at-least-once sender.
-#[derive(Debug, Default)]
-pub struct AtLeastOnceStats {
-    sent: AtomicU64,
-    resent: AtomicU64,
-    acked: AtomicU64,
-    undelivered: AtomicU64,
-    undelivered_not_kept: AtomicU64,
-}
-
-impl AtLeastOnceStats {
-    /// Messages sent for the first time.
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
-    }
-
-    /// Sends after the first.
-    pub fn resent(&self) -> u64 {
-        self.resent.load(Ordering::Relaxed)
-    }
-
-    /// Messages acknowledged.
-    pub fn acked(&self) -> u64 {
-        self.acked.load(Ordering::Relaxed)
-    }
-
-    /// Messages given up.
-    pub fn undelivered(&self) -> u64 {
-        self.undelivered.load(Ordering::Relaxed)
-    }
-
-    /// Given-up messages that found the undelivered queue full (reported as
-    /// events and counted here, but not kept).
-    pub fn undelivered_not_kept(&self) -> u64 {
-        self.undelivered_not_kept.load(Ordering::Relaxed)
-    }
-}
-
-/// State shared by the services of one layer and its driver.
-pub(crate) struct Core {
-    pub(crate) config: AtLeastOnceConfig,
-    pub(crate) in_flight: Arc<Semaphore>,
-    salt: u64,
-    counter: AtomicU64,
-    pub(crate) stats: AtLeastOnceStats,
-    settled: Notify,
-    shutdown: CancellationToken,
-}
-
-impl Core {
-    /// The shared state, and the command channel: its senders belong to the
-    /// services and the layer only, so that the driver sees the channel
-    /// close (and ends) once they are all dropped.
-    pub(crate) fn new(
-        config: AtLeastOnceConfig,
-    ) -> (Arc<Self>, mpsc::Sender<Command>, mpsc::Receiver<Command>) {
-        // Tracks are bounded by the in-flight permits they carry; the extra
-        // room is for the `Forget`s of sends that failed. A channel cannot be
-        // larger than a semaphore, whatever `max_in_flight` validation allows.
-        let capacity = config.max_in_flight.saturating_mul(2).min(Semaphore::MAX_PERMITS);
-        let (commands, receiver) = mpsc::channel(capacity);
-        let core = Arc::new(Self {
-            config,
-            in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
-            salt: rand::random(),
-            counter: AtomicU64::new(0),
-            stats: AtLeastOnceStats::default(),
-            settled: Notify::new(),
-            shutdown: CancellationToken::new(),
-        });
-        (core, commands, receiver)
-    }
-
-    /// A fresh id: a random per-sender salt and a counter. Unique for this
-    /// sender, unguessable across senders, and costs one atomic add.
-    pub(crate) fn next_id(&self) -> MsgId {
-        let count = self.counter.fetch_add(1, Ordering::Relaxed);
-        let mut bytes = [0; 16];
-        bytes[..8].copy_from_slice(&self.salt.to_be_bytes());
-        bytes[8..].copy_from_slice(&count.to_be_bytes());
-        MsgId::from_bytes(bytes)
-    }
-}
 
 /// A handle on an at-least-once sender's state, from
 /// [`AtLeastOnceLayer::handle`](crate::AtLeastOnceLayer::handle).
@@ -138,11 +48,11 @@ impl std::fmt::Debug for AtLeastOnceHandle {
 impl AtLeastOnceHandle {
     /// Messages sent and not yet acknowledged nor given up.
     pub fn in_flight(&self) -> usize {
-        self.core.config.max_in_flight - self.core.in_flight.available_permits()
+        self.core.in_flight()
     }
 
     /// The counters.
-    pub fn stats(&self) -> &AtLeastOnceStats {
+    pub fn stats(&self) -> &crate::AtLeastOnceStats {
         &self.core.stats
     }
 
@@ -163,122 +73,264 @@ impl AtLeastOnceHandle {
     /// [`Undelivered`], and the driver task ends.
     pub fn shutdown(&self) {
         self.core.shutdown.cancel();
+        self.core.room_signal.notify_waiters();
     }
-}
 
-struct Pending {
-    message: Message,
-    attempts: u32,
-    first_sent: Instant,
-    timer: delay_queue::Key,
-    _permit: OwnedSemaphorePermit,
+    /// Starts tracking `message` (a DATA message) as a DATA_REQ with a fresh
+    /// id, without waiting: for a caller that routes the request itself.
+    /// Hands the message back at the in-flight limit (wait with
+    /// [`room`](AtLeastOnceHandle::room)) or after shutdown.
+    ///
+    /// Then send the DATA_REQ it returns, and report the outcome with
+    /// [`sent`](AtLeastOnceHandle::sent) or [`untrack`](AtLeastOnceHandle::untrack).
+    pub fn try_track(&self, message: Message) -> Result<(crate::Tracked, Message), Message> {
+        self.core.track(message, false)
+    }
+
+    /// The tracked message went out, to `peer` if the route said which: an
+    /// ACK for it will then count only from that peer, and the resend rules
+    /// can tell whether that peer is still working through earlier messages.
+    pub fn sent(&self, tracked: crate::Tracked, peer: Option<PeerId>) {
+        self.core.sent_to(tracked, peer);
+    }
+
+    /// The tracked message could not be sent: forgets it and turns the
+    /// request handed back by the route into the DATA message it was.
+    pub fn untrack(&self, tracked: crate::Tracked, message: Message) -> Message {
+        self.core.untrack(tracked.seq, message)
+    }
+
+    /// Whether the in-flight limit lets a message be tracked now.
+    pub fn has_room(&self) -> bool {
+        self.core.has_room()
+    }
+
+    /// Completes when the in-flight limit may let a message be tracked (or
+    /// the sender shut down).
+    pub async fn room(&self) {
+        self.core.room().await;
+    }
+
+    /// Whether [`shutdown`](AtLeastOnceHandle::shutdown) has been called.
+    pub fn is_shut_down(&self) -> bool {
+        self.core.shutdown.is_cancelled()
+    }
 }
 
 /// Called with the id of each message given up, before it is handed back.
 pub(crate) type GiveUpHook = Box<dyn Fn(MsgId) + Send + Sync>;
 
 pub(crate) struct DriverParts {
-    pub(crate) commands: mpsc::Receiver<Command>,
-    pub(crate) acks: AckReceiver,
     pub(crate) undelivered: mpsc::Sender<Undelivered>,
     pub(crate) events: Option<Transport>,
     pub(crate) on_give_up: Option<GiveUpHook>,
+    /// Cancelled once every service and the layer are gone: nothing new
+    /// can be sent, so the driver ends when the table empties.
+    pub(crate) users_gone: CancellationToken,
+}
+
+/// The length of one time bucket: the resend precision.
+pub(crate) fn tick_length(core: &Core) -> Duration {
+    let shortest = core.config.resend_timeout.min(core.config.give_up_after);
+    (shortest / 10).max(Duration::from_millis(1))
+}
+
+/// What the due messages of one tick come to.
+#[derive(Default)]
+struct Due {
+    resend: Vec<Message>,
+    give_up: Vec<(MsgId, Pending)>,
 }
 
 pub(crate) async fn drive<S>(core: Arc<Core>, mut inner: S, parts: DriverParts)
 where
     S: Service<Message, Response = (), Error = SendError>,
 {
-    let DriverParts { mut commands, mut acks, undelivered, events, on_give_up } = parts;
+    let DriverParts { undelivered, events, on_give_up, users_gone } = parts;
     let give_up = |id, entry| give_up(&core, &undelivered, events.as_ref(), on_give_up.as_deref(), id, entry);
-    let config = core.config;
-    let mut pending: HashMap<MsgId, Pending> = HashMap::new();
-    let mut timers: DelayQueue<MsgId> = DelayQueue::new();
+    let tick = tick_length(&core);
+    let mut peer_events = events.as_ref().map(Transport::events);
+    let mut next_tick: Option<Instant> = Some(Instant::now());
     let mut senders_gone = false;
     loop {
-        let had_pending = !pending.is_empty();
+        let mut due = Due::default();
         tokio::select! {
             biased;
             () = core.shutdown.cancelled() => break,
-            command = commands.recv(), if !senders_gone => match command {
-                Some(command) => apply(&core, &mut pending, &mut timers, command),
-                None => senders_gone = true,
-            },
-            Some((peer, id)) = acks.recv() => {
-                if let Some(entry) = pending.remove(&id) {
-                    timers.try_remove(&entry.timer);
-                    core.stats.acked.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    debug!(%peer, %id, "ignoring an ACK for no pending message");
+            event = async { peer_events.as_mut().expect("guarded").recv().await }, if peer_events.is_some() => {
+                match event {
+                    Ok(Event::PeerDisconnected { peer, .. }) => {
+                        due = lost_with_peer(&core, &mut core.table(), Some(peer), events.as_ref().expect("events"));
+                    }
+                    // Missed events: look for pending messages whose peer has gone.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        due = lost_with_peer(&core, &mut core.table(), None, events.as_ref().expect("events"));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => peer_events = None,
+                    Ok(_) => {}
                 }
             }
-            Some(expired) = futures::future::poll_fn(|cx| timers.poll_expired(cx)), if !timers.is_empty() => {
-                let id = expired.into_inner();
-                let Some(entry) = pending.get_mut(&id) else { continue };
-                let out_of_time = entry.first_sent.elapsed() >= config.give_up_after;
-                if entry.attempts >= config.max_attempts || out_of_time {
-                    let entry = pending.remove(&id).expect("entry present");
-                    give_up(id, entry);
+            () = async { sleep_until(next_tick.expect("guarded")).await }, if next_tick.is_some() => {
+                let now = Instant::now();
+                let mut table = core.table();
+                due = cut_and_collect(&core, &mut table, now);
+                if table.pending.is_empty() {
+                    // Sleep until a send wakes us: no tick while nothing waits.
+                    table.driver_idle = true;
+                    next_tick = None;
                 } else {
-                    entry.attempts += 1;
-                    let time_left = config.give_up_after.saturating_sub(entry.first_sent.elapsed());
-                    entry.timer = timers.insert(id, config.resend_timeout.min(time_left));
-                    core.stats.resent.fetch_add(1, Ordering::Relaxed);
-                    let message = entry.message.clone();
-                    debug!(%id, attempt = entry.attempts, "resending");
-                    resend(&mut inner, message, config.resend_timeout).await;
+                    next_tick = Some(now + tick);
                 }
             }
+            () = core.work.notified(), if next_tick.is_none() => next_tick = Some(Instant::now()),
+            () = users_gone.cancelled(), if !senders_gone => senders_gone = true,
         }
-        if pending.is_empty() {
-            // Waiters are woken as the table empties, not on every pass.
-            if had_pending {
-                core.settled.notify_waiters();
-            }
+        for (id, entry) in due.give_up {
+            give_up(id, entry);
+        }
+        for message in due.resend {
+            core.stats.resent.fetch_add(1, Ordering::Relaxed);
+            resend(&mut inner, message, core.config.resend_timeout).await;
+        }
+        if core.table().pending.is_empty() {
+            core.settled.notify_waiters();
             if senders_gone {
                 break;
             }
         }
     }
-    // Sends accepted before the shutdown that the loop did not reach yet are
-    // handed back too (nothing is given up silently); later sends fail at once.
-    commands.close();
-    while let Ok(command) = commands.try_recv() {
-        apply(&core, &mut pending, &mut timers, command);
+    // Everything still pending is handed back (nothing is given up
+    // silently); later sends fail at once.
+    let pending: Vec<(u64, Pending)> = core.table().pending.drain().collect();
+    for (seq, entry) in pending {
+        give_up(request_id(&entry.message, seq), entry);
     }
-    for (id, entry) in pending.drain() {
-        give_up(id, entry);
-    }
+    core.room_signal.notify_waiters();
     core.settled.notify_waiters();
 }
 
-/// Starts tracking a message that was just sent, or forgets one whose send failed.
-fn apply(
-    core: &Core,
-    pending: &mut HashMap<MsgId, Pending>,
-    timers: &mut DelayQueue<MsgId>,
-    command: Command,
-) {
-    let config = core.config;
-    match command {
-        Command::Track { id, message, permit } => {
-            core.stats.sent.fetch_add(1, Ordering::Relaxed);
-            // Taken before the timer is set, so that when it fires the
-            // elapsed time has surely reached `give_up_after` if it was due.
-            let first_sent = Instant::now();
-            let timer = timers.insert(id, config.resend_timeout.min(config.give_up_after));
-            pending.insert(id, Pending { message, attempts: 1, first_sent, timer, _permit: permit });
-        }
-        Command::Forget(id) => {
-            if let Some(entry) = pending.remove(&id) {
-                timers.try_remove(&entry.timer);
-            }
-        }
+fn request_id(message: &Message, _seq: u64) -> MsgId {
+    match message.frame {
+        smartsock_transport::Frame::DataReq { id, .. } => id,
+        _ => MsgId::from_bytes([0; 16]),
     }
 }
 
+/// Cuts a new bucket at `now` and collects what is due by then.
+fn cut_and_collect(core: &Core, table: &mut Table, now: Instant) -> Due {
+    let config = &core.config;
+    let first_wait = config.resend_timeout.min(config.give_up_after);
+    let last_end = table.cuts.back().map_or(table.unchecked, |&(_, end)| end);
+    if last_end < table.next_seq {
+        let end = table.next_seq;
+        table.cuts.push_back((now, end));
+    }
+    table.last_cut = now;
+    let mut due = Due::default();
+    // First sends, bucket by bucket, oldest first.
+    while let Some(&(cut, end)) = table.cuts.front() {
+        if cut + first_wait > now {
+            break;
+        }
+        table.cuts.pop_front();
+        for seq in table.unchecked..end {
+            if let Some(entry) = table.pending.get_mut(&seq) {
+                entry.first_sent = Some(cut);
+            }
+            check(core, table, now, seq, 1, &mut due);
+        }
+        table.unchecked = end;
+    }
+    // Resends, in deadline order.
+    while let Some(&(deadline, seq, attempts)) = table.resends.front() {
+        if deadline > now {
+            break;
+        }
+        table.resends.pop_front();
+        check(core, table, now, seq, attempts, &mut due);
+    }
+    due
+}
+
+/// Message `seq` reached a deadline set at its `attempts`th send: resend it,
+/// postpone it, or give it up.
+fn check(core: &Core, table: &mut Table, now: Instant, seq: u64, attempts: u32, due: &mut Due) {
+    let config = &core.config;
+    let Some(entry) = table.pending.get(&seq) else { return };
+    if entry.attempts != attempts {
+        // Resent since (its peer left): a later deadline stands.
+        return;
+    }
+    let first_sent = entry.first_sent.unwrap_or(now);
+    let give_up_at = first_sent + config.give_up_after;
+    if entry.attempts >= config.max_attempts || now >= give_up_at {
+        let entry = table.pending.remove(&seq).expect("present");
+        due.give_up.push((request_id(&entry.message, seq), entry));
+        return;
+    }
+    let still_working = entry.peer.and_then(|peer| table.progress.get(&peer)).is_some_and(|progress| {
+        // The peer is acknowledging, and nothing sent after this message:
+        // it is still working through what came before.
+        progress.at + config.resend_timeout > now && progress.newest < seq
+    });
+    let next = (now + config.resend_timeout).min(give_up_at);
+    let entry = table.pending.get_mut(&seq).expect("present");
+    if still_working {
+        core.stats.postponed.fetch_add(1, Ordering::Relaxed);
+        table.resends.push_back((next, seq, entry.attempts));
+        return;
+    }
+    entry.attempts += 1;
+    // Where it goes next is the route's choice.
+    entry.peer = None;
+    debug!(seq, attempt = entry.attempts, "resending");
+    due.resend.push(entry.message.clone());
+    let attempts = entry.attempts;
+    table.resends.push_back((next, seq, attempts));
+}
+
+/// The messages last sent to a peer that has gone could not have been
+/// acknowledged: resend them now. `gone` names the peer; with `None`
+/// (events were missed), every peer not connected to `transport` counts.
+fn lost_with_peer(core: &Core, table: &mut Table, gone: Option<PeerId>, transport: &Transport) -> Due {
+    let mut due = Due::default();
+    let now = Instant::now();
+    let next = now + core.config.resend_timeout;
+    let has_gone = |to: PeerId| match gone {
+        Some(gone) => to == gone,
+        None => transport.with_peers(|peers| peers.get(to).is_none()),
+    };
+    let mut lost: Vec<u64> = table
+        .pending
+        .iter()
+        .filter(|(_, entry)| entry.peer.is_some_and(has_gone))
+        .map(|(&seq, _)| seq)
+        .collect();
+    lost.sort_unstable();
+    for seq in lost {
+        let entry = table.pending.get_mut(&seq).expect("listed");
+        if entry.attempts >= core.config.max_attempts {
+            // Its deadline gives it up.
+            continue;
+        }
+        entry.attempts += 1;
+        entry.peer = None;
+        due.resend.push(entry.message.clone());
+        let attempts = entry.attempts;
+        table.resends.push_back((next, seq, attempts));
+    }
+    if !due.resend.is_empty() {
+        debug!(peer = ?gone, count = due.resend.len(), "resending what a disconnected peer held");
+        // Keep the deadline queue in time order: these deadlines are later
+        // than any already queued, but earlier entries may follow `next`
+        // when `give_up_after` shortened them; sorting keeps it exact.
+        table.resends.make_contiguous().sort_by_key(|&(deadline, ..)| deadline);
+    }
+    due
+}
+
 /// Sends again through the routing below, bounded in time so that a stuck
-/// route cannot stop ACKs from being processed for long.
+/// route cannot hold the driver for long.
 async fn resend<S>(inner: &mut S, message: Message, limit: Duration)
 where
     S: Service<Message, Response = (), Error = SendError>,
@@ -289,7 +341,7 @@ where
     };
     match timeout(limit, attempt).await {
         Ok(Ok(())) => {}
-        // The attempt still counts; the next timer tries again or gives up.
+        // The attempt still counts; the next deadline tries again or gives up.
         Ok(Err(e)) => debug!(error = %e, "resend failed"),
         Err(_) => debug!("resend could not be queued in time"),
     }
@@ -319,12 +371,5 @@ fn give_up(
     if undelivered.try_send(report).is_err() {
         core.stats.undelivered_not_kept.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// Turns a DATA message into a DATA_REQ with `id`; other frames are left as they are.
-pub(crate) fn as_request(frame: Frame, id: MsgId) -> Frame {
-    match frame {
-        Frame::Data(payload) => Frame::DataReq { id, payload },
-        other => other,
-    }
+    core.room_signal.notify_waiters();
 }

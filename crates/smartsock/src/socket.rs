@@ -13,7 +13,8 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use smartsock_framing::PeerId;
 use smartsock_patterns::{
-    Attempt, Destination, Message, PeerSet, PublishLayer, RoundRobin, RoundRobinLayer, SendError, SendErrorKind,
+    Attempt, Destination, Message, PeerSet, PublishLayer, RoundRobin, RoundRobinLayer, SendError,
+    SendErrorKind,
 };
 use smartsock_reliability::{
     AckTiming, AtLeastOnce, AtLeastOnceHandle, AtLeastOnceLayer, ReceiveSide, Undelivered,
@@ -47,6 +48,10 @@ struct Inner {
     inbound: Inbound,
     receive: ReceiveSide,
     reliability: Option<AtLeastOnceHandle>,
+    /// At-least-once on the direct path: the tracker (the same state as
+    /// `reliability`), and the layer that keeps its driver going.
+    tracker: Option<AtLeastOnceHandle>,
+    _tracking_layer: Option<AtLeastOnceLayer>,
     /// Shared with `undelivered()` streams, which must not keep the socket alive.
     undelivered: Arc<Mutex<Option<mpsc::Receiver<Undelivered>>>>,
     closed: AtomicBool,
@@ -140,6 +145,7 @@ impl Socket {
         let parts = Transport::new(transport)?;
         let peers = PeerSet::new(&parts.transport, parts.orphans, peer_set);
         let mut reliability = None;
+        let mut direct_tracking = None;
         let mut undelivered = None;
         let destination = match mode {
             SendMode::RoundRobin => Destination::AnyOne,
@@ -166,7 +172,14 @@ impl Socket {
                     });
                 reliability = Some(layer.handle());
                 undelivered = Some(given_up);
-                Some(SendStack::AtLeastOnce(layer.layer(RoundRobinLayer::new().layer(peers.clone()))))
+                let resender = RoundRobinLayer::new().layer(peers.clone());
+                if layers.is_empty() {
+                    layer.start(resender);
+                    direct_tracking = Some(layer);
+                    None
+                } else {
+                    Some(SendStack::AtLeastOnce(layer.layer(resender)))
+                }
             }
             (SendMode::Publish, Delivery::AtLeastOnce) => {
                 return Err(Error::Config(NO_RELIABLE_PUBLISH.into()));
@@ -190,6 +203,8 @@ impl Socket {
                 destination,
                 inbound: parts.inbound,
                 receive: ReceiveSide::new(duplicate_window),
+                tracker: direct_tracking.as_ref().map(AtLeastOnceLayer::handle),
+                _tracking_layer: direct_tracking,
                 reliability,
                 undelivered: Arc::new(Mutex::new(undelivered)),
                 closed: AtomicBool::new(false),
@@ -289,8 +304,9 @@ impl Socket {
     }
 
     /// The direct path: no lock, no tower, no task hand-off; the message
-    /// goes straight into an outbox (or the no-peer buffer). Waits only when
-    /// it must, and a wait that runs out hands the message back.
+    /// goes straight into an outbox (or the no-peer buffer), tracked first
+    /// under at-least-once. Waits only when it must, and a wait that runs
+    /// out hands the message back.
     async fn send_direct(
         &self,
         mut message: Message,
@@ -304,21 +320,46 @@ impl Socket {
         // Read only if the send has to wait.
         let mut deadline = None;
         loop {
-            message = match peer_set.try_send(message)? {
-                Attempt::Sent => return Ok(()),
+            let attempt = match &self.inner.tracker {
+                None => peer_set.try_send(message)?,
+                Some(reliable) => match reliable.try_track(message) {
+                    Ok((tracked, request)) => match peer_set.try_send(request) {
+                        Ok(Attempt::Sent(peer)) => {
+                            reliable.sent(tracked, peer);
+                            return Ok(());
+                        }
+                        Ok(Attempt::WouldWait(request)) => {
+                            Attempt::WouldWait(reliable.untrack(tracked, request))
+                        }
+                        Ok(queued @ Attempt::Queued(_)) => {
+                            reliable.sent(tracked, None);
+                            queued
+                        }
+                        Err(e) => {
+                            let kind = e.kind().clone();
+                            return Err(send_error(kind, reliable.untrack(tracked, e.into_message())));
+                        }
+                    },
+                    Err(back) if reliable.is_shut_down() => {
+                        return Err(send_error(SendErrorKind::Closed, back));
+                    }
+                    // At the in-flight limit.
+                    Err(back) => {
+                        if !within(reliable.room(), limit, &mut deadline).await {
+                            return Err(send_error(on_expiry, back));
+                        }
+                        message = back;
+                        continue;
+                    }
+                },
+            };
+            message = match attempt {
+                Attempt::Sent(_) => return Ok(()),
                 Attempt::Queued(copies) => return Ok(copies.await?),
                 Attempt::WouldWait(message) => message,
             };
-            match limit {
-                None => peer_set.room_for(&message).await,
-                Some(limit) if limit.is_zero() => return Err(send_error(on_expiry, message)),
-                Some(limit) => {
-                    let deadline = *deadline.get_or_insert_with(|| Instant::now() + limit);
-                    // Boxed so that the usual send's future does not carry a timer.
-                    if Box::pin(timeout_at(deadline, peer_set.room_for(&message))).await.is_err() {
-                        return Err(send_error(on_expiry, message));
-                    }
-                }
+            if !within(peer_set.room_for(&message), limit, &mut deadline).await {
+                return Err(send_error(on_expiry, message));
             }
         }
     }
@@ -528,6 +569,27 @@ impl Sending {
         match self {
             Self::Reliable(sending) => Ok(sending.await?),
             Self::Custom(sending) => sending.await.map_err(from_layer),
+        }
+    }
+}
+
+/// Waits for `ready` within what is left of `limit` (counted from the first
+/// wait of a send); false if the time ran out first.
+async fn within(
+    ready: impl Future<Output = ()>,
+    limit: Option<Duration>,
+    deadline: &mut Option<Instant>,
+) -> bool {
+    match limit {
+        None => {
+            ready.await;
+            true
+        }
+        Some(limit) if limit.is_zero() => false,
+        Some(limit) => {
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + limit);
+            // Boxed so that the usual send's future does not carry a timer.
+            Box::pin(timeout_at(deadline, ready)).await.is_ok()
         }
     }
 }

@@ -93,7 +93,8 @@ where
     span.record("peer", field::display(peer));
 
     let outbox = Arc::new(Outbox::new(config.outbox_capacity, config.outbox_bytes, config.ack_capacity));
-    let handle = PeerHandle { id: peer, addr: addr.clone(), side, outbox: outbox.clone(), room: shared.room.clone() };
+    let handle =
+        PeerHandle { id: peer, addr: addr.clone(), side, outbox: outbox.clone(), room: shared.room.clone() };
     if let Err(reason) = shared.register(&handle) {
         refuse(&shared, &addr, reason.clone(), &mut writer).await;
         return Served::Refused(reason);
@@ -200,6 +201,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let mut acks_dropped = 0u64;
     // The messages of one read, handed to the application in one go.
     let mut delivered = VecDeque::new();
+    // Likewise the ACKs of one read, when a sink takes them.
+    let sink = shared.ack_sink.get();
+    let mut acks = Vec::new();
+    let mut unknown_acks = UnknownAcks::new();
     loop {
         let mut received = false;
         let mut malformed = None;
@@ -225,8 +230,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     };
                     Incoming { peer, payload, request: Some(ack) }
                 }
+                Frame::Ack(id) if sink.is_some() => {
+                    acks.push(id);
+                    continue;
+                }
                 Frame::Ack(id) => {
-                    if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) = shared.acks.try_send((peer, id)) {
+                    if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) =
+                        shared.acks.try_send((peer, id))
+                    {
                         acks_dropped += 1;
                         if acks_dropped.is_power_of_two() {
                             warn!(acks_dropped, "ACK queue full: dropping ACKs (the sender will resend)");
@@ -259,6 +270,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
         if let Some(reason) = malformed {
             return reason;
         }
+        if let (Some(sink), false) = (sink, acks.is_empty()) {
+            let unknown = sink.acknowledged(peer, &acks);
+            acks.clear();
+            if let Err(reason) = unknown_acks.add(unknown) {
+                return reason;
+            }
+        }
         if received {
             // Time spent waiting on a full inbound queue is not the peer's silence.
             silence.as_mut().reset(Instant::now() + config.heartbeat_timeout);
@@ -279,6 +297,38 @@ async fn read_loop<R: AsyncRead + Unpin>(
             },
             () = &mut silence => return DisconnectReason::HeartbeatTimeout,
         }
+    }
+}
+
+/// Counts the ACKs a connection sent for no pending message, per second.
+struct UnknownAcks {
+    window_start: Instant,
+    count: usize,
+}
+
+impl UnknownAcks {
+    fn new() -> Self {
+        Self { window_start: Instant::now(), count: 0 }
+    }
+
+    fn add(&mut self, unknown: usize) -> Result<(), DisconnectReason> {
+        if unknown == 0 {
+            return Ok(());
+        }
+        // The clock is read only for reads that carried unknown ACKs.
+        let now = Instant::now();
+        if now.duration_since(self.window_start) >= std::time::Duration::from_secs(1) {
+            self.window_start = now;
+            self.count = 0;
+        }
+        self.count += unknown;
+        if self.count > crate::MAX_UNKNOWN_ACKS_PER_SECOND {
+            return Err(DisconnectReason::Protocol(format!(
+                "more than {} ACKs for no pending message within a second",
+                crate::MAX_UNKNOWN_ACKS_PER_SECOND
+            )));
+        }
+        Ok(())
     }
 }
 

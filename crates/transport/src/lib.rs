@@ -104,15 +104,17 @@ mod room;
 mod transport;
 
 pub use config::{
-    DEFAULT_INBOUND_BYTES, DEFAULT_OUTBOX_BYTES, MAX_CAPACITY, MAX_DURATION, ReconnectStrategy, TransportConfig,
+    DEFAULT_INBOUND_BYTES, DEFAULT_OUTBOX_BYTES, MAX_CAPACITY, MAX_DURATION, ReconnectStrategy,
+    TransportConfig,
 };
 pub use error::TransportError;
 pub use event::{DisconnectReason, DropReason, Event, RefusedReason, Side};
 pub use inbound::{Inbound, InboundClosed, TryRecvError};
 pub use outbox::TrySendError;
-pub use room::RoomWaiter;
 pub use peer::{
-    AckError, AckHandle, AckReceiver, Incoming, OrphanReceiver, Orphans, Outgoing, PeerHandle, PeerSnapshot, PeerTable,
+    AckError, AckHandle, AckReceiver, AckSink, Incoming, MAX_UNKNOWN_ACKS_PER_SECOND, OrphanReceiver,
+    Orphans, Outgoing, PeerHandle, PeerSnapshot, PeerTable,
 };
+pub use room::RoomWaiter;
 pub use smartsock_framing::{Frame, MsgId, PeerId};
 pub use transport::{Transport, TransportParts};

@@ -137,11 +137,7 @@ impl Outbox {
     /// Frames that fit before the frame mark (0 when closed).
     pub(crate) fn room(&self) -> usize {
         let state = self.lock();
-        if state.closed || state.bytes >= self.max_bytes {
-            0
-        } else {
-            self.max_frames - state.frames.len()
-        }
+        if state.closed || state.bytes >= self.max_bytes { 0 } else { self.max_frames - state.frames.len() }
     }
 
     /// Frames queued now.

@@ -247,26 +247,54 @@ pub struct Orphans {
     pub frames: Vec<Outgoing>,
 }
 
+/// Takes the ACKs a connection read, one batch per read, straight from the
+/// connection's task: no queue between them, so one peer's ACKs can never
+/// push out another's. Install one with [`AckReceiver::deliver_to`].
+pub trait AckSink: Send + Sync + 'static {
+    /// `ids` were acknowledged by `peer`. Returns how many of them matched
+    /// no message waiting for its ACK: a connection that sends too many of
+    /// those is closed (see [`MAX_UNKNOWN_ACKS_PER_SECOND`]).
+    fn acknowledged(&self, peer: PeerId, ids: &[MsgId]) -> usize;
+}
+
+/// ACKs for no pending message that one connection may send in a second
+/// before it is closed as hostile (a peer that floods random ACKs costs the
+/// socket work and could, with a guessable id, forge another peer's ACK).
+pub const MAX_UNKNOWN_ACKS_PER_SECOND: usize = 1024;
+
+pub(crate) type SharedSink = Arc<std::sync::OnceLock<Arc<dyn AckSink>>>;
+
 /// Where a transport's received ACKs arrive: `(peer, msg_id)`, bounded by
-/// [`TransportConfig::ack_capacity`](crate::TransportConfig::ack_capacity).
-#[derive(Debug)]
-pub struct AckReceiver(pub(crate) tokio::sync::mpsc::Receiver<(PeerId, MsgId)>);
+/// [`TransportConfig::ack_capacity`](crate::TransportConfig::ack_capacity);
+/// or, once [`deliver_to`](AckReceiver::deliver_to) is called, handed to an
+/// [`AckSink`] as they are read.
+pub struct AckReceiver {
+    pub(crate) queue: tokio::sync::mpsc::Receiver<(PeerId, MsgId)>,
+    pub(crate) sink: SharedSink,
+}
+
+impl fmt::Debug for AckReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AckReceiver").field("sink", &self.sink.get().is_some()).finish()
+    }
+}
 
 impl AckReceiver {
-    /// The next ACK; `None` once the transport has gone.
-    pub async fn recv(&mut self) -> Option<(PeerId, MsgId)> {
-        self.0.recv().await
+    /// From now on, hands every ACK read to `sink` (batched per read) instead
+    /// of queueing it here.
+    pub fn deliver_to(self, sink: Arc<dyn AckSink>) {
+        // Consuming `self` makes this the only call.
+        let _ = self.sink.set(sink);
     }
 
-    /// Appends up to `limit` ACKs to `buffer`, waiting for at least one;
-    /// returns how many (0 once the transport has gone).
-    pub async fn recv_many(&mut self, buffer: &mut Vec<(PeerId, MsgId)>, limit: usize) -> usize {
-        self.0.recv_many(buffer, limit).await
+    /// The next ACK; `None` once the transport has gone.
+    pub async fn recv(&mut self) -> Option<(PeerId, MsgId)> {
+        self.queue.recv().await
     }
 
     /// The next ACK if one is queued now.
     pub fn try_recv(&mut self) -> Option<(PeerId, MsgId)> {
-        self.0.try_recv().ok()
+        self.queue.try_recv().ok()
     }
 }
 

@@ -22,8 +22,8 @@ use tracing::{debug, warn};
 use crate::connection::{self, Served};
 use crate::event::{Event, RefusedReason, Side};
 use crate::inbound::Inbound;
+use crate::peer::{AckReceiver, OrphanReceiver, Orphans, PeerHandle, PeerSnapshot, PeerTable, SharedSink};
 use crate::room::RoomWaiter;
-use crate::peer::{AckReceiver, OrphanReceiver, Orphans, PeerHandle, PeerSnapshot, PeerTable};
 use crate::{TransportConfig, TransportError};
 
 /// Orphan batches (one per disconnect) waiting for the routing layer.
@@ -44,6 +44,7 @@ pub(crate) struct Shared {
     snapshot: ArcSwap<PeerSnapshot>,
     pub(crate) inbound: Inbound,
     pub(crate) acks: mpsc::Sender<(PeerId, MsgId)>,
+    pub(crate) ack_sink: SharedSink,
     pub(crate) orphans: mpsc::Sender<Orphans>,
     events: broadcast::Sender<Event>,
     handshakes: Arc<Semaphore>,
@@ -154,6 +155,7 @@ impl Transport {
         let (events, _) = broadcast::channel(config.event_capacity);
         let cancel = CancellationToken::new();
         let closed = Arc::new(AtomicBool::new(false));
+        let ack_sink = SharedSink::default();
         let shared = Arc::new(Shared {
             cancel: cancel.clone(),
             closed: closed.clone(),
@@ -164,6 +166,7 @@ impl Transport {
             snapshot: ArcSwap::from_pointee(PeerSnapshot::new(PeerTable::from(Vec::new()))),
             inbound: inbound.clone(),
             acks: acks_tx,
+            ack_sink: ack_sink.clone(),
             orphans: orphans_tx,
             events,
             handshakes: Arc::new(Semaphore::new(config.max_handshakes)),
@@ -172,7 +175,12 @@ impl Transport {
             config,
         });
         let transport = Self { shared, close_on_drop: Some(Arc::new(CloseOnDrop { closed, cancel })) };
-        Ok(TransportParts { transport, inbound, acks: AckReceiver(acks), orphans: OrphanReceiver(orphans) })
+        Ok(TransportParts {
+            transport,
+            inbound,
+            acks: AckReceiver { queue: acks, sink: ack_sink },
+            orphans: OrphanReceiver(orphans),
+        })
     }
 
     /// A handle that does not keep the transport open: the transport still

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use smartsock_transport::{DisconnectReason, Event, Frame, Outgoing, PeerId, RefusedReason, Side};
 use smartsock_transport::TrySendError;
+use smartsock_transport::{DisconnectReason, Event, Frame, Outgoing, PeerId, RefusedReason, Side};
 
 const MAX: usize = 1000;
 

@@ -1,0 +1,367 @@
+//! The state of one at-least-once sender, shared by its services, the
+//! facade's direct path, the ACK sink (called from the connections' tasks)
+//! and the driver task.
+//!
+//! Per message, sending costs one short lock: an id (a counter and a keyed
+//! tag), an insert in a table keyed by the counter. No timer entry, no
+//! channel, no clock read: the driver cuts the stream of counters into
+//! coarse time buckets on its own ticks, and every message of a bucket
+//! shares one deadline. ACKs arrive in batches, one lock per read.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use smartsock_patterns::Message;
+use smartsock_transport::{AckSink, Frame, MsgId, PeerId};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::AtLeastOnceConfig;
+
+/// Counters of an at-least-once sender.
+#[derive(Debug, Default)]
+pub struct AtLeastOnceStats {
+    pub(crate) sent: AtomicU64,
+    pub(crate) resent: AtomicU64,
+    pub(crate) acked: AtomicU64,
+    pub(crate) undelivered: AtomicU64,
+    pub(crate) undelivered_not_kept: AtomicU64,
+    pub(crate) postponed: AtomicU64,
+    pub(crate) unknown_acks: AtomicU64,
+}
+
+impl AtLeastOnceStats {
+    /// Messages sent for the first time.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Sends after the first.
+    pub fn resent(&self) -> u64 {
+        self.resent.load(Ordering::Relaxed)
+    }
+
+    /// Messages acknowledged.
+    pub fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Relaxed)
+    }
+
+    /// Messages given up.
+    pub fn undelivered(&self) -> u64 {
+        self.undelivered.load(Ordering::Relaxed)
+    }
+
+    /// Given-up messages that found the undelivered queue full (reported as
+    /// events and counted here, but not kept).
+    pub fn undelivered_not_kept(&self) -> u64 {
+        self.undelivered_not_kept.load(Ordering::Relaxed)
+    }
+
+    /// Resends skipped because the peer holding the message was still
+    /// connected and acknowledging the messages sent before it: the message
+    /// was still on its way, so a resend would only have made a duplicate.
+    pub fn postponed(&self) -> u64 {
+        self.postponed.load(Ordering::Relaxed)
+    }
+
+    /// ACKs that matched no pending message (repeats, or forged), ignored.
+    pub fn unknown_acks(&self) -> u64 {
+        self.unknown_acks.load(Ordering::Relaxed)
+    }
+}
+
+/// Fibonacci hashing of counters: spreads consecutive keys over the whole
+/// table; the keys are ours, so there is nothing to defend against.
+#[derive(Default)]
+pub(crate) struct SeqHasher(u64);
+
+impl Hasher for SeqHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
+
+/// One message waiting for its ACK.
+pub(crate) struct Pending {
+    /// The DATA_REQ, as sent.
+    pub(crate) message: Message,
+    pub(crate) attempts: u32,
+    /// When its first send's bucket was cut (no earlier than the send);
+    /// `None` until the driver has seen it.
+    pub(crate) first_sent: Option<Instant>,
+    /// The peer it went to last, when the route said so; an ACK from any
+    /// other peer does not count.
+    pub(crate) peer: Option<PeerId>,
+}
+
+/// What a peer last acknowledged.
+#[derive(Clone, Copy)]
+pub(crate) struct Progress {
+    pub(crate) at: Instant,
+    pub(crate) newest: u64,
+}
+
+/// Peers whose progress is remembered before the oldest are forgotten.
+const MAX_PEERS_TRACKED: usize = 4096;
+
+pub(crate) struct Table {
+    pub(crate) next_seq: u64,
+    pub(crate) pending: SeqMap<Pending>,
+    /// Sends reserved by `poll_ready` and not made yet.
+    pub(crate) reserved: usize,
+    /// Cuts of the counter stream: `(t, s)` says that every message below
+    /// `s` not in an earlier cut was first sent no later than `t`.
+    pub(crate) cuts: VecDeque<(Instant, u64)>,
+    /// The counter from which first sends have not been checked yet.
+    pub(crate) unchecked: u64,
+    /// Resend deadlines in time order: `(deadline, seq, attempts then)`.
+    pub(crate) resends: VecDeque<(Instant, u64, u32)>,
+    /// The driver sleeps until a send wakes it.
+    pub(crate) driver_idle: bool,
+    /// The driver's last cut time: the coarse "now" of ACKs.
+    pub(crate) last_cut: Instant,
+    pub(crate) progress: HashMap<PeerId, Progress>,
+}
+
+impl Table {
+    fn has_room(&self, max: usize) -> bool {
+        self.pending.len() + self.reserved < max
+    }
+}
+
+/// A message being tracked, from [`AtLeastOnceHandle::try_track`](crate::AtLeastOnceHandle::try_track):
+/// report what became of its send with
+/// [`sent`](crate::AtLeastOnceHandle::sent) or
+/// [`untrack`](crate::AtLeastOnceHandle::untrack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a tracked message must be marked sent or untracked"]
+pub struct Tracked {
+    pub(crate) seq: u64,
+}
+
+pub(crate) struct Core {
+    pub(crate) config: AtLeastOnceConfig,
+    key: RandomState,
+    table: Mutex<Table>,
+    pub(crate) stats: AtLeastOnceStats,
+    /// Woken when in-flight room frees up, and on shutdown.
+    pub(crate) room_signal: Arc<Notify>,
+    pub(crate) settled: Notify,
+    /// Wakes an idle driver.
+    pub(crate) work: Notify,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Core {
+    pub(crate) fn new(config: AtLeastOnceConfig) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            key: RandomState::new(),
+            table: Mutex::new(Table {
+                next_seq: 0,
+                pending: SeqMap::default(),
+                reserved: 0,
+                cuts: VecDeque::new(),
+                unchecked: 0,
+                resends: VecDeque::new(),
+                driver_idle: false,
+                last_cut: Instant::now(),
+                progress: HashMap::new(),
+            }),
+            stats: AtLeastOnceStats::default(),
+            room_signal: Arc::new(Notify::new()),
+            settled: Notify::new(),
+            work: Notify::new(),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    pub(crate) fn table(&self) -> MutexGuard<'_, Table> {
+        // No code path leaves the table half-changed on a panic.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The id of message `seq`: the counter, then a tag keyed by a secret of
+    /// this sender, so that a peer that saw some ids cannot make up others.
+    fn id(&self, seq: u64) -> MsgId {
+        let mut bytes = [0; 16];
+        bytes[..8].copy_from_slice(&seq.to_be_bytes());
+        bytes[8..].copy_from_slice(&self.key.hash_one(seq).to_be_bytes());
+        MsgId::from_bytes(bytes)
+    }
+
+    /// The counter of `id`, if `id` is one of ours.
+    fn seq_of(&self, id: MsgId) -> Option<u64> {
+        let bytes = id.as_bytes();
+        let seq = u64::from_be_bytes(bytes[..8].try_into().ok()?);
+        let tag = u64::from_be_bytes(bytes[8..].try_into().ok()?);
+        (self.key.hash_one(seq) == tag).then_some(seq)
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.table().pending.len()
+    }
+
+    /// Starts tracking `message` as a DATA_REQ with a fresh id, if the
+    /// in-flight limit allows (or `reserved` holds a place taken earlier).
+    pub(crate) fn track(&self, message: Message, reserved: bool) -> Result<(Tracked, Message), Message> {
+        if self.shutdown.is_cancelled() {
+            return Err(message);
+        }
+        let Frame::Data(payload) = message.frame else {
+            return Err(message);
+        };
+        let mut table = self.table();
+        if reserved {
+            table.reserved -= 1;
+        } else if !table.has_room(self.config.max_in_flight) {
+            drop(table);
+            return Err(Message { to: message.to, frame: Frame::Data(payload) });
+        }
+        let seq = table.next_seq;
+        table.next_seq += 1;
+        let request = Message { to: message.to, frame: Frame::DataReq { id: self.id(seq), payload } };
+        table
+            .pending
+            .insert(seq, Pending { message: request.clone(), attempts: 1, first_sent: None, peer: None });
+        let wake = std::mem::take(&mut table.driver_idle);
+        drop(table);
+        self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        if wake {
+            self.work.notify_one();
+        }
+        Ok((Tracked { seq }, request))
+    }
+
+    /// Records the peer the message went to.
+    pub(crate) fn sent_to(&self, tracked: Tracked, peer: Option<PeerId>) {
+        if peer.is_some() {
+            if let Some(entry) = self.table().pending.get_mut(&tracked.seq) {
+                entry.peer = peer;
+            }
+        }
+    }
+
+    /// Stops tracking a message whose send failed; hands back the message
+    /// as it was given (a DATA frame).
+    pub(crate) fn untrack(&self, seq: u64, request: Message) -> Message {
+        self.forget(seq);
+        self.stats.sent.fetch_sub(1, Ordering::Relaxed);
+        let frame = match request.frame {
+            Frame::DataReq { payload, .. } => Frame::Data(payload),
+            other => other,
+        };
+        Message { to: request.to, frame }
+    }
+
+    pub(crate) fn forget(&self, seq: u64) {
+        let mut table = self.table();
+        let removed = table.pending.remove(&seq).is_some();
+        let empty = table.pending.is_empty();
+        drop(table);
+        if removed {
+            self.room_signal.notify_waiters();
+            if empty {
+                self.settled.notify_waiters();
+            }
+        }
+    }
+
+    /// Takes an in-flight place now, if one is free.
+    pub(crate) fn try_reserve(&self) -> bool {
+        let mut table = self.table();
+        if self.shutdown.is_cancelled() || table.has_room(self.config.max_in_flight) {
+            table.reserved += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Gives back a place taken by `try_reserve` and never used.
+    pub(crate) fn release(&self) {
+        self.table().reserved -= 1;
+        self.room_signal.notify_waiters();
+    }
+
+    /// Whether a send could be tracked now (or the sender is shut down, and
+    /// a send fails at once).
+    pub(crate) fn has_room(&self) -> bool {
+        self.shutdown.is_cancelled() || self.table().has_room(self.config.max_in_flight)
+    }
+
+    /// Completes when [`has_room`](Core::has_room) may be true.
+    pub(crate) async fn room(&self) {
+        loop {
+            let room = self.room_signal.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if self.has_room() {
+                return;
+            }
+            room.await;
+        }
+    }
+}
+
+impl AckSink for Core {
+    fn acknowledged(&self, peer: PeerId, ids: &[MsgId]) -> usize {
+        let mut unknown = 0;
+        let mut acked = 0u64;
+        let mut newest = None;
+        let mut table = self.table();
+        for &id in ids {
+            let Some(seq) = self.seq_of(id) else {
+                unknown += 1;
+                continue;
+            };
+            match table.pending.get(&seq) {
+                // An ACK counts only from the peer the message last went to
+                // (when the route said which).
+                Some(entry) if entry.peer.is_none_or(|to| to == peer) => {
+                    table.pending.remove(&seq);
+                    acked += 1;
+                    newest = newest.max(Some(seq));
+                }
+                _ => unknown += 1,
+            }
+        }
+        if let Some(newest) = newest {
+            if table.progress.len() >= MAX_PEERS_TRACKED && !table.progress.contains_key(&peer) {
+                table.progress.clear();
+            }
+            let at = table.last_cut;
+            let entry = table.progress.entry(peer).or_insert(Progress { at, newest });
+            entry.at = at;
+            entry.newest = entry.newest.max(newest);
+        }
+        let empty = table.pending.is_empty();
+        drop(table);
+        if acked > 0 {
+            self.stats.acked.fetch_add(acked, Ordering::Relaxed);
+            self.room_signal.notify_waiters();
+            if empty {
+                self.settled.notify_waiters();
+            }
+        }
+        if unknown > 0 {
+            self.stats.unknown_acks.fetch_add(unknown as u64, Ordering::Relaxed);
+        }
+        unknown
+    }
+}
