@@ -145,6 +145,16 @@ impl Codec {
         self.max_frame_length
     }
 
+    /// The envelope length of the frame being decoded, once its length
+    /// prefix has been read and until the frame is complete: a reader can
+    /// then size its buffer for the rest of it.
+    pub fn envelope_in_progress(&self) -> Option<usize> {
+        match self.state {
+            DecodeState::Head => None,
+            DecodeState::Data(length) => Some(length),
+        }
+    }
+
     /// Refuses `frame` if its envelope is over this codec's maximum. The
     /// transport calls this before queueing a frame, so that a message too big
     /// to send is handed back to its sender instead of breaking a connection.

@@ -4,19 +4,14 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use smartsock_transport::{OrphanReceiver, Orphans, PeerTable};
-use tokio::sync::watch;
+use smartsock_transport::{OrphanReceiver, Orphans, PeerWatch};
 use tracing::debug;
 
 use crate::peer_set::Shared;
 use crate::routing::{Routed, route};
 use crate::{Destination, Message};
 
-pub(crate) async fn flusher(
-    shared: Arc<Shared>,
-    mut table: watch::Receiver<PeerTable>,
-    mut orphans: OrphanReceiver,
-) {
+pub(crate) async fn flusher(shared: Arc<Shared>, mut table: PeerWatch, mut orphans: OrphanReceiver) {
     loop {
         flush(&shared).await;
         tokio::select! {

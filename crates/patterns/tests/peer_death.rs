@@ -9,10 +9,9 @@ use std::time::Duration;
 use common::*;
 use futures::FutureExt;
 use smartsock_patterns::{Message, PeerSet, PeerSetConfig, RoundRobinLayer, SendError};
+use smartsock_transport::EventsError as TryRecvError;
 use smartsock_transport::{DropReason, Event, PeerId, TransportConfig};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::broadcast;
-use tokio::sync::broadcast::error::TryRecvError;
 use tower::{Layer, Service, ServiceExt};
 
 /// Sends through `service` when ready at once, and expects the send to be
@@ -42,7 +41,7 @@ async fn wait_for_rerouted(peers: &PeerSet, count: u64) {
 }
 
 /// Sums the `Dropped { reason: PeerGone }` events for `peer` seen so far.
-fn peer_gone_drops(events: &mut broadcast::Receiver<Event>, peer: PeerId) -> u64 {
+fn peer_gone_drops(events: &mut smartsock_transport::Events, peer: PeerId) -> u64 {
     let mut dropped = 0;
     loop {
         match events.try_recv() {

@@ -7,8 +7,8 @@ mod common;
 use common::*;
 use futures::FutureExt;
 use smartsock_patterns::{Message, PeerSetConfig, PublishLayer, WhenFull};
+use smartsock_transport::EventsError as TryRecvError;
 use smartsock_transport::{DropReason, Event, TransportConfig};
-use tokio::sync::broadcast::error::TryRecvError;
 use tower::{Layer, Service, ServiceExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use smartsock_patterns::{Destination, Message, SendError};
-use smartsock_transport::{DropReason, Event, MsgId, PeerId, Transport};
-use tokio::sync::{broadcast, mpsc};
+use smartsock_transport::{DropReason, Event, EventsError, MsgId, PeerId, Transport};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
@@ -163,10 +163,10 @@ where
                         due = lost_with_peer(&core, &mut core.table(), Some(peer), events.as_ref().expect("events"));
                     }
                     // Missed events: look for pending messages whose peer has gone.
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                    Err(EventsError::Lagged(_)) => {
                         due = lost_with_peer(&core, &mut core.table(), None, events.as_ref().expect("events"));
                     }
-                    Err(broadcast::error::RecvError::Closed) => peer_events = None,
+                    Err(_) => peer_events = None,
                     Ok(_) => {}
                 }
             }

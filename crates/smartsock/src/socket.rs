@@ -20,7 +20,7 @@ use smartsock_reliability::{
     AckTiming, AtLeastOnce, AtLeastOnceHandle, AtLeastOnceLayer, ReceiveSide, Undelivered,
 };
 use smartsock_transport::{DropReason, Event, Inbound, Transport};
-use tokio::sync::{Mutex, OnceCell, broadcast, mpsc};
+use tokio::sync::{Mutex, OnceCell, mpsc};
 use tokio::time::{Instant, timeout, timeout_at};
 use tower::util::BoxService;
 use tower::{BoxError, Layer, Service, ServiceExt};
@@ -411,10 +411,10 @@ impl Socket {
             loop {
                 match events.recv().await {
                     Ok(event) => return Some((event, events)),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    Err(smartsock_transport::EventsError::Lagged(missed)) => {
                         warn!(missed, "events stream fell behind: oldest events skipped");
                     }
-                    Err(broadcast::error::RecvError::Closed) => return None,
+                    Err(_) => return None,
                 }
             }
         })

@@ -18,7 +18,7 @@ use tracing::{Instrument, debug, field, trace, warn};
 use crate::event::{DisconnectReason, DropReason, Event, RefusedReason, Side};
 use crate::outbox::Outbox;
 use crate::peer::{AckHandle, Incoming, Orphans, Outgoing, PeerHandle};
-use crate::transport::Shared;
+use crate::shared::Shared;
 
 /// Bytes the reader asks the OS for at once: big reads, many frames each.
 const READ_CHUNK: usize = 64 * 1024;
@@ -281,9 +281,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             // Time spent waiting on a full inbound queue is not the peer's silence.
             silence.as_mut().reset(Instant::now() + config.heartbeat_timeout);
         }
-        if read_buf.capacity() - read_buf.len() < READ_CHUNK / 4 {
-            read_buf.reserve(READ_CHUNK);
-        }
+        size_read_buffer(read_buf, codec.envelope_in_progress());
         tokio::select! {
             read = reader.read_buf(read_buf) => match read {
                 Ok(0) => {
@@ -296,6 +294,35 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 Err(e) => return DisconnectReason::Io(e.to_string()),
             },
             () = &mut silence => return DisconnectReason::HeartbeatTimeout,
+        }
+    }
+}
+
+/// Makes room in the read buffer for the next read. Inside a large frame,
+/// the buffer grows toward the frame's size with what has arrived (at most
+/// doubling), so it is read in place with few copies while memory follows
+/// the bytes received, not the length announced. Between frames, a buffer
+/// grown past [`MAX_KEPT_BUFFER`] is given back.
+fn size_read_buffer(read_buf: &mut BytesMut, envelope: Option<usize>) {
+    let spare = read_buf.capacity() - read_buf.len();
+    match envelope {
+        Some(envelope) if envelope > read_buf.len() => {
+            let missing = envelope - read_buf.len();
+            let step = missing.min(read_buf.len().max(READ_CHUNK));
+            if spare < step {
+                read_buf.reserve(step);
+            }
+        }
+        _ => {
+            if read_buf.capacity() > MAX_KEPT_BUFFER && read_buf.len() < READ_CHUNK {
+                // One large frame must not pin its buffer for the
+                // connection's whole life.
+                let mut fresh = BytesMut::with_capacity(READ_CHUNK);
+                fresh.extend_from_slice(read_buf);
+                *read_buf = fresh;
+            } else if spare < READ_CHUNK / 4 {
+                read_buf.reserve(READ_CHUNK);
+            }
         }
     }
 }

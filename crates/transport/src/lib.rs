@@ -101,7 +101,9 @@ mod inbound;
 mod outbox;
 mod peer;
 mod room;
+mod shared;
 mod transport;
+mod watch;
 
 pub use config::{
     DEFAULT_INBOUND_BYTES, DEFAULT_OUTBOX_BYTES, MAX_CAPACITY, MAX_DURATION, ReconnectStrategy,
@@ -118,3 +120,4 @@ pub use peer::{
 pub use room::RoomWaiter;
 pub use smartsock_framing::{Frame, MsgId, PeerId};
 pub use transport::{Transport, TransportParts};
+pub use watch::{Events, EventsError, PeerWatch, TransportGone};

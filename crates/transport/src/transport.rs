@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use smartsock_framing::{MsgId, PeerId};
+use smartsock_framing::PeerId;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
@@ -22,83 +22,14 @@ use tracing::{debug, warn};
 use crate::connection::{self, Served};
 use crate::event::{Event, RefusedReason, Side};
 use crate::inbound::Inbound;
-use crate::peer::{AckReceiver, OrphanReceiver, Orphans, PeerHandle, PeerSnapshot, PeerTable, SharedSink};
+use crate::peer::{AckReceiver, OrphanReceiver, PeerSnapshot, PeerTable, SharedSink};
 use crate::room::RoomWaiter;
+use crate::shared::Shared;
+use crate::watch::{Events, PeerWatch};
 use crate::{TransportConfig, TransportError};
 
 /// Orphan batches (one per disconnect) waiting for the routing layer.
 const ORPHAN_QUEUE: usize = 256;
-
-/// State shared by the handle and every task of one transport.
-pub(crate) struct Shared {
-    pub(crate) config: TransportConfig,
-    pub(crate) cancel: CancellationToken,
-    /// Mirrors `cancel` for the hot path: senders ask "closed?" per message,
-    /// and `CancellationToken::is_cancelled` takes a lock.
-    closed: Arc<AtomicBool>,
-    tracker: TaskTracker,
-    runtime: Handle,
-    peers: Mutex<Vec<PeerHandle>>,
-    table: watch::Sender<PeerTable>,
-    /// The same peers, for senders: read without a lock on every send.
-    snapshot: ArcSwap<PeerSnapshot>,
-    pub(crate) inbound: Inbound,
-    pub(crate) acks: mpsc::Sender<(PeerId, MsgId)>,
-    pub(crate) ack_sink: SharedSink,
-    pub(crate) orphans: mpsc::Sender<Orphans>,
-    events: broadcast::Sender<Event>,
-    handshakes: Arc<Semaphore>,
-    local_addrs: Mutex<Vec<SocketAddr>>,
-    /// Woken whenever an outbox may have room: a writer took frames out of
-    /// one, or the peers changed.
-    pub(crate) room: Arc<Notify>,
-}
-
-impl Shared {
-    pub(crate) fn emit(&self, event: Event) {
-        // No subscriber is not an error: events are for those who watch.
-        let _ = self.events.send(event);
-    }
-
-    /// Adds a peer that completed its handshake, or says why it may not join.
-    pub(crate) fn register(&self, handle: &PeerHandle) -> Result<(), RefusedReason> {
-        if handle.id == self.config.identity {
-            return Err(RefusedReason::OwnIdentity);
-        }
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        if peers.iter().any(|p| p.id == handle.id) {
-            return Err(RefusedReason::DuplicateIdentity(handle.id));
-        }
-        if peers.len() >= self.config.max_peers {
-            return Err(RefusedReason::TooManyPeers);
-        }
-        peers.push(handle.clone());
-        self.publish(&peers);
-        Ok(())
-    }
-
-    pub(crate) fn unregister(&self, handle: &PeerHandle) {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        peers.retain(|p| !p.same_connection(handle));
-        self.publish(&peers);
-    }
-
-    /// Publishes a change of peers (the caller holds the peers' lock, so
-    /// that changes are published in the order they were made).
-    fn publish(&self, peers: &[PeerHandle]) {
-        let table: PeerTable = peers.into();
-        self.snapshot.store(Arc::new(PeerSnapshot::new(table.clone())));
-        self.table.send_replace(table);
-        self.room.notify_waiters();
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        // The last task and handle are gone: receivers get what is left, then the end.
-        self.inbound.close();
-    }
-}
 
 /// What [`Transport::new`] makes: the handle and the receiving ends that the
 /// layers above consume.
@@ -273,10 +204,10 @@ impl Transport {
         Ok(())
     }
 
-    /// The connected peers, updated on every change: `borrow()` for now,
+    /// The connected peers, updated on every change: `now()` for now,
     /// `changed().await` to wait for the next change.
-    pub fn peers(&self) -> watch::Receiver<PeerTable> {
-        self.shared.table.subscribe()
+    pub fn peers(&self) -> PeerWatch {
+        PeerWatch(self.shared.table.subscribe())
     }
 
     /// A waiter for room in the peers' outboxes: for a sender that found
@@ -298,9 +229,9 @@ impl Transport {
 
     /// A stream of [`Event`]s from now on. A reader more than
     /// [`TransportConfig::event_capacity`] events behind loses the oldest
-    /// (and is told so by `RecvError::Lagged`); the transport never waits for it.
-    pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.shared.events.subscribe()
+    /// (and is told so by [`EventsError::Lagged`](crate::EventsError::Lagged)); the transport never waits for it.
+    pub fn events(&self) -> Events {
+        Events(self.shared.events.subscribe())
     }
 
     /// Publishes an event to [`events`](Transport::events) subscribers: the

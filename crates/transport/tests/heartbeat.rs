@@ -10,7 +10,6 @@ use smartsock_transport::{
     DisconnectReason, Event, Frame, Outgoing, PeerHandle, PeerId, RefusedReason, Side, TransportConfig,
     TransportParts,
 };
-use tokio::sync::broadcast;
 use tokio::time::{Instant, sleep};
 
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -26,7 +25,7 @@ fn heartbeat_config() -> TransportConfig {
 
 struct Open {
     parts: TransportParts,
-    events: broadcast::Receiver<Event>,
+    events: smartsock_transport::Events,
     peer: MemPeer,
     handle: PeerHandle,
     /// When the handshake completed.
@@ -62,7 +61,7 @@ async fn open(side: Side, config: TransportConfig) -> Open {
     Open { parts, events, peer, handle, t0 }
 }
 
-async fn disconnected(events: &mut broadcast::Receiver<Event>) -> DisconnectReason {
+async fn disconnected(events: &mut smartsock_transport::Events) -> DisconnectReason {
     next_event(events, "PeerDisconnected", |e| match e {
         Event::PeerDisconnected { peer, reason } => {
             assert_eq!(*peer, PEER);

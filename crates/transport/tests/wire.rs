@@ -20,7 +20,7 @@ fn quiet() -> TransportConfig {
     config
 }
 
-async fn disconnect_reason(events: &mut tokio::sync::broadcast::Receiver<Event>) -> DisconnectReason {
+async fn disconnect_reason(events: &mut smartsock_transport::Events) -> DisconnectReason {
     next_event(events, "PeerDisconnected", |e| match e {
         Event::PeerDisconnected { reason, .. } => Some(reason.clone()),
         _ => None,

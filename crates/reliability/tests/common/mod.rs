@@ -17,10 +17,9 @@ use smartsock_patterns::{Message, PeerSet, PeerSetConfig, RoundRobin, RoundRobin
 use smartsock_reliability::{
     AtLeastOnce, AtLeastOnceConfig, AtLeastOnceHandle, AtLeastOnceLayer, UndeliveredReceiver,
 };
-use smartsock_transport::{Event, Side, Transport, TransportConfig};
+use smartsock_transport::{Side, Transport, TransportConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::net::TcpStream;
-use tokio::sync::broadcast;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::codec::Framed;
 use tower::{Layer, Service, ServiceExt};
@@ -65,7 +64,7 @@ pub(crate) struct Sender {
     pub(crate) handle: AtLeastOnceHandle,
     pub(crate) undelivered: UndeliveredReceiver,
     /// Subscribed before anything happened: the give-up reports.
-    pub(crate) events: broadcast::Receiver<Event>,
+    pub(crate) events: smartsock_transport::Events,
     /// Kept open: a transport whose inbound receiver is gone drops its peers
     /// when they send data.
     _inbound: smartsock_transport::Inbound,

@@ -14,7 +14,6 @@ use smartsock_framing::{Codec, Frame, PeerId};
 use smartsock_transport::{Event, PeerTable, Transport, TransportConfig, TransportParts};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{broadcast, watch};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 /// The bound on every wait: generous, so that only a real hang fails.
@@ -44,7 +43,7 @@ pub(crate) async fn wait_peers(
     what: &str,
     check: impl FnMut(&PeerTable) -> bool,
 ) -> PeerTable {
-    let mut peers: watch::Receiver<PeerTable> = transport.peers();
+    let mut peers: smartsock_transport::PeerWatch = transport.peers();
     within(what, peers.wait_for(check)).await.expect("the peer table lives as long as the transport").clone()
 }
 
@@ -55,7 +54,7 @@ pub(crate) async fn wait_peer_count(transport: &Transport, n: usize) -> PeerTabl
 
 /// Receives events until `pick` returns `Some`, skipping the others.
 pub(crate) async fn next_event<T>(
-    events: &mut broadcast::Receiver<Event>,
+    events: &mut smartsock_transport::Events,
     what: &str,
     mut pick: impl FnMut(&Event) -> Option<T>,
 ) -> T {
@@ -67,8 +66,10 @@ pub(crate) async fn next_event<T>(
                         return found;
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(n)) => panic!("lost {n} events waiting for {what}"),
-                Err(broadcast::error::RecvError::Closed) => panic!("event stream closed waiting for {what}"),
+                Err(smartsock_transport::EventsError::Lagged(n)) => {
+                    panic!("lost {n} events waiting for {what}")
+                }
+                Err(_) => panic!("event stream closed waiting for {what}"),
             }
         }
     })
@@ -76,14 +77,14 @@ pub(crate) async fn next_event<T>(
 }
 
 /// Receives the next event, whatever it is.
-pub(crate) async fn any_event(events: &mut broadcast::Receiver<Event>) -> Event {
+pub(crate) async fn any_event(events: &mut smartsock_transport::Events) -> Event {
     next_event(events, "any event", |event| Some(event.clone())).await
 }
 
 /// Asserts that no event is waiting right now.
-pub(crate) fn no_event_queued(events: &mut broadcast::Receiver<Event>) {
+pub(crate) fn no_event_queued(events: &mut smartsock_transport::Events) {
     match events.try_recv() {
-        Err(broadcast::error::TryRecvError::Empty) => {}
+        Err(smartsock_transport::EventsError::Empty) => {}
         other => panic!("expected no event, got {other:?}"),
     }
 }

@@ -1,0 +1,89 @@
+//! [`Shared`]: the state of one transport, shared by its handle and every
+//! task (accept and connect loops, connections).
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use smartsock_framing::{MsgId, PeerId};
+use tokio::runtime::Handle;
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::TransportConfig;
+use crate::event::{Event, RefusedReason};
+use crate::inbound::Inbound;
+use crate::peer::{Orphans, PeerHandle, PeerSnapshot, PeerTable, SharedSink};
+
+/// State shared by the handle and every task of one transport.
+pub(crate) struct Shared {
+    pub(crate) config: TransportConfig,
+    pub(crate) cancel: CancellationToken,
+    /// Mirrors `cancel` for the hot path: senders ask "closed?" per message,
+    /// and `CancellationToken::is_cancelled` takes a lock.
+    pub(crate) closed: Arc<AtomicBool>,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) runtime: Handle,
+    pub(crate) peers: Mutex<Vec<PeerHandle>>,
+    pub(crate) table: watch::Sender<PeerTable>,
+    /// The same peers, for senders: read without a lock on every send.
+    pub(crate) snapshot: ArcSwap<PeerSnapshot>,
+    pub(crate) inbound: Inbound,
+    pub(crate) acks: mpsc::Sender<(PeerId, MsgId)>,
+    pub(crate) ack_sink: SharedSink,
+    pub(crate) orphans: mpsc::Sender<Orphans>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) handshakes: Arc<Semaphore>,
+    pub(crate) local_addrs: Mutex<Vec<SocketAddr>>,
+    /// Woken whenever an outbox may have room: a writer took frames out of
+    /// one, or the peers changed.
+    pub(crate) room: Arc<Notify>,
+}
+
+impl Shared {
+    pub(crate) fn emit(&self, event: Event) {
+        // No subscriber is not an error: events are for those who watch.
+        let _ = self.events.send(event);
+    }
+
+    /// Adds a peer that completed its handshake, or says why it may not join.
+    pub(crate) fn register(&self, handle: &PeerHandle) -> Result<(), RefusedReason> {
+        if handle.id == self.config.identity {
+            return Err(RefusedReason::OwnIdentity);
+        }
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if peers.iter().any(|p| p.id == handle.id) {
+            return Err(RefusedReason::DuplicateIdentity(handle.id));
+        }
+        if peers.len() >= self.config.max_peers {
+            return Err(RefusedReason::TooManyPeers);
+        }
+        peers.push(handle.clone());
+        self.publish(&peers);
+        Ok(())
+    }
+
+    pub(crate) fn unregister(&self, handle: &PeerHandle) {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        peers.retain(|p| !p.same_connection(handle));
+        self.publish(&peers);
+    }
+
+    /// Publishes a change of peers (the caller holds the peers' lock, so
+    /// that changes are published in the order they were made).
+    fn publish(&self, peers: &[PeerHandle]) {
+        let table: PeerTable = peers.into();
+        self.snapshot.store(Arc::new(PeerSnapshot::new(table.clone())));
+        self.table.send_replace(table);
+        self.room.notify_waiters();
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The last task and handle are gone: receivers get what is left, then the end.
+        self.inbound.close();
+    }
+}
