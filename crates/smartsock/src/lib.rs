@@ -78,16 +78,26 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod builder;
+mod codec;
 mod error;
 #[cfg(feature = "json")]
 mod json;
 mod sender;
 mod socket;
+mod typed;
 
 pub use builder::{BoxSendService, Delivery, SendMode, SocketBuilder};
+#[cfg(feature = "json")]
+pub use codec::Json;
+#[cfg(feature = "postcard")]
+pub use codec::Postcard;
+pub use codec::{Codec, DecodeError, EncodeError};
+#[cfg(feature = "msgpack")]
+pub use codec::{MsgPack, MsgPackError};
 pub use error::Error;
 pub use sender::Sender;
 pub use socket::Socket;
+pub use typed::{TypedSender, TypedSocket};
 
 pub use bytes::Bytes;
 pub use smartsock_framing::{MsgId, PeerId};
