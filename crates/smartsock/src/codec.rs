@@ -177,7 +177,9 @@ impl Json {
         serde_json::to_vec(value).map(Bytes::from)
     }
 
-    pub(crate) fn from_bytes<T: serde::de::DeserializeOwned>(payload: &Bytes) -> Result<T, serde_json::Error> {
+    pub(crate) fn from_bytes<T: serde::de::DeserializeOwned>(
+        payload: &Bytes,
+    ) -> Result<T, serde_json::Error> {
         serde_json::from_slice(payload)
     }
 }
