@@ -11,7 +11,7 @@ use crate::PeerId;
 /// Turns values of type `T` into message payloads and back.
 ///
 /// A [`TypedSocket`](crate::TypedSocket) uses one to send and receive `T`.
-/// The crate's codecs ([`Json`], [`MsgPack`], [`Postcard`], each behind the
+/// The crate's codecs (`Json`, `MsgPack`, `Postcard`, each behind the
 /// feature of the same name in lowercase) cover every serde type; implement
 /// this trait for anything else: protobuf through prost, a hand-written
 /// format, a codec that compresses or checks a version byte.
@@ -250,7 +250,7 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned + ?Sized> Codec<T> for Ms
 /// its integers are varints (a small `u64` is one byte, not eight), and it
 /// is maintained, while bincode's development has stopped. The format is
 /// not self-describing: both ends must agree on the type, field for field
-/// and in order, so prefer [`Json`] or [`MsgPack`] to talk to other
+/// and in order, so prefer `Json` or `MsgPack` to talk to other
 /// languages or across versions that add fields.
 #[cfg(feature = "postcard")]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
