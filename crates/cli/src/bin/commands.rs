@@ -75,14 +75,14 @@ pub(crate) async fn send(args: SendArgs) -> Result<(), Failure> {
 
     let mut sent = 0u64;
     let outcome = if args.messages.is_empty() {
-        let progress = Progress::stdin();
+        let progress = Progress::stdin(!args.verbose);
         let outcome = send_stdin(&socket, args.to, &progress, &mut sent).await;
         progress.finish(outcome.is_ok());
         outcome
     } else {
         // Made once: repeats share the payloads (`Bytes` clones).
         let messages: Vec<Bytes> = args.messages.into_iter().map(Bytes::from).collect();
-        let progress = Progress::messages(messages.len() as u64 * args.count);
+        let progress = Progress::messages(messages.len() as u64 * args.count, !args.verbose);
         let outcome = async {
             for _ in 0..args.count {
                 for message in &messages {

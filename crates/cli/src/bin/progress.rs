@@ -21,21 +21,22 @@ pub(crate) struct Progress {
 
 impl Progress {
     /// For `total` messages known in advance (the arguments, `--count` times).
-    pub(crate) fn messages(total: u64) -> Self {
-        Self::draw(|| ProgressBar::new(total), MESSAGES, false)
+    /// Nothing is drawn unless `wanted` (`--verbose` notes would tear the bar).
+    pub(crate) fn messages(total: u64, wanted: bool) -> Self {
+        Self::draw(wanted, || ProgressBar::new(total), MESSAGES, false)
     }
 
     /// For the lines of standard input: a bar over its bytes when it is a
     /// file (`< lines.txt`), whose size is known; otherwise a spinner.
-    pub(crate) fn stdin() -> Self {
+    pub(crate) fn stdin(wanted: bool) -> Self {
         match stdin_file_size() {
-            Some(size) => Self::draw(|| ProgressBar::new(size), BYTES, true),
-            None => Self::draw(ProgressBar::new_spinner, SPINNER, false),
+            Some(size) => Self::draw(wanted, || ProgressBar::new(size), BYTES, true),
+            None => Self::draw(wanted, ProgressBar::new_spinner, SPINNER, false),
         }
     }
 
-    fn draw(make: impl FnOnce() -> ProgressBar, template: &str, counts_bytes: bool) -> Self {
-        if !std::io::stderr().is_terminal() {
+    fn draw(wanted: bool, make: impl FnOnce() -> ProgressBar, template: &str, counts_bytes: bool) -> Self {
+        if !wanted || !std::io::stderr().is_terminal() {
             return Self { bar: None, counts_bytes };
         }
         // The templates are constants, checked by a test below.
@@ -103,7 +104,8 @@ mod tests {
     fn nothing_is_drawn_when_stderr_is_not_a_terminal() {
         // Under the test harness stderr is captured, not a terminal.
         if !std::io::stderr().is_terminal() {
-            assert!(Progress::messages(10).bar.is_none());
+            assert!(Progress::messages(10, true).bar.is_none());
         }
+        assert!(Progress::messages(10, false).bar.is_none());
     }
 }
