@@ -185,7 +185,7 @@ impl Json {
 }
 
 #[cfg(feature = "json")]
-impl<T: serde::Serialize + serde::de::DeserializeOwned + ?Sized> Codec<T> for Json {
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec<T> for Json {
     const NAME: &'static str = Json::NAME;
     type Error = serde_json::Error;
 
@@ -193,10 +193,7 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned + ?Sized> Codec<T> for Js
         Self::to_bytes(value)
     }
 
-    fn decode(&self, payload: &Bytes) -> Result<T, Self::Error>
-    where
-        T: Sized,
-    {
+    fn decode(&self, payload: &Bytes) -> Result<T, Self::Error> {
         Self::from_bytes(payload)
     }
 }
@@ -226,7 +223,7 @@ pub enum MsgPackError {
 }
 
 #[cfg(feature = "msgpack")]
-impl<T: serde::Serialize + serde::de::DeserializeOwned + ?Sized> Codec<T> for MsgPack {
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec<T> for MsgPack {
     const NAME: &'static str = "MessagePack";
     type Error = MsgPackError;
 
@@ -234,10 +231,7 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned + ?Sized> Codec<T> for Ms
         Ok(rmp_serde::to_vec_named(value).map(Bytes::from)?)
     }
 
-    fn decode(&self, payload: &Bytes) -> Result<T, Self::Error>
-    where
-        T: Sized,
-    {
+    fn decode(&self, payload: &Bytes) -> Result<T, Self::Error> {
         Ok(rmp_serde::from_slice(payload)?)
     }
 }
@@ -257,7 +251,7 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned + ?Sized> Codec<T> for Ms
 pub struct Postcard;
 
 #[cfg(feature = "postcard")]
-impl<T: serde::Serialize + serde::de::DeserializeOwned + ?Sized> Codec<T> for Postcard {
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec<T> for Postcard {
     const NAME: &'static str = "postcard";
     type Error = postcard::Error;
 
@@ -265,10 +259,7 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned + ?Sized> Codec<T> for Po
         postcard::to_allocvec(value).map(Bytes::from)
     }
 
-    fn decode(&self, payload: &Bytes) -> Result<T, Self::Error>
-    where
-        T: Sized,
-    {
+    fn decode(&self, payload: &Bytes) -> Result<T, Self::Error> {
         // Trailing bytes mean the payload was written for another type;
         // `from_bytes` alone would ignore them and report success.
         match postcard::take_from_bytes(payload)? {
