@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::{Result, USAGE, cargo, has_nextest};
+use crate::{Result, USAGE, cargo, has_nextest, root};
 
 pub(crate) fn run(args: &[String]) -> Result {
     if let Some(extra) = args.first() {
@@ -23,6 +23,11 @@ pub(crate) fn run(args: &[String]) -> Result {
             .collect::<Vec<_>>(),
         &[],
     )?;
+    // Each feature of the facade alone, as a user who turns on only that one
+    // builds it: all-features runs would hide a feature that leans on another.
+    for feature in facade_features()? {
+        cargo(&["check", "-p", "smartsock", "--no-default-features", "--features", &feature], &[])?;
+    }
     if has_nextest() {
         cargo(&with(&["nextest", "run", "--no-fail-fast"]), &[])?;
     } else {
@@ -38,4 +43,31 @@ pub(crate) fn run(args: &[String]) -> Result {
     crate::interop::run(&[])?;
     println!("\nxtask ci: all steps passed in {:.0}s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The feature names in the `[features]` table of the smartsock crate's
+/// manifest (`name = [...]` lines), but `default`.
+fn facade_features() -> Result<Vec<String>> {
+    let path = root().join("crates/smartsock/Cargo.toml");
+    let manifest =
+        std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let table = manifest.lines().skip_while(|line| line.trim() != "[features]").skip(1);
+    Ok(table
+        .take_while(|line| !line.trim_start().starts_with('['))
+        .filter_map(|line| line.split_once('=').map(|(name, _)| name.trim()))
+        .filter(|name| !name.is_empty() && !name.starts_with('#') && *name != "default")
+        .map(str::to_owned)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_facade_features_are_found() {
+        let features = super::facade_features().expect("the manifest reads");
+        for expected in ["json", "msgpack", "postcard"] {
+            assert!(features.iter().any(|f| f == expected), "{expected} in {features:?}");
+        }
+        assert!(!features.iter().any(|f| f == "default"), "{features:?}");
+    }
 }

@@ -99,6 +99,20 @@ fn send_then_recv_round_trip() {
 }
 
 #[test]
+fn send_count_repeats_the_messages_quietly_when_stderr_is_not_a_terminal() {
+    let mut receiver = Running::start(&["recv", "--bind", "127.0.0.1:0", "--count", "1000"]);
+    let addr = receiver.bound_addr();
+    let sent = run(&["send", "--connect", &addr, "--count", "500", "tick", "tock"]);
+    assert!(sent.status.success(), "send failed: {}", String::from_utf8_lossy(&sent.stderr));
+    // stderr is a pipe here: no progress bar, nothing at all.
+    assert_eq!(String::from_utf8_lossy(&sent.stderr), "");
+    let received = receiver.finish();
+    let lines = stdout_lines(&received);
+    assert_eq!(lines.len(), 1000);
+    assert!(lines.chunks(2).all(|pair| pair == ["tick", "tock"]), "in order, repeated");
+}
+
+#[test]
 fn send_reads_lines_from_stdin() {
     let mut receiver = Running::start(&["recv", "--bind", "127.0.0.1:0", "--count", "2", "--hex"]);
     let addr = receiver.bound_addr();

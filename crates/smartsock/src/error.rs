@@ -4,6 +4,8 @@ use bytes::Bytes;
 use smartsock_patterns::{SendError, SendErrorKind};
 use smartsock_transport::TransportError;
 
+use crate::codec::{DecodeError, EncodeError};
+
 /// An error from a [`Socket`](crate::Socket) or its builder.
 ///
 /// A failed send hands the message back: see [`Error::into_payload`].
@@ -23,15 +25,13 @@ pub enum Error {
     /// failed the send (a timeout, say). The message is not recoverable.
     #[error("a send layer failed: {0}")]
     Layer(tower::BoxError),
-    /// A payload is not JSON of the expected type; the bytes are inside.
-    #[cfg(feature = "json")]
-    #[error("payload is not the expected JSON: {source}")]
-    Json {
-        /// What serde_json said.
-        source: serde_json::Error,
-        /// The payload that did not parse (empty when encoding failed).
-        payload: Bytes,
-    },
+    /// A value did not encode for a typed send; nothing was sent.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// A received payload did not decode as the expected type; the peer
+    /// and the bytes are inside.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
 }
 
 impl Error {
@@ -40,8 +40,7 @@ impl Error {
     pub fn into_payload(self) -> Option<Bytes> {
         match self {
             Self::Send(error) => Some(error.into_message().into_payload()),
-            #[cfg(feature = "json")]
-            Self::Json { payload, .. } if !payload.is_empty() => Some(payload),
+            Self::Decode(error) => Some(error.into_payload()),
             _ => None,
         }
     }

@@ -1,13 +1,18 @@
-//! Typed messages as JSON (feature `json`).
+//! JSON helpers on [`Socket`] (feature `json`): shorthands for a
+//! [`TypedSocket`](crate::TypedSocket) with the [`Json`] codec, on the same
+//! encode and decode path, for types that need only one of `Serialize` and
+//! `Deserialize`.
 
-use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Error, Socket};
+use crate::codec::Json;
+use crate::typed::{decoded, encoded};
+use crate::{Error, PeerId, Socket};
 
 impl Socket {
-    /// Sends `value` as a JSON message, by the socket's send mode.
+    /// Sends `value` as a JSON message, by the socket's send mode: what
+    /// `self.typed::<T, Json>().send(value)` does, for unsized values too.
     ///
     /// ```
     /// use serde::{Deserialize, Serialize};
@@ -30,36 +35,29 @@ impl Socket {
     /// # }
     /// ```
     pub async fn send_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
-        self.send(encode(value)?).await
+        self.send(encoded::<T, _>(Json::NAME, Json::to_bytes(value))?).await
     }
 
     /// Sends `value` as a JSON message to exactly the peer `to`.
-    pub async fn send_json_to<T: Serialize + ?Sized>(
-        &self,
-        to: crate::PeerId,
-        value: &T,
-    ) -> Result<(), Error> {
-        self.send_to(to, encode(value)?).await
+    pub async fn send_json_to<T: Serialize + ?Sized>(&self, to: PeerId, value: &T) -> Result<(), Error> {
+        self.send_to(to, encoded::<T, _>(Json::NAME, Json::to_bytes(value))?).await
     }
 
-    /// Receives the next message as JSON of type `T`. `None` once the socket
-    /// is closed and drained; `Some(Err(Error::Json { .. }))`, holding the
-    /// bytes, for a message that is not such JSON (the next call goes on
-    /// with the next message).
+    /// Receives the next message as JSON of type `T`: what
+    /// `self.typed::<T, Json>().recv()` does. `None` once the socket is
+    /// closed and drained; `Some(Err(Error::Decode(_)))`, naming the peer
+    /// and holding the bytes, for a message that is not such JSON (the next
+    /// call goes on with the next message).
     pub async fn recv_json<T: DeserializeOwned>(&self) -> Option<Result<T, Error>> {
-        self.recv_json_from().await.map(|result| result.map(|(_, value)| value))
+        Some(self.recv_json_from().await?.map(|(_, value)| value))
     }
 
     /// Like [`recv_json`](Socket::recv_json), with the sender's identity.
-    pub async fn recv_json_from<T: DeserializeOwned>(&self) -> Option<Result<(crate::PeerId, T), Error>> {
+    pub async fn recv_json_from<T: DeserializeOwned>(&self) -> Option<Result<(PeerId, T), Error>> {
         let (from, payload) = self.recv_from().await?;
-        Some(match serde_json::from_slice(&payload) {
+        Some(match decoded(Json::NAME, from, payload, Json::from_bytes::<T>) {
             Ok(value) => Ok((from, value)),
-            Err(source) => Err(Error::Json { source, payload }),
+            Err(error) => Err(error.into()),
         })
     }
-}
-
-fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, Error> {
-    serde_json::to_vec(value).map(Bytes::from).map_err(|source| Error::Json { source, payload: Bytes::new() })
 }

@@ -1,5 +1,5 @@
 //! Typed JSON messages (feature `json`): round trips, and payloads that are
-//! not the expected JSON handed back inside `Error::Json`.
+//! not the expected JSON handed back inside `Error::Decode`.
 
 #![cfg(feature = "json")]
 
@@ -57,8 +57,12 @@ async fn a_payload_that_is_not_the_expected_json_is_handed_back() -> Result<(), 
         let error =
             within("a JSON error", server.recv_json::<Job>()).await.expect("open").expect_err("not a Job");
         match &error {
-            Error::Json { payload, .. } => assert_eq!(payload, expected),
-            other => panic!("expected Error::Json, got {other:?}"),
+            Error::Decode(error) => {
+                assert_eq!(error.payload(), expected);
+                assert_eq!(error.peer(), client.identity());
+                assert!(error.cause().is::<serde_json::Error>(), "{:?}", error.cause());
+            }
+            other => panic!("expected Error::Decode, got {other:?}"),
         }
         assert!(error.to_string().contains("JSON"), "{error}");
         assert_eq!(error.into_payload().expect("the bytes are handed back"), expected);

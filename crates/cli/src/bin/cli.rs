@@ -30,6 +30,7 @@ Examples:
   printf 'one\\ntwo\\n' | smartsock send --connect 127.0.0.1:5555
   smartsock send --bind 127.0.0.1:5555 --mode publish --wait-peers 3 tick
   smartsock send --connect 127.0.0.1:5555 --at-least-once important
+  smartsock send --connect 127.0.0.1:5555 --count 100000 tick   # a progress bar on a terminal
   smartsock send --bind 127.0.0.1:5555 --to 00112233445566778899aabbccddeeff 'just for you'";
 
 const AGENT_EXAMPLES: &str = "\
@@ -142,6 +143,10 @@ pub(crate) struct SendArgs {
     /// Report peers connecting and disconnecting on stderr.
     #[arg(long, short)]
     pub(crate) verbose: bool,
+    /// Send the MESSAGEs N times over (a load generator: --count 100000 hello).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "messages",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) count: u64,
     /// The messages; with none, each line of standard input is one message.
     #[arg(value_name = "MESSAGE")]
     pub(crate) messages: Vec<String>,
@@ -327,6 +332,20 @@ mod tests {
             Cli::try_parse_from(["smartsock", "recv", "--bind", "127.0.0.1:0", "--hex", "--json"]).is_err()
         );
         assert!(Cli::try_parse_from(["smartsock", "recv", "--bind", "a:1", "--connect", "b:2"]).is_ok());
+    }
+
+    #[test]
+    fn send_count_repeats_the_messages_given() {
+        let parse =
+            |args: &[&str]| Cli::try_parse_from([&["smartsock", "send", "--connect", "a:1"], args].concat());
+        let Command::Send(args) = parse(&["--count", "3", "x", "y"]).unwrap().command else {
+            panic!("not send")
+        };
+        assert_eq!((args.count, args.messages.len()), (3, 2));
+        let Command::Send(args) = parse(&["x"]).unwrap().command else { panic!("not send") };
+        assert_eq!(args.count, 1);
+        assert!(parse(&["--count", "0", "x"]).is_err(), "nothing to send");
+        assert!(parse(&["--count", "3"]).is_err(), "stdin is read once, as it comes");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::cli::{Endpoints, RecvArgs, SendArgs};
 use crate::format::Format;
+use crate::progress::Progress;
 use crate::{Failure, note, write_line};
 
 /// Prints messages as they arrive, until `--count` or Ctrl-C.
@@ -73,29 +74,30 @@ pub(crate) async fn send(args: SendArgs) -> Result<(), Failure> {
     }
 
     let mut sent = 0u64;
-    if args.messages.is_empty() {
-        let mut stdin = BufReader::new(tokio::io::stdin());
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            let read = stdin
-                .read_until(b'\n', &mut line)
-                .await
-                .map_err(|error| Failure::runtime(format!("cannot read stdin: {error}")))?;
-            if read == 0 {
-                break;
-            }
-            let message = line.strip_suffix(b"\n").unwrap_or(&line);
-            let message = message.strip_suffix(b"\r").unwrap_or(message);
-            deliver(&socket, args.to, Bytes::copy_from_slice(message)).await?;
-            sent += 1;
-        }
+    let outcome = if args.messages.is_empty() {
+        let progress = Progress::stdin(!args.verbose);
+        let outcome = send_stdin(&socket, args.to, &progress, &mut sent).await;
+        progress.finish(outcome.is_ok());
+        outcome
     } else {
-        for message in args.messages {
-            deliver(&socket, args.to, Bytes::from(message)).await?;
-            sent += 1;
+        // Made once: repeats share the payloads (`Bytes` clones).
+        let messages: Vec<Bytes> = args.messages.into_iter().map(Bytes::from).collect();
+        let progress = Progress::messages(messages.len() as u64 * args.count, !args.verbose);
+        let outcome = async {
+            for _ in 0..args.count {
+                for message in &messages {
+                    deliver(&socket, args.to, message.clone()).await?;
+                    sent += 1;
+                    progress.sent(message.len());
+                }
+            }
+            Ok(())
         }
-    }
+        .await;
+        progress.finish(outcome.is_ok());
+        outcome
+    };
+    outcome?;
 
     socket.close().await;
     let lost = dropped(&mut outcome_events).await;
@@ -106,6 +108,32 @@ pub(crate) async fn send(args: SendArgs) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+/// Sends each line of standard input as it is read, counting into `sent`.
+async fn send_stdin(
+    socket: &Socket,
+    to: Option<PeerId>,
+    progress: &Progress,
+    sent: &mut u64,
+) -> Result<(), Failure> {
+    let mut stdin = BufReader::new(tokio::io::stdin());
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = stdin
+            .read_until(b'\n', &mut line)
+            .await
+            .map_err(|error| Failure::runtime(format!("cannot read stdin: {error}")))?;
+        if read == 0 {
+            return Ok(());
+        }
+        let message = line.strip_suffix(b"\n").unwrap_or(&line);
+        let message = message.strip_suffix(b"\r").unwrap_or(message);
+        deliver(socket, to, Bytes::copy_from_slice(message)).await?;
+        *sent += 1;
+        progress.sent(read);
+    }
 }
 
 /// Sends one message by the socket's mode, or to `to` once it is connected.

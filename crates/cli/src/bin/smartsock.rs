@@ -13,6 +13,7 @@ mod agent;
 mod cli;
 mod commands;
 mod format;
+mod progress;
 
 use std::fmt::Display;
 use std::io::{self, Write};
