@@ -93,7 +93,9 @@ pub use bytes::Bytes;
 pub use smartsock_framing::{MsgId, PeerId};
 pub use smartsock_patterns::WhenFull;
 pub use smartsock_reliability::{AckTiming, Undelivered};
-pub use smartsock_transport::{DisconnectReason, DropReason, Event, ReconnectStrategy, RefusedReason, Side};
+pub use smartsock_transport::{
+    Address, DisconnectReason, DropReason, Endpoint, Event, ReconnectStrategy, RefusedReason, Side,
+};
 
 /// The wire format (`smartsock-framing`).
 pub use smartsock_framing as framing;

@@ -93,15 +93,22 @@
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
+mod address;
 mod config;
 mod connection;
 mod error;
 mod event;
+mod inproc;
+mod listener;
 mod peer;
 mod transport;
+#[cfg(unix)]
+mod unix;
 
+pub use address::{Address, Endpoint, MAX_UNIX_PATH, Scheme};
 pub use config::{MAX_CAPACITY, MAX_DURATION, ReconnectStrategy, TransportConfig};
 pub use error::TransportError;
+pub use inproc::{INPROC_BACKLOG, INPROC_PIPE_BYTES};
 pub use event::{DisconnectReason, DropReason, Event, RefusedReason, Side};
 pub use peer::{AckError, AckHandle, Incoming, Orphans, Outgoing, PeerHandle, PeerTable};
 pub use smartsock_framing::{Frame, MsgId, PeerId};
