@@ -6,8 +6,8 @@ use std::time::Duration;
 use smartsock::{Delivery, PeerId, ReconnectStrategy, SendMode, WhenFull};
 use tokio::runtime::{Builder, Handle};
 
-use crate::socket::{Runtime, Socket};
 use crate::Error;
+use crate::socket::{Runtime, Socket};
 
 /// The most worker threads a socket's own runtime may have.
 pub const MAX_WORKER_THREADS: usize = 64;

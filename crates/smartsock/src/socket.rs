@@ -412,7 +412,8 @@ impl Socket {
         }
     }
 
-    /// The addresses this socket is bound to.
+    /// The TCP addresses this socket is bound to (other transports'
+    /// endpoints are what [`bind`](Socket::bind) returned).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.inner.transport.local_addrs()
     }

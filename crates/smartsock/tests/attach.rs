@@ -60,7 +60,8 @@ async fn streams_from_a_tcp_accept_loop_the_test_owns() -> Result<(), Error> {
     within("three peers", server.wait_for_peers(3)).await;
     let mut reported = Vec::new();
     for _ in 0..3 {
-        let event = next_event(&mut events, "PeerConnected", |e| matches!(e, Event::PeerConnected { .. })).await;
+        let event =
+            next_event(&mut events, "PeerConnected", |e| matches!(e, Event::PeerConnected { .. })).await;
         let Event::PeerConnected { addr, side, .. } = event else { unreachable!() };
         assert_eq!(side, Side::Bind);
         reported.push(addr);
@@ -90,7 +91,8 @@ async fn the_end_of_an_attached_stream_is_an_event_and_it_is_not_reconnected() -
 
     let gone = client.identity();
     within("close", client.close()).await;
-    let event = next_event(&mut events, "PeerDisconnected", |e| matches!(e, Event::PeerDisconnected { .. })).await;
+    let event =
+        next_event(&mut events, "PeerDisconnected", |e| matches!(e, Event::PeerDisconnected { .. })).await;
     assert_eq!(event, Event::PeerDisconnected { peer: gone, reason: DisconnectReason::PeerClosed });
     assert!(server.peers().is_empty());
 
@@ -100,7 +102,10 @@ async fn the_end_of_an_attached_stream_is_an_event_and_it_is_not_reconnected() -
     let label = server.attach(c, Side::Bind)?;
     newcomer.attach(d, Side::Connect)?;
     let next = within("the next event", futures::StreamExt::next(&mut events)).await.expect("open");
-    assert_eq!(next, Event::PeerConnected { peer: newcomer.identity(), addr: label.clone(), side: Side::Bind });
+    assert_eq!(
+        next,
+        Event::PeerConnected { peer: newcomer.identity(), addr: label.clone(), side: Side::Bind }
+    );
     assert_ne!(label, server_label);
     Ok(())
 }
@@ -112,7 +117,8 @@ async fn a_stream_that_ends_before_its_handshake_is_refused_by_label() -> Result
     let server = Socket::new()?;
     let mut events = Box::pin(server.events());
     let label = server.attach(a, Side::Connect)?;
-    let event = next_event(&mut events, "HandshakeRefused", |e| matches!(e, Event::HandshakeRefused { .. })).await;
+    let event =
+        next_event(&mut events, "HandshakeRefused", |e| matches!(e, Event::HandshakeRefused { .. })).await;
     let Event::HandshakeRefused { addr, reason } = event else { unreachable!() };
     assert_eq!(addr, label);
     assert!(matches!(reason, RefusedReason::Io(_)), "{reason:?}");

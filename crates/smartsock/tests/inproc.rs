@@ -59,7 +59,10 @@ async fn in_process_addresses_are_checked_at_once() -> Result<(), Error> {
             "{addr}"
         );
         assert!(
-            matches!(socket.bind(addr).await, Err(Error::Transport(TransportError::UnsupportedScheme { .. }))),
+            matches!(
+                socket.bind(addr).await,
+                Err(Error::Transport(TransportError::UnsupportedScheme { .. }))
+            ),
             "{addr}"
         );
     }

@@ -120,7 +120,8 @@ impl Address {
             check_host_port(addr).map_err(bad)?;
             return Ok(Self::Tcp(addr.to_owned()));
         };
-        let scheme = Scheme::from_name(name).ok_or_else(|| bad("unknown scheme (expected tcp, unix or inproc)"))?;
+        let scheme =
+            Scheme::from_name(name).ok_or_else(|| bad("unknown scheme (expected tcp, unix or inproc)"))?;
         if !scheme.is_supported() {
             return Err(TransportError::UnsupportedScheme { addr: addr.to_owned(), scheme });
         }
@@ -275,7 +276,9 @@ fn parse_unix(rest: &str) -> Result<Address, &'static str> {
         return Err("the Unix socket path is empty (write unix:///absolute/path)");
     }
     if rest.len() > MAX_UNIX_PATH {
-        return Err("the Unix socket path is longer than the kernel allows (107 bytes on Linux, 103 elsewhere)");
+        return Err(
+            "the Unix socket path is longer than the kernel allows (107 bytes on Linux, 103 elsewhere)",
+        );
     }
     Ok(Address::Unix(PathBuf::from(rest)))
 }
@@ -289,11 +292,10 @@ mod tests {
         for good in ["127.0.0.1:0", "localhost:5555", "[::1]:80", "example.com:65535", "tcp://[::1]:1"] {
             assert!(matches!(Address::parse(good), Ok(Address::Tcp(_))), "{good} refused");
         }
-        for bad in ["", "localhost", ":80", "host:port", "host:65536", "::1:80", "host:-1", "tcp://", "tcp://x"] {
-            assert!(
-                matches!(Address::parse(bad), Err(TransportError::BadAddress { .. })),
-                "{bad} accepted"
-            );
+        for bad in
+            ["", "localhost", ":80", "host:port", "host:65536", "::1:80", "host:-1", "tcp://", "tcp://x"]
+        {
+            assert!(matches!(Address::parse(bad), Err(TransportError::BadAddress { .. })), "{bad} accepted");
         }
     }
 
@@ -305,7 +307,10 @@ mod tests {
         let too_long = format!("unix:///{}", "a".repeat(MAX_UNIX_PATH));
         assert!(matches!(Address::parse(&too_long), Err(TransportError::BadAddress { .. })));
         for bad in ["unix://", "unix://a\0b"] {
-            assert!(matches!(Address::parse(bad), Err(TransportError::BadAddress { .. })), "{bad:?} accepted");
+            assert!(
+                matches!(Address::parse(bad), Err(TransportError::BadAddress { .. })),
+                "{bad:?} accepted"
+            );
         }
     }
 
@@ -320,7 +325,9 @@ mod tests {
 
     #[test]
     fn schemes_without_a_transport_are_refused_by_name() {
-        for (addr, scheme) in [("tls://h:1", Scheme::Tls), ("ws://h:1/x", Scheme::Ws), ("wss://h:1", Scheme::Wss)] {
+        for (addr, scheme) in
+            [("tls://h:1", Scheme::Tls), ("ws://h:1/x", Scheme::Ws), ("wss://h:1", Scheme::Wss)]
+        {
             match Address::parse(addr) {
                 Err(TransportError::UnsupportedScheme { scheme: got, .. }) => assert_eq!(got, scheme),
                 other => panic!("{addr}: {other:?}"),

@@ -78,7 +78,8 @@ pub(crate) fn bind(name: &str) -> io::Result<(InprocAcceptor, Endpoint)> {
 /// One connect try: a new pipe, one end handed to the listener.
 pub(crate) async fn connect(name: &str) -> io::Result<(DuplexStream, String)> {
     let listener = registry().lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
-    let refused = || io::Error::new(io::ErrorKind::ConnectionRefused, "nothing is bound to this in-process name");
+    let refused =
+        || io::Error::new(io::ErrorKind::ConnectionRefused, "nothing is bound to this in-process name");
     let listener = listener.ok_or_else(refused)?;
     let (ours, theirs) = tokio::io::duplex(INPROC_PIPE_BYTES);
     listener.send(theirs).await.map_err(|_| refused())?;

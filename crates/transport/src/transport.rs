@@ -19,8 +19,8 @@ use tracing::{debug, warn};
 
 use crate::address::{Address, Endpoint};
 use crate::connection::{self, Served};
-use crate::listener::Acceptor;
 use crate::event::{Event, RefusedReason, Side};
+use crate::listener::Acceptor;
 use crate::peer::{Incoming, Orphans, PeerHandle, PeerTable};
 use crate::{TransportConfig, TransportError};
 
@@ -212,7 +212,12 @@ impl Transport {
                 endpoint
             }
             #[allow(unreachable_patterns)] // Unix addresses on other platforms
-            other => return Err(TransportError::UnsupportedScheme { addr: addr.to_owned(), scheme: other.scheme() }),
+            other => {
+                return Err(TransportError::UnsupportedScheme {
+                    addr: addr.to_owned(),
+                    scheme: other.scheme(),
+                });
+            }
         };
         debug!(%endpoint, "bound");
         Ok(endpoint)
