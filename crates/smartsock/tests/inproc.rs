@@ -68,3 +68,32 @@ async fn in_process_addresses_are_checked_at_once() -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_message_larger_than_the_pipe_arrives_whole() -> Result<(), Error> {
+    let addr = "inproc://inproc-test-large";
+    let server = Socket::new()?;
+    server.bind(addr).await?;
+    let client = Socket::new()?;
+    client.connect(addr)?;
+    // Four times the pipe's buffer: the writer waits for the reader, as on a full socket.
+    let large: Vec<u8> = (0..4 * smartsock::transport::INPROC_PIPE_BYTES).map(|i| (i % 251) as u8).collect();
+    client.send(large.clone()).await?;
+    assert_eq!(recv(&server).await, large);
+    Ok(())
+}
+
+#[tokio::test]
+async fn more_connects_than_the_backlog_all_get_through() -> Result<(), Error> {
+    let addr = "inproc://inproc-test-backlog";
+    let server = Socket::new()?;
+    server.bind(addr).await?;
+    let count = smartsock::transport::INPROC_BACKLOG + 22;
+    let clients: Vec<Socket> = (0..count).map(|_| Socket::new()).collect::<Result<_, _>>()?;
+    for client in &clients {
+        client.connect(addr)?;
+    }
+    assert!(within("every client", server.wait_for_peers(count)).await);
+    assert_eq!(server.peers().len(), count);
+    Ok(())
+}
