@@ -117,6 +117,15 @@ pub(crate) fn watchdog(limit: Duration) {
     });
 }
 
+/// A fresh Unix socket address in the temp dir (the receiver removes its
+/// file when it closes).
+pub(crate) fn unix_addr() -> String {
+    format!(
+        "unix://{}",
+        std::env::temp_dir().join(format!("smartsock-bench-{}.sock", std::process::id())).display()
+    )
+}
+
 /// Tells the harness where to connect.
 pub(crate) fn ready(addr: impl std::fmt::Display) {
     println!("READY {addr}");

@@ -24,6 +24,7 @@ use std::process::ExitCode;
 
 mod common;
 mod libzmq;
+mod sys_blocking;
 mod sys_smartsock;
 mod sys_zeromq;
 mod tcp;

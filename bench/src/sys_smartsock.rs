@@ -1,6 +1,8 @@
 //! smartsock, through its public facade only.
 //!
 //! Variants: `oneway` `alo` sends at-least-once (the receiver is the same);
+//! `oneway` `unix` runs over a Unix domain socket instead of TCP; `oneway`
+//! `blocking` runs both ends on `smartsock-blocking` (see `sys_blocking.rs`);
 //! `fanout` `wait` makes the publisher wait for a full subscriber instead of
 //! dropping its copy (the default policy).
 //!
@@ -22,6 +24,10 @@ use crate::common::{
 };
 
 pub(crate) fn run(args: &Args) -> Res {
+    if args.variant == "blocking" {
+        // Blocking calls may not run inside the runtime below.
+        return crate::sys_blocking::run(args);
+    }
     runtime(args.threads)?.block_on(async {
         match (args.scenario.as_str(), args.role.as_str()) {
             ("oneway", "recv") => oneway_recv(args).await,
@@ -54,7 +60,11 @@ fn err(e: impl std::fmt::Display) -> String {
 }
 
 async fn bound(socket: &Socket) -> Res {
-    let addr = socket.bind("127.0.0.1:0").await.map_err(err)?;
+    bound_on(socket, "127.0.0.1:0").await
+}
+
+async fn bound_on(socket: &Socket, addr: &str) -> Res {
+    let addr = socket.bind(addr).await.map_err(err)?;
     common::ready(addr);
     Ok(())
 }
@@ -67,7 +77,10 @@ async fn connected(args: &Args, socket: &Socket) -> Res {
 
 async fn oneway_recv(args: &Args) -> Res {
     let socket = Socket::new().map_err(err)?;
-    bound(&socket).await?;
+    match args.variant.as_str() {
+        "unix" => bound_on(&socket, &common::unix_addr()).await?,
+        _ => bound(&socket).await?,
+    }
     let mut tally = Tally::default();
     while let Some(message) = socket.recv().await {
         if tally.take(message.len(), args.size) {
@@ -82,7 +95,7 @@ async fn oneway_recv(args: &Args) -> Res {
 
 async fn oneway_send(args: &Args) -> Res {
     let delivery = match args.variant.as_str() {
-        "default" => Delivery::AtMostOnce,
+        "default" | "unix" => Delivery::AtMostOnce,
         "alo" => Delivery::AtLeastOnce,
         _ => return Err(args.unknown()),
     };

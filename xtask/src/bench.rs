@@ -29,7 +29,7 @@ const BENCH_USAGE: &str = "usage: cargo xtask bench [--quick] [--reps N] [--secs
   --reps N     repetitions of every case (default 5)
   --secs S     length of each throughput and latency run (default 2)
   --only WORD  only the cases whose label contains WORD (oneway, latency, fanout,
-               alo, memory, or a system: smartsock, libzmq, zeromq, tcp)
+               alo, unix, blocking, memory, or a system: smartsock, libzmq, zeromq, tcp)
   --threads N  tokio worker threads of every smartsock and zeromq process; 1 is a
                current-thread runtime (default: 1 for the 1-to-1 scenarios, where a
                process drives one socket, 2 for fan-out, whose subscriber process
@@ -189,6 +189,8 @@ fn cases() -> Vec<Case> {
         cases.push(case(Scenario::OneWay, "tcp", "batch64k", size));
     }
     cases.push(case(Scenario::OneWay, "smartsock", "alo", 64));
+    cases.push(case(Scenario::OneWay, "smartsock", "unix", 64));
+    cases.push(case(Scenario::OneWay, "smartsock", "blocking", 64));
     cases.push(Case { threads: MULTI_THREAD, ..case(Scenario::OneWay, "smartsock", "default", 64) });
     for system in SYSTEMS {
         cases.push(case(Scenario::Latency, system, "default", 64));
@@ -775,6 +777,22 @@ impl Report<'_> {
                 paired_ratio(&alo, &amo).unwrap_or(f64::NAN),
                 si(amo.median)
             );
+        }
+        // Other transports and the blocking API, each next to async TCP.
+        for (variant, what) in
+            [("unix", "Unix domain socket"), ("blocking", "blocking API (smartsock-blocking)")]
+        {
+            let other = self.metric_stats(&Self::case(Scenario::OneWay, "smartsock", variant, 64));
+            let tcp = self.metric_stats(&Self::case(Scenario::OneWay, "smartsock", "default", 64));
+            if let (Some(other), Some(tcp)) = (other, tcp) {
+                let _ = writeln!(
+                    out,
+                    "\n{what}, one-way 64 B: {} msg/s, {:.2} × the async socket over TCP ({} msg/s).",
+                    cell_text("msg/s", &other),
+                    paired_ratio(&other, &tcp).unwrap_or(f64::NAN),
+                    si(tcp.median)
+                );
+            }
         }
         let _ = writeln!(out, "\n{NOTES}");
         if !self.failures.is_empty() {

@@ -1,6 +1,6 @@
 //! `cargo xtask examples [--verbose] [--timeout SECS] [NAME...]`: builds every
-//! example of the smartsock crate once, then runs each binary, which must
-//! exit by itself with code 0 within the timeout.
+//! example of the crates in [`PACKAGES`] once, then runs each binary, which
+//! must exit by itself with code 0 within the timeout.
 //!
 //! An example's output is shown when it fails (or always with `--verbose`),
 //! so that a passing run prints one line per example.
@@ -17,6 +17,11 @@ use crate::{Result, cargo, root};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The packages whose examples run, and where they are. Example names must be
+/// unique across them: cargo puts every example binary in one directory.
+const PACKAGES: [(&str, &str); 2] =
+    [("smartsock", "crates/smartsock/examples"), ("smartsock-blocking", "crates/blocking/examples")];
+
 struct Options {
     verbose: bool,
     timeout: Duration,
@@ -25,7 +30,10 @@ struct Options {
 
 pub(crate) fn run(args: &[String]) -> Result {
     let options = parse(args)?;
-    let available = example_names(&root().join("crates/smartsock/examples"))?;
+    let mut available = Vec::new();
+    for (_, dir) in PACKAGES {
+        available.extend(example_names(&root().join(dir))?);
+    }
     let names = if options.only.is_empty() {
         available
     } else {
@@ -35,7 +43,9 @@ pub(crate) fn run(args: &[String]) -> Result {
         options.only.clone()
     };
 
-    cargo(&["build", "--package", "smartsock", "--examples", "--all-features"], &[])?;
+    for (package, _) in PACKAGES {
+        cargo(&["build", "--package", package, "--examples", "--all-features"], &[])?;
+    }
     let dir = target_dir().join("debug").join("examples");
 
     let plural = if names.len() == 1 { "" } else { "s" };

@@ -45,7 +45,7 @@ pub(crate) const USAGE: &str = "usage: cargo xtask <command>
 commands:
   ci                 fmt, clippy, tests, doctests, docs, benches compiled,
                      examples run, interop with aiomsg (Python)
-  examples           build and run every example of the smartsock crate
+  examples           build and run every example of smartsock and smartsock-blocking
   interop            run the interop scenarios against aiomsg from PyPI
   bench              side-by-side benchmarks against libzmq and the zeromq crate
   fuzz [--time SECS] fuzz the frame decoder (default 60 s)";

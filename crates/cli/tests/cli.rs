@@ -224,3 +224,27 @@ fn agent_refuses_tls_for_now() {
     assert!(!output.status.success());
     assert_eq!(String::from_utf8_lossy(&output.stderr).trim(), "smartsock: TLS is not supported yet");
 }
+
+#[cfg(unix)]
+#[test]
+fn send_and_recv_over_a_unix_socket() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let addr = format!("unix://{}", dir.path().join("cli.sock").display());
+    let mut receiver = Running::start(&["recv", "--bind", &addr, "--count", "2"]);
+    assert_eq!(receiver.bound_addr(), addr);
+    let sent = run(&["send", "--connect", &addr, "over", "unix"]);
+    assert!(sent.status.success(), "send failed: {}", String::from_utf8_lossy(&sent.stderr));
+    let received = receiver.finish();
+    assert!(received.status.success());
+    assert_eq!(stdout_lines(&received), ["over", "unix"]);
+}
+
+#[test]
+fn schemes_without_a_transport_are_a_usage_error() {
+    for addr in ["tls://127.0.0.1:5555", "ws://127.0.0.1:5555/", "ipc:///tmp/x"] {
+        let output = run(&["recv", "--bind", addr]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{addr}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{addr}: {stderr}");
+    }
+}

@@ -18,7 +18,7 @@ const QUIET: Duration = Duration::from_millis(300);
 
 async fn receiver(config: TransportConfig) -> (TransportParts, std::net::SocketAddr) {
     let parts = Transport::new(config).expect("valid config");
-    let addr = parts.transport.bind("127.0.0.1:0").await.expect("bind");
+    let addr = parts.transport.bind("127.0.0.1:0").await.expect("bind").tcp().expect("a TCP address");
     (parts, addr)
 }
 

@@ -45,7 +45,7 @@ async fn the_resend_after_a_cut_reaches_another_peer_in_memory() {
 #[tokio::test]
 async fn the_resend_after_a_cut_reaches_another_peer_over_tcp() {
     let mut sender = Sender::new(reliable(Duration::from_millis(200), 50));
-    let addr = sender.transport.bind("127.0.0.1:0").await.expect("bind");
+    let addr = sender.transport.bind("127.0.0.1:0").await.expect("bind").tcp().expect("a TCP address");
     let mut first = TcpPeer::connect(addr, sender.transport.identity()).await;
     sender.wait_for_peers(1).await;
     let mut second = TcpPeer::connect(addr, sender.transport.identity()).await;

@@ -29,6 +29,33 @@
 //! # }
 //! ```
 //!
+//! # Transports
+//!
+//! The same socket over every transport; only the address changes:
+//! `host:port` or `tcp://host:port`, `unix:///path` (and `unix://@name` on
+//! Linux), `inproc://name` within one process, and [`Socket::attach`] for a
+//! stream you already hold. `tls://`, `ws://` and `wss://` are refused at
+//! once: this build has no transport for them.
+//!
+//! ```
+//! use smartsock::Socket;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), smartsock::Error> {
+//! let server = Socket::new()?;
+//! let endpoint = server.bind("inproc://doc-pipeline").await?;
+//! assert_eq!(endpoint.to_string(), "inproc://doc-pipeline");
+//! let client = Socket::new()?;
+//! client.connect(&endpoint.to_string())?;
+//! client.send("in process").await?;
+//! assert_eq!(server.recv().await.unwrap(), "in process");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! For threaded programs, the `smartsock-blocking` crate runs this socket
+//! behind a blocking API.
+//!
 //! # Send modes and delivery
 //!
 //! | | at-most-once (default) | at-least-once |
@@ -122,7 +149,9 @@ pub use bytes::Bytes;
 pub use smartsock_framing::{MsgId, PeerId};
 pub use smartsock_patterns::WhenFull;
 pub use smartsock_reliability::{AckTiming, Undelivered};
-pub use smartsock_transport::{DisconnectReason, DropReason, Event, ReconnectStrategy, RefusedReason, Side};
+pub use smartsock_transport::{
+    Address, DisconnectReason, DropReason, Endpoint, Event, ReconnectStrategy, RefusedReason, Side,
+};
 
 /// The wire format (`smartsock-framing`).
 pub use smartsock_framing as framing;

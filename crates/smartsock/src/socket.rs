@@ -221,18 +221,36 @@ impl Socket {
         self.inner.transport.identity()
     }
 
-    /// Listens on `addr` (`host:port`; port 0 picks a free port) and accepts
-    /// peers until closed. Returns the address bound. May be called several times.
-    pub async fn bind(&self, addr: &str) -> Result<SocketAddr, Error> {
+    /// Listens on `addr` and accepts peers until closed: `host:port` or
+    /// `tcp://host:port` (port 0 picks a free port), `unix:///path` (or
+    /// `unix://@name`, abstract, on Linux), `inproc://name` (this process).
+    /// Returns where it listens; its `to_string()` is an address `connect`
+    /// takes. May be called several times. See [`Transport::bind`] for the
+    /// rules of each transport.
+    pub async fn bind(&self, addr: &str) -> Result<smartsock_transport::Endpoint, Error> {
         Ok(self.inner.transport.bind(addr).await?)
     }
 
-    /// Connects to `addr` (`host:port`) and stays connected for the socket's
-    /// whole life, reconnecting whenever the connection drops. Returns at
-    /// once: messages sent before the peer is up are buffered. May be called
-    /// several times.
+    /// Connects to `addr` (any address [`bind`](Socket::bind) takes) and
+    /// stays connected for the socket's whole life, reconnecting whenever the
+    /// connection drops. Returns at once: messages sent before the peer is up
+    /// are buffered. May be called several times.
     pub fn connect(&self, addr: &str) -> Result<(), Error> {
         Ok(self.inner.transport.connect(addr)?)
+    }
+
+    /// Adopts a stream that is already connected as a peer, with the
+    /// protocol role `side` (its other end must take the opposite one).
+    /// Returns the address its [`events`](Socket::events) will carry.
+    ///
+    /// The stream is never reconnected (whoever opened it may open another
+    /// and attach that); its end is reported as an event. See
+    /// [`Transport::attach`].
+    pub fn attach<S>(&self, stream: S, side: smartsock_transport::Side) -> Result<String, Error>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        Ok(self.inner.transport.attach(stream, side)?)
     }
 
     /// Sends a message by the socket's send mode. Waits while the queues it
@@ -467,7 +485,8 @@ impl Socket {
         }
     }
 
-    /// The addresses this socket is bound to.
+    /// The TCP addresses this socket is bound to (other transports'
+    /// endpoints are what [`bind`](Socket::bind) returned).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.inner.transport.local_addrs()
     }

@@ -6,13 +6,23 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
-    /// The address is not of the form `host:port`.
+    /// The address is malformed: not `host:port`, an unknown scheme, an empty
+    /// name, a path too long.
     #[error("invalid address {addr:?}: {reason}")]
     BadAddress {
         /// The address given.
         addr: String,
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// The address's scheme is known but this build has no transport for it
+    /// (TLS and WebSocket, for now). Never taken for TCP instead.
+    #[error("{scheme}:// addresses are not supported by this build ({addr:?})")]
+    UnsupportedScheme {
+        /// The address given.
+        addr: String,
+        /// Its scheme.
+        scheme: crate::Scheme,
     },
     /// Binding failed (port in use, permission, no such local address).
     #[error("cannot bind {addr}: {source}")]

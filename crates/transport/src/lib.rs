@@ -38,10 +38,22 @@
 //! # Connections
 //!
 //! A connection runs over any `AsyncRead + AsyncWrite + Send + Unpin`
-//! stream: [`Transport::bind`] and [`Transport::connect`] use TCP,
-//! [`Transport::connect_with`] takes any connector (TLS, WebSocket, Unix
-//! sockets), and [`Transport::serve`] runs an already open stream (an
-//! in-memory `tokio::io::duplex` in tests).
+//! stream. [`Transport::bind`] and [`Transport::connect`] take an
+//! [`Address`] of any scheme: `host:port` or `tcp://host:port`,
+//! `unix:///path` (Unix domain sockets; `unix://@name` is a Linux abstract
+//! name; the peer's pid and uid are in the connect event's address), and
+//! `inproc://name` (sockets of one process, over in-memory pipes of
+//! [`INPROC_PIPE_BYTES`] each way). `tls://`, `ws://` and `wss://` are
+//! recognised and refused at once: this build has no transport for them.
+//! [`Transport::connect_with`] takes any other connector, and
+//! [`Transport::attach`] adopts a stream that is already open (never
+//! reconnected; its end is an event).
+//!
+//! A Unix path bind removes a socket file nobody listens on (left by a
+//! crash), refuses one somebody listens on (address in use) and never
+//! touches a file that is not a socket; the file is removed when the
+//! transport closes. An `inproc://` name is bound once at a time; a connect
+//! to a name not bound yet is retried like a TCP connect to a closed port.
 //!
 //! - **Handshake.** The connect end writes its HELLO at once; the bind end
 //!   waits for the peer's first byte, then answers. Both must read the peer's
@@ -83,6 +95,9 @@
 //! | `heartbeat_interval` / `heartbeat_timeout` | 5 s / 15 s | a HEARTBEAT is sent / the connection is torn down |
 //! | `connect_timeout` | 5 s | the try fails and the next one is scheduled |
 //! | `linger` | 1 s | on close, frames still queued after it are dropped |
+//! | [`INPROC_PIPE_BYTES`] (fixed) | 256 KiB each way | an `inproc://` writer waits, as on a full socket buffer |
+//! | [`INPROC_BACKLOG`] (fixed) | 128 connections | an `inproc://` connect try waits, bounded by `connect_timeout` |
+//! | [`MAX_UNIX_PATH`] (the kernel's) | 107 bytes (Linux) | the address is refused at once |
 //!
 //! # Errors
 //!
@@ -93,18 +108,24 @@
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
+mod address;
 mod config;
 mod connection;
 mod error;
 mod event;
 mod inbound;
+mod inproc;
+mod listener;
 mod outbox;
 mod peer;
 mod room;
 mod shared;
 mod transport;
+#[cfg(unix)]
+mod unix;
 mod watch;
 
+pub use address::{Address, Endpoint, MAX_UNIX_PATH, Scheme};
 pub use config::{
     DEFAULT_INBOUND_BYTES, DEFAULT_OUTBOX_BYTES, MAX_CAPACITY, MAX_DURATION, ReconnectStrategy,
     TransportConfig,
@@ -112,6 +133,7 @@ pub use config::{
 pub use error::TransportError;
 pub use event::{DisconnectReason, DropReason, Event, RefusedReason, Side};
 pub use inbound::{Inbound, InboundClosed, TryRecvError};
+pub use inproc::{INPROC_BACKLOG, INPROC_PIPE_BYTES};
 pub use outbox::TrySendError;
 pub use peer::{
     AckError, AckHandle, AckReceiver, AckSink, Incoming, MAX_UNKNOWN_ACKS_PER_SECOND, OrphanReceiver,

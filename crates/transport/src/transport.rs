@@ -19,9 +19,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use crate::address::{Address, Endpoint};
 use crate::connection::{self, Served};
 use crate::event::{Event, RefusedReason, Side};
 use crate::inbound::Inbound;
+use crate::listener::Acceptor;
 use crate::peer::{AckReceiver, OrphanReceiver, PeerSnapshot, PeerTable, SharedSink};
 use crate::room::RoomWaiter;
 use crate::shared::Shared;
@@ -132,46 +134,108 @@ impl Transport {
         &self.shared.config
     }
 
-    /// Listens on `addr` (`host:port`; port 0 picks a free port) and accepts
-    /// peers until closed. Returns the address actually bound.
-    pub async fn bind(&self, addr: &str) -> Result<SocketAddr, TransportError> {
+    /// Listens on `addr` and accepts peers until closed. Returns where it
+    /// listens, as a peer would connect to it.
+    ///
+    /// - `host:port` or `tcp://host:port`: port 0 picks a free port.
+    /// - `unix:///path`: a socket file nobody listens on is removed first; a
+    ///   file that is not a socket is an error and left untouched. The file
+    ///   is removed again when the transport closes. `unix://@name`: a Linux
+    ///   abstract name.
+    /// - `inproc://name`: a name in this process, bound once at a time.
+    pub async fn bind(&self, addr: &str) -> Result<Endpoint, TransportError> {
         self.check_open()?;
-        check_address(addr)?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| TransportError::Bind { addr: addr.to_owned(), source })?;
-        let local =
-            listener.local_addr().map_err(|source| TransportError::Bind { addr: addr.to_owned(), source })?;
-        self.shared.local_addrs.lock().unwrap_or_else(|e| e.into_inner()).push(local);
-        debug!(%local, "bound");
-        let shared = self.shared.clone();
-        self.spawn(accept_loop(shared, listener));
-        Ok(local)
+        let address = Address::parse(addr)?;
+        let failed = |source| TransportError::Bind { addr: addr.to_owned(), source };
+        let endpoint = match address {
+            Address::Tcp(host_port) => {
+                let listener = TcpListener::bind(&host_port).await.map_err(failed)?;
+                let local = listener.local_addr().map_err(failed)?;
+                self.shared.local_addrs.lock().unwrap_or_else(|e| e.into_inner()).push(local);
+                self.spawn(accept_loop(self.shared.clone(), listener));
+                Endpoint::Tcp(local)
+            }
+            #[cfg(unix)]
+            Address::Unix(path) => {
+                let (acceptor, endpoint) = crate::unix::bind_path(&path).await.map_err(failed)?;
+                self.spawn(accept_loop(self.shared.clone(), acceptor));
+                endpoint
+            }
+            #[cfg(unix)]
+            Address::UnixAbstract(name) => {
+                let (acceptor, endpoint) = crate::unix::bind_abstract(&name).map_err(failed)?;
+                self.spawn(accept_loop(self.shared.clone(), acceptor));
+                endpoint
+            }
+            Address::Inproc(name) => {
+                let (acceptor, endpoint) = crate::inproc::bind(&name).map_err(failed)?;
+                self.spawn(accept_loop(self.shared.clone(), acceptor));
+                endpoint
+            }
+            #[allow(unreachable_patterns)] // Unix addresses on other platforms
+            other => {
+                return Err(TransportError::UnsupportedScheme {
+                    addr: addr.to_owned(),
+                    scheme: other.scheme(),
+                });
+            }
+        };
+        debug!(%endpoint, "bound");
+        Ok(endpoint)
     }
 
-    /// Keeps a connection to `addr` (`host:port`) for the transport's whole
-    /// life. Returns at once; the name is resolved again on every try, each
-    /// try is bounded by [`TransportConfig::connect_timeout`], and tries are
-    /// spaced by [`TransportConfig::reconnect`]. Watch [`events`](Transport::events)
-    /// or [`peers`](Transport::peers) to see the peer come up.
+    /// Keeps a connection to `addr` for the transport's whole life: any
+    /// address [`bind`](Transport::bind) takes (`host:port`, `tcp://`,
+    /// `unix://`, `inproc://`). Returns at once; a host name is resolved
+    /// again on every try, each try is bounded by
+    /// [`TransportConfig::connect_timeout`], and tries are spaced by
+    /// [`TransportConfig::reconnect`] (a name or socket file not there yet
+    /// is tried again the same way). Watch [`events`](Transport::events) or
+    /// [`peers`](Transport::peers) to see the peer come up.
     pub fn connect(&self, addr: &str) -> Result<(), TransportError> {
-        check_address(addr)?;
-        if addr.ends_with(":0") {
-            return Err(TransportError::BadAddress {
-                addr: addr.to_owned(),
-                reason: "cannot connect to port 0",
-            });
-        }
-        let target: Arc<str> = addr.into();
-        self.connect_with(addr, move || {
-            let target = target.clone();
-            async move {
-                let stream = TcpStream::connect(&*target).await?;
-                stream.set_nodelay(true)?;
-                let remote = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| target.to_string());
-                Ok((stream, remote))
+        match Address::parse(addr)? {
+            Address::Tcp(host_port) => {
+                if host_port.ends_with(":0") {
+                    return Err(TransportError::BadAddress {
+                        addr: addr.to_owned(),
+                        reason: "cannot connect to port 0",
+                    });
+                }
+                let target: Arc<str> = host_port.into();
+                self.connect_with(addr, move || {
+                    let target = target.clone();
+                    async move {
+                        let stream = TcpStream::connect(&*target).await?;
+                        stream.set_nodelay(true)?;
+                        let remote =
+                            stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| target.to_string());
+                        Ok((stream, remote))
+                    }
+                })
             }
-        })
+            #[cfg(unix)]
+            address @ (Address::Unix(_) | Address::UnixAbstract(_)) => {
+                let path: Arc<std::path::Path> = match &address {
+                    Address::UnixAbstract(name) => crate::unix::abstract_path(name).into(),
+                    Address::Unix(path) => path.as_path().into(),
+                    _ => unreachable!("matched above"),
+                };
+                let label: Arc<str> = address.to_string().into();
+                self.connect_with(addr, move || {
+                    let (path, label) = (path.clone(), label.clone());
+                    async move { crate::unix::connect(&path, &label).await }
+                })
+            }
+            Address::Inproc(name) => {
+                let name: Arc<str> = name.into();
+                self.connect_with(addr, move || {
+                    let name = name.clone();
+                    async move { crate::inproc::connect(&name).await }
+                })
+            }
+            #[allow(unreachable_patterns)] // Unix addresses on other platforms
+            other => Err(TransportError::UnsupportedScheme { addr: addr.to_owned(), scheme: other.scheme() }),
+        }
     }
 
     /// Like [`connect`](Transport::connect), over any byte stream: `connector`
@@ -202,6 +266,26 @@ impl Transport {
             connection::serve(shared, stream, side, remote, None).await;
         });
         Ok(())
+    }
+
+    /// Adopts a stream that is already connected (a `TcpStream` from your
+    /// own accept loop, one end of a `UnixStream::pair`, a child's pipes
+    /// joined, a QUIC stream) as a peer, with the protocol role `side`
+    /// (the two ends of one stream must take opposite sides).
+    ///
+    /// Returns the label that this connection's [`Event`]s carry as its
+    /// address (`attached#N`). Someone else opened the stream, so nobody can
+    /// open it again: it is never reconnected. Its end is reported as
+    /// [`Event::PeerDisconnected`] (or [`Event::HandshakeRefused`], if it
+    /// ended before the handshake completed).
+    pub fn attach<S>(&self, stream: S, side: Side) -> Result<String, TransportError>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        static ATTACHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let label = format!("attached#{}", ATTACHED.fetch_add(1, Ordering::Relaxed));
+        self.serve(stream, side, &label)?;
+        Ok(label)
     }
 
     /// The connected peers, updated on every change: `now()` for now,
@@ -240,7 +324,8 @@ impl Transport {
         self.shared.emit(event);
     }
 
-    /// The addresses bound so far.
+    /// The TCP addresses bound so far (other transports' endpoints are what
+    /// [`bind`](Transport::bind) returned).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.shared.local_addrs.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -290,25 +375,7 @@ impl Drop for CloseOnDrop {
     }
 }
 
-/// Refuses what is plainly not `host:port` before any I/O.
-fn check_address(addr: &str) -> Result<(), TransportError> {
-    let bad = |reason| Err(TransportError::BadAddress { addr: addr.to_owned(), reason });
-    let Some((host, port)) = addr.rsplit_once(':') else {
-        return bad("expected host:port");
-    };
-    if host.is_empty() {
-        return bad("the host is empty");
-    }
-    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
-        return bad("an IPv6 host must be written in brackets, as [::1]:port");
-    }
-    if port.parse::<u16>().is_err() {
-        return bad("the port must be a number from 0 to 65535");
-    }
-    Ok(())
-}
-
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+async fn accept_loop(shared: Arc<Shared>, mut listener: impl Acceptor) {
     loop {
         let permit = tokio::select! {
             permit = shared.handshakes.clone().acquire_owned() => match permit {
@@ -323,16 +390,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         };
         match accepted {
             Ok((stream, remote)) => {
-                if let Err(e) = stream.set_nodelay(true) {
-                    debug!(%remote, error = %e, "cannot set TCP_NODELAY");
-                }
-                let task = connection::serve(
-                    shared.clone(),
-                    stream,
-                    Side::Bind,
-                    remote.to_string().into(),
-                    Some(permit),
-                );
+                let task = connection::serve(shared.clone(), stream, Side::Bind, remote.into(), Some(permit));
                 shared.tracker.spawn_on(
                     async move {
                         task.await;
@@ -404,18 +462,6 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::check_address;
-
-    #[test]
-    fn addresses_are_checked_before_any_io() {
-        for good in ["127.0.0.1:0", "localhost:5555", "[::1]:80", "example.com:65535"] {
-            assert!(check_address(good).is_ok(), "{good} refused");
-        }
-        for bad in ["", "localhost", ":80", "host:port", "host:65536", "::1:80", "host:-1"] {
-            assert!(check_address(bad).is_err(), "{bad} accepted");
-        }
-    }
-
     #[tokio::test]
     async fn connect_refuses_port_zero_at_once() {
         let parts = super::Transport::new(crate::TransportConfig::default()).unwrap();

@@ -19,7 +19,7 @@ async fn both_sides_see_each_other_with_the_right_id_and_side() {
     let client = transport(config());
     let mut server_events = server.transport.events();
     let mut client_events = client.transport.events();
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     client.transport.connect(&addr.to_string()).unwrap();
 
     let client_id = client.transport.identity();
@@ -62,7 +62,7 @@ async fn both_sides_see_each_other_with_the_right_id_and_side() {
 #[tokio::test]
 async fn hello_pipelined_with_data_in_one_write_delivers_the_data() {
     let server = transport(config());
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let id = [0xA1; 16];
     let mut raw = RawPeer::connect(addr, id).await;
 
@@ -111,7 +111,7 @@ async fn connect_end_decodes_data_pipelined_with_the_bind_ends_hello() {
 async fn version_2_hello_is_refused() {
     let server = transport(config());
     let mut events = server.transport.events();
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let mut raw = RawPeer::connect(addr, [0x02; 16]).await;
     raw.write(&hello_v(0x02, raw.id)).await;
     // The bind end answered the first byte with its own HELLO, then closes.
@@ -170,7 +170,7 @@ async fn connect_end_refuses_a_version_2_hello_and_tries_again() {
 async fn duplicate_identity_is_refused_and_the_first_connection_keeps_working() {
     let server = transport(config());
     let mut events = server.transport.events();
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let server_id = server.transport.identity();
     let id = [0xD0; 16];
 
@@ -209,7 +209,7 @@ async fn duplicate_identity_is_refused_and_the_first_connection_keeps_working() 
 async fn own_identity_is_refused() {
     let server = transport(config());
     let mut events = server.transport.events();
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let server_id = server.transport.identity();
     let mut raw = RawPeer::handshake(addr, *server_id.as_bytes(), server_id).await;
     raw.expect_closed().await;
@@ -226,7 +226,7 @@ async fn own_identity_is_refused() {
 async fn a_first_frame_that_is_not_hello_is_refused() {
     let server = transport(config());
     let mut events = server.transport.events();
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let server_id = server.transport.identity();
 
     // DATA instead of HELLO.
@@ -284,7 +284,7 @@ fn short_handshake() -> TransportConfig {
 async fn a_silent_peer_is_closed_after_the_handshake_timeout() {
     let server = transport(short_handshake());
     let mut events = server.transport.events();
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
 
     let started = Instant::now();
     let mut raw = RawPeer::connect(addr, [9; 16]).await;
@@ -345,7 +345,7 @@ async fn a_connect_end_gives_up_on_a_silent_bind_end_after_the_handshake_timeout
 async fn a_peer_that_closes_cleanly_is_reported_as_closed() {
     let server = transport(config());
     let mut events = server.transport.events();
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let raw = RawPeer::handshake(addr, [0x44; 16], server.transport.identity()).await;
     wait_peer_count(&server.transport, 1).await;
     drop(raw);

@@ -57,7 +57,7 @@ async fn connect_and_close_200_times_without_leaking_tasks_or_descriptors() {
             // connected client that then keeps reconnecting until closed.
             let other = transport(config());
             let mut events = client.transport.events();
-            let other_addr = other.transport.bind("127.0.0.1:0").await.unwrap();
+            let other_addr = other.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
             client.transport.connect(&other_addr.to_string()).unwrap();
             wait_peer_count(&client.transport, 2).await;
             other.transport.close().await;

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 async fn close_flushes_what_was_queued_to_a_raw_peer() {
     let server = transport(config());
     let mut events = server.transport.events();
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let mut raw = RawPeer::handshake(addr, [0xC1; 16], server.transport.identity()).await;
     let handle = wait_peer_count(&server.transport, 1).await[0].clone();
 
@@ -47,7 +47,7 @@ async fn close_flushes_what_was_queued_to_a_raw_peer() {
 #[tokio::test]
 async fn close_flushes_from_one_transport_to_another() {
     let server = transport(config());
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let client = transport(config());
     client.transport.connect(&addr.to_string()).unwrap();
     let handle = wait_peer_count(&client.transport, 1).await[0].clone();
@@ -135,7 +135,7 @@ async fn after_close_every_call_says_closed() {
 #[tokio::test]
 async fn the_inbound_queue_yields_what_it_holds_then_ends() {
     let server = transport(config());
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let mut raw = RawPeer::handshake(addr, [0xAA; 16], server.transport.identity()).await;
     raw.write(&[data(b"one"), data(b"two"), data(b"three")].concat()).await;
     within("three queued messages", async {
@@ -156,7 +156,7 @@ async fn the_inbound_queue_yields_what_it_holds_then_ends() {
 #[tokio::test]
 async fn dropping_the_last_handle_closes_everything() {
     let TransportParts { transport, inbound, .. } = transport(config());
-    let addr = transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let mut raw = RawPeer::handshake(addr, [0xDD; 16], transport.identity()).await;
     wait_peer_count(&transport, 1).await;
     let clone = transport.clone();
@@ -201,7 +201,7 @@ async fn binding_a_port_in_use_fails() {
         other => panic!("expected Bind, got {other:?}"),
     }
     // A port the transport itself holds is in use as well.
-    let own = transport.bind("127.0.0.1:0").await.unwrap();
+    let own = transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     assert!(matches!(transport.bind(&own.to_string()).await, Err(TransportError::Bind { .. })));
     assert_eq!(transport.local_addrs(), vec![own]);
     transport.close().await;
@@ -290,7 +290,7 @@ async fn a_peer_reported_gone_has_a_closed_handle() {
     // Whoever reacts to PeerDisconnected (on any thread) must find the
     // handle closed: a send to it fails instead of queueing into a dead outbox.
     let server = transport(config());
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     for i in 0..50u8 {
         let mut events = server.transport.events();
         let raw = RawPeer::handshake(addr, [i; 16], server.transport.identity()).await;

@@ -17,7 +17,7 @@ async fn an_envelope_of_exactly_the_maximum_passes_and_one_byte_more_disconnects
     config.max_frame_length = MAX;
     let server = transport(config);
     let mut events = server.transport.events();
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let server_id = server.transport.identity();
     let mut offender = RawPeer::handshake(addr, [0x01; 16], server_id).await;
     let mut bystander = RawPeer::handshake(addr, [0x02; 16], server_id).await;
@@ -62,7 +62,7 @@ async fn frames_over_the_maximum_are_never_sent() {
     let mut config = config();
     config.max_frame_length = MAX;
     let server = transport(config);
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let mut raw = RawPeer::handshake(addr, [0x03; 16], server.transport.identity()).await;
     let handle = wait_peer_count(&server.transport, 1).await[0].clone();
     let at_max = pattern(MAX - 1, 1);
@@ -138,7 +138,7 @@ async fn exactly_the_outbox_capacity_can_be_queued_before_the_writer_runs() {
     let mut config = config();
     config.outbox_capacity = N;
     let server = transport(config);
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let mut raw = RawPeer::handshake(addr, [0x0C; 16], server.transport.identity()).await;
     let handle = wait_peer_count(&server.transport, 1).await[0].clone();
     // No await between the sends: the writer cannot drain meanwhile.
@@ -158,7 +158,7 @@ async fn the_inbound_queue_holds_exactly_its_capacity_and_loses_nothing() {
     let mut config = config();
     config.inbound_capacity = N;
     let server = transport(config);
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let server_id = server.transport.identity();
     let mut first = RawPeer::handshake(addr, [0x0D; 16], server_id).await;
     let mut second = RawPeer::handshake(addr, [0x0E; 16], server_id).await;
@@ -219,7 +219,7 @@ async fn the_peer_after_max_peers_is_refused() {
     config.max_peers = N;
     let server = transport(config);
     let mut events = server.transport.events();
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let server_id = server.transport.identity();
     let mut peers = Vec::new();
     for i in 0..N {
@@ -256,7 +256,7 @@ async fn no_more_than_max_handshakes_are_served_at_once() {
     config.handshake_timeout = Duration::from_secs(60);
     let server = transport(config);
     let mut events = server.transport.events();
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let server_id = server.transport.identity();
 
     // Two connections that start a handshake and stall: the bind end's HELLO
@@ -302,7 +302,7 @@ async fn a_handshake_slot_is_freed_by_the_handshake_timeout() {
     config.max_handshakes = 1;
     config.handshake_timeout = Duration::from_millis(400);
     let server = transport(config);
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let server_id = server.transport.identity();
     let mut stalled = RawPeer::connect(addr, [1; 16]).await;
     stalled.write(&hello([1; 16])[..1]).await;
@@ -326,7 +326,7 @@ async fn the_ack_queue_holds_exactly_its_capacity_and_counts_what_it_drops() {
     config.ack_capacity = N;
     let mut server = transport(config);
     let mut events = server.transport.events();
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let mut raw = RawPeer::handshake(addr, [0xAC; 16], server.transport.identity()).await;
     let peer = PeerId::from_bytes([0xAC; 16]);
     raw.write(&(0..=N as u8).flat_map(|i| ack([i; 16])).collect::<Vec<_>>()).await;
@@ -354,7 +354,7 @@ async fn a_full_inbound_queue_pushes_back_on_the_sender_through_tcp() {
     let mut config = config();
     config.inbound_capacity = N;
     let server = transport(config);
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let raw = RawPeer::handshake(addr, [0x0F; 16], server.transport.identity()).await;
     let peer_id = PeerId::from_bytes([0x0F; 16]);
     // Far more than the socket buffers and the transport's read buffer hold.

@@ -26,7 +26,7 @@ async fn a_restarted_bind_end_on_the_same_port_is_reconnected_and_traffic_resume
     let mut events = client.transport.events();
 
     let first = transport(config());
-    let addr = first.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = first.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     client.transport.connect(&addr.to_string()).unwrap();
     let table = wait_peers(&client.transport, "the first server", |t| t.len() == 1).await;
     assert_eq!(table[0].id(), first.transport.identity());
@@ -105,7 +105,7 @@ async fn a_connect_end_started_before_its_bind_end_gets_through() {
 #[tokio::test]
 async fn localhost_names_are_resolved() {
     let server = transport(config());
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let client = transport(config());
     let mut events = client.transport.events();
     let name = format!("localhost:{}", addr.port());

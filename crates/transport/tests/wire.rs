@@ -32,7 +32,7 @@ async fn disconnect_reason(events: &mut smartsock_transport::Events) -> Disconne
 async fn a_bytewise_raw_peer_talks_to_a_bind_end_both_ways() {
     let mut server = transport(quiet());
     let server_id = server.transport.identity();
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let id = [0x5A; 16];
     let peer = PeerId::from_bytes(id);
     let mut raw = RawPeer::connect(addr, id).await;
@@ -135,7 +135,7 @@ async fn a_bytewise_raw_bind_end_talks_to_a_connect_end() {
 #[tokio::test]
 async fn small_and_large_frames_keep_their_order_and_bytes() {
     let server = transport(quiet());
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let mut raw = RawPeer::handshake(addr, [0x3C; 16], server.transport.identity()).await;
     let handle = wait_peer_count(&server.transport, 1).await[0].clone();
 
@@ -177,7 +177,7 @@ async fn ack_on_arrival_acknowledges_before_the_application_takes_the_message() 
     let mut config = quiet();
     config.ack_on_arrival = true;
     let server = transport(config);
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let mut raw = RawPeer::handshake(addr, [0x4D; 16], server.transport.identity()).await;
     raw.write(&data_req([0x0F; 16], b"x")).await;
     // The ACK comes back without anyone receiving the message.
@@ -192,7 +192,7 @@ async fn ack_on_arrival_acknowledges_before_the_application_takes_the_message() 
 #[tokio::test]
 async fn a_second_hello_after_the_handshake_is_ignored() {
     let server = transport(quiet());
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let mut raw = RawPeer::handshake(addr, [0x2E; 16], server.transport.identity()).await;
     let mut segment = hello([0x2E; 16]);
     segment.extend(data(b"after a second hello"));
@@ -207,7 +207,7 @@ async fn a_second_hello_after_the_handshake_is_ignored() {
 async fn malformed_frames_after_the_handshake_close_that_connection_only() {
     let server = transport(quiet());
     let mut events = server.transport.events();
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let server_id = server.transport.identity();
     let mut keeper = RawPeer::handshake(addr, [0xFF; 16], server_id).await;
 
@@ -329,7 +329,7 @@ async fn the_transports_own_heartbeat_is_exactly_00_00_00_01_02() {
     config.heartbeat_interval = Duration::from_millis(100);
     config.heartbeat_timeout = Duration::from_secs(5);
     let server = transport(config);
-    let addr = server.transport.bind("127.0.0.1:0").await.unwrap();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let mut raw = RawPeer::handshake(addr, [0x48; 16], server.transport.identity()).await;
     for _ in 0..3 {
         raw.expect_bytes(&[0x00, 0x00, 0x00, 0x01, 0x02]).await;

@@ -68,10 +68,11 @@ pub(crate) enum Command {
 #[derive(Debug, Args)]
 #[group(required = true, multiple = true)]
 pub(crate) struct Endpoints {
-    /// Listen on ADDR (host:port; port 0 picks a free port) and accept peers. Repeatable.
+    /// Listen on ADDR and accept peers: host:port or tcp://host:port (port 0 picks a free
+    /// port), unix:///path, unix://@name (Linux), inproc://name. Repeatable.
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
     pub(crate) bind: Vec<String>,
-    /// Connect to ADDR (host:port), reconnecting whenever the link drops. Repeatable.
+    /// Connect to ADDR (any form --bind takes), reconnecting whenever the link drops. Repeatable.
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
     pub(crate) connect: Vec<String>,
 }
@@ -244,18 +245,17 @@ pub(crate) struct AgentArgs {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct OptionalPeer(pub(crate) Option<PeerId>);
 
-/// `host:port`, checked before any I/O: the host is not empty, the port is a
-/// number up to 65535, and an IPv6 host is in brackets.
+/// An address of any scheme the library takes, checked before any I/O: a
+/// bare `host:port` (an IPv6 host in brackets), `tcp://`, `unix://`,
+/// `inproc://`. A scheme this build lacks (`tls://`, `ws://`) is refused here.
 pub(crate) fn parse_addr(addr: &str) -> Result<String, String> {
-    let (host, port) = addr.rsplit_once(':').ok_or("expected host:port, as 127.0.0.1:5555")?;
-    if host.is_empty() {
-        return Err("the host is empty (expected host:port, as 127.0.0.1:5555)".into());
+    match smartsock::Address::parse(addr) {
+        Ok(_) => Ok(addr.to_owned()),
+        Err(smartsock::transport::TransportError::BadAddress { reason, .. }) => {
+            Err(format!("{reason} (as 127.0.0.1:5555, unix:///tmp/app.sock or inproc://name)"))
+        }
+        Err(other) => Err(other.to_string()),
     }
-    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
-        return Err("an IPv6 host must be written in brackets, as [::1]:5555".into());
-    }
-    port.parse::<u16>().map_err(|_| format!("the port {port:?} is not a number from 0 to 65535"))?;
-    Ok(addr.to_owned())
 }
 
 fn parse_peer(text: &str) -> Result<PeerId, String> {
@@ -299,6 +299,13 @@ mod tests {
         assert!(parse_addr(":5555").is_err());
         assert!(parse_addr("::1:5555").is_err());
         assert!(parse_addr("127.0.0.1:99999").is_err());
+        assert!(parse_addr("tcp://127.0.0.1:5555").is_ok());
+        assert!(parse_addr("unix:///tmp/app.sock").is_ok());
+        assert!(parse_addr("inproc://jobs").is_ok());
+        assert!(parse_addr("unix://").is_err());
+        assert!(parse_addr("ipc:///tmp/x").is_err());
+        let tls = parse_addr("tls://127.0.0.1:5555").unwrap_err();
+        assert!(tls.contains("not supported by this build"), "{tls}");
     }
 
     #[test]

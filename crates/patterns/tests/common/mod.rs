@@ -59,7 +59,7 @@ pub(crate) fn seq(bytes: &[u8]) -> u32 {
 /// A transport that binds to a free loopback port, and that port.
 pub(crate) async fn receiver() -> (TransportParts, SocketAddr) {
     let parts = Transport::new(TransportConfig::default()).expect("receiver transport");
-    let addr = parts.transport.bind("127.0.0.1:0").await.expect("bind");
+    let addr = parts.transport.bind("127.0.0.1:0").await.expect("bind").tcp().expect("a TCP address");
     (parts, addr)
 }
 

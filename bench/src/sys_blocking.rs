@@ -1,0 +1,56 @@
+//! smartsock-blocking, one-way only: both ends on plain threads, the socket
+//! on the runtime it owns (one worker thread), so the figure is what a
+//! threaded program gets, next to the async socket's.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use smartsock_blocking::Socket;
+
+use crate::common::{self, Args, CLOCK_EVERY, END, Res, Tally};
+
+pub(crate) fn run(args: &Args) -> Res {
+    match (args.scenario.as_str(), args.role.as_str()) {
+        ("oneway", "recv") => oneway_recv(args),
+        ("oneway", "send") => oneway_send(args),
+        _ => Err(args.unknown()),
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+fn oneway_recv(args: &Args) -> Res {
+    let socket = Socket::new().map_err(err)?;
+    common::ready(socket.bind("127.0.0.1:0").map_err(err)?);
+    let mut tally = Tally::default();
+    for message in &socket {
+        if tally.take(message.len(), args.size) {
+            break;
+        }
+    }
+    tally.stop();
+    common::report_oneway(&tally, args.size);
+    socket.close();
+    Ok(())
+}
+
+fn oneway_send(args: &Args) -> Res {
+    let socket = Socket::new().map_err(err)?;
+    socket.connect(&args.addr).map_err(err)?;
+    socket.wait_for_peers(1, args.duration()).then_some(()).ok_or("no peer")?;
+    let payload = args.payload();
+    let deadline = Instant::now() + args.duration();
+    let mut sent = 0u64;
+    while Instant::now() < deadline {
+        for _ in 0..CLOCK_EVERY {
+            socket.send(Bytes::copy_from_slice(&payload)).map_err(err)?;
+        }
+        sent += CLOCK_EVERY;
+    }
+    socket.send(END).map_err(err)?;
+    socket.close();
+    common::result(&[("sent", sent.to_string())]);
+    Ok(())
+}
