@@ -136,11 +136,22 @@ pub struct TransportConfig {
     /// Connected peers at most. A handshake that would pass it is refused with
     /// [`RefusedReason::TooManyPeers`](crate::RefusedReason::TooManyPeers). Default: 1024.
     pub max_peers: usize,
-    /// Accepted connections still handshaking, at most. At the limit the bind
-    /// end stops accepting until one finishes (the OS backlog holds the rest).
+    /// Connected peers from one IP address at most, so that one host cannot
+    /// hold every slot; more are refused with
+    /// [`RefusedReason::TooManyFromAddress`](crate::RefusedReason::TooManyFromAddress).
+    /// Unix sockets, in-process pipes and attached streams are not counted.
+    /// Default: 256.
+    pub max_peers_per_address: usize,
+    /// Accepted connections still handshaking, at most. Accepting never
+    /// waits: at the limit the oldest pending handshake is dropped
+    /// ([`RefusedReason::Shed`](crate::RefusedReason::Shed)) to make room.
     /// Default: 64.
     pub max_handshakes: usize,
-    /// Time a new connection has to complete its handshake. Default: 10 s.
+    /// Pending handshakes from one IP address at most; a connection past it
+    /// is closed at once ([`RefusedReason::TooManyFromAddress`](crate::RefusedReason::TooManyFromAddress)).
+    /// Default: 8.
+    pub max_handshakes_per_address: usize,
+    /// Time a new connection has to complete its handshake. Default: 5 s.
     pub handshake_timeout: Duration,
     /// Send a HEARTBEAT after this long with nothing sent. Default: 5 s.
     pub heartbeat_interval: Duration,
@@ -172,8 +183,10 @@ impl Default for TransportConfig {
             inbound_bytes: DEFAULT_INBOUND_BYTES,
             ack_capacity: 4096,
             max_peers: 1024,
+            max_peers_per_address: 256,
             max_handshakes: 64,
-            handshake_timeout: Duration::from_secs(10),
+            max_handshakes_per_address: 8,
+            handshake_timeout: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(5),
             heartbeat_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(5),
@@ -199,6 +212,8 @@ impl TransportConfig {
             ("ack_capacity", self.ack_capacity),
             ("max_peers", self.max_peers),
             ("max_handshakes", self.max_handshakes),
+            ("max_handshakes_per_address", self.max_handshakes_per_address),
+            ("max_peers_per_address", self.max_peers_per_address),
             ("event_capacity", self.event_capacity),
         ];
         for (name, value) in positive {

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use smartsock_framing::{Codec, Frame, MsgId, PROTOCOL_VERSION, PeerId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio::time::{Instant, sleep, sleep_until, timeout, timeout_at};
 use tokio_util::codec::Decoder;
 use tracing::{Instrument, debug, field, trace, warn};
 
+use crate::admission::Ticket;
 use crate::event::{DisconnectReason, DropReason, Event, RefusedReason, Side};
 use crate::outbox::Outbox;
 use crate::peer::{AckHandle, Incoming, Orphans, Outgoing, PeerHandle};
@@ -22,6 +22,8 @@ use crate::shared::Shared;
 
 /// Bytes the reader asks the OS for at once: big reads, many frames each.
 const READ_CHUNK: usize = 64 * 1024;
+/// The read buffer of a new connection, before any traffic.
+const INITIAL_READ_BUFFER: usize = 4 * 1024;
 /// Write-buffer capacity kept between batches; more is given back.
 const MAX_KEPT_BUFFER: usize = 1024 * 1024;
 /// Payloads at least this long are written from their own buffer (vectored
@@ -39,6 +41,9 @@ pub(crate) enum Served {
     Refused(RefusedReason),
     /// The stream failed, or the transport closed, before the peer was up.
     Failed,
+    /// (Connect end) the peer closed the connection after our HELLO without
+    /// answering: a bind end refuses so (identity taken, no free slot).
+    Rejected,
 }
 
 /// Runs a connection on `stream` to its end.
@@ -47,13 +52,13 @@ pub(crate) async fn serve<S>(
     stream: S,
     side: Side,
     addr: Arc<str>,
-    handshake_permit: Option<OwnedSemaphorePermit>,
+    ticket: Option<Ticket>,
 ) -> Served
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let span = tracing::debug_span!("connection", peer = field::Empty, remote = %addr, role = %side);
-    serve_in_span(shared, stream, side, addr, handshake_permit, span.clone()).instrument(span).await
+    serve_in_span(shared, stream, side, addr, ticket, span.clone()).instrument(span).await
 }
 
 async fn serve_in_span<S>(
@@ -61,7 +66,7 @@ async fn serve_in_span<S>(
     stream: S,
     side: Side,
     addr: Arc<str>,
-    handshake_permit: Option<OwnedSemaphorePermit>,
+    ticket: Option<Ticket>,
     span: tracing::Span,
 ) -> Served
 where
@@ -69,23 +74,41 @@ where
 {
     let config = &shared.config;
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut read_buf = BytesMut::with_capacity(READ_CHUNK);
+    // Small until the peer shows it has something to say: an idle
+    // connection should cost little (the reader grows it as bytes arrive).
+    let mut read_buf = BytesMut::with_capacity(INITIAL_READ_BUFFER);
+    let deadline = Instant::now() + config.handshake_timeout;
 
-    let handshake = timeout(
-        config.handshake_timeout,
-        handshake(&mut reader, &mut writer, &mut read_buf, side, config.identity),
-    );
+    // The connect end speaks first. The bind end reads the peer's HELLO and
+    // decides (identity, slots) before it answers, so a refused peer never
+    // sees a handshake it could take for a connection.
+    let exchange = async {
+        let hello_sent = match side {
+            Side::Connect => Some(send_hello(&mut writer, config.identity).await?),
+            Side::Bind => None,
+        };
+        let peer = read_hello(&mut reader, &mut read_buf, side).await?;
+        Ok((peer, hello_sent))
+    };
+    let shed = async {
+        match &ticket {
+            Some(ticket) => ticket.shed().await,
+            None => std::future::pending().await,
+        }
+    };
     let outcome = tokio::select! {
-        outcome = handshake => outcome.unwrap_or(Err(RefusedReason::Timeout)),
+        outcome = timeout_at(deadline, exchange) => outcome.unwrap_or(Err(RefusedReason::Timeout)),
+        () = shed => Err(RefusedReason::Shed),
         () = shared.cancel.cancelled() => return Served::Failed,
     };
-    drop(handshake_permit);
+    drop(ticket);
     let (peer, hello_sent) = match outcome {
         Ok(done) => done,
         Err(reason) => {
             refuse(&shared, &addr, reason.clone(), &mut writer).await;
             return match reason {
-                RefusedReason::Io(_) | RefusedReason::Timeout => Served::Failed,
+                RefusedReason::Io(_) if side == Side::Connect => Served::Rejected,
+                RefusedReason::Io(_) | RefusedReason::Timeout | RefusedReason::Shed => Served::Failed,
                 reason => Served::Refused(reason),
             };
         }
@@ -99,6 +122,23 @@ where
         refuse(&shared, &addr, reason.clone(), &mut writer).await;
         return Served::Refused(reason);
     }
+    let hello_sent = match hello_sent {
+        Some(at) => at,
+        None => match timeout_at(deadline, send_hello(&mut writer, config.identity)).await {
+            Ok(Ok(at)) => at,
+            failed => {
+                let reason = match failed {
+                    Ok(Err(reason)) => reason,
+                    _ => RefusedReason::Timeout,
+                };
+                let queued = outbox.close(&mut Vec::new());
+                shared.unregister(&handle);
+                hand_back_unsent(&shared, peer, queued, &VecDeque::new());
+                report_refusal(&shared, &addr, reason);
+                return Served::Failed;
+            }
+        },
+    };
     debug!("peer connected");
     shared.emit(Event::PeerConnected { peer, addr: addr.to_string(), side });
 
@@ -133,45 +173,49 @@ where
 
 /// Logs and reports a refused handshake, then closes the stream.
 async fn refuse<W: AsyncWrite + Unpin>(shared: &Shared, addr: &str, reason: RefusedReason, writer: &mut W) {
-    warn!(%reason, "handshake refused");
-    shared.emit(Event::HandshakeRefused { addr: addr.to_owned(), reason });
+    report_refusal(shared, addr, reason);
     // Best effort and bounded: the peer may not be reading at all.
     let _ = timeout(shared.config.linger, writer.shutdown()).await;
 }
 
-/// Sends our HELLO and reads the peer's, per PROTOCOL.md. Bytes that came
-/// after the peer's HELLO stay in `read_buf` for the reader. Returns the
-/// peer's identity and when our HELLO went out (the heartbeat clock's start).
-async fn handshake<R, W>(
-    reader: &mut R,
-    writer: &mut W,
-    read_buf: &mut BytesMut,
-    side: Side,
-    identity: PeerId,
-) -> Result<(PeerId, Instant), RefusedReason>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let io_error = |e: io::Error| RefusedReason::Io(e.to_string());
-    if side == Side::Bind {
-        // Every aiomsg bind end waits for the peer's first byte before
-        // answering (room to tell raw TCP from a WebSocket upgrade).
-        while read_buf.is_empty() {
-            if reader.read_buf(read_buf).await.map_err(io_error)? == 0 {
-                return Err(RefusedReason::Io("closed before sending anything".into()));
-            }
+/// Reports a refused connection: always as an event, in the log at most
+/// once a second at WARN (with how many were not logged), so that a storm
+/// of refusals cannot flood the log.
+pub(crate) fn report_refusal(shared: &Shared, addr: &str, reason: RefusedReason) {
+    match shared.refusal_log.allow() {
+        Some(0) => warn!(remote = addr, %reason, "handshake refused"),
+        Some(suppressed) => {
+            warn!(remote = addr, %reason, suppressed, "handshake refused (and others not logged)")
         }
+        None => debug!(remote = addr, %reason, "handshake refused"),
     }
+    shared.emit(Event::HandshakeRefused { addr: addr.to_owned(), reason });
+}
+
+/// Writes our HELLO; returns when it went out (the heartbeat clock's start).
+async fn send_hello<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    identity: PeerId,
+) -> Result<Instant, RefusedReason> {
+    let io_error = |e: io::Error| RefusedReason::Io(e.to_string());
     writer.write_all(&Frame::hello(identity).header()).await.map_err(io_error)?;
     writer.flush().await.map_err(io_error)?;
-    let hello_sent = Instant::now();
+    Ok(Instant::now())
+}
 
+/// Reads the peer's HELLO, per PROTOCOL.md. Bytes that came after it stay in
+/// `read_buf` for the reader.
+async fn read_hello<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    read_buf: &mut BytesMut,
+    side: Side,
+) -> Result<PeerId, RefusedReason> {
+    let io_error = |e: io::Error| RefusedReason::Io(e.to_string());
     let mut codec = Codec::builder().max_frame_length(HELLO_ENVELOPE_LEN).build();
     loop {
         match codec.decode(read_buf) {
             Ok(Some(Frame::Hello { version, identity })) if version == PROTOCOL_VERSION => {
-                return Ok((identity, hello_sent));
+                return Ok(identity);
             }
             Ok(Some(Frame::Hello { version, .. })) => return Err(RefusedReason::Version(version)),
             Ok(Some(other)) => {
@@ -181,7 +225,10 @@ where
             Err(e) => return Err(RefusedReason::Malformed(e.to_string())),
         }
         if reader.read_buf(read_buf).await.map_err(io_error)? == 0 {
-            return Err(RefusedReason::Io("closed during the handshake".into()));
+            return Err(RefusedReason::Io(match (side, read_buf.is_empty()) {
+                (Side::Bind, true) => "closed before sending anything".into(),
+                _ => "closed during the handshake".into(),
+            }));
         }
     }
 }

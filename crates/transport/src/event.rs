@@ -70,6 +70,12 @@ pub enum RefusedReason {
     TooManyPeers,
     /// The stream failed or closed during the handshake.
     Io(String),
+    /// Too many handshakes were pending: this one, the oldest, was dropped
+    /// to make room for a newer one.
+    Shed,
+    /// The remote address holds its share of pending handshakes, or of
+    /// connected peers, already.
+    TooManyFromAddress,
 }
 
 impl fmt::Display for RefusedReason {
@@ -82,6 +88,8 @@ impl fmt::Display for RefusedReason {
             Self::Malformed(what) => write!(f, "malformed handshake: {what}"),
             Self::TooManyPeers => f.write_str("the socket has its maximum number of peers"),
             Self::Io(what) => write!(f, "i/o error during the handshake: {what}"),
+            Self::Shed => f.write_str("too many handshakes pending: the oldest was dropped"),
+            Self::TooManyFromAddress => f.write_str("too many connections from this address"),
         }
     }
 }

@@ -90,8 +90,10 @@
 //! | `inbound_capacity` | 1024 messages | reading stops on every connection until the application takes one; TCP pushes back, nothing is dropped |
 //! | `ack_capacity` | 4096 ACKs | further ACKs are dropped and counted; the sender resends and the repeat is acknowledged again |
 //! | `max_peers` | 1024 | the new connection is refused (`TooManyPeers`) |
-//! | `max_handshakes` | 64 | the bind end stops accepting until a handshake ends |
-//! | `handshake_timeout` | 10 s | the connection is refused (`Timeout`) |
+//! | `max_handshakes` | 64 | the oldest pending handshake is dropped to make room: accepting never waits |
+//! | `max_handshakes_per_address` | 8 | a further connection from that IP is closed at once |
+//! | `max_peers_per_address` | 256 | a further peer from that IP is refused |
+//! | `handshake_timeout` | 5 s | the connection is refused (`Timeout`) |
 //! | `heartbeat_interval` / `heartbeat_timeout` | 5 s / 15 s | a HEARTBEAT is sent / the connection is torn down |
 //! | `connect_timeout` | 5 s | the try fails and the next one is scheduled |
 //! | `linger` | 1 s | on close, frames still queued after it are dropped |
@@ -109,6 +111,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod address;
+mod admission;
 mod config;
 mod connection;
 mod error;

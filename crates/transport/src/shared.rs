@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use smartsock_framing::{MsgId, PeerId};
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::TransportConfig;
+use crate::admission::{Admission, source_of};
 use crate::event::{Event, RefusedReason};
 use crate::inbound::Inbound;
 use crate::peer::{Orphans, PeerHandle, PeerSnapshot, PeerTable, SharedSink};
@@ -35,7 +36,9 @@ pub(crate) struct Shared {
     pub(crate) ack_sink: SharedSink,
     pub(crate) orphans: mpsc::Sender<Orphans>,
     pub(crate) events: broadcast::Sender<Event>,
-    pub(crate) handshakes: Arc<Semaphore>,
+    pub(crate) admission: Arc<Admission>,
+    /// Keeps refusals from flooding the log.
+    pub(crate) refusal_log: LogLimiter,
     pub(crate) local_addrs: Mutex<Vec<SocketAddr>>,
     /// Woken whenever an outbox may have room: a writer took frames out of
     /// one, or the peers changed.
@@ -59,6 +62,12 @@ impl Shared {
         }
         if peers.len() >= self.config.max_peers {
             return Err(RefusedReason::TooManyPeers);
+        }
+        if let Some(ip) = source_of(&handle.addr) {
+            let from_there = peers.iter().filter(|p| source_of(&p.addr) == Some(ip)).count();
+            if from_there >= self.config.max_peers_per_address {
+                return Err(RefusedReason::TooManyFromAddress);
+            }
         }
         peers.push(handle.clone());
         self.publish(&peers);
@@ -85,5 +94,31 @@ impl Drop for Shared {
     fn drop(&mut self) {
         // The last task and handle are gone: receivers get what is left, then the end.
         self.inbound.close();
+    }
+}
+
+/// Lets a repeated log line through at most once a second.
+#[derive(Default)]
+pub(crate) struct LogLimiter {
+    state: Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+impl LogLimiter {
+    /// `Some(n)` if the line may be logged now (`n` lines were held back
+    /// since the last one), `None` if it is to be held back.
+    pub(crate) fn allow(&self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *state {
+            Some((last, held)) if now.duration_since(*last) < std::time::Duration::from_secs(1) => {
+                *held += 1;
+                None
+            }
+            slot => {
+                let held = slot.map_or(0, |(_, held)| held);
+                *slot = Some((now, 0));
+                Some(held)
+            }
+        }
     }
 }

@@ -13,13 +13,14 @@ use smartsock_framing::PeerId;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::address::{Address, Endpoint};
+use crate::admission::Admission;
 use crate::connection::{self, Served};
 use crate::event::{Event, RefusedReason, Side};
 use crate::inbound::Inbound;
@@ -102,7 +103,8 @@ impl Transport {
             ack_sink: ack_sink.clone(),
             orphans: orphans_tx,
             events,
-            handshakes: Arc::new(Semaphore::new(config.max_handshakes)),
+            admission: Admission::new(config.max_handshakes, config.max_handshakes_per_address),
+            refusal_log: Default::default(),
             local_addrs: Mutex::new(Vec::new()),
             room: Arc::new(Notify::new()),
             config,
@@ -377,20 +379,21 @@ impl Drop for CloseOnDrop {
 
 async fn accept_loop(shared: Arc<Shared>, mut listener: impl Acceptor) {
     loop {
-        let permit = tokio::select! {
-            permit = shared.handshakes.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-            () = shared.cancel.cancelled() => return,
-        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = shared.cancel.cancelled() => return,
         };
         match accepted {
             Ok((stream, remote)) => {
-                let task = connection::serve(shared.clone(), stream, Side::Bind, remote.into(), Some(permit));
+                let ticket = match shared.admission.admit(&remote) {
+                    Ok(ticket) => ticket,
+                    Err(reason) => {
+                        // Dropping the stream closes it: nothing was read or written.
+                        connection::report_refusal(&shared, &remote, reason);
+                        continue;
+                    }
+                };
+                let task = connection::serve(shared.clone(), stream, Side::Bind, remote.into(), Some(ticket));
                 shared.tracker.spawn_on(
                     async move {
                         task.await;
@@ -417,6 +420,8 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let mut failures = 0u32;
+    // Handshakes in a row that the bind end closed without answering.
+    let mut rejections = 0u32;
     loop {
         let attempt = tokio::select! {
             attempt = timeout(shared.config.connect_timeout, connector()) => attempt,
@@ -425,7 +430,11 @@ where
         match attempt {
             Ok(Ok((stream, remote))) => {
                 match connection::serve(shared.clone(), stream, Side::Connect, remote.into(), None).await {
-                    Served::Up => failures = 0,
+                    Served::Up => {
+                        failures = 0;
+                        rejections = 0;
+                    }
+                    Served::Rejected => rejections = rejections.saturating_add(1),
                     Served::Refused(RefusedReason::OwnIdentity) => {
                         // Trying again would meet ourselves again, for ever.
                         warn!(addr = %label, "connected to itself: no longer connecting to this address");
@@ -450,7 +459,9 @@ where
             return;
         }
         failures = failures.saturating_add(1);
-        let delay = shared.config.reconnect.delay(failures);
+        // A bind end that keeps refusing us is not helped by a try every
+        // 100 ms: back off, doubling up to REJECTED_BACKOFF_MAX.
+        let delay = shared.config.reconnect.delay(failures).max(rejected_backoff(rejections));
         debug!(addr = %label, attempt = failures, ?delay, "reconnecting");
         shared.emit(Event::Reconnecting { addr: label.to_string(), attempt: failures, delay });
         tokio::select! {
@@ -460,8 +471,34 @@ where
     }
 }
 
+/// The longest wait between tries after the bind end refused us.
+const REJECTED_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The least wait after `rejections` refused handshakes in a row: none after
+/// none, then 100 ms doubling up to [`REJECTED_BACKOFF_MAX`].
+fn rejected_backoff(rejections: u32) -> Duration {
+    if rejections == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(100)
+        .saturating_mul(1 << rejections.saturating_sub(1).min(10))
+        .min(REJECTED_BACKOFF_MAX)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn refused_connect_ends_back_off_exponentially_to_a_bound() {
+        use super::rejected_backoff;
+        use std::time::Duration;
+        assert_eq!(rejected_backoff(0), Duration::ZERO);
+        assert_eq!(rejected_backoff(1), Duration::from_millis(100));
+        assert_eq!(rejected_backoff(2), Duration::from_millis(200));
+        assert_eq!(rejected_backoff(6), Duration::from_millis(3200));
+        assert_eq!(rejected_backoff(7), Duration::from_secs(5));
+        assert_eq!(rejected_backoff(u32::MAX), Duration::from_secs(5));
+    }
+
     #[tokio::test]
     async fn connect_refuses_port_zero_at_once() {
         let parts = super::Transport::new(crate::TransportConfig::default()).unwrap();

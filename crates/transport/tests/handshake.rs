@@ -115,7 +115,7 @@ async fn version_2_hello_is_refused() {
     let mut raw = RawPeer::connect(addr, [0x02; 16]).await;
     raw.write(&hello_v(0x02, raw.id)).await;
     // The bind end answered the first byte with its own HELLO, then closes.
-    raw.expect_bytes(&hello(*server.transport.identity().as_bytes())).await;
+    // Refused before the bind end answers: no HELLO, only the close.
     raw.expect_closed().await;
 
     let reason = next_event(&mut events, "HandshakeRefused", |e| match e {
@@ -178,7 +178,9 @@ async fn duplicate_identity_is_refused_and_the_first_connection_keeps_working() 
     let table = wait_peer_count(&server.transport, 1).await;
     let first_handle = table[0].clone();
 
-    let mut second = RawPeer::handshake(addr, id, server_id).await;
+    // Refused before the bind end answers: the second sees no HELLO, only the close.
+    let mut second = RawPeer::connect(addr, id).await;
+    second.write(&hello(id)).await;
     second.expect_closed().await;
     let reason = next_event(&mut events, "HandshakeRefused", |e| match e {
         Event::HandshakeRefused { reason, .. } => Some(reason.clone()),
@@ -211,7 +213,8 @@ async fn own_identity_is_refused() {
     let mut events = server.transport.events();
     let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let server_id = server.transport.identity();
-    let mut raw = RawPeer::handshake(addr, *server_id.as_bytes(), server_id).await;
+    let mut raw = RawPeer::connect(addr, *server_id.as_bytes()).await;
+    raw.write(&hello(*server_id.as_bytes())).await;
     raw.expect_closed().await;
     let reason = next_event(&mut events, "HandshakeRefused", |e| match e {
         Event::HandshakeRefused { reason, .. } => Some(reason.clone()),
@@ -227,12 +230,12 @@ async fn a_first_frame_that_is_not_hello_is_refused() {
     let server = transport(config());
     let mut events = server.transport.events();
     let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
-    let server_id = server.transport.identity();
+    let _server_id = server.transport.identity();
 
     // DATA instead of HELLO.
     let mut raw = RawPeer::connect(addr, [1; 16]).await;
     raw.write(&data(b"no hello")).await;
-    raw.expect_bytes(&hello(*server_id.as_bytes())).await;
+    // A refused peer is never answered: no HELLO, only the close.
     raw.expect_closed().await;
     assert!(matches!(
         next_event(&mut events, "refusal", |e| match e {
@@ -246,7 +249,7 @@ async fn a_first_frame_that_is_not_hello_is_refused() {
     // A HELLO whose length prefix claims more than a HELLO, refused from the prefix alone.
     let mut raw = RawPeer::connect(addr, [2; 16]).await;
     raw.write(&header(0x13, 0x01)).await;
-    raw.expect_bytes(&hello(*server_id.as_bytes())).await;
+    // A refused peer is never answered: no HELLO, only the close.
     raw.expect_closed().await;
     assert!(matches!(
         next_event(&mut events, "refusal", |e| match e {
@@ -260,7 +263,7 @@ async fn a_first_frame_that_is_not_hello_is_refused() {
     // Closed in the middle of the HELLO.
     let mut raw = RawPeer::connect(addr, [3; 16]).await;
     raw.write(&hello([3; 16])[..10]).await;
-    raw.expect_bytes(&hello(*server_id.as_bytes())).await;
+    // A refused peer is never answered: no HELLO, only the close.
     raw.stream.shutdown().await.unwrap();
     assert!(matches!(
         next_event(&mut events, "refusal", |e| match e {
@@ -304,7 +307,7 @@ async fn a_silent_peer_is_closed_after_the_handshake_timeout() {
     let started = Instant::now();
     let mut raw = RawPeer::connect(addr, [9; 16]).await;
     raw.write(&hello([9; 16])[..1]).await;
-    raw.expect_bytes(&hello(*server.transport.identity().as_bytes())).await;
+    // A refused peer is never answered: no HELLO, only the close.
     raw.expect_closed().await;
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(5), "{elapsed:?}");

@@ -208,9 +208,9 @@ async fn a_silent_duplex_peer_is_refused_at_the_handshake_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn the_first_heartbeat_counts_from_the_hello_we_sent() {
-    // The bind end sends its HELLO on the peer's first byte; the peer takes
-    // 600 ms to finish its own. The HELLO was a frame sent, so the first
-    // heartbeat is due one interval after it, not after the handshake.
+    // The bind end answers once it has read the peer's whole HELLO; the
+    // peer then waits 600 ms before its first frame. The HELLO was a frame
+    // sent, so the first heartbeat is due one interval after it.
     let parts = transport(heartbeat_config());
     let (ours, theirs) = tokio::io::duplex(1024);
     parts.transport.serve(ours, Side::Bind, "memory").unwrap();
@@ -218,11 +218,11 @@ async fn the_first_heartbeat_counts_from_the_hello_we_sent() {
     let mut reader = tokio_util::codec::FramedRead::new(read, smartsock_framing::Codec::new());
     let hello_bytes = hello(*PEER.as_bytes());
     tokio::io::AsyncWriteExt::write_all(&mut write, &hello_bytes[..1]).await.unwrap();
+    sleep(Duration::from_millis(600)).await;
+    tokio::io::AsyncWriteExt::write_all(&mut write, &hello_bytes[1..]).await.unwrap();
     let frame = within("HELLO", futures::StreamExt::next(&mut reader)).await.unwrap().unwrap();
     assert_eq!(frame, Frame::hello(parts.transport.identity()));
     let hello_sent = Instant::now();
-    sleep(Duration::from_millis(600)).await;
-    tokio::io::AsyncWriteExt::write_all(&mut write, &hello_bytes[1..]).await.unwrap();
     let frame = within("heartbeat", futures::StreamExt::next(&mut reader)).await.unwrap().unwrap();
     assert_eq!(frame, Frame::Heartbeat);
     assert_eq!(hello_sent.elapsed(), INTERVAL);

@@ -35,7 +35,7 @@ async fn connect_and_close_200_times_without_leaking_tasks_or_descriptors() {
     let mut server_config = config();
     server_config.handshake_timeout = Duration::from_millis(100);
     let server = transport(server_config);
-    let server_id = server.transport.identity();
+    let _server_id = server.transport.identity();
     let mut server_events = server.transport.events();
     let addr = server.transport.bind("127.0.0.1:0").await.unwrap().to_string();
 
@@ -71,7 +71,6 @@ async fn connect_and_close_200_times_without_leaking_tasks_or_descriptors() {
             // silent peer timed out, both closed by the server.
             let mut refused = RawPeer::connect(addr.as_str(), [0xEE; 16]).await;
             refused.write(&hello_v(2, [0xEE; 16])).await;
-            refused.expect_bytes(&hello(*server_id.as_bytes())).await;
             refused.expect_closed().await;
             let mut silent = RawPeer::connect(addr.as_str(), [0xEF; 16]).await;
             silent.expect_closed().await;

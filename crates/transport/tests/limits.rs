@@ -227,7 +227,9 @@ async fn the_peer_after_max_peers_is_refused() {
     }
     wait_peer_count(&server.transport, N).await;
 
-    let mut extra = RawPeer::handshake(addr, [0xEE; 16], server_id).await;
+    // Refused before the bind end answers: no HELLO, only the close.
+    let mut extra = RawPeer::connect(addr, [0xEE; 16]).await;
+    extra.write(&hello([0xEE; 16])).await;
     extra.expect_closed().await;
     let reason = next_event(&mut events, "HandshakeRefused", |e| match e {
         Event::HandshakeRefused { reason, .. } => Some(reason.clone()),
@@ -249,73 +251,80 @@ async fn the_peer_after_max_peers_is_refused() {
 }
 
 #[tokio::test]
-async fn no_more_than_max_handshakes_are_served_at_once() {
+async fn at_max_handshakes_the_oldest_pending_one_is_shed_and_accepting_never_waits() {
     let mut config = config();
     config.max_handshakes = 2;
-    // Longer than any wait below: no slot may be freed by a timeout here.
+    // Longer than any wait below: no handshake may end by its timeout here.
     config.handshake_timeout = Duration::from_secs(60);
     let server = transport(config);
     let mut events = server.transport.events();
     let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let server_id = server.transport.identity();
 
-    // Two connections that start a handshake and stall: the bind end's HELLO
-    // proves each was accepted and is handshaking.
+    // Two connections that start a HELLO and stall (from two addresses, so
+    // that the per-address limit plays no part).
     let mut stalled = Vec::new();
     for i in 0..2u8 {
-        let mut raw = RawPeer::connect(addr, [i; 16]).await;
+        let mut raw = RawPeer::connect_from(addr, [127, 0, 0, 2 + i], [i; 16]).await;
         raw.write(&hello([i; 16])[..1]).await;
-        raw.expect_bytes(&hello(*server_id.as_bytes())).await;
         stalled.push(raw);
     }
+    // Both are pending: nothing is answered.
+    stalled[1].expect_silence(Duration::from_millis(200)).await;
 
-    // A third, well-behaved connection gets no answer: it is not even accepted.
+    // A third, well-behaved connection is answered at once: the oldest
+    // stalled one is shed to make room.
     let mut third = RawPeer::connect(addr, [0x33; 16]).await;
     third.write(&hello([0x33; 16])).await;
-    third.expect_silence(Duration::from_millis(300)).await;
-    assert!(server.transport.peer_table().is_empty());
-
-    // One stalled connection closes; its slot goes to the third.
-    drop(stalled.remove(0));
     third.expect_bytes(&hello(*server_id.as_bytes())).await;
     let table = wait_peer_count(&server.transport, 1).await;
     assert_eq!(table[0].id(), PeerId::from_bytes([0x33; 16]));
+    stalled[0].expect_closed().await;
     let refused = next_event(&mut events, "HandshakeRefused", |e| match e {
         Event::HandshakeRefused { reason, .. } => Some(reason.clone()),
         _ => None,
     })
     .await;
-    assert!(matches!(refused, RefusedReason::Io(_)), "{refused:?}");
-
-    // A finished handshake frees its slot too: a fourth is answered at once
-    // although the other stalled one still holds one.
-    let mut fourth = RawPeer::handshake(addr, [0x44; 16], server_id).await;
-    wait_peer_count(&server.transport, 2).await;
-    fourth.write(&data(b"4")).await;
-    assert_eq!(&within("DATA", server.inbound.recv()).await.unwrap().payload[..], b"4");
+    assert_eq!(refused, RefusedReason::Shed);
+    // The younger stalled one is still pending.
+    stalled[1].expect_silence(Duration::from_millis(200)).await;
     server.transport.close().await;
 }
 
 #[tokio::test]
-async fn a_handshake_slot_is_freed_by_the_handshake_timeout() {
+async fn one_address_holds_at_most_its_share_of_pending_handshakes() {
     let mut config = config();
-    config.max_handshakes = 1;
-    config.handshake_timeout = Duration::from_millis(400);
+    config.max_handshakes_per_address = 2;
+    config.handshake_timeout = Duration::from_secs(60);
     let server = transport(config);
+    let mut events = server.transport.events();
     let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
     let server_id = server.transport.identity();
-    let mut stalled = RawPeer::connect(addr, [1; 16]).await;
-    stalled.write(&hello([1; 16])[..1]).await;
-    stalled.expect_bytes(&hello(*server_id.as_bytes())).await;
-    let started = std::time::Instant::now();
-    let mut waiting = RawPeer::connect(addr, [2; 16]).await;
-    waiting.write(&hello([2; 16])).await;
-    // Answered only once the stalled one has timed out.
-    waiting.expect_bytes(&hello(*server_id.as_bytes())).await;
-    let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(300), "answered after {elapsed:?}, before the timeout");
-    stalled.expect_closed().await;
+
+    // Exactly two stalled handshakes from 127.0.0.3 are allowed...
+    let mut stalled = Vec::new();
+    for i in 0..2u8 {
+        let mut raw = RawPeer::connect_from(addr, [127, 0, 0, 3], [i; 16]).await;
+        raw.write(&hello([i; 16])[..1]).await;
+        stalled.push(raw);
+    }
+    stalled[1].expect_silence(Duration::from_millis(200)).await;
+    // ...the third from there is closed at once, unanswered...
+    let mut over = RawPeer::connect_from(addr, [127, 0, 0, 3], [9; 16]).await;
+    over.expect_closed().await;
+    let refused = next_event(&mut events, "HandshakeRefused", |e| match e {
+        Event::HandshakeRefused { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(refused, RefusedReason::TooManyFromAddress);
+    // ...while another address is served as usual.
+    let mut other = RawPeer::connect_from(addr, [127, 0, 0, 4], [0x44; 16]).await;
+    other.write(&hello([0x44; 16])).await;
+    other.expect_bytes(&hello(*server_id.as_bytes())).await;
     wait_peer_count(&server.transport, 1).await;
+    // The stalled ones were not disturbed.
+    stalled[0].expect_silence(Duration::from_millis(100)).await;
     server.transport.close().await;
 }
 

@@ -37,15 +37,16 @@ async fn a_bytewise_raw_peer_talks_to_a_bind_end_both_ways() {
     let peer = PeerId::from_bytes(id);
     let mut raw = RawPeer::connect(addr, id).await;
 
-    // The bind end says nothing until the first byte arrives...
+    // The bind end says nothing until it has read the whole HELLO...
     raw.expect_silence(Duration::from_millis(300)).await;
     let hello_bytes = hello(id);
-    raw.write(&hello_bytes[..1]).await;
+    raw.write_bytewise(&hello_bytes[..hello_bytes.len() - 1]).await;
+    raw.expect_silence(Duration::from_millis(100)).await;
+    raw.write(&hello_bytes[hello_bytes.len() - 1..]).await;
     // ...then answers with exactly 00 00 00 12 01 01 <its identity>.
     let mut expected = vec![0x00, 0x00, 0x00, 0x12, 0x01, 0x01];
     expected.extend_from_slice(server_id.as_bytes());
     raw.expect_bytes(&expected).await;
-    raw.write_bytewise(&hello_bytes[1..]).await;
     let table = wait_peer_count(&server.transport, 1).await;
     assert_eq!(table[0].id(), peer);
     let handle = table[0].clone();

@@ -157,6 +157,16 @@ impl RawPeer {
         Self { stream, id }
     }
 
+    /// Opens a TCP connection to `addr` from the local address `from` (any
+    /// 127.x.y.z works on Linux), and sends nothing.
+    pub(crate) async fn connect_from(addr: std::net::SocketAddr, from: [u8; 4], id: [u8; 16]) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((std::net::Ipv4Addr::from(from), 0).into()).unwrap();
+        let stream = within("a TCP connect", socket.connect(addr)).await.expect("TCP connect");
+        stream.set_nodelay(true).unwrap();
+        Self { stream, id }
+    }
+
     /// Connects to a bind end, sends HELLO, and checks the bind end's HELLO
     /// for `server` byte for byte.
     pub(crate) async fn handshake(
