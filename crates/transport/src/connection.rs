@@ -22,6 +22,12 @@ use crate::shared::Shared;
 
 /// Bytes the reader asks the OS for at once: big reads, many frames each.
 const READ_CHUNK: usize = 64 * 1024;
+/// Frames decoded from one connection before it lets others run.
+const MAX_FRAMES_PER_TURN: usize = 4096;
+/// HEARTBEAT, extra HELLO and unknown-type frames one connection may send
+/// in a second (an honest peer sends one HEARTBEAT per interval) before it
+/// is closed as a flood.
+pub const MAX_CONTROL_FRAMES_PER_SECOND: usize = 1024;
 /// The read buffer of a new connection, before any traffic.
 const INITIAL_READ_BUFFER: usize = 4 * 1024;
 /// Write-buffer capacity kept between batches; more is given back.
@@ -251,11 +257,19 @@ async fn read_loop<R: AsyncRead + Unpin>(
     // Likewise the ACKs of one read, when a sink takes them.
     let sink = shared.ack_sink.get();
     let mut acks = Vec::new();
-    let mut unknown_acks = UnknownAcks::new();
+    let mut unknown_acks = PerSecond::new(crate::MAX_UNKNOWN_ACKS_PER_SECOND, "ACKs for no pending message");
+    let mut control_frames =
+        PerSecond::new(MAX_CONTROL_FRAMES_PER_SECOND, "HEARTBEAT, HELLO or unknown frames");
     loop {
         let mut received = false;
         let mut malformed = None;
+        let mut control = 0;
+        let mut decoded = 0;
         loop {
+            if decoded == MAX_FRAMES_PER_TURN {
+                break;
+            }
+            decoded += 1;
             let frame = match codec.decode(read_buf) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
@@ -297,13 +311,18 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     }
                     continue;
                 }
-                Frame::Heartbeat => continue,
+                Frame::Heartbeat => {
+                    control += 1;
+                    continue;
+                }
                 Frame::Hello { .. } => {
                     debug!("ignoring a second HELLO");
+                    control += 1;
                     continue;
                 }
                 Frame::Unknown { kind, body } => {
                     trace!(kind, len = body.len(), "skipping a frame of unknown type");
+                    control += 1;
                     continue;
                 }
             };
@@ -324,9 +343,19 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 return reason;
             }
         }
+        if let Err(reason) = control_frames.add(control) {
+            return reason;
+        }
         if received {
             // Time spent waiting on a full inbound queue is not the peer's silence.
             silence.as_mut().reset(Instant::now() + config.heartbeat_timeout);
+        }
+        if decoded == MAX_FRAMES_PER_TURN {
+            // A bounded amount of work per turn: a peer that floods tiny
+            // frames lets the other connections (and the application) run
+            // in between. What is left in the buffer is decoded next turn.
+            tokio::task::yield_now().await;
+            continue;
         }
         size_read_buffer(read_buf, codec.envelope_in_progress());
         tokio::select! {
@@ -374,32 +403,35 @@ fn size_read_buffer(read_buf: &mut BytesMut, envelope: Option<usize>) {
     }
 }
 
-/// Counts the ACKs a connection sent for no pending message, per second.
-struct UnknownAcks {
+/// Counts frames of one kind a connection sent within a second, and
+/// closes it past a limit.
+struct PerSecond {
+    limit: usize,
+    what: &'static str,
     window_start: Instant,
     count: usize,
 }
 
-impl UnknownAcks {
-    fn new() -> Self {
-        Self { window_start: Instant::now(), count: 0 }
+impl PerSecond {
+    fn new(limit: usize, what: &'static str) -> Self {
+        Self { limit, what, window_start: Instant::now(), count: 0 }
     }
 
-    fn add(&mut self, unknown: usize) -> Result<(), DisconnectReason> {
-        if unknown == 0 {
+    fn add(&mut self, count: usize) -> Result<(), DisconnectReason> {
+        if count == 0 {
             return Ok(());
         }
-        // The clock is read only for reads that carried unknown ACKs.
+        // The clock is read only for reads that carried such frames.
         let now = Instant::now();
         if now.duration_since(self.window_start) >= std::time::Duration::from_secs(1) {
             self.window_start = now;
             self.count = 0;
         }
-        self.count += unknown;
-        if self.count > crate::MAX_UNKNOWN_ACKS_PER_SECOND {
+        self.count += count;
+        if self.count > self.limit {
             return Err(DisconnectReason::Protocol(format!(
-                "more than {} ACKs for no pending message within a second",
-                crate::MAX_UNKNOWN_ACKS_PER_SECOND
+                "more than {} {} within a second",
+                self.limit, self.what
             )));
         }
         Ok(())

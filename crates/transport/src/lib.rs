@@ -133,6 +133,7 @@ pub use config::{
     DEFAULT_INBOUND_BYTES, DEFAULT_OUTBOX_BYTES, MAX_CAPACITY, MAX_DURATION, ReconnectStrategy,
     TransportConfig,
 };
+pub use connection::MAX_CONTROL_FRAMES_PER_SECOND;
 pub use error::TransportError;
 pub use event::{DisconnectReason, DropReason, Event, RefusedReason, Side};
 pub use inbound::{Inbound, InboundClosed, TryRecvError};
