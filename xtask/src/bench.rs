@@ -191,7 +191,14 @@ fn cases() -> Vec<Case> {
     cases.push(case(Scenario::OneWay, "smartsock", "alo", 64));
     cases.push(case(Scenario::OneWay, "smartsock", "unix", 64));
     cases.push(case(Scenario::OneWay, "smartsock", "blocking", 64));
-    cases.push(Case { threads: MULTI_THREAD, ..case(Scenario::OneWay, "smartsock", "default", 64) });
+    // Both runtimes for every size: a user who writes `#[tokio::main]` gets
+    // the multi-thread one. The zeromq crate too, to compare with its best.
+    for size in SIZES {
+        for system in ["smartsock", "zeromq"] {
+            cases.push(Case { threads: MULTI_THREAD, ..case(Scenario::OneWay, system, "default", size) });
+        }
+    }
+    cases.push(Case { threads: MULTI_THREAD, ..case(Scenario::OneWay, "smartsock", "alo", 64) });
     for system in SYSTEMS {
         cases.push(case(Scenario::Latency, system, "default", 64));
     }
@@ -586,25 +593,27 @@ impl Report<'_> {
 
     fn rows(&self) -> Vec<Row> {
         let mut rows = Vec::new();
+        let multi = |case: Case| Case { threads: MULTI_THREAD, ..case };
         for size in SIZES {
+            let plain = |system| Self::case(Scenario::OneWay, system, "default", size);
             rows.push(Row {
                 name: format!("one-way 1→1, {}", size_label(size)),
                 unit: "msg/s",
-                cells: SYSTEMS
-                    .map(|system| self.metric_stats(&Self::case(Scenario::OneWay, system, "default", size))),
+                cells: SYSTEMS.map(|system| self.metric_stats(&plain(system))),
+                notes: [""; 4],
+            });
+            // The 2-worker row: smartsock and the zeromq crate on that
+            // runtime, libzmq and raw TCP as in the row above.
+            let mut cells = SYSTEMS.map(|system| self.metric_stats(&plain(system)));
+            cells[0] = self.metric_stats(&multi(plain("smartsock")));
+            cells[2] = self.metric_stats(&multi(plain("zeromq")));
+            rows.push(Row {
+                name: format!("one-way 1→1, {}, 2-worker runtime (`#[tokio::main]`)", size_label(size)),
+                unit: "msg/s",
+                cells,
                 notes: [""; 4],
             });
         }
-        let multi = |case: Case| Case { threads: MULTI_THREAD, ..case };
-        let mut peers =
-            SYSTEMS.map(|system| self.metric_stats(&Self::case(Scenario::OneWay, system, "default", 64)));
-        peers[0] = self.metric_stats(&multi(Self::case(Scenario::OneWay, "smartsock", "default", 64)));
-        rows.push(Row {
-            name: "one-way 1→1, 64 B, smartsock on a 2-worker runtime".into(),
-            unit: "msg/s",
-            cells: peers,
-            notes: [""; 4],
-        });
         let percentiles = [("p50_us", "req/rep 64 B, p50"), ("p99_us", "req/rep 64 B, p99")];
         let latency = |case: &Case, key: &str| self.values(case, |s| s.get(key).copied());
         let plain = |system| Self::case(Scenario::Latency, system, "default", 64);
@@ -767,16 +776,19 @@ impl Report<'_> {
                 text(&big)
             );
         }
-        let alo = self.metric_stats(&Self::case(Scenario::OneWay, "smartsock", "alo", 64));
-        let amo = self.metric_stats(&Self::case(Scenario::OneWay, "smartsock", "default", 64));
-        if let (Some(alo), Some(amo)) = (alo, amo) {
-            let _ = writeln!(
-                out,
-                "\nAt-least-once, one-way 64 B (smartsock only): {} msg/s, {:.2} × smartsock's at-most-once ({} msg/s).",
-                cell_text("msg/s", &alo),
-                paired_ratio(&alo, &amo).unwrap_or(f64::NAN),
-                si(amo.median)
-            );
+        for (threads, runtime) in [(None, "current-thread runtime"), (MULTI_THREAD, "2-worker runtime")] {
+            let on = |variant| Case { threads, ..Self::case(Scenario::OneWay, "smartsock", variant, 64) };
+            if let (Some(alo), Some(amo)) = (self.metric_stats(&on("alo")), self.metric_stats(&on("default")))
+            {
+                let _ = writeln!(
+                    out,
+                    "\nAt-least-once, one-way 64 B, {runtime} (smartsock only): {} msg/s, {:.2} × smartsock's \
+                     at-most-once ({} msg/s).",
+                    cell_text("msg/s", &alo),
+                    paired_ratio(&alo, &amo).unwrap_or(f64::NAN),
+                    si(amo.median)
+                );
+            }
         }
         // Other transports and the blocking API, each next to async TCP.
         for (variant, what) in

@@ -39,6 +39,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     cargo(&with(&["doc", "--no-deps"]), &[("RUSTDOCFLAGS", "-D warnings")])?;
     cargo(&with(&["build", "--benches"]), &[])?;
     cargo(&["check", "-p", "smartsock-bench", "--all-targets"], &[])?;
+    crate::loom::run(&[])?;
     crate::examples::run(&[])?;
     crate::interop::run(&[])?;
     println!("\nxtask ci: all steps passed in {:.0}s", started.elapsed().as_secs_f64());

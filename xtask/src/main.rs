@@ -18,6 +18,7 @@ mod ci;
 mod examples;
 mod fuzz;
 mod interop;
+mod loom;
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
         Some("examples") => examples::run(&args[1..]),
         Some("interop") => interop::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("loom") => loom::run(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match outcome {
@@ -48,6 +50,7 @@ commands:
   examples           build and run every example of smartsock and smartsock-blocking
   interop            run the interop scenarios against aiomsg from PyPI
   bench              side-by-side benchmarks against libzmq and the zeromq crate
+  loom               the loom model of the send core (every interleaving)
   fuzz [--time SECS] fuzz the frame decoder (default 60 s)";
 
 /// The workspace root: xtask lives one folder below it.

@@ -461,10 +461,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 batch.extend(outbox.close(&mut acks));
                 true
             }
-            _ = std::future::poll_fn(|cx| outbox.poll_take(cx, &mut acks, batch)) => {
-                // Once per batch, not per frame: senders waiting for room
-                // look again.
-                shared.room.notify_waiters();
+            open = std::future::poll_fn(|cx| outbox.poll_drain(cx, &shared.room, &mut acks, batch)) => {
+                if !open {
+                    return DisconnectReason::Closing;
+                }
                 false
             }
             () = &mut idle => {
@@ -482,6 +482,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             return DisconnectReason::Closing;
         }
         idle.as_mut().reset(Instant::now() + config.heartbeat_interval);
+        // Stay scheduled for one more turn before parking on an empty outbox:
+        // while senders keep pushing, the next batch builds up meanwhile and
+        // they never have to wake (on a multi-thread runtime: unpark) a
+        // parked writer for it.
+        tokio::task::yield_now().await;
     }
 }
 

@@ -119,10 +119,13 @@ mod event;
 mod inbound;
 mod inproc;
 mod listener;
+#[cfg(all(test, smartsock_loom))]
+mod loom_model;
 mod outbox;
 mod peer;
 mod room;
 mod shared;
+mod sync;
 mod transport;
 #[cfg(unix)]
 mod unix;

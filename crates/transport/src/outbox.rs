@@ -8,13 +8,13 @@
 //! payload bytes.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use smartsock_framing::MsgId;
 
 use crate::peer::Outgoing;
+use crate::room::RoomSignal;
+use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering, lock};
 
 /// Why [`PeerHandle::try_send`](crate::PeerHandle::try_send) handed a frame back.
 #[derive(Debug)]
@@ -85,8 +85,7 @@ impl Outbox {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // No code path leaves the state half-changed on a panic.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     /// Queues `item` if the outbox is open and below both marks. A frame is
@@ -151,15 +150,19 @@ impl Outbox {
 
     /// For the writer: appends everything queued to `acks` and `frames`
     /// (swapping buffers when `frames` is empty, so that a batch costs no
-    /// copy), or parks the writer on `cx` if nothing is queued.
+    /// copy), or parks the writer on `cx` if nothing is queued. Ready with
+    /// `false` once the outbox is closed and empty.
     pub(crate) fn poll_take(
         &self,
         cx: &mut Context<'_>,
         acks: &mut Vec<MsgId>,
         frames: &mut VecDeque<Outgoing>,
-    ) -> Poll<()> {
+    ) -> Poll<bool> {
         let mut state = self.lock();
         if state.acks.is_empty() && state.frames.is_empty() {
+            if state.closed {
+                return Poll::Ready(false);
+            }
             match &mut state.writer {
                 Some(waker) => waker.clone_from(cx.waker()),
                 slot @ None => *slot = Some(cx.waker().clone()),
@@ -173,7 +176,25 @@ impl Outbox {
             frames.extend(state.frames.drain(..));
         }
         state.bytes = 0;
-        Poll::Ready(())
+        Poll::Ready(true)
+    }
+
+    /// The writer's step: [`poll_take`](Outbox::poll_take), then, after a
+    /// batch was taken, wake every sender waiting for room. Every drain
+    /// signals, whatever its size: room frees up in small drains too. (The
+    /// loom model runs this very function.)
+    pub(crate) fn poll_drain(
+        &self,
+        cx: &mut Context<'_>,
+        room: &RoomSignal,
+        acks: &mut Vec<MsgId>,
+        frames: &mut VecDeque<Outgoing>,
+    ) -> Poll<bool> {
+        let taken = self.poll_take(cx, acks, frames);
+        if let Poll::Ready(true) = taken {
+            room.notify();
+        }
+        taken
     }
 
     /// Closes the outbox and returns the frames still queued (appending the
@@ -184,7 +205,13 @@ impl Outbox {
         self.closed.store(true, Ordering::Release);
         state.bytes = 0;
         acks.extend(state.acks.drain(..));
-        state.writer = None;
-        state.frames.drain(..).collect()
+        let writer = state.writer.take();
+        let queued = state.frames.drain(..).collect();
+        drop(state);
+        // A parked writer learns that it is over.
+        if let Some(writer) = writer {
+            writer.wake();
+        }
+        queued
     }
 }

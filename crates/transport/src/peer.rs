@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use smartsock_framing::{Frame, MsgId, PeerId};
-use tokio::sync::Notify;
 
 use crate::Side;
 use crate::outbox::{Outbox, TrySendError};
+use crate::room::{RoomSignal, RoomWaiter};
 
 /// A frame queued in a peer's outbox.
 #[derive(Debug, Clone)]
@@ -47,7 +47,7 @@ pub struct PeerHandle {
     pub(crate) side: Side,
     pub(crate) outbox: Arc<Outbox>,
     /// The transport's "an outbox may have room" signal.
-    pub(crate) room: Arc<Notify>,
+    pub(crate) room: Arc<RoomSignal>,
 }
 
 impl PeerHandle {
@@ -76,29 +76,17 @@ impl PeerHandle {
     /// the connection ends first.
     pub async fn send(&self, mut item: Outgoing) -> Result<(), TrySendError> {
         loop {
-            let room = self.room.notified();
-            tokio::pin!(room);
-            // Registered before the try, so that a drain in between wakes us.
-            room.as_mut().enable();
             match self.outbox.try_push(item) {
                 Err(TrySendError::Full(back)) => item = back,
                 done => return done,
             }
-            room.await;
+            self.ready().await;
         }
     }
 
     /// Completes when the outbox can take a frame, or the connection has ended.
     pub async fn ready(&self) {
-        loop {
-            let room = self.room.notified();
-            tokio::pin!(room);
-            room.as_mut().enable();
-            if self.outbox.has_room() || self.outbox.is_closed() {
-                return;
-            }
-            room.await;
-        }
+        RoomWaiter::new(self.room.clone()).until(|| self.outbox.has_room() || self.outbox.is_closed()).await;
     }
 
     /// Whether the connection has ended.

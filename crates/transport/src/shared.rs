@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use smartsock_framing::{MsgId, PeerId};
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -17,6 +17,7 @@ use crate::admission::{Admission, source_of};
 use crate::event::{Event, RefusedReason};
 use crate::inbound::Inbound;
 use crate::peer::{Orphans, PeerHandle, PeerSnapshot, PeerTable, SharedSink};
+use crate::room::RoomSignal;
 
 /// State shared by the handle and every task of one transport.
 pub(crate) struct Shared {
@@ -42,7 +43,7 @@ pub(crate) struct Shared {
     pub(crate) local_addrs: Mutex<Vec<SocketAddr>>,
     /// Woken whenever an outbox may have room: a writer took frames out of
     /// one, or the peers changed.
-    pub(crate) room: Arc<Notify>,
+    pub(crate) room: Arc<RoomSignal>,
 }
 
 impl Shared {
@@ -86,7 +87,7 @@ impl Shared {
         let table: PeerTable = peers.into();
         self.snapshot.store(Arc::new(PeerSnapshot::new(table.clone())));
         self.table.send_replace(table);
-        self.room.notify_waiters();
+        self.room.notify();
     }
 }
 

@@ -13,7 +13,7 @@ use smartsock_framing::PeerId;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -106,7 +106,7 @@ impl Transport {
             admission: Admission::new(config.max_handshakes, config.max_handshakes_per_address),
             refusal_log: Default::default(),
             local_addrs: Mutex::new(Vec::new()),
-            room: Arc::new(Notify::new()),
+            room: Arc::default(),
             config,
         });
         let transport = Self { shared, close_on_drop: Some(Arc::new(CloseOnDrop { closed, cancel })) };
