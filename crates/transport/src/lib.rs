@@ -85,10 +85,15 @@
 //!
 //! | limit | default | when reached |
 //! |---|---|---|
-//! | `max_frame_length` | 16 MiB | the peer is disconnected (`Protocol` reason); nothing is allocated for the announced length |
+//! | `max_frame_length` | 16 MiB | the peer is disconnected (`Protocol` reason); nothing is allocated for the announced length: the read buffer grows with the bytes that arrive, and is given back after a large frame |
 //! | `outbox_capacity` | 1024 frames per peer | [`PeerHandle::try_send`] hands the frame back; the caller waits, skips or drops |
+//! | `outbox_bytes` | 8 MiB of payload per peer | the same: a frame is taken while fewer bytes are queued (one large frame may pass the mark) |
 //! | `inbound_capacity` | 1024 messages | reading stops on every connection until the application takes one; TCP pushes back, nothing is dropped |
-//! | `ack_capacity` | 4096 ACKs | further ACKs are dropped and counted; the sender resends and the repeat is acknowledged again |
+//! | `inbound_bytes` | 64 MiB of payload | the same, counted in bytes |
+//! | `ack_capacity` | 4096 ACKs | outgoing: per connection, further ACKs are not queued (the sender resends, the repeat is acknowledged again); incoming, without an [`AckSink`]: the same per socket |
+//! | [`MAX_UNKNOWN_ACKS_PER_SECOND`] (fixed) | 1024 per connection | the connection is closed (`Protocol`): ACKs for messages never sent to it |
+//! | [`MAX_CONTROL_FRAMES_PER_SECOND`] (fixed) | 1024 per connection | the connection is closed (`Protocol`): a flood of HEARTBEAT, HELLO or unknown frames |
+//! | frames decoded per turn (fixed) | 4096 per connection | the connection lets the others run before it decodes more |
 //! | `max_peers` | 1024 | the new connection is refused (`TooManyPeers`) |
 //! | `max_handshakes` | 64 | the oldest pending handshake is dropped to make room: accepting never waits |
 //! | `max_handshakes_per_address` | 8 | a further connection from that IP is closed at once |
@@ -100,6 +105,18 @@
 //! | [`INPROC_PIPE_BYTES`] (fixed) | 256 KiB each way | an `inproc://` writer waits, as on a full socket buffer |
 //! | [`INPROC_BACKLOG`] (fixed) | 128 connections | an `inproc://` connect try waits, bounded by `connect_timeout` |
 //! | [`MAX_UNIX_PATH`] (the kernel's) | 107 bytes (Linux) | the address is refused at once |
+//!
+//! # Memory
+//!
+//! What a socket can hold at most, from its settings (defaults in brackets):
+//! the inbound queue (`inbound_bytes`, 64 MiB, plus one message past the
+//! mark); per peer, its outbox (`outbox_bytes`, 8 MiB, plus one frame) and
+//! the batch its writer is writing (at most one outbox's worth), and its
+//! read buffer (up to twice the frame being received, at most
+//! 2 × `max_frame_length`); and, in the routing layer above, the no-peer
+//! buffer (64 MiB). An idle
+//! connection costs a 4 KiB read buffer and its write buffer. Lower
+//! `max_frame_length` and `max_peers` to bound the per-peer part tighter.
 //!
 //! # Errors
 //!
