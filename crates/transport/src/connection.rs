@@ -202,10 +202,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
     // The messages of one read, handed to the application in one go.
     let mut delivered = VecDeque::new();
     // Likewise the ACKs of one read, when a sink takes them.
-    let sink = shared.ack_sink.get();
     let mut acks = Vec::new();
     let mut unknown_acks = UnknownAcks::new();
     loop {
+        // Looked up per read, not once: a sink installed after this
+        // connection came up must get its ACKs too (the queue it replaces
+        // is gone by then).
+        let sink = shared.ack_sink.get();
         let mut received = false;
         let mut malformed = None;
         loop {
