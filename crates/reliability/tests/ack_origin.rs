@@ -85,7 +85,7 @@ async fn ids_are_a_counter_and_a_tag_keyed_per_sender_and_a_guessed_id_settles_n
     let first = Sender::new(reliable(RESEND, 6));
     let second = Sender::new(reliable(RESEND, 6));
     let mut peer = MemPeer::attach(&first.transport, "peer").await;
-    let mut peer2 = MemPeer::attach(&second.transport, "peer2").await;
+    let peer2 = MemPeer::attach(&second.transport, "peer2").await;
     first.wait_for_peers(1).await;
     second.wait_for_peers(1).await;
 
