@@ -255,12 +255,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
     // The messages of one read, handed to the application in one go.
     let mut delivered = VecDeque::new();
     // Likewise the ACKs of one read, when a sink takes them.
-    let sink = shared.ack_sink.get();
     let mut acks = Vec::new();
     let mut unknown_acks = PerSecond::new(crate::MAX_UNKNOWN_ACKS_PER_SECOND, "ACKs for no pending message");
     let mut control_frames =
         PerSecond::new(MAX_CONTROL_FRAMES_PER_SECOND, "HEARTBEAT, HELLO or unknown frames");
+    // Whether the read buffer has grown past what is kept between frames.
+    let mut oversized = false;
     loop {
+        // Looked up per read, not once: a sink installed after this
+        // connection came up must get its ACKs too (the queue it replaces
+        // is gone by then).
+        let sink = shared.ack_sink.get();
         let mut received = false;
         let mut malformed = None;
         let mut control = 0;
@@ -357,7 +362,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             tokio::task::yield_now().await;
             continue;
         }
-        size_read_buffer(read_buf, codec.envelope_in_progress());
+        size_read_buffer(read_buf, codec.envelope_in_progress(), &mut oversized);
         tokio::select! {
             read = reader.read_buf(read_buf) => match read {
                 Ok(0) => {
@@ -377,9 +382,23 @@ async fn read_loop<R: AsyncRead + Unpin>(
 /// Makes room in the read buffer for the next read. Inside a large frame,
 /// the buffer grows toward the frame's size with what has arrived (at most
 /// doubling), so it is read in place with few copies while memory follows
-/// the bytes received, not the length announced. Between frames, a buffer
-/// grown past [`MAX_KEPT_BUFFER`] is given back.
-fn size_read_buffer(read_buf: &mut BytesMut, envelope: Option<usize>) {
+/// the bytes received, not the length announced. Once a buffer has grown past
+/// [`MAX_KEPT_BUFFER`] (`oversized` remembers it), it is given back as soon
+/// as what is buffered and the frame in progress fit a small one again.
+fn size_read_buffer(read_buf: &mut BytesMut, envelope: Option<usize>, oversized: &mut bool) {
+    *oversized |= read_buf.capacity() > MAX_KEPT_BUFFER;
+    let needed = envelope.map_or(read_buf.len(), |envelope| envelope.max(read_buf.len()));
+    if *oversized && needed < READ_CHUNK {
+        // One large frame must not pin its buffer for the connection's whole
+        // life: neither the buffer itself, nor (once the frame is split off)
+        // its allocation through the small view left after the frame, whose
+        // capacity no longer shows how large that allocation is.
+        let mut fresh = BytesMut::with_capacity(READ_CHUNK);
+        fresh.extend_from_slice(read_buf);
+        *read_buf = fresh;
+        *oversized = false;
+        return;
+    }
     let spare = read_buf.capacity() - read_buf.len();
     match envelope {
         Some(envelope) if envelope > read_buf.len() => {
@@ -390,17 +409,12 @@ fn size_read_buffer(read_buf: &mut BytesMut, envelope: Option<usize>) {
             }
         }
         _ => {
-            if read_buf.capacity() > MAX_KEPT_BUFFER && read_buf.len() < READ_CHUNK {
-                // One large frame must not pin its buffer for the
-                // connection's whole life.
-                let mut fresh = BytesMut::with_capacity(READ_CHUNK);
-                fresh.extend_from_slice(read_buf);
-                *read_buf = fresh;
-            } else if spare < READ_CHUNK / 4 {
+            if spare < READ_CHUNK / 4 {
                 read_buf.reserve(READ_CHUNK);
             }
         }
     }
+    *oversized |= read_buf.capacity() > MAX_KEPT_BUFFER;
 }
 
 /// Counts frames of one kind a connection sent within a second, and
@@ -501,7 +515,8 @@ struct BatchEncoder {
 
 impl BatchEncoder {
     fn new(max_frame_length: usize) -> Self {
-        Self { max_frame_length, buf: BytesMut::with_capacity(READ_CHUNK), segments: Vec::new() }
+        // Small until there is traffic: an idle connection should cost little.
+        Self { max_frame_length, buf: BytesMut::with_capacity(INITIAL_READ_BUFFER), segments: Vec::new() }
     }
 
     async fn write<W: AsyncWrite + Unpin>(
@@ -602,5 +617,162 @@ fn hand_back_unsent(shared: &Shared, peer: PeerId, queued: Vec<Outgoing>, unconf
     if dropped > 0 {
         warn!(dropped, "messages queued for a disconnected peer were dropped");
         shared.emit(Event::Dropped { peer: Some(peer), count: dropped, reason: DropReason::PeerGone });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The read buffer's size, through the read loop's own steps: decode what
+    //! is buffered, size the buffer, then read into its spare capacity (as
+    //! `read_buf` does) no more than what has arrived.
+
+    use super::*;
+
+    const MIB: usize = 1024 * 1024;
+    /// The default maximum envelope.
+    const ANNOUNCED: usize = 16 * MIB;
+    /// Bytes the simulated socket hands over per read at most, by default.
+    const ARRIVAL: usize = 256 * 1024;
+
+    /// A DATA frame of `envelope` bytes (type byte included) on the wire.
+    fn data_frame(envelope: usize) -> Vec<u8> {
+        let mut wire = u32::try_from(envelope).unwrap().to_be_bytes().to_vec();
+        wire.push(0x03);
+        wire.extend((0..envelope - 1).map(|i| (i % 251) as u8));
+        wire
+    }
+
+    /// The read loop over `wire[..available]`, resuming at `sent`: decodes,
+    /// sizes, reads, until every available byte is in. Returns the frames
+    /// decoded and the largest capacity the buffer had.
+    fn run(
+        codec: &mut Codec,
+        buf: &mut BytesMut,
+        wire: &[u8],
+        sent: &mut usize,
+        available: usize,
+    ) -> (Vec<Frame>, usize) {
+        run_in_reads_of(ARRIVAL, codec, buf, wire, sent, available)
+    }
+
+    fn run_in_reads_of(
+        arrival: usize,
+        codec: &mut Codec,
+        buf: &mut BytesMut,
+        wire: &[u8],
+        sent: &mut usize,
+        available: usize,
+    ) -> (Vec<Frame>, usize) {
+        let mut frames = Vec::new();
+        let mut largest = buf.capacity();
+        let mut oversized = false;
+        loop {
+            while let Some(frame) = codec.decode(buf).expect("well-formed") {
+                frames.push(frame);
+            }
+            size_read_buffer(buf, codec.envelope_in_progress(), &mut oversized);
+            largest = largest.max(buf.capacity());
+            if *sent == available {
+                return (frames, largest);
+            }
+            if buf.capacity() == buf.len() {
+                // What `read_buf` does with no spare capacity.
+                buf.reserve(64);
+            }
+            let n = (buf.capacity() - buf.len()).min(available - *sent).min(arrival);
+            buf.extend_from_slice(&wire[*sent..*sent + n]);
+            *sent += n;
+            largest = largest.max(buf.capacity());
+        }
+    }
+
+    #[test]
+    fn after_one_16_mib_frame_the_read_buffer_lets_go_of_the_frames_memory() {
+        let wire = data_frame(ANNOUNCED);
+        let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut sent = 0;
+        let (frames, largest) = run(&mut codec, &mut buf, &wire, &mut sent, wire.len());
+        let [Frame::Data(payload)] = &frames[..] else { panic!("expected one DATA, got {}", frames.len()) };
+        assert_eq!(payload.len(), ANNOUNCED - 1);
+        assert!(payload[..] == wire[5..], "the payload arrived changed");
+        // Read in place: the buffer grew to about the frame, not far past it.
+        assert!(largest <= 2 * ANNOUNCED, "the buffer grew to {} MiB", largest / MIB);
+
+        // Idle now: the buffer left for the next frames is small, and is not
+        // a view into the frame's allocation (which it would keep alive for
+        // the connection's life once the application drops the payload).
+        assert!(buf.capacity() <= MAX_KEPT_BUFFER, "kept {} KiB", buf.capacity() / 1024);
+        let payload_end = payload.as_ptr() as usize + payload.len();
+        assert_ne!(buf.as_ptr() as usize, payload_end, "the read buffer still points into the 16 MiB frame");
+    }
+
+    #[test]
+    fn after_a_large_frame_and_the_start_of_a_small_one_the_buffer_is_given_back_too() {
+        let mut wire = data_frame(4 * MIB);
+        // The next frame's first bytes came in the same read.
+        wire.extend_from_slice(&[0, 0, 0, 6, 0x03, b'n']);
+        let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut sent = 0;
+        let (frames, _) = run(&mut codec, &mut buf, &wire, &mut sent, wire.len());
+        let [Frame::Data(payload)] = &frames[..] else { panic!("expected one DATA, got {}", frames.len()) };
+        assert!(buf.capacity() <= MAX_KEPT_BUFFER, "kept {} KiB", buf.capacity() / 1024);
+        assert_ne!(buf.as_ptr() as usize, payload.as_ptr() as usize + payload.len());
+        // The partial frame carried over intact.
+        assert_eq!(codec.envelope_in_progress(), Some(6));
+        assert_eq!(&buf[..], &[0x03, b'n']);
+    }
+
+    #[test]
+    fn a_frame_announced_at_16_mib_grows_the_buffer_with_what_arrives_not_with_what_was_announced() {
+        let wire = data_frame(ANNOUNCED);
+        let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut sent = 0;
+        for arrived in [5, 64 * 1024, 256 * 1024, MIB, 4 * MIB, ANNOUNCED - 1] {
+            // Up to `arrived` bytes of the body, then the peer holds still
+            // (the last step holds one byte short of the frame).
+            let (frames, largest) = run(&mut codec, &mut buf, &wire, &mut sent, 4 + arrived);
+            assert!(frames.is_empty());
+            assert_eq!(codec.envelope_in_progress(), Some(ANNOUNCED));
+            // Proportional to what arrived: a reserve step is at most what is
+            // buffered, and the allocation at most doubles on top of it.
+            let bound = 4 * arrived.max(READ_CHUNK);
+            assert!(
+                largest <= bound,
+                "with {arrived} bytes of a 16 MiB frame arrived the buffer reached {largest} (bound {bound})"
+            );
+        }
+        // The last byte completes it, intact.
+        let (frames, _) = run(&mut codec, &mut buf, &wire, &mut sent, wire.len());
+        let [Frame::Data(payload)] = &frames[..] else { panic!("expected one DATA, got {}", frames.len()) };
+        assert!(payload[..] == wire[5..], "the payload arrived changed");
+    }
+
+    #[test]
+    fn after_a_frame_just_over_a_mib_the_small_view_left_behind_does_not_keep_its_allocation() {
+        // Sizes and read lengths where the allocation ends up just over the
+        // frame: the view left after it has under 1 MiB of capacity, which
+        // alone does not show that it holds a 2 MiB allocation alive.
+        for envelope in [MIB + 3, MIB + 37 * 1024 + 3, MIB + 74 * 1024 + 3] {
+            let wire = data_frame(envelope);
+            let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
+            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            // A first small frame, as after any handshake: from then on the
+            // buffer shares its allocation with what it hands out.
+            buf.extend_from_slice(&[0, 0, 0, 2, 0x03, 1]);
+            assert!(codec.decode(&mut buf).unwrap().is_some());
+            let mut sent = 0;
+            let (frames, _) = run_in_reads_of(16 * 1024, &mut codec, &mut buf, &wire, &mut sent, wire.len());
+            let [Frame::Data(payload)] = &frames[..] else {
+                panic!("expected one DATA, got {}", frames.len())
+            };
+            assert_ne!(
+                buf.as_ptr() as usize,
+                payload.as_ptr() as usize + payload.len(),
+                "after a frame of {envelope} bytes the read buffer still points into its allocation"
+            );
+        }
     }
 }

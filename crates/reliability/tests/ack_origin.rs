@@ -1,0 +1,151 @@
+//! Which ACKs count (issue 12, finding 1): message ids are the sender's
+//! counter plus a tag keyed by a secret of that sender, so one id reveals no
+//! other; and an ACK counts only from the peer the message was sent to.
+//! Everything else is an unknown ACK: ignored and counted.
+//!
+//! Paused time over in-memory peers played by the test.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{MemPeer, Sender, WAIT, reliable, within};
+use smartsock_patterns::Message;
+use smartsock_transport::{Frame, MsgId, Outgoing, PeerId};
+use tower::{Service, ServiceExt};
+
+const RESEND: Duration = Duration::from_secs(5);
+
+/// Tracks `payload` and queues the DATA_REQ for `to` by hand, telling the
+/// sender where it went; returns its id.
+fn send_to(sender: &Sender, to: PeerId, payload: &'static str) -> MsgId {
+    let (tracked, request) = sender.handle.try_track(Message::new(payload)).expect("room in flight");
+    let Frame::DataReq { id, .. } = request.frame else { panic!("not a DATA_REQ: {:?}", request.frame) };
+    let table = sender.transport.peer_table();
+    let peer = table.iter().find(|p| p.id() == to).expect("connected");
+    peer.try_send(Outgoing::to_this_peer(request.frame)).expect("room in the outbox");
+    sender.handle.sent(tracked, Some(to));
+    id
+}
+
+/// Waits (virtual time) until the sender has counted `n` unknown ACKs.
+async fn unknown_acks(sender: &Sender, n: u64) {
+    within(&format!("{n} unknown ACKs"), WAIT, async {
+        while sender.handle.stats().unknown_acks() < n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!(sender.handle.stats().unknown_acks(), n);
+}
+
+fn counter(id: MsgId) -> u64 {
+    u64::from_be_bytes(id.as_bytes()[..8].try_into().unwrap())
+}
+
+fn tag(id: MsgId) -> [u8; 8] {
+    id.as_bytes()[8..].try_into().unwrap()
+}
+
+fn id_of(counter: u64, tag: [u8; 8]) -> MsgId {
+    let mut bytes = [0; 16];
+    bytes[..8].copy_from_slice(&counter.to_be_bytes());
+    bytes[8..].copy_from_slice(&tag);
+    MsgId::from_bytes(bytes)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ack_counts_only_from_the_peer_the_message_was_sent_to() {
+    let sender = Sender::new(reliable(RESEND, 6));
+    let mut to = MemPeer::attach(&sender.transport, "to").await;
+    let mut other = MemPeer::attach(&sender.transport, "other").await;
+    sender.wait_for_peers(2).await;
+
+    let id = send_to(&sender, to.id, "x");
+    let (got, payload) = to.expect_data_req(WAIT).await;
+    assert_eq!((got, &payload[..]), (id, &b"x"[..]));
+
+    // The right id, from the wrong peer: ignored and counted.
+    other.ack(id).await;
+    unknown_acks(&sender, 1).await;
+    assert_eq!(sender.handle.in_flight(), 1);
+    assert_eq!(sender.handle.stats().acked(), 0);
+
+    // From the peer it went to, it settles.
+    to.ack(id).await;
+    sender.settled().await;
+    assert_eq!(sender.handle.stats().acked(), 1);
+    assert_eq!(sender.handle.stats().unknown_acks(), 1);
+    // The wrong peer's ACK had no effect on the resend either: none was due.
+    assert_eq!(sender.handle.stats().resent(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ids_are_a_counter_and_a_tag_keyed_per_sender_and_a_guessed_id_settles_nothing() {
+    let first = Sender::new(reliable(RESEND, 6));
+    let second = Sender::new(reliable(RESEND, 6));
+    let mut peer = MemPeer::attach(&first.transport, "peer").await;
+    let peer2 = MemPeer::attach(&second.transport, "peer2").await;
+    first.wait_for_peers(1).await;
+    second.wait_for_peers(1).await;
+
+    let ids: Vec<MsgId> = ["a", "b", "c"].into_iter().map(|p| send_to(&first, peer.id, p)).collect();
+    let ids2: Vec<MsgId> = ["a", "b", "c"].into_iter().map(|p| send_to(&second, peer2.id, p)).collect();
+    // Consecutive counters from 0; a tag that depends on the sender's key.
+    assert_eq!(ids.iter().map(|&id| counter(id)).collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(ids2.iter().map(|&id| counter(id)).collect::<Vec<_>>(), [0, 1, 2]);
+    for (a, b) in ids.iter().zip(&ids2) {
+        assert_ne!(tag(*a), tag(*b), "two senders tagged counter {} alike", counter(*a));
+    }
+    for expected in &ids {
+        assert_eq!(peer.expect_data_req(WAIT).await.0, *expected);
+    }
+
+    // Guesses from what the peer saw: the next counter with a seen tag, a
+    // seen counter with another seen tag, the other sender's id for the
+    // same counter, and the next counter with any tag.
+    let guesses = [
+        id_of(3, tag(ids[2])),
+        id_of(1, tag(ids[0])),
+        id_of(0, tag(ids[1])),
+        ids2[1],
+        id_of(1, [0; 8]),
+        id_of(3, [0xFF; 8]),
+    ];
+    for &guess in &guesses {
+        peer.ack(guess).await;
+    }
+    unknown_acks(&first, guesses.len() as u64).await;
+    assert_eq!(first.handle.in_flight(), 3);
+    assert_eq!(first.handle.stats().acked(), 0);
+
+    // The exact ids settle.
+    for &id in &ids {
+        peer.ack(id).await;
+    }
+    first.settled().await;
+    assert_eq!(first.handle.stats().acked(), 3);
+    assert_eq!(first.handle.stats().unknown_acks(), guesses.len() as u64);
+}
+
+/// A gap, kept as a test to make pass: through the tower stack
+/// (`AtLeastOnce<RoundRobin<PeerSet>>`) the route's peer is not reported to
+/// the at-least-once core, so an ACK counts from any peer that knows the id.
+#[tokio::test(start_paused = true)]
+#[ignore = "known gap: the tower stack does not record the peer a message went to"]
+async fn through_the_tower_stack_an_ack_counts_only_from_the_peer_the_message_went_to() {
+    let mut sender = Sender::new(reliable(RESEND, 6));
+    let mut a = MemPeer::attach(&sender.transport, "a").await;
+    let mut b = MemPeer::attach(&sender.transport, "b").await;
+    sender.wait_for_peers(2).await;
+    let service = within("ready", WAIT, ServiceExt::<Message>::ready(&mut sender.service)).await.unwrap();
+    service.call(Message::new("x")).await.unwrap();
+    // Whichever peer got it, the other acknowledges it.
+    let (id, wrong) = tokio::select! {
+        (id, _) = a.expect_data_req(WAIT) => (id, &mut b),
+        (id, _) = b.expect_data_req(WAIT) => (id, &mut a),
+    };
+    wrong.ack(id).await;
+    unknown_acks(&sender, 1).await;
+    assert_eq!(sender.handle.in_flight(), 1);
+}
