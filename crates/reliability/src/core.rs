@@ -107,12 +107,17 @@ pub(crate) struct Pending {
     /// The peer it went to last, when the route said so; an ACK from any
     /// other peer does not count.
     pub(crate) peer: Option<PeerId>,
+    /// When it was last sent, in send order (first sends and resends share
+    /// one counter): a peer that has acknowledged only messages sent before
+    /// this one is still working through its queue.
+    pub(crate) order: u64,
 }
 
 /// What a peer last acknowledged.
 #[derive(Clone, Copy)]
 pub(crate) struct Progress {
     pub(crate) at: Instant,
+    /// The latest send order among the messages it acknowledged.
     pub(crate) newest: u64,
 }
 
@@ -121,6 +126,8 @@ const MAX_PEERS_TRACKED: usize = 4096;
 
 pub(crate) struct Table {
     pub(crate) next_seq: u64,
+    /// The next send order (see [`Pending::order`]).
+    pub(crate) next_order: u64,
     pub(crate) pending: SeqMap<Pending>,
     /// Sends reserved by `poll_ready` and not made yet.
     pub(crate) reserved: usize,
@@ -174,6 +181,7 @@ impl Core {
             key: RandomState::new(),
             table: Mutex::new(Table {
                 next_seq: 0,
+                next_order: 0,
                 pending: SeqMap::default(),
                 reserved: 0,
                 cuts: VecDeque::new(),
@@ -235,10 +243,13 @@ impl Core {
         }
         let seq = table.next_seq;
         table.next_seq += 1;
+        let order = table.next_order;
+        table.next_order += 1;
         let request = Message { to: message.to, frame: Frame::DataReq { id: self.id(seq), payload } };
-        table
-            .pending
-            .insert(seq, Pending { message: request.clone(), attempts: 1, first_sent: None, peer: None });
+        table.pending.insert(
+            seq,
+            Pending { message: request.clone(), attempts: 1, first_sent: None, peer: None, order },
+        );
         let wake = std::mem::take(&mut table.driver_idle);
         drop(table);
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
@@ -253,6 +264,15 @@ impl Core {
         if peer.is_some() {
             if let Some(entry) = self.table().pending.get_mut(&tracked.seq) {
                 entry.peer = peer;
+            }
+        }
+    }
+
+    /// Message `seq`, resent at its `attempts`th send, went to `peer`.
+    pub(crate) fn resent_to(&self, seq: u64, attempts: u32, peer: PeerId) {
+        if let Some(entry) = self.table().pending.get_mut(&seq) {
+            if entry.attempts == attempts && entry.peer.is_none() {
+                entry.peer = Some(peer);
             }
         }
     }
@@ -334,9 +354,9 @@ impl AckSink for Core {
                 // An ACK counts only from the peer the message last went to
                 // (when the route said which).
                 Some(entry) if entry.peer.is_none_or(|to| to == peer) => {
+                    newest = newest.max(Some(entry.order));
                     table.pending.remove(&seq);
                     acked += 1;
-                    newest = newest.max(Some(seq));
                 }
                 _ => unknown += 1,
             }

@@ -102,4 +102,4 @@ pub use at_least_once::{AtLeastOnce, AtLeastOnceLayer, ResponseFuture};
 pub use config::AtLeastOnceConfig;
 pub use core::{AtLeastOnceStats, Tracked};
 pub use driver::{AtLeastOnceHandle, Undelivered, UndeliveredReceiver};
-pub use receive::{AckTiming, DuplicateFilter, ReceiveSide};
+pub use receive::{AckTiming, AckToken, DuplicateFilter, ReceiveSide};

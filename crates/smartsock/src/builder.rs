@@ -221,14 +221,26 @@ impl SocketBuilder {
         self
     }
 
-    /// On [`Socket::close`], time allowed to deliver what is queued and to
-    /// receive outstanding ACKs (each stage). Default: 1 s.
+    /// On [`Socket::close`], time allowed for each of its stages: buffered
+    /// messages finding a peer, outstanding ACKs arriving, and each
+    /// connection delivering what is queued and seeing the peer confirm it
+    /// read everything (see [`Socket::close`]). What is not confirmed in
+    /// time is reported in the [`CloseReport`](crate::CloseReport).
+    ///
+    /// Default: 5 s, long enough for a live peer that reads slowly to take
+    /// a full outbox and the kernel's buffers (a few MB), short enough that
+    /// a program closing against a dead peer does not hang. 0 closes at
+    /// once, and confirms nothing that was still queued.
     pub fn linger(mut self, linger: Duration) -> Self {
         self.transport.linger = linger;
         self
     }
 
-    /// When received DATA_REQs are acknowledged. Default: [`AckTiming::OnTake`].
+    /// When received at-least-once messages are acknowledged: when `recv`
+    /// takes them ([`AckTiming::OnTake`], the default), as soon as they are
+    /// read ([`AckTiming::OnArrival`]), or when the application says the
+    /// work is done ([`AckTiming::Explicit`], with
+    /// [`Socket::recv_with_ack`](crate::Socket::recv_with_ack)).
     pub fn ack_timing(mut self, timing: AckTiming) -> Self {
         self.ack_timing = timing;
         self

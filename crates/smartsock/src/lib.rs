@@ -142,13 +142,13 @@ pub use codec::{Codec, DecodeError, EncodeError};
 pub use codec::{MsgPack, MsgPackError};
 pub use error::Error;
 pub use sender::Sender;
-pub use socket::Socket;
+pub use socket::{CloseReport, Received, Socket};
 pub use typed::{TypedSender, TypedSocket};
 
 pub use bytes::Bytes;
 pub use smartsock_framing::{MsgId, PeerId};
 pub use smartsock_patterns::WhenFull;
-pub use smartsock_reliability::{AckTiming, Undelivered};
+pub use smartsock_reliability::{AckTiming, AckToken, Undelivered};
 pub use smartsock_transport::{
     Address, DisconnectReason, DropReason, Endpoint, Event, ReconnectStrategy, RefusedReason, Side,
 };

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -105,6 +105,7 @@ impl Transport {
             handshakes: Arc::new(Semaphore::new(config.max_handshakes)),
             local_addrs: Mutex::new(Vec::new()),
             room: Arc::new(Notify::new()),
+            unconfirmed: AtomicU64::new(0),
             config,
         });
         let transport = Self { shared, close_on_drop: Some(Arc::new(CloseOnDrop { closed, cancel })) };
@@ -341,16 +342,32 @@ impl Transport {
         self.shared.cancel.cancelled().await;
     }
 
-    /// Stops accepting and reconnecting, gives every connection up to
-    /// [`TransportConfig::linger`] to write what is queued, closes them, and
-    /// returns once every task of the transport has ended. The inbound queue
-    /// is closed too: what is in it can still be received.
-    pub async fn close(&self) {
+    /// Stops accepting and reconnecting, and closes every connection so
+    /// that what it accepted reaches the peer: each connection writes what
+    /// is queued, shuts its write side down (the peer reads everything, then
+    /// our end), and keeps reading until the peer's own end, which confirms
+    /// it read ours. A connection that gets no such end within
+    /// [`TransportConfig::linger`] of this call is cut off, and the messages
+    /// it wrote or still held are counted in
+    /// [`unconfirmed`](Transport::unconfirmed). Returns once every task of
+    /// the transport has ended, with that count. The inbound queue is closed
+    /// too: what is in it can still be received.
+    pub async fn close(&self) -> u64 {
         self.shared.closed.store(true, Ordering::Release);
         self.shared.cancel.cancel();
         self.shared.tracker.close();
         self.shared.tracker.wait().await;
         self.shared.inbound.close();
+        self.unconfirmed()
+    }
+
+    /// Messages that closing connections could not confirm as read by their
+    /// peer: those written on a connection whose peer did not close its end
+    /// within the linger after ours (they may still have arrived, or been
+    /// lost in the kernel's buffers when the connection was cut), and those
+    /// still queued for it. 0 until [`close`](Transport::close).
+    pub fn unconfirmed(&self) -> u64 {
+        self.shared.unconfirmed.load(Ordering::Relaxed)
     }
 
     fn check_open(&self) -> Result<(), TransportError> {

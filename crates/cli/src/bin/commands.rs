@@ -99,12 +99,18 @@ pub(crate) async fn send(args: SendArgs) -> Result<(), Failure> {
     };
     outcome?;
 
-    socket.close().await;
-    let lost = dropped(&mut outcome_events).await;
+    let report = socket.close().await;
+    // Drops while sending are events; what the close could not confirm is
+    // in its report (some of it reported as events too: counted once).
+    let lost = dropped(&mut outcome_events).await.max(report.not_confirmed()).min(sent);
     if lost > 0 {
         return Err(Failure::runtime(format!(
-            "{lost} of {sent} message(s) not delivered: no peer took them{} within --linger",
-            if args.at_least_once { ", or none acknowledged them," } else { "" }
+            "{lost} of {sent} message(s) not confirmed as delivered within --linger: {}",
+            if args.at_least_once {
+                "not acknowledged"
+            } else {
+                "no peer took them, or the peer did not confirm it read them"
+            }
         )));
     }
     Ok(())
