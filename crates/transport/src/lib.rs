@@ -131,7 +131,7 @@ pub use config::{
     TransportConfig,
 };
 pub use error::TransportError;
-pub use event::{DisconnectReason, DropReason, Event, RefusedReason, Side};
+pub use event::{ConnectError, DisconnectReason, DropReason, Event, RefusedReason, Side};
 pub use inbound::{Inbound, InboundClosed, TryRecvError};
 pub use inproc::{INPROC_BACKLOG, INPROC_PIPE_BYTES};
 pub use outbox::TrySendError;

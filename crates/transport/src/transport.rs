@@ -17,11 +17,11 @@ use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::address::{Address, Endpoint};
 use crate::connection::{self, Served};
-use crate::event::{Event, RefusedReason, Side};
+use crate::event::{ConnectError, Event, RefusedReason, Side};
 use crate::inbound::Inbound;
 use crate::listener::Acceptor;
 use crate::peer::{AckReceiver, OrphanReceiver, PeerSnapshot, PeerTable, SharedSink};
@@ -206,7 +206,16 @@ impl Transport {
                 self.connect_with(addr, move || {
                     let target = target.clone();
                     async move {
-                        let stream = TcpStream::connect(&*target).await?;
+                        // Resolved apart from the connect, so that a name that
+                        // does not resolve is told from a host that refuses.
+                        let resolved: Vec<SocketAddr> = tokio::net::lookup_host(&*target)
+                            .await
+                            .map_err(|e| io::Error::other(NameNotResolved(e.to_string())))?
+                            .collect();
+                        if resolved.is_empty() {
+                            return Err(io::Error::other(NameNotResolved("no address".into())));
+                        }
+                        let stream = TcpStream::connect(&resolved[..]).await?;
                         stream.set_nodelay(true)?;
                         let remote =
                             stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| target.to_string());
@@ -434,15 +443,24 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let mut failures = 0u32;
+    // Whether this run of failures has been logged at WARN: once per run.
+    let mut warned = false;
     loop {
         let attempt = tokio::select! {
             attempt = timeout(shared.config.connect_timeout, connector()) => attempt,
             () = shared.cancel.cancelled() => return,
         };
-        match attempt {
+        let error = match attempt {
             Ok(Ok((stream, remote))) => {
                 match connection::serve(shared.clone(), stream, Side::Connect, remote.into(), None).await {
-                    Served::Up => failures = 0,
+                    Served::Up => {
+                        if warned {
+                            info!(addr = %label, "connected again");
+                        }
+                        failures = 0;
+                        warned = false;
+                        ConnectError::Disconnected
+                    }
                     Served::Refused(RefusedReason::OwnIdentity) => {
                         // Trying again would meet ourselves again, for ever.
                         warn!(addr = %label, "connected to itself: no longer connecting to this address");
@@ -456,24 +474,59 @@ where
                             _ = table.wait_for(|peers| peers.iter().all(|p| p.id != peer)) => {}
                             () = shared.cancel.cancelled() => return,
                         }
+                        ConnectError::Handshake(RefusedReason::DuplicateIdentity(peer).to_string())
                     }
-                    Served::Refused(_) | Served::Failed => {}
+                    Served::Refused(reason) => ConnectError::Handshake(reason.to_string()),
+                    Served::Failed => ConnectError::Handshake("the stream ended or failed".into()),
                 }
             }
-            Ok(Err(e)) => debug!(addr = %label, error = %e, "connect failed"),
-            Err(_) => debug!(addr = %label, "connect timed out"),
-        }
+            Ok(Err(e)) => connect_error(&e),
+            Err(_) => ConnectError::TimedOut,
+        };
         if shared.cancel.is_cancelled() {
             return;
         }
         failures = failures.saturating_add(1);
         let delay = shared.config.reconnect.delay(failures);
-        debug!(addr = %label, attempt = failures, ?delay, "reconnecting");
-        shared.emit(Event::Reconnecting { addr: label.to_string(), attempt: failures, delay });
+        if failures >= WARN_AFTER_FAILURES && !warned {
+            // Once per run of failures, not every try: the events carry each.
+            warn!(addr = %label, attempt = failures, %error, "cannot connect; still trying");
+            warned = true;
+        } else {
+            debug!(addr = %label, attempt = failures, ?delay, %error, "reconnecting");
+        }
+        shared.emit(Event::Reconnecting { addr: label.to_string(), attempt: failures, delay, error });
         tokio::select! {
             () = sleep(delay) => {}
             () = shared.cancel.cancelled() => return,
         }
+    }
+}
+
+/// Failed tries in a row before the reconnect loop warns (once per run):
+/// a peer that is starting up or restarting is not worth a warning.
+const WARN_AFTER_FAILURES: u32 = 5;
+
+/// A name that did not resolve, told apart from other connect failures.
+#[derive(Debug)]
+struct NameNotResolved(String);
+
+impl std::fmt::Display for NameNotResolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NameNotResolved {}
+
+fn connect_error(error: &io::Error) -> ConnectError {
+    if let Some(unresolved) = error.get_ref().and_then(|inner| inner.downcast_ref::<NameNotResolved>()) {
+        return ConnectError::NameNotResolved(unresolved.0.clone());
+    }
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => ConnectError::Refused,
+        io::ErrorKind::TimedOut => ConnectError::TimedOut,
+        _ => ConnectError::Io(error.to_string()),
     }
 }
 

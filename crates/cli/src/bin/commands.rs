@@ -193,8 +193,8 @@ pub(crate) async fn report_events(events: impl Stream<Item = Event>) {
                 note(format_args!("peer {peer} disconnected: {reason}"))
             }
             Event::HandshakeRefused { addr, reason } => note(format_args!("refused {addr}: {reason}")),
-            Event::Reconnecting { addr, attempt, delay } => {
-                note(format_args!("cannot reach {addr} (try {attempt}); again in {delay:?}"));
+            Event::Reconnecting { addr, attempt, delay, error } => {
+                note(format_args!("cannot reach {addr} ({error}; try {attempt}); again in {delay:?}"));
             }
             Event::Dropped { peer, count, reason } => {
                 let peer = peer.map(|p| format!(" for {p}")).unwrap_or_default();
