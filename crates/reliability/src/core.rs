@@ -143,9 +143,28 @@ pub(crate) struct Table {
     /// The driver's last cut time: the coarse "now" of ACKs.
     pub(crate) last_cut: Instant,
     pub(crate) progress: HashMap<PeerId, Progress>,
+    /// Pending messages per peer they last went to (when known): the load
+    /// a least-loaded route counts.
+    pub(crate) outstanding: HashMap<PeerId, usize>,
 }
 
 impl Table {
+    /// A pending message now counts against `peer`.
+    pub(crate) fn hold(&mut self, peer: PeerId) {
+        *self.outstanding.entry(peer).or_default() += 1;
+    }
+
+    /// A pending message no longer counts against `peer` (if it did).
+    pub(crate) fn release(&mut self, peer: Option<PeerId>) {
+        let Some(peer) = peer else { return };
+        if let std::collections::hash_map::Entry::Occupied(mut entry) = self.outstanding.entry(peer) {
+            *entry.get_mut() -= 1;
+            if *entry.get() == 0 {
+                entry.remove();
+            }
+        }
+    }
+
     fn has_room(&self, max: usize) -> bool {
         self.pending.len() + self.reserved < max
     }
@@ -190,6 +209,7 @@ impl Core {
                 driver_idle: false,
                 last_cut: Instant::now(),
                 progress: HashMap::new(),
+                outstanding: HashMap::new(),
             }),
             stats: AtLeastOnceStats::default(),
             room_signal: Arc::new(Notify::new()),
@@ -261,18 +281,27 @@ impl Core {
 
     /// Records the peer the message went to.
     pub(crate) fn sent_to(&self, tracked: Tracked, peer: Option<PeerId>) {
-        if peer.is_some() {
-            if let Some(entry) = self.table().pending.get_mut(&tracked.seq) {
-                entry.peer = peer;
+        if let Some(peer) = peer {
+            let mut table = self.table();
+            if let Some(entry) = table.pending.get_mut(&tracked.seq) {
+                entry.peer = Some(peer);
+                table.hold(peer);
             }
         }
     }
 
+    /// Messages sent to `peer` and not yet acknowledged.
+    pub(crate) fn outstanding(&self, peer: PeerId) -> usize {
+        self.table().outstanding.get(&peer).copied().unwrap_or(0)
+    }
+
     /// Message `seq`, resent at its `attempts`th send, went to `peer`.
     pub(crate) fn resent_to(&self, seq: u64, attempts: u32, peer: PeerId) {
-        if let Some(entry) = self.table().pending.get_mut(&seq) {
+        let mut table = self.table();
+        if let Some(entry) = table.pending.get_mut(&seq) {
             if entry.attempts == attempts && entry.peer.is_none() {
                 entry.peer = Some(peer);
+                table.hold(peer);
             }
         }
     }
@@ -291,7 +320,7 @@ impl Core {
 
     pub(crate) fn forget(&self, seq: u64) {
         let mut table = self.table();
-        let removed = table.pending.remove(&seq).is_some();
+        let removed = table.pending.remove(&seq).map(|entry| table.release(entry.peer)).is_some();
         let empty = table.pending.is_empty();
         drop(table);
         if removed {
@@ -355,7 +384,9 @@ impl AckSink for Core {
                 // (when the route said which).
                 Some(entry) if entry.peer.is_none_or(|to| to == peer) => {
                     newest = newest.max(Some(entry.order));
+                    let to = entry.peer;
                     table.pending.remove(&seq);
+                    table.release(to);
                     acked += 1;
                 }
                 _ => unknown += 1,

@@ -51,6 +51,12 @@ impl AtLeastOnceHandle {
         self.core.in_flight()
     }
 
+    /// Of those, the ones last sent to `peer` (as far as the route said):
+    /// what a least-loaded route counts for it.
+    pub fn outstanding(&self, peer: PeerId) -> usize {
+        self.core.outstanding(peer)
+    }
+
     /// The counters.
     pub fn stats(&self) -> &crate::AtLeastOnceStats {
         &self.core.stats
@@ -320,6 +326,7 @@ fn check(core: &Core, table: &mut Table, now: Instant, seq: u64, attempts: u32, 
     let give_up_at = first_sent + config.give_up_after;
     if entry.attempts >= config.max_attempts || now >= give_up_at {
         let entry = table.pending.remove(&seq).expect("present");
+        table.release(entry.peer);
         due.give_up.push((request_id(&entry.message, seq), entry));
         return;
     }
@@ -337,12 +344,13 @@ fn check(core: &Core, table: &mut Table, now: Instant, seq: u64, attempts: u32, 
     }
     entry.attempts += 1;
     // Where it goes next is the route's choice.
-    entry.peer = None;
+    let was_with = entry.peer.take();
     entry.order = table.next_order;
     table.next_order += 1;
     debug!(seq, attempt = entry.attempts, "resending");
     due.resend.push((seq, entry.attempts, entry.message.clone()));
     let attempts = entry.attempts;
+    table.release(was_with);
     table.resends.push_back((next, seq, attempts));
 }
 
@@ -371,11 +379,12 @@ fn lost_with_peer(core: &Core, table: &mut Table, gone: Option<PeerId>, transpor
             continue;
         }
         entry.attempts += 1;
-        entry.peer = None;
+        let was_with = entry.peer.take();
         entry.order = table.next_order;
         table.next_order += 1;
         due.resend.push((seq, entry.attempts, entry.message.clone()));
         let attempts = entry.attempts;
+        table.release(was_with);
         table.resends.push_back((next, seq, attempts));
     }
     if !due.resend.is_empty() {

@@ -13,14 +13,24 @@ use tower::{BoxError, Layer, Service, ServiceExt};
 use crate::{Error, Socket};
 
 /// How un-addressed messages ([`Socket::send`]) are spread over peers.
+///
+/// Messages sent while no peer is connected wait in the no-peer buffer and
+/// go to the first peers that connect: to spread them over several peers,
+/// wait for them first with [`Socket::wait_for_peers`], or give them time
+/// to come with [`SocketBuilder::settle`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum SendMode {
     /// Each message to one peer, cycling; full peers are skipped. The default.
+    /// Every peer gets the same share, however fast it works.
     #[default]
     RoundRobin,
     /// Each message to every connected peer.
     Publish,
+    /// Each message to the one peer with room that has the fewest messages
+    /// on its hands: queued for it, and under at-least-once also sent to it
+    /// and not yet acknowledged. Fast workers take more, a slow one less.
+    LeastLoaded,
 }
 
 /// What a send promises.
@@ -233,6 +243,15 @@ impl SocketBuilder {
     /// once, and confirms nothing that was still queued.
     pub fn linger(mut self, linger: Duration) -> Self {
         self.transport.linger = linger;
+        self
+    }
+
+    /// When the first peer connects while messages are buffered, wait this
+    /// long before sending them, so that peers connecting meanwhile share
+    /// them (by the send mode) instead of the first taking them all.
+    /// Default: zero (send at once).
+    pub fn settle(mut self, settle: Duration) -> Self {
+        self.peer_set.settle = settle;
         self
     }
 

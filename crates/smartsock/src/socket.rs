@@ -132,7 +132,7 @@ impl Socket {
     pub(crate) fn from_builder(builder: SocketBuilder) -> Result<Self, Error> {
         let SocketBuilder {
             mut transport,
-            peer_set,
+            mut peer_set,
             mode,
             publish_when_full,
             delivery,
@@ -143,16 +143,25 @@ impl Socket {
             layers,
         } = builder;
         transport.ack_on_arrival = ack_timing == AckTiming::OnArrival;
+        // Least-loaded is round-robin's stack with another way of picking
+        // the one peer, inside the peer set's one routing function.
+        let routing_mode = match mode {
+            SendMode::LeastLoaded => {
+                peer_set.share = smartsock_patterns::Share::LeastLoaded;
+                SendMode::RoundRobin
+            }
+            other => other,
+        };
         let parts = Transport::new(transport)?;
         let peers = PeerSet::new(&parts.transport, parts.orphans, peer_set);
         let mut reliability = None;
         let mut direct_tracking = None;
         let mut undelivered = None;
-        let destination = match mode {
-            SendMode::RoundRobin => Destination::AnyOne,
+        let destination = match routing_mode {
             SendMode::Publish => Destination::Everyone { when_full: publish_when_full },
+            _ => Destination::AnyOne,
         };
-        let stack = match (mode, delivery) {
+        let stack = match (routing_mode, delivery) {
             (SendMode::RoundRobin, Delivery::AtMostOnce) if layers.is_empty() => None,
             (SendMode::Publish, Delivery::AtMostOnce) if layers.is_empty() => None,
             (SendMode::RoundRobin, Delivery::AtMostOnce) => Some(SendStack::Custom(BoxService::new(
@@ -172,6 +181,8 @@ impl Socket {
                         buffered.withdraw(id);
                     });
                 reliability = Some(layer.handle());
+                let outstanding = layer.handle();
+                peers.set_load(Arc::new(move |peer| outstanding.outstanding(peer)));
                 undelivered = Some(given_up);
                 if layers.is_empty() {
                     layer.start_direct(peers.clone());
@@ -185,6 +196,7 @@ impl Socket {
             (SendMode::Publish, Delivery::AtLeastOnce) => {
                 return Err(Error::Config(NO_RELIABLE_PUBLISH.into()));
             }
+            (other, _) => return Err(Error::Config(format!("send mode {other:?} has no send stack"))),
         };
         let stack = match stack {
             Some(stack) if !layers.is_empty() => {

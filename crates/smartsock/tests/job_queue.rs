@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{number_of, numbered, within};
-use smartsock::{AckTiming, Delivery, Error, Socket};
+use smartsock::{AckTiming, Delivery, Error, SendMode, Socket};
 use tokio::sync::mpsc;
 
 /// The ventilator: at-least-once, the README's resend timeout.
@@ -168,5 +168,92 @@ async fn a_killed_worker_repeats_only_the_job_in_its_hands() -> Result<(), Error
     assert_eq!(twice[0].1[0], 2, "first taken by the worker that died");
     let stats = queue.delivery_stats().expect("at-least-once");
     assert_eq!((stats.acked(), stats.undelivered()), (JOBS as u64, 0));
+    Ok(())
+}
+
+/// Jobs taken per worker, from a log of (worker, job).
+fn per_worker(taken: &BTreeMap<usize, Vec<usize>>, workers: usize) -> Vec<usize> {
+    let mut counts = vec![0; workers];
+    for takers in taken.values() {
+        for &worker in takers {
+            counts[worker] += 1;
+        }
+    }
+    counts
+}
+
+/// One slow worker (10 ms a job) and two fast ones (1 ms), 600 jobs at
+/// most 30 in flight; returns the jobs each took.
+async fn share_among_one_slow_and_two_fast(mode: SendMode) -> Result<Vec<usize>, Error> {
+    const JOBS: usize = 600;
+    let queue = Socket::builder()
+        .send_mode(mode)
+        .delivery(Delivery::AtLeastOnce)
+        .max_in_flight(30)
+        .linger(Duration::from_secs(10))
+        .build()?;
+    let addr = queue.bind("127.0.0.1:0").await?.to_string();
+    let (log, mut taken_log) = mpsc::channel(4 * JOBS);
+    let _workers = [
+        worker(&addr, 0, Duration::from_millis(10), None, log.clone())?,
+        worker(&addr, 1, Duration::from_millis(1), None, log.clone())?,
+        worker(&addr, 2, Duration::from_millis(1), None, log)?,
+    ];
+    assert!(within("three workers", queue.wait_for_peers(3)).await);
+    let sending = tokio::spawn({
+        let queue = queue.clone();
+        async move {
+            for job in 0..JOBS {
+                queue.send(numbered(job)).await.expect("queued");
+            }
+        }
+    });
+    let taken = collect(&mut taken_log, JOBS).await;
+    sending.await.expect("the sending task");
+    Ok(per_worker(&taken, 3))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_loaded_gives_a_slow_worker_less() -> Result<(), Error> {
+    // Round-robin gives each worker a third, however slow.
+    let even = share_among_one_slow_and_two_fast(SendMode::RoundRobin).await?;
+    assert_eq!(even, [200, 200, 200]);
+    // Least-loaded follows what each has on its hands: the slow worker,
+    // ten times slower, gets far less than a third.
+    let shared = share_among_one_slow_and_two_fast(SendMode::LeastLoaded).await?;
+    assert_eq!(shared.iter().sum::<usize>(), 600, "{shared:?}");
+    assert!(shared[0] < 120, "the slow worker took {} of 600: {shared:?}", shared[0]);
+    assert!(shared[1] > 200 && shared[2] > 200, "{shared:?}");
+    Ok(())
+}
+
+/// Sends 300 jobs before any worker is up, then connects three, one after
+/// another; returns the jobs each took.
+async fn buffered_then_three_workers(settle: Duration) -> Result<Vec<usize>, Error> {
+    const JOBS: usize = 300;
+    let queue = Socket::builder().settle(settle).build()?;
+    let addr = queue.bind("127.0.0.1:0").await?.to_string();
+    for job in 0..JOBS {
+        queue.send(numbered(job)).await?;
+    }
+    let (log, mut taken_log) = mpsc::channel(4 * JOBS);
+    let mut workers = Vec::new();
+    for index in 0..3 {
+        workers.push(worker(&addr, index, Duration::ZERO, None, log.clone())?);
+        within("the worker", workers[index].wait_for_peers(1)).await;
+    }
+    let taken = collect(&mut taken_log, JOBS).await;
+    Ok(per_worker(&taken, 3))
+}
+
+#[tokio::test]
+async fn messages_buffered_before_workers_connect_are_shared_after_a_settle_time() -> Result<(), Error> {
+    // As found: everything sent before the second worker connected went to
+    // the first (10,000 of 10,000).
+    let first_takes_all = buffered_then_three_workers(Duration::ZERO).await?;
+    assert_eq!(first_takes_all, [300, 0, 0]);
+    // Given a moment for the others to come, they share the backlog.
+    let shared = buffered_then_three_workers(Duration::from_secs(2)).await?;
+    assert_eq!(shared, [100, 100, 100]);
     Ok(())
 }
