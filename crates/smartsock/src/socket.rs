@@ -276,6 +276,11 @@ impl Socket {
     /// Fails at once, handing the message back ([`Error::into_payload`]), if
     /// it is larger than the maximum frame length, if the socket is closed, or
     /// if the no-peer buffer is full under [`WhenFull::Drop`](crate::WhenFull::Drop).
+    ///
+    /// Messages sent before any peer is up all go to the first peer that
+    /// connects: to spread them over several, call
+    /// [`wait_for_peers`](Socket::wait_for_peers) first, or set
+    /// [`settle`](crate::SocketBuilder::settle).
     pub async fn send(&self, message: impl Into<Bytes>) -> Result<(), Error> {
         self.dispatch(Message::new(message), self.inner.send_timeout, SendErrorKind::TimedOut).await
     }
