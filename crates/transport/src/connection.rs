@@ -117,7 +117,9 @@ where
         };
         tokio::pin!(read, write, grace);
         tokio::select! {
-            reason = &mut read => (reason, false),
+            // A writer that is done goes first: when the peer's end and ours
+            // come together, the peer's end counts as its confirmation.
+            biased;
             reason = &mut write => match reason {
                 // Flushed and half-closed: the peer has everything once it
                 // reads our end. Keep reading until its own end, which says
@@ -133,6 +135,21 @@ where
                 },
                 reason => (reason, false),
             },
+            reason = &mut read => {
+                if reason == DisconnectReason::PeerClosed && shared.cancel.is_cancelled() {
+                    // The peer ended its side while we are closing (a closing
+                    // smartsock peer reads on until our end): finish our
+                    // flush rather than drop it, though nothing confirms
+                    // that it was read.
+                    tokio::select! {
+                        _ = &mut write => {}
+                        () = &mut grace => {}
+                    }
+                    (DisconnectReason::Closing, false)
+                } else {
+                    (reason, false)
+                }
+            }
             () = &mut grace => (DisconnectReason::Closing, false),
         }
     };
