@@ -319,3 +319,56 @@ async fn reconnecting_says_the_connection_was_refused() {
     );
     client.transport.close().await;
 }
+
+/// Log lines captured by the test's subscriber.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_of_failed_connects_warns_once_not_every_try() {
+    // Found: a name that never resolves retried every 100 ms for ever, the
+    // reason only at DEBUG. Now each try's event says why, and the run of
+    // failures reaches WARN once.
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let client = transport(config());
+    let mut events = client.transport.events();
+    client
+        .transport
+        .connect_with("memory", || async {
+            Err::<(DuplexStream, String), _>(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"))
+        })
+        .unwrap();
+    for attempt in 1..=20 {
+        let error = next_event(&mut events, "Reconnecting", |e| match e {
+            Event::Reconnecting { attempt: a, error, .. } if *a == attempt => Some(error.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(error, ConnectError::Refused);
+    }
+    client.transport.close().await;
+    let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let warnings: Vec<&str> = logged.lines().filter(|line| line.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{logged}");
+    assert!(warnings[0].contains("cannot connect; still trying"), "{logged}");
+    assert!(warnings[0].contains("connection refused"), "{logged}");
+}
