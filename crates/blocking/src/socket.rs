@@ -158,10 +158,10 @@ impl Socket {
     }
 
     /// Closes gracefully, as [`smartsock::Socket::close`] does, and returns
-    /// when done. Threads blocked in [`recv`](Socket::recv) get what is
-    /// still queued, then `None`.
-    pub fn close(&self) {
-        self.block_on(self.inner.close());
+    /// when done, with what it could not confirm as delivered. Threads
+    /// blocked in [`recv`](Socket::recv) get what is still queued, then `None`.
+    pub fn close(&self) -> smartsock::CloseReport {
+        self.block_on(self.inner.close())
     }
 
     /// The async socket underneath, for what this API does not offer

@@ -248,3 +248,76 @@ fn schemes_without_a_transport_are_a_usage_error() {
         assert_eq!(stderr.lines().count(), 1, "{addr}: {stderr}");
     }
 }
+
+/// A raw aiomsg peer: accepts one connection, answers the HELLO, then reads
+/// at about 800 KB/s, sending a HEARTBEAT every second as aiomsg peers do,
+/// until the sender's end; returns the DATA frames read. With `read: false`
+/// it never reads, and holds the connection for `hold`.
+fn raw_peer(listener: TcpListener, read: bool, hold: Duration) -> thread::JoinHandle<usize> {
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut hello = [0u8; 22];
+        stream.read_exact(&mut hello).expect("the sender's HELLO");
+        let mut ours = vec![0, 0, 0, 18, 1, 1];
+        ours.extend_from_slice(&[9; 16]);
+        stream.write_all(&ours).expect("our HELLO");
+        if !read {
+            thread::sleep(hold);
+            return 0;
+        }
+        stream.set_read_timeout(Some(LIMIT)).expect("a read timeout");
+        let (mut buffered, mut chunk, mut frames) = (Vec::new(), vec![0u8; 4096], 0);
+        let mut last_heartbeat = Instant::now();
+        loop {
+            if last_heartbeat.elapsed() >= Duration::from_secs(1) {
+                // Fails once the sender has reset the connection: the count tells.
+                let _ = stream.write_all(&[0, 0, 0, 1, 2]);
+                last_heartbeat = Instant::now();
+            }
+            let read = match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(read) => read,
+            };
+            buffered.extend_from_slice(&chunk[..read]);
+            let mut at = 0;
+            while buffered.len() >= at + 4 {
+                let len = u32::from_be_bytes(buffered[at..at + 4].try_into().expect("4 bytes")) as usize;
+                if buffered.len() < at + 4 + len {
+                    break;
+                }
+                frames += usize::from(buffered[at + 4] == 3);
+                at += 4 + len;
+            }
+            buffered.drain(..at);
+            thread::sleep(Duration::from_millis(5));
+        }
+        frames
+    })
+}
+
+#[test]
+fn send_delivers_everything_to_a_slow_peer_that_sends_heartbeats() {
+    // As found: 3,000 messages of about 920 B; the sender exited 0 and the
+    // peer got about 900, the rest destroyed by a reset at close.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address").to_string();
+    let peer = raw_peer(listener, true, Duration::ZERO);
+    let message = "x".repeat(920);
+    let sent = run(&["send", "--connect", &addr, "--count", "3000", "--linger", "15", &message]);
+    assert!(sent.status.success(), "send failed: {}", String::from_utf8_lossy(&sent.stderr));
+    assert_eq!(peer.join().expect("the peer's thread"), 3000);
+}
+
+#[test]
+fn send_fails_when_the_peer_does_not_confirm_within_the_linger() {
+    // The peer never reads: the messages sit in its kernel buffer, and
+    // nothing confirms they were read.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address").to_string();
+    let peer = raw_peer(listener, false, Duration::from_secs(5));
+    let sent = run(&["send", "--connect", &addr, "--count", "100", "--linger", "0.3", "hello"]);
+    assert_eq!(sent.status.code(), Some(1), "{}", String::from_utf8_lossy(&sent.stderr));
+    let stderr = String::from_utf8_lossy(&sent.stderr);
+    assert!(stderr.contains("100 of 100 message(s) not confirmed"), "{stderr}");
+    peer.join().expect("the peer's thread");
+}

@@ -12,7 +12,18 @@ use crate::routing::{Routed, route};
 use crate::{Destination, Message};
 
 pub(crate) async fn flusher(shared: Arc<Shared>, mut table: PeerWatch, mut orphans: OrphanReceiver) {
+    let mut had_peers = false;
     loop {
+        let has_peers = shared.transport.with_peers(|peers| !peers.is_empty());
+        if has_peers && !had_peers && !shared.settle().is_zero() && !shared.backlog().is_idle() {
+            // The first peer is up with messages waiting: give the others a
+            // moment to come, so that they share the backlog.
+            tokio::select! {
+                () = tokio::time::sleep(shared.settle()) => {}
+                () = shared.transport.closed() => {}
+            }
+        }
+        had_peers = has_peers;
         flush(&shared).await;
         tokio::select! {
             changed = table.changed() => if changed.is_err() { return },
@@ -63,7 +74,7 @@ async fn flush(shared: &Shared) {
             }
         };
         let routed = shared.transport.with_peers(|peers| {
-            route(peers, &shared.cursor, message, &mut |peer| shared.count_slow_drop(peer))
+            route(peers, &shared.cursor, shared.share(), message, &mut |peer| shared.count_slow_drop(peer))
         });
         let back = match routed {
             Routed::Done(_) => None,

@@ -28,13 +28,43 @@ pub struct PeerSetConfig {
     /// At the mark, wait for room ([`WhenFull::Wait`], the default) or fail
     /// at once and hand the message back ([`WhenFull::Drop`]).
     pub buffer_when_full: WhenFull,
+    /// How a message for any one peer ([`Destination::AnyOne`]) picks it.
+    /// Default: [`Share::RoundRobin`].
+    pub share: Share,
+    /// When the first peer connects while messages are buffered, wait this
+    /// long before flushing them, so that the peers that connect meanwhile
+    /// get their share instead of the first taking all. Default: zero.
+    pub settle: std::time::Duration,
 }
 
 impl Default for PeerSetConfig {
     fn default() -> Self {
-        Self { buffer_capacity: 1024, buffer_bytes: 64 * 1024 * 1024, buffer_when_full: WhenFull::Wait }
+        Self {
+            buffer_capacity: 1024,
+            buffer_bytes: 64 * 1024 * 1024,
+            buffer_when_full: WhenFull::Wait,
+            share: Share::RoundRobin,
+            settle: std::time::Duration::ZERO,
+        }
     }
 }
+
+/// How a message for any one peer picks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Share {
+    /// The next peer in turn with room in its outbox. The default.
+    #[default]
+    RoundRobin,
+    /// The peer with room that has the fewest messages on its hands: queued
+    /// in its outbox, plus those the load hook reports (under at-least-once,
+    /// sent and not yet acknowledged; see [`PeerSet::set_load`]). Peers that
+    /// work faster take more. Ties go in turn.
+    LeastLoaded,
+}
+
+/// Reports how many messages a peer has on its hands beyond its outbox.
+pub type LoadFn = dyn Fn(PeerId) -> usize + Send + Sync;
 
 /// Counters of what the peer set dropped or moved; read them with [`PeerSet::stats`].
 #[derive(Debug, Default)]
@@ -98,9 +128,21 @@ pub(crate) struct Shared {
     /// resend made through another clone goes to the peer after the one
     /// that failed.
     pub(crate) cursor: AtomicUsize,
+    /// See [`PeerSet::set_load`].
+    pub(crate) load: std::sync::OnceLock<Arc<LoadFn>>,
 }
 
 impl Shared {
+    /// What picks the one peer of a [`Destination::AnyOne`] message.
+    pub(crate) fn share(&self) -> crate::routing::Sharing<'_> {
+        crate::routing::Sharing { share: self.config.share, load: self.load.get().map(|load| &**load) }
+    }
+
+    /// How long the flusher waits for more peers before flushing.
+    pub(crate) fn settle(&self) -> std::time::Duration {
+        self.config.settle
+    }
+
     pub(crate) fn backlog(&self) -> MutexGuard<'_, Backlog> {
         lock(&self.backlog)
     }
@@ -175,8 +217,9 @@ impl Shared {
 
     /// Routes `message` now if that needs no waiting; otherwise says how to wait.
     fn route_now(&self, message: Message) -> Routed {
-        self.transport
-            .with_peers(|peers| route(peers, &self.cursor, message, &mut |peer| self.count_slow_drop(peer)))
+        self.transport.with_peers(|peers| {
+            route(peers, &self.cursor, self.share(), message, &mut |peer| self.count_slow_drop(peer))
+        })
     }
 
     /// One try at a send that does not wait: see [`PeerSet::try_send`].
@@ -347,9 +390,17 @@ impl PeerSet {
             drained: Notify::new(),
             stats: PeerSetStats::default(),
             cursor: AtomicUsize::new(0),
+            load: std::sync::OnceLock::new(),
         });
         tokio::spawn(flusher(shared.clone(), transport.peers(), orphans));
         Self { shared, room: None }
+    }
+
+    /// Sets what [`Share::LeastLoaded`] counts for a peer beyond its outbox:
+    /// an at-least-once sender reports its unacknowledged messages per peer.
+    /// Only the first call counts.
+    pub fn set_load(&self, load: Arc<LoadFn>) {
+        let _ = self.shared.load.set(load);
     }
 
     /// Sends `message` by its destination, through `&self`. The returned

@@ -5,7 +5,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use smartsock_transport::{Outgoing, PeerHandle, PeerId, PeerSnapshot, TrySendError};
 
-use crate::{Destination, Message, WhenFull};
+use crate::peer_set::LoadFn;
+use crate::{Destination, Message, Share, WhenFull};
+
+/// How a message for any one peer picks it: the policy, and what counts as
+/// a peer's load beyond its outbox.
+#[derive(Clone, Copy)]
+pub(crate) struct Sharing<'a> {
+    pub(crate) share: Share,
+    pub(crate) load: Option<&'a LoadFn>,
+}
 
 /// What became of one try to route a message.
 pub(crate) enum Routed {
@@ -30,8 +39,9 @@ pub(crate) enum Routed {
 
 /// Routes `message` to the peers of `snapshot` by its destination.
 ///
-/// - [`Destination::AnyOne`] (and `Unresolved`): the next peer in turn from
-///   `cursor` that has room; full peers are skipped.
+/// - [`Destination::AnyOne`] (and `Unresolved`): by `sharing`, the next peer
+///   in turn from `cursor` that has room (full peers are skipped), or the
+///   peer with room and the least load.
 /// - [`Destination::Everyone`]: a copy (sharing the payload) to every peer
 ///   with room; for a full one, per `when_full`, the copy waits or is dropped
 ///   (`on_slow_drop` is told). If every live subscriber is full, nothing is
@@ -40,6 +50,7 @@ pub(crate) enum Routed {
 pub(crate) fn route(
     snapshot: &PeerSnapshot,
     cursor: &AtomicUsize,
+    sharing: Sharing<'_>,
     message: Message,
     on_slow_drop: &mut dyn FnMut(PeerId),
 ) -> Routed {
@@ -55,7 +66,46 @@ pub(crate) fn route(
             }
         }
         Destination::Everyone { when_full } => publish(snapshot, message, when_full, on_slow_drop),
-        Destination::AnyOne | Destination::Unresolved => round_robin(snapshot, cursor, message),
+        Destination::AnyOne | Destination::Unresolved => match sharing.share {
+            Share::LeastLoaded => least_loaded(snapshot, cursor, sharing.load, message),
+            _ => round_robin(snapshot, cursor, message),
+        },
+    }
+}
+
+/// The peer with room and the fewest messages on its hands; among equals,
+/// the first in turn from `cursor`, so that idle peers share alike.
+fn least_loaded(
+    snapshot: &PeerSnapshot,
+    cursor: &AtomicUsize,
+    load: Option<&LoadFn>,
+    message: Message,
+) -> Routed {
+    let peers = snapshot.table();
+    let count = peers.len();
+    let start = cursor.fetch_add(1, Ordering::Relaxed);
+    let mut best: Option<(usize, usize)> = None;
+    for offset in 0..count {
+        let i = start.wrapping_add(offset) % count;
+        let peer = &peers[i];
+        if !peer.has_room() {
+            continue;
+        }
+        let on_hands = peer.queued() + load.map_or(0, |load| load(peer.id()));
+        if best.is_none_or(|(fewest, _)| on_hands < fewest) {
+            best = Some((on_hands, i));
+        }
+    }
+    let Some((_, i)) = best else {
+        // Nobody has room (or everyone has gone): as round-robin says.
+        return round_robin(snapshot, cursor, message);
+    };
+    match peers[i].try_send(Outgoing::to_any_peer(message.frame)) {
+        Ok(()) => Routed::Done(Some(peers[i].id())),
+        // It filled up or left since the look: any peer with room will do.
+        Err(e) => {
+            round_robin(snapshot, cursor, Message { to: Destination::AnyOne, frame: e.into_inner().frame })
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use pin_project::pin_project;
-use smartsock_patterns::{Destination, Message, SendError, SendErrorKind};
+use smartsock_patterns::{Destination, Message, PeerSet, SendError, SendErrorKind};
 use smartsock_transport::{AckReceiver, Frame, MsgId, Transport};
 use tokio::sync::futures::OwnedNotified;
 use tokio::sync::{Notify, mpsc};
@@ -15,7 +15,7 @@ use tower::{Layer, Service};
 
 use crate::AtLeastOnceConfig;
 use crate::core::Core;
-use crate::driver::{AtLeastOnceHandle, DriverParts, UndeliveredReceiver, drive};
+use crate::driver::{AtLeastOnceHandle, DriverParts, UndeliveredReceiver, ViaPeerSet, ViaService, drive};
 
 /// What at-least-once refuses to do, in words for the error.
 const NO_PUBLISH: &str = "at-least-once delivery cannot be combined with publish: \
@@ -313,7 +313,17 @@ impl AtLeastOnceLayer {
         R::Future: Send,
     {
         if let Some(parts) = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            tokio::spawn(drive(self.core.clone(), resender, parts));
+            tokio::spawn(drive(self.core.clone(), ViaService(resender), parts));
+        }
+    }
+
+    /// Like [`start`](AtLeastOnceLayer::start), resending straight into
+    /// `peers` (by each message's destination), so that the driver learns
+    /// which peer took each resend: while that peer keeps acknowledging
+    /// what was sent before it, the message is not sent yet again.
+    pub fn start_direct(&self, peers: PeerSet) {
+        if let Some(parts) = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            tokio::spawn(drive(self.core.clone(), ViaPeerSet(peers), parts));
         }
     }
 }

@@ -107,12 +107,17 @@ pub(crate) struct Pending {
     /// The peer it went to last, when the route said so; an ACK from any
     /// other peer does not count.
     pub(crate) peer: Option<PeerId>,
+    /// When it was last sent, in send order (first sends and resends share
+    /// one counter): a peer that has acknowledged only messages sent before
+    /// this one is still working through its queue.
+    pub(crate) order: u64,
 }
 
 /// What a peer last acknowledged.
 #[derive(Clone, Copy)]
 pub(crate) struct Progress {
     pub(crate) at: Instant,
+    /// The latest send order among the messages it acknowledged.
     pub(crate) newest: u64,
 }
 
@@ -121,6 +126,8 @@ const MAX_PEERS_TRACKED: usize = 4096;
 
 pub(crate) struct Table {
     pub(crate) next_seq: u64,
+    /// The next send order (see [`Pending::order`]).
+    pub(crate) next_order: u64,
     pub(crate) pending: SeqMap<Pending>,
     /// Sends reserved by `poll_ready` and not made yet.
     pub(crate) reserved: usize,
@@ -136,9 +143,28 @@ pub(crate) struct Table {
     /// The driver's last cut time: the coarse "now" of ACKs.
     pub(crate) last_cut: Instant,
     pub(crate) progress: HashMap<PeerId, Progress>,
+    /// Pending messages per peer they last went to (when known): the load
+    /// a least-loaded route counts.
+    pub(crate) outstanding: HashMap<PeerId, usize>,
 }
 
 impl Table {
+    /// A pending message now counts against `peer`.
+    pub(crate) fn hold(&mut self, peer: PeerId) {
+        *self.outstanding.entry(peer).or_default() += 1;
+    }
+
+    /// A pending message no longer counts against `peer` (if it did).
+    pub(crate) fn release(&mut self, peer: Option<PeerId>) {
+        let Some(peer) = peer else { return };
+        if let std::collections::hash_map::Entry::Occupied(mut entry) = self.outstanding.entry(peer) {
+            *entry.get_mut() -= 1;
+            if *entry.get() == 0 {
+                entry.remove();
+            }
+        }
+    }
+
     fn has_room(&self, max: usize) -> bool {
         self.pending.len() + self.reserved < max
     }
@@ -174,6 +200,7 @@ impl Core {
             key: RandomState::new(),
             table: Mutex::new(Table {
                 next_seq: 0,
+                next_order: 0,
                 pending: SeqMap::default(),
                 reserved: 0,
                 cuts: VecDeque::new(),
@@ -182,6 +209,7 @@ impl Core {
                 driver_idle: false,
                 last_cut: Instant::now(),
                 progress: HashMap::new(),
+                outstanding: HashMap::new(),
             }),
             stats: AtLeastOnceStats::default(),
             room_signal: Arc::new(Notify::new()),
@@ -235,10 +263,13 @@ impl Core {
         }
         let seq = table.next_seq;
         table.next_seq += 1;
+        let order = table.next_order;
+        table.next_order += 1;
         let request = Message { to: message.to, frame: Frame::DataReq { id: self.id(seq), payload } };
-        table
-            .pending
-            .insert(seq, Pending { message: request.clone(), attempts: 1, first_sent: None, peer: None });
+        table.pending.insert(
+            seq,
+            Pending { message: request.clone(), attempts: 1, first_sent: None, peer: None, order },
+        );
         let wake = std::mem::take(&mut table.driver_idle);
         drop(table);
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
@@ -250,9 +281,27 @@ impl Core {
 
     /// Records the peer the message went to.
     pub(crate) fn sent_to(&self, tracked: Tracked, peer: Option<PeerId>) {
-        if peer.is_some() {
-            if let Some(entry) = self.table().pending.get_mut(&tracked.seq) {
-                entry.peer = peer;
+        if let Some(peer) = peer {
+            let mut table = self.table();
+            if let Some(entry) = table.pending.get_mut(&tracked.seq) {
+                entry.peer = Some(peer);
+                table.hold(peer);
+            }
+        }
+    }
+
+    /// Messages sent to `peer` and not yet acknowledged.
+    pub(crate) fn outstanding(&self, peer: PeerId) -> usize {
+        self.table().outstanding.get(&peer).copied().unwrap_or(0)
+    }
+
+    /// Message `seq`, resent at its `attempts`th send, went to `peer`.
+    pub(crate) fn resent_to(&self, seq: u64, attempts: u32, peer: PeerId) {
+        let mut table = self.table();
+        if let Some(entry) = table.pending.get_mut(&seq) {
+            if entry.attempts == attempts && entry.peer.is_none() {
+                entry.peer = Some(peer);
+                table.hold(peer);
             }
         }
     }
@@ -271,7 +320,7 @@ impl Core {
 
     pub(crate) fn forget(&self, seq: u64) {
         let mut table = self.table();
-        let removed = table.pending.remove(&seq).is_some();
+        let removed = table.pending.remove(&seq).map(|entry| table.release(entry.peer)).is_some();
         let empty = table.pending.is_empty();
         drop(table);
         if removed {
@@ -334,9 +383,11 @@ impl AckSink for Core {
                 // An ACK counts only from the peer the message last went to
                 // (when the route said which).
                 Some(entry) if entry.peer.is_none_or(|to| to == peer) => {
+                    newest = newest.max(Some(entry.order));
+                    let to = entry.peer;
                     table.pending.remove(&seq);
+                    table.release(to);
                     acked += 1;
-                    newest = newest.max(Some(seq));
                 }
                 _ => unknown += 1,
             }

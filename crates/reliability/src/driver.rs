@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use smartsock_patterns::{Destination, Message, SendError};
+use smartsock_patterns::{Attempt, Destination, Message, PeerSet, SendError};
 use smartsock_transport::{DropReason, Event, EventsError, MsgId, PeerId, Transport};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
@@ -49,6 +49,12 @@ impl AtLeastOnceHandle {
     /// Messages sent and not yet acknowledged nor given up.
     pub fn in_flight(&self) -> usize {
         self.core.in_flight()
+    }
+
+    /// Of those, the ones last sent to `peer` (as far as the route said):
+    /// what a least-loaded route counts for it.
+    pub fn outstanding(&self, peer: PeerId) -> usize {
+        self.core.outstanding(peer)
     }
 
     /// The counters.
@@ -138,14 +144,67 @@ pub(crate) fn tick_length(core: &Core) -> Duration {
 /// What the due messages of one tick come to.
 #[derive(Default)]
 struct Due {
-    resend: Vec<Message>,
+    /// `(seq, attempts, message)`.
+    resend: Vec<(u64, u32, Message)>,
     give_up: Vec<(MsgId, Pending)>,
 }
 
-pub(crate) async fn drive<S>(core: Arc<Core>, mut inner: S, parts: DriverParts)
+/// How the driver sends a message again.
+pub(crate) trait Resend: Send + 'static {
+    /// Sends `message` again within `limit`; the peer that took it, when
+    /// the route tells.
+    fn resend(&mut self, message: Message, limit: Duration) -> impl Future<Output = Option<PeerId>> + Send;
+}
+
+/// Resends through a routing service, which does not say where each went.
+pub(crate) struct ViaService<S>(pub(crate) S);
+
+impl<S> Resend for ViaService<S>
 where
-    S: Service<Message, Response = (), Error = SendError>,
+    S: Service<Message, Response = (), Error = SendError> + Send + 'static,
+    S::Future: Send,
 {
+    async fn resend(&mut self, message: Message, limit: Duration) -> Option<PeerId> {
+        resend(&mut self.0, message, limit).await;
+        None
+    }
+}
+
+/// Resends straight into a peer set's outboxes, learning which peer took
+/// each message: the resend rules can then tell whether that peer is still
+/// working through what came before it.
+pub(crate) struct ViaPeerSet(pub(crate) PeerSet);
+
+impl Resend for ViaPeerSet {
+    async fn resend(&mut self, mut message: Message, limit: Duration) -> Option<PeerId> {
+        let attempt = async {
+            loop {
+                match self.0.try_send(message) {
+                    Ok(Attempt::Sent(peer)) => return peer,
+                    Ok(Attempt::Queued(copies)) => {
+                        let _ = copies.await;
+                        return None;
+                    }
+                    Ok(Attempt::WouldWait(back)) => {
+                        self.0.room_for(&back).await;
+                        message = back;
+                    }
+                    Err(e) => {
+                        debug!(error = %e, "resend failed");
+                        return None;
+                    }
+                }
+            }
+        };
+        // The attempt still counts; the next deadline tries again or gives up.
+        timeout(limit, attempt).await.unwrap_or_else(|_| {
+            debug!("resend could not be queued in time");
+            None
+        })
+    }
+}
+
+pub(crate) async fn drive<R: Resend>(core: Arc<Core>, mut resender: R, parts: DriverParts) {
     let DriverParts { undelivered, events, on_give_up, users_gone } = parts;
     let give_up = |id, entry| give_up(&core, &undelivered, events.as_ref(), on_give_up.as_deref(), id, entry);
     let tick = tick_length(&core);
@@ -188,9 +247,11 @@ where
         for (id, entry) in due.give_up {
             give_up(id, entry);
         }
-        for message in due.resend {
+        for (seq, attempts, message) in due.resend {
             core.stats.resent.fetch_add(1, Ordering::Relaxed);
-            resend(&mut inner, message, core.config.resend_timeout).await;
+            if let Some(peer) = resender.resend(message, core.config.resend_timeout).await {
+                core.resent_to(seq, attempts, peer);
+            }
         }
         if core.table().pending.is_empty() {
             core.settled.notify_waiters();
@@ -265,13 +326,14 @@ fn check(core: &Core, table: &mut Table, now: Instant, seq: u64, attempts: u32, 
     let give_up_at = first_sent + config.give_up_after;
     if entry.attempts >= config.max_attempts || now >= give_up_at {
         let entry = table.pending.remove(&seq).expect("present");
+        table.release(entry.peer);
         due.give_up.push((request_id(&entry.message, seq), entry));
         return;
     }
     let still_working = entry.peer.and_then(|peer| table.progress.get(&peer)).is_some_and(|progress| {
         // The peer is acknowledging, and nothing sent after this message:
         // it is still working through what came before.
-        progress.at + config.resend_timeout > now && progress.newest < seq
+        progress.at + config.resend_timeout > now && progress.newest < entry.order
     });
     let next = (now + config.resend_timeout).min(give_up_at);
     let entry = table.pending.get_mut(&seq).expect("present");
@@ -282,10 +344,13 @@ fn check(core: &Core, table: &mut Table, now: Instant, seq: u64, attempts: u32, 
     }
     entry.attempts += 1;
     // Where it goes next is the route's choice.
-    entry.peer = None;
+    let was_with = entry.peer.take();
+    entry.order = table.next_order;
+    table.next_order += 1;
     debug!(seq, attempt = entry.attempts, "resending");
-    due.resend.push(entry.message.clone());
+    due.resend.push((seq, entry.attempts, entry.message.clone()));
     let attempts = entry.attempts;
+    table.release(was_with);
     table.resends.push_back((next, seq, attempts));
 }
 
@@ -314,9 +379,12 @@ fn lost_with_peer(core: &Core, table: &mut Table, gone: Option<PeerId>, transpor
             continue;
         }
         entry.attempts += 1;
-        entry.peer = None;
-        due.resend.push(entry.message.clone());
+        let was_with = entry.peer.take();
+        entry.order = table.next_order;
+        table.next_order += 1;
+        due.resend.push((seq, entry.attempts, entry.message.clone()));
         let attempts = entry.attempts;
+        table.release(was_with);
         table.resends.push_back((next, seq, attempts));
     }
     if !due.resend.is_empty() {

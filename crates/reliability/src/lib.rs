@@ -53,16 +53,44 @@
 //! - **Delivery.** A message is delivered at least once to some peer, or
 //!   handed back as [`Undelivered`] after its attempts or its time run out.
 //!   Nothing is given up silently.
+//! - **When a message is sent again**, exactly:
+//!   1. at once, when the peer it last went to disconnects (the connection
+//!      that carried it is lost, so it can no longer be acknowledged), if
+//!      it has attempts left; through the routing again, so to another
+//!      live peer if there is one;
+//!   2. otherwise, at its deadline, one resend timeout
+//!      ([`AtLeastOnceConfig::resend_timeout`]) after it was sent, unless
+//!      the peer holding it is still working through its queue: it has
+//!      acknowledged some message within the last resend timeout, and none
+//!      sent after this one. Such a message is postponed by another resend
+//!      timeout ([`AtLeastOnceStats::postponed`]) and checked again; a slow
+//!      but healthy receiver, however long its queue, causes no resend;
+//!   3. a peer that has stopped acknowledging altogether (stuck, or its
+//!      ACKs lost) gets no postponement: the timer is the backstop.
+//!
+//!   Which peer holds a message is known when the route says so (the
+//!   socket's direct path, and resends started with
+//!   [`AtLeastOnceLayer::start_direct`]); a message whose peer is not known
+//!   is resent at its deadline. After
+//!   [`AtLeastOnceConfig::max_attempts`] sends or
+//!   [`AtLeastOnceConfig::give_up_after`] it is given up and handed back.
+//! - **Acknowledgement on the receiving side** ([`AckTiming`]): when the
+//!   application takes the message (the default), on arrival, or
+//!   explicitly once the work is done ([`AckToken`]: dropping it without
+//!   acknowledging leaves the message to be sent again).
 //! - **Order: not promised.** A resent message arrives after messages sent
 //!   later than it.
 //! - **Duplicates: possible, mostly filtered.** A resend after a lost ACK
 //!   delivers the message twice; the receiver's window of recent
 //!   (sender, id) pairs drops such repeats, best effort: a repeat older than
 //!   the window is delivered again. The same id from two different senders
-//!   is two messages.
+//!   is two messages. Under explicit acknowledgement only acknowledged
+//!   messages enter the window: a copy that arrives while the first is
+//!   still being worked on is delivered too.
 //! - **Crashes.** With the default [`AckTiming::OnTake`] a receiver that
 //!   dies with messages still queued has not acknowledged them: the sender
-//!   sends them again. A sender that dies loses what was pending: the
+//!   sends them again; the one it was working on is lost.
+//!   With [`AckTiming::Explicit`], that one is sent again too. A sender that dies loses what was pending: the
 //!   pending table lives in memory.
 //! - **Backpressure.** At most [`AtLeastOnceConfig::max_in_flight`] messages
 //!   are pending; at the limit the service is not ready and sends wait.
@@ -102,4 +130,4 @@ pub use at_least_once::{AtLeastOnce, AtLeastOnceLayer, ResponseFuture};
 pub use config::AtLeastOnceConfig;
 pub use core::{AtLeastOnceStats, Tracked};
 pub use driver::{AtLeastOnceHandle, Undelivered, UndeliveredReceiver};
-pub use receive::{AckTiming, DuplicateFilter, ReceiveSide};
+pub use receive::{AckTiming, AckToken, DuplicateFilter, ReceiveSide};

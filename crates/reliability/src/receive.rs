@@ -2,11 +2,11 @@
 //! acknowledging DATA_REQs and dropping repeats.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use smartsock_transport::{Incoming, MsgId, PeerId};
+use smartsock_transport::{AckError, AckHandle, Incoming, MsgId, PeerId};
 use tracing::debug;
 
 /// Remembers the last `capacity` (sender, message id) pairs seen, so that a
@@ -38,6 +38,11 @@ impl DuplicateFilter {
         Self { capacity, seen: HashSet::with_capacity(capacity), order: VecDeque::with_capacity(capacity) }
     }
 
+    /// Whether the message is in the window, without recording it.
+    pub fn contains(&self, peer: PeerId, id: MsgId) -> bool {
+        self.seen.contains(&(peer, id))
+    }
+
     /// Records the message; false if it was already in the window.
     pub fn first_time(&mut self, peer: PeerId, id: MsgId) -> bool {
         if !self.seen.insert((peer, id)) {
@@ -64,6 +69,14 @@ pub enum AckTiming {
     /// As soon as it is read off the connection, as other aiomsg
     /// implementations do. Set the transport's `ack_on_arrival` to match.
     OnArrival,
+    /// When the application says the work is done: a message taken with an
+    /// [`AckToken`] (see [`ReceiveSide::take_deferred`]) is acknowledged by
+    /// [`AckToken::ack`]; a token dropped without it leaves the message
+    /// unacknowledged, so the sender sends it again (at once if this
+    /// receiver's connection is lost, else after its resend timeout), to
+    /// this or another receiver. Receives that hand out no token
+    /// acknowledge on take, as [`OnTake`](AckTiming::OnTake) does.
+    Explicit,
 }
 
 /// What a socket does with each received message before the application
@@ -108,6 +121,31 @@ impl ReceiveSide {
         Some((peer, payload))
     }
 
+    /// Like [`take`](ReceiveSide::take), but the ACK is left to the returned
+    /// [`AckToken`] (for [`AckTiming::Explicit`]). Only an acknowledged
+    /// message enters the duplicate window: a copy that arrives while the
+    /// first is still being worked on, or after its token was dropped, is
+    /// delivered again; a copy of one already acknowledged is dropped (and
+    /// acknowledged again, the first ACK may have been lost).
+    pub fn take_deferred(self: &Arc<Self>, incoming: Incoming) -> Option<(PeerId, Bytes, AckToken)> {
+        let Some(ack) = incoming.request.as_ref().filter(|ack| !ack.already_sent()).cloned() else {
+            // Nothing to acknowledge (DATA), or acknowledged on arrival.
+            return self.take(incoming).map(|(peer, payload)| (peer, payload, AckToken::none(peer)));
+        };
+        let Incoming { peer, payload, .. } = incoming;
+        if let Some(filter) = &self.filter {
+            if filter.lock().unwrap_or_else(|e| e.into_inner()).contains(peer, ack.id()) {
+                self.duplicates.fetch_add(1, Ordering::Relaxed);
+                debug!(%peer, id = %ack.id(), "dropping a repeat of an acknowledged message");
+                if ack.send().is_err() {
+                    self.unacked.fetch_add(1, Ordering::Relaxed);
+                }
+                return None;
+            }
+        }
+        Some((peer, payload, AckToken { ack: Some(ack), peer, side: Some(self.clone()) }))
+    }
+
     /// Repeats dropped so far.
     pub fn duplicates_dropped(&self) -> u64 {
         self.duplicates.load(Ordering::Relaxed)
@@ -116,5 +154,70 @@ impl ReceiveSide {
     /// ACKs that could not be queued (connection gone or its outbox full).
     pub fn acks_not_sent(&self) -> u64 {
         self.unacked.load(Ordering::Relaxed)
+    }
+}
+
+/// The acknowledgement of one received message, sent when the work on it is
+/// done: [`ack`](AckToken::ack). Dropping the token without acknowledging
+/// means "not done": no ACK goes, and the sender sends the message again
+/// (see [`AckTiming::Explicit`]).
+///
+/// A message that asked for no ACK (sent at most once), or was acknowledged
+/// on arrival, comes with a token that has nothing to send.
+#[must_use = "a token dropped without ack() leaves its message unacknowledged: the sender sends it again"]
+pub struct AckToken {
+    ack: Option<AckHandle>,
+    peer: PeerId,
+    side: Option<Arc<ReceiveSide>>,
+}
+
+impl AckToken {
+    /// A token with nothing to acknowledge.
+    pub fn none(peer: PeerId) -> Self {
+        Self { ack: None, peer, side: None }
+    }
+
+    /// Sends the ACK, on the connection the message came on; from now on a
+    /// repeat of the message is dropped. Fails if that connection has ended
+    /// (the sender sends the message again, to this or another receiver) or
+    /// its ACK queue is full (the sender resends, and the repeat is
+    /// acknowledged at once).
+    pub fn ack(mut self) -> Result<(), AckError> {
+        let Some(ack) = self.ack.take() else { return Ok(()) };
+        if let Some(side) = self.side.take() {
+            if let Some(filter) = &side.filter {
+                filter.lock().unwrap_or_else(|e| e.into_inner()).first_time(self.peer, ack.id());
+            }
+            let sent = ack.send();
+            if sent.is_err() {
+                side.unacked.fetch_add(1, Ordering::Relaxed);
+            }
+            return sent;
+        }
+        ack.send()
+    }
+
+    /// The id of the message to acknowledge; `None` if there is nothing to send.
+    pub fn id(&self) -> Option<MsgId> {
+        self.ack.as_ref().map(AckHandle::id)
+    }
+
+    /// Whether [`ack`](AckToken::ack) has an ACK to send.
+    pub fn needs_ack(&self) -> bool {
+        self.ack.is_some()
+    }
+}
+
+impl std::fmt::Debug for AckToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AckToken").field("peer", &self.peer).field("id", &self.id()).finish()
+    }
+}
+
+impl Drop for AckToken {
+    fn drop(&mut self) {
+        if let Some(ack) = &self.ack {
+            debug!(peer = %self.peer, id = %ack.id(), "dropped without an ACK: the sender will send it again");
+        }
     }
 }

@@ -111,8 +111,8 @@ fn describe(event: &Event) -> String {
         Event::PeerDisconnected { peer, reason } => {
             format!("PeerDisconnected: {}, {reason}", &peer.to_string()[..8])
         }
-        Event::Reconnecting { addr, attempt, delay } => {
-            format!("Reconnecting to {addr}: attempt {attempt}, next try in {delay:?}")
+        Event::Reconnecting { addr, attempt, delay, error } => {
+            format!("Reconnecting to {addr} ({error}): attempt {attempt}, next try in {delay:?}")
         }
         other => format!("{other:?}"),
     }

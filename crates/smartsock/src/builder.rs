@@ -13,14 +13,24 @@ use tower::{BoxError, Layer, Service, ServiceExt};
 use crate::{Error, Socket};
 
 /// How un-addressed messages ([`Socket::send`]) are spread over peers.
+///
+/// Messages sent while no peer is connected wait in the no-peer buffer and
+/// go to the first peers that connect: to spread them over several peers,
+/// wait for them first with [`Socket::wait_for_peers`], or give them time
+/// to come with [`SocketBuilder::settle`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum SendMode {
     /// Each message to one peer, cycling; full peers are skipped. The default.
+    /// Every peer gets the same share, however fast it works.
     #[default]
     RoundRobin,
     /// Each message to every connected peer.
     Publish,
+    /// Each message to the one peer with room that has the fewest messages
+    /// on its hands: queued for it, and under at-least-once also sent to it
+    /// and not yet acknowledged. Fast workers take more, a slow one less.
+    LeastLoaded,
 }
 
 /// What a send promises.
@@ -221,14 +231,35 @@ impl SocketBuilder {
         self
     }
 
-    /// On [`Socket::close`], time allowed to deliver what is queued and to
-    /// receive outstanding ACKs (each stage). Default: 1 s.
+    /// On [`Socket::close`], time allowed for each of its stages: buffered
+    /// messages finding a peer, outstanding ACKs arriving, and each
+    /// connection delivering what is queued and seeing the peer confirm it
+    /// read everything (see [`Socket::close`]). What is not confirmed in
+    /// time is reported in the [`CloseReport`](crate::CloseReport).
+    ///
+    /// Default: 5 s, long enough for a live peer that reads slowly to take
+    /// a full outbox and the kernel's buffers (a few MB), short enough that
+    /// a program closing against a dead peer does not hang. 0 closes at
+    /// once, and confirms nothing that was still queued.
     pub fn linger(mut self, linger: Duration) -> Self {
         self.transport.linger = linger;
         self
     }
 
-    /// When received DATA_REQs are acknowledged. Default: [`AckTiming::OnTake`].
+    /// When the first peer connects while messages are buffered, wait this
+    /// long before sending them, so that peers connecting meanwhile share
+    /// them (by the send mode) instead of the first taking them all.
+    /// Default: zero (send at once).
+    pub fn settle(mut self, settle: Duration) -> Self {
+        self.peer_set.settle = settle;
+        self
+    }
+
+    /// When received at-least-once messages are acknowledged: when `recv`
+    /// takes them ([`AckTiming::OnTake`], the default), as soon as they are
+    /// read ([`AckTiming::OnArrival`]), or when the application says the
+    /// work is done ([`AckTiming::Explicit`], with
+    /// [`Socket::recv_with_ack`](crate::Socket::recv_with_ack)).
     pub fn ack_timing(mut self, timing: AckTiming) -> Self {
         self.ack_timing = timing;
         self

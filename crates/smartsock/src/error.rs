@@ -32,6 +32,10 @@ pub enum Error {
     /// and the bytes are inside.
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// An ACK could not be queued ([`AckToken::ack`](crate::AckToken::ack)):
+    /// the sender sends the message again.
+    #[error("cannot acknowledge: {0}")]
+    Ack(#[from] smartsock_transport::AckError),
 }
 
 impl Error {

@@ -61,13 +61,69 @@
 //! | | at-most-once (default) | at-least-once |
 //! |---|---|---|
 //! | round-robin (default) | one peer each, skipping full ones | acked, resent (maybe to another peer) until acked |
+//! | least-loaded | the peer with room and the fewest messages on its hands | the same, counting unacknowledged ones |
 //! | publish | every peer; a full subscriber's copy is dropped and counted | refused by [`SocketBuilder::build`] |
 //! | `send_to(peer)` | exactly that peer | exactly that peer, resent until acked |
+//!
+//! [`SendMode::LeastLoaded`] is round-robin that follows capacity: each
+//! message goes to the peer with room that has the fewest messages on its
+//! hands (queued, and under at-least-once unacknowledged), so fast workers
+//! take more. Messages sent before any peer is up are buffered and go to the
+//! first peers that connect: wait for them with [`Socket::wait_for_peers`],
+//! or let them gather for a moment with [`SocketBuilder::settle`].
 //!
 //! Every limit has a default and a [`SocketBuilder`] setting; every queue is
 //! bounded. A send waits while the queue it needs is full; anything that
 //! cannot be sent fails at once and hands the message back
 //! ([`Error::into_payload`]).
+//!
+//! # What is guaranteed
+//!
+//! **At-most-once** ([`Delivery::AtMostOnce`], the default): a message goes
+//! out once, as DATA. `send` returning `Ok` means it is queued: in a peer's
+//! queue, or in the no-peer buffer until one connects. A message still
+//! queued for a peer that disconnects goes to another peer under
+//! round-robin; one already written to a connection that breaks may be lost.
+//!
+//! **At-least-once** ([`Delivery::AtLeastOnce`]): each message goes out as
+//! DATA_REQ and stays pending until the peer it went to acknowledges it.
+//! - *When ACKs go* (the receiver's [`AckTiming`]): when the application
+//!   takes the message (`recv`, the default), as soon as it is read
+//!   (`OnArrival`, as other aiomsg implementations do), or when the
+//!   application says the work is done (`Explicit`, with
+//!   [`Socket::recv_with_ack`] and [`AckToken::ack`]; a token dropped
+//!   without it means "not done").
+//! - *When a message is sent again*: at once when the connection it went on
+//!   is lost (to another live peer, if there is one); otherwise when the
+//!   resend timeout ([`SocketBuilder::resend_timeout`]) has passed since it
+//!   was sent *and* the peer holding it is not still working through its
+//!   queue: a peer that keeps acknowledging messages sent before this one
+//!   within each resend timeout is left alone, so slow but healthy receivers
+//!   cause no resends. A peer that stops acknowledging altogether gets the
+//!   timer as a backstop. After [`SocketBuilder::give_up`]'s attempts or
+//!   time, the message is handed back on [`Socket::undelivered`].
+//! - *Duplicates* are possible (a resend after a lost ACK, or of a job a
+//!   receiver was still doing when the timer ran out); receivers drop
+//!   repeats of acknowledged messages within a window. *Order* is not kept
+//!   across resends.
+//!
+//! **Close** ([`Socket::close`]) refuses new sends, waits (up to the
+//! linger, [`SocketBuilder::linger`], 5 s by default) for buffered messages
+//! to find a peer and, under at-least-once, for the ACKs; then each
+//! connection writes what is queued, ends its write side and reads on until
+//! the peer ends its side too, so that nothing accepted is destroyed by a
+//! reset. It returns a [`CloseReport`] of what it could not confirm as
+//! delivered; unacknowledged messages are handed back on
+//! [`Socket::undelivered`].
+//!
+//! # Logs
+//!
+//! The library logs through [`tracing`](https://docs.rs/tracing) and never
+//! installs a subscriber: install one (`tracing-subscriber`) to see them.
+//! `debug` for connections coming and going, `warn` for drops, refused
+//! handshakes, connect failures that go on (once per run) and closes that
+//! could not confirm everything. The same facts arrive as [`Event`]s on
+//! [`Socket::events`].
 //!
 //! # Building your own stack
 //!
@@ -142,15 +198,16 @@ pub use codec::{Codec, DecodeError, EncodeError};
 pub use codec::{MsgPack, MsgPackError};
 pub use error::Error;
 pub use sender::Sender;
-pub use socket::Socket;
+pub use socket::{CloseReport, Received, Socket};
 pub use typed::{TypedSender, TypedSocket};
 
 pub use bytes::Bytes;
 pub use smartsock_framing::{MsgId, PeerId};
 pub use smartsock_patterns::WhenFull;
-pub use smartsock_reliability::{AckTiming, Undelivered};
+pub use smartsock_reliability::{AckTiming, AckToken, Undelivered};
 pub use smartsock_transport::{
-    Address, DisconnectReason, DropReason, Endpoint, Event, ReconnectStrategy, RefusedReason, Side,
+    Address, ConnectError, DisconnectReason, DropReason, Endpoint, Event, ReconnectStrategy, RefusedReason,
+    Side,
 };
 
 /// The wire format (`smartsock-framing`).

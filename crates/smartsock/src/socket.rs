@@ -17,7 +17,7 @@ use smartsock_patterns::{
     SendErrorKind,
 };
 use smartsock_reliability::{
-    AckTiming, AtLeastOnce, AtLeastOnceHandle, AtLeastOnceLayer, ReceiveSide, Undelivered,
+    AckTiming, AckToken, AtLeastOnce, AtLeastOnceHandle, AtLeastOnceLayer, ReceiveSide, Undelivered,
 };
 use smartsock_transport::{DropReason, Event, Inbound, Transport};
 use tokio::sync::{Mutex, OnceCell, mpsc};
@@ -46,7 +46,8 @@ struct Inner {
     /// Where un-addressed messages go, on the direct path.
     destination: Destination,
     inbound: Inbound,
-    receive: ReceiveSide,
+    receive: Arc<ReceiveSide>,
+    ack_timing: AckTiming,
     reliability: Option<AtLeastOnceHandle>,
     /// At-least-once on the direct path: the tracker (the same state as
     /// `reliability`), and the layer that keeps its driver going.
@@ -58,7 +59,7 @@ struct Inner {
     /// Set once a graceful close has run to the end: every `close` call
     /// waits for that one, so a second caller cannot cut the first one's
     /// linger short.
-    close_done: OnceCell<()>,
+    close_done: OnceCell<CloseReport>,
     mode: SendMode,
     delivery: Delivery,
     send_timeout: Option<Duration>,
@@ -131,7 +132,7 @@ impl Socket {
     pub(crate) fn from_builder(builder: SocketBuilder) -> Result<Self, Error> {
         let SocketBuilder {
             mut transport,
-            peer_set,
+            mut peer_set,
             mode,
             publish_when_full,
             delivery,
@@ -142,16 +143,25 @@ impl Socket {
             layers,
         } = builder;
         transport.ack_on_arrival = ack_timing == AckTiming::OnArrival;
+        // Least-loaded is round-robin's stack with another way of picking
+        // the one peer, inside the peer set's one routing function.
+        let routing_mode = match mode {
+            SendMode::LeastLoaded => {
+                peer_set.share = smartsock_patterns::Share::LeastLoaded;
+                SendMode::RoundRobin
+            }
+            other => other,
+        };
         let parts = Transport::new(transport)?;
         let peers = PeerSet::new(&parts.transport, parts.orphans, peer_set);
         let mut reliability = None;
         let mut direct_tracking = None;
         let mut undelivered = None;
-        let destination = match mode {
-            SendMode::RoundRobin => Destination::AnyOne,
+        let destination = match routing_mode {
             SendMode::Publish => Destination::Everyone { when_full: publish_when_full },
+            _ => Destination::AnyOne,
         };
-        let stack = match (mode, delivery) {
+        let stack = match (routing_mode, delivery) {
             (SendMode::RoundRobin, Delivery::AtMostOnce) if layers.is_empty() => None,
             (SendMode::Publish, Delivery::AtMostOnce) if layers.is_empty() => None,
             (SendMode::RoundRobin, Delivery::AtMostOnce) => Some(SendStack::Custom(BoxService::new(
@@ -171,19 +181,22 @@ impl Socket {
                         buffered.withdraw(id);
                     });
                 reliability = Some(layer.handle());
+                let outstanding = layer.handle();
+                peers.set_load(Arc::new(move |peer| outstanding.outstanding(peer)));
                 undelivered = Some(given_up);
-                let resender = RoundRobinLayer::new().layer(peers.clone());
                 if layers.is_empty() {
-                    layer.start(resender);
+                    layer.start_direct(peers.clone());
                     direct_tracking = Some(layer);
                     None
                 } else {
+                    let resender = RoundRobinLayer::new().layer(peers.clone());
                     Some(SendStack::AtLeastOnce(layer.layer(resender)))
                 }
             }
             (SendMode::Publish, Delivery::AtLeastOnce) => {
                 return Err(Error::Config(NO_RELIABLE_PUBLISH.into()));
             }
+            (other, _) => return Err(Error::Config(format!("send mode {other:?} has no send stack"))),
         };
         let stack = match stack {
             Some(stack) if !layers.is_empty() => {
@@ -202,7 +215,8 @@ impl Socket {
                 peer_set: peers,
                 destination,
                 inbound: parts.inbound,
-                receive: ReceiveSide::new(duplicate_window),
+                receive: Arc::new(ReceiveSide::new(duplicate_window)),
+                ack_timing,
                 tracker: direct_tracking.as_ref().map(AtLeastOnceLayer::handle),
                 _tracking_layer: direct_tracking,
                 reliability,
@@ -262,6 +276,11 @@ impl Socket {
     /// Fails at once, handing the message back ([`Error::into_payload`]), if
     /// it is larger than the maximum frame length, if the socket is closed, or
     /// if the no-peer buffer is full under [`WhenFull::Drop`](crate::WhenFull::Drop).
+    ///
+    /// Messages sent before any peer is up all go to the first peer that
+    /// connects: to spread them over several, call
+    /// [`wait_for_peers`](Socket::wait_for_peers) first, or set
+    /// [`settle`](crate::SocketBuilder::settle).
     pub async fn send(&self, message: impl Into<Bytes>) -> Result<(), Error> {
         self.dispatch(Message::new(message), self.inner.send_timeout, SendErrorKind::TimedOut).await
     }
@@ -401,6 +420,55 @@ impl Socket {
         }
     }
 
+    /// The next message from any peer, with the means to acknowledge it once
+    /// the work on it is done; `None` once the socket is closed and drained.
+    ///
+    /// Under [`AckTiming::Explicit`] an at-least-once message is
+    /// acknowledged only by [`AckToken::ack`]; a token dropped without it
+    /// (the job failed, the worker stopped) leaves the message
+    /// unacknowledged, and the sender sends it again: at once if this
+    /// socket's connection to it is lost, else after its resend timeout.
+    /// Under the other timings the ACK has gone already (on take or on
+    /// arrival) and the token has nothing to send. The sender needs nothing
+    /// special: any aiomsg sender just sees the ACK later.
+    ///
+    /// ```
+    /// use smartsock::{AckTiming, Delivery, Socket};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), smartsock::Error> {
+    /// let queue = Socket::builder().delivery(Delivery::AtLeastOnce).build()?;
+    /// let addr = queue.bind("127.0.0.1:0").await?;
+    /// let worker = Socket::builder().ack_timing(AckTiming::Explicit).build()?;
+    /// worker.connect(&addr.to_string())?;
+    ///
+    /// queue.send("job 1").await?;
+    /// let job = worker.recv_with_ack().await.expect("open");
+    /// assert_eq!(job.payload, "job 1");
+    /// // ... do the work, then:
+    /// job.ack.ack()?;
+    /// # tokio::time::timeout(std::time::Duration::from_secs(5), queue.settled()).await.unwrap();
+    /// # assert_eq!(queue.in_flight(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn recv_with_ack(&self) -> Option<Received> {
+        loop {
+            let incoming = self.inner.inbound.recv().await.ok()?;
+            let taken = match self.inner.ack_timing {
+                AckTiming::Explicit => self.inner.receive.take_deferred(incoming),
+                _ => self
+                    .inner
+                    .receive
+                    .take(incoming)
+                    .map(|(peer, payload)| (peer, payload, AckToken::none(peer))),
+            };
+            if let Some((peer, payload, ack)) = taken {
+                return Some(Received { peer, payload, ack });
+            }
+        }
+    }
+
     /// Received messages as a stream; ends when the socket is closed and
     /// drained. The stream holds a handle on the socket: while it lives, the
     /// socket stays open until [`close`](Socket::close) is called.
@@ -506,29 +574,63 @@ impl Socket {
         self.inner.receive.duplicates_dropped()
     }
 
-    /// Closes gracefully: refuses new sends, gives queued messages up to the
-    /// linger time to reach a peer and at-least-once messages as long again
-    /// to be acknowledged, then closes every connection. Messages still
-    /// buffered for lack of a peer are dropped and counted (an
-    /// `Event::Dropped`); unacknowledged ones are handed back on
+    /// Closes gracefully and reports what it could not confirm as
+    /// delivered.
+    ///
+    /// In order, each step bounded by the linger
+    /// ([`SocketBuilder::linger`](crate::SocketBuilder::linger)):
+    /// 1. refuses new sends (they fail at once and hand the message back);
+    /// 2. waits for messages buffered for lack of a peer to find one; those
+    ///    that never do are dropped and counted (an `Event::Dropped`);
+    /// 3. under at-least-once, waits for every message sent to be
+    ///    acknowledged;
+    /// 4. closes every connection so that nothing it accepted is destroyed:
+    ///    it writes what is queued, shuts down its write side, and keeps
+    ///    reading until the peer closes its end too, which confirms that the
+    ///    peer read everything. A connection whose peer does not do so
+    ///    within the linger is cut, and what it wrote is counted as
+    ///    unconfirmed (a peer that is alive but reads slowly needs a linger
+    ///    long enough for it to read what is queued).
+    ///
+    /// Unacknowledged at-least-once messages are handed back on
     /// [`undelivered`](Socket::undelivered). Received messages can still be
     /// taken with [`recv`](Socket::recv), which then returns `None`.
     ///
-    /// Every clone may call it, at the same time too: each call returns once
-    /// the one graceful close has finished.
-    pub async fn close(&self) {
+    /// Every clone may call it, at the same time too: each call returns
+    /// once the one graceful close has finished, with its report.
+    ///
+    /// ```
+    /// use smartsock::Socket;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), smartsock::Error> {
+    /// let server = Socket::new()?;
+    /// let addr = server.bind("127.0.0.1:0").await?;
+    /// let client = Socket::new()?;
+    /// client.connect(&addr.to_string())?;
+    /// client.send("hello").await?;
+    /// assert_eq!(server.recv().await.expect("open"), "hello");
+    ///
+    /// // The server closes too, which confirms it read everything.
+    /// let (client_report, _) = tokio::join!(client.close(), server.close());
+    /// assert!(client_report.is_complete(), "{client_report:?}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn close(&self) -> CloseReport {
         self.inner.closed.store(true, Ordering::Release);
-        self.inner.close_done.get_or_init(|| self.close_gracefully()).await;
+        *self.inner.close_done.get_or_init(|| self.close_gracefully()).await
     }
 
-    async fn close_gracefully(&self) {
+    async fn close_gracefully(&self) -> CloseReport {
         let linger = self.inner.transport.config().linger;
+        let mut stranded = 0;
         if timeout(linger, self.inner.peer_set.flushed()).await.is_err() {
-            let stranded = self.inner.peer_set.buffered();
+            stranded = self.inner.peer_set.buffered() as u64;
             warn!(stranded, "closing with messages that never found a peer");
             self.inner.transport.emit(Event::Dropped {
                 peer: None,
-                count: stranded as u64,
+                count: stranded,
                 reason: DropReason::PeerGone,
             });
         }
@@ -536,9 +638,72 @@ impl Socket {
             if timeout(linger, reliability.settled()).await.is_err() {
                 debug!(in_flight = reliability.in_flight(), "closing with unacknowledged messages");
             }
-            reliability.shutdown();
         }
-        self.inner.transport.close().await;
+        // The connections end before the pending table is counted: no ACK
+        // can arrive after the count.
+        let unconfirmed = self.inner.transport.close().await;
+        let report = match &self.inner.reliability {
+            Some(reliability) => {
+                // An ACK is the confirmation here; what the connections
+                // wrote without one is still pending, and buffered
+                // messages are pending too.
+                let unacknowledged = reliability.in_flight() as u64;
+                reliability.shutdown();
+                CloseReport { stranded, unconfirmed: 0, unacknowledged }
+            }
+            None => CloseReport { stranded, unconfirmed, unacknowledged: 0 },
+        };
+        if !report.is_complete() {
+            warn!(?report, "closed without confirming every message as delivered");
+        }
+        report
+    }
+}
+
+/// A message from [`Socket::recv_with_ack`], with its acknowledgement.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Received {
+    /// Who sent it.
+    pub peer: PeerId,
+    /// The application's bytes.
+    pub payload: Bytes,
+    /// Acknowledges it when the work is done; dropped without
+    /// [`ack`](AckToken::ack), the sender sends the message again.
+    pub ack: AckToken,
+}
+
+/// What [`Socket::close`] could not confirm as delivered.
+///
+/// Under at-most-once, a message counts as delivered once the peer it went
+/// to has read everything its connection carried (it closed its end after
+/// ours); under at-least-once, once it was acknowledged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CloseReport {
+    /// Messages still waiting for a peer when the linger ran out, dropped
+    /// (at-least-once: handed back, and counted in `unacknowledged` too).
+    pub stranded: u64,
+    /// At-most-once: messages written to, or still queued for, connections
+    /// whose peer did not confirm within the linger that it had read them.
+    /// They may have arrived; nothing says so.
+    pub unconfirmed: u64,
+    /// At-least-once: messages not acknowledged, handed back on
+    /// [`Socket::undelivered`].
+    pub unacknowledged: u64,
+}
+
+impl CloseReport {
+    /// Messages the close could not confirm as delivered, each counted once.
+    pub fn not_confirmed(&self) -> u64 {
+        // At-least-once counts stranded messages among the unacknowledged;
+        // at-most-once has none of those.
+        self.unacknowledged.max(self.stranded + self.unconfirmed)
+    }
+
+    /// Whether every message sent was confirmed as delivered.
+    pub fn is_complete(&self) -> bool {
+        self.not_confirmed() == 0
     }
 }
 

@@ -168,3 +168,95 @@ async fn close_ends_a_pending_recv_and_a_send_waiting_for_room() -> Result<(), E
     );
     Ok(())
 }
+
+/// A raw aiomsg peer on the bind end that reads slowly and, like every
+/// aiomsg peer, sends a HEARTBEAT every second meanwhile. Counts the DATA
+/// frames it reads until the sender's end, then closes its own.
+async fn slow_heartbeating_peer(listener: tokio::net::TcpListener) -> usize {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const HEARTBEAT: [u8; 5] = [0, 0, 0, 1, 2];
+    let (mut stream, _) = listener.accept().await.expect("accept");
+    let mut hello = [0u8; 22];
+    stream.read_exact(&mut hello).await.expect("the connect end's HELLO");
+    let mut ours = vec![0, 0, 0, 18, 1, 1];
+    ours.extend_from_slice(&[7; 16]);
+    stream.write_all(&ours).await.expect("our HELLO");
+    let mut buffered = Vec::new();
+    let mut chunk = vec![0u8; 4096];
+    let mut data_frames = 0;
+    let mut last_heartbeat = tokio::time::Instant::now();
+    loop {
+        if last_heartbeat.elapsed() >= Duration::from_secs(1) {
+            // The sender may already have cut the connection (the bug):
+            // the count then tells.
+            let _ = stream.write_all(&HEARTBEAT).await;
+            last_heartbeat = tokio::time::Instant::now();
+        }
+        let read = match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        buffered.extend_from_slice(&chunk[..read]);
+        let mut at = 0;
+        while buffered.len() >= at + 4 {
+            let len = u32::from_be_bytes(buffered[at..at + 4].try_into().expect("4 bytes")) as usize;
+            if buffered.len() < at + 4 + len {
+                break;
+            }
+            if buffered[at + 4] == 3 {
+                data_frames += 1;
+            }
+            at += 4 + len;
+        }
+        buffered.drain(..at);
+        // About 800 KB/s: the burst takes seconds to read.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    data_frames
+}
+
+#[tokio::test]
+async fn close_delivers_everything_to_a_slow_peer_that_sends_heartbeats() -> Result<(), Error> {
+    // As found: 3,000 messages of about 920 B, closed at once, to a peer
+    // that reads slowly and sends a HEARTBEAT every second. A socket
+    // closed with the peer's bytes unread is reset by the kernel, and
+    // whatever it had not sent yet is lost: about 900 arrived.
+    const BURST: usize = 3_000;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let peer = tokio::spawn(slow_heartbeating_peer(listener));
+    // Generous over real sockets: the read takes a few seconds.
+    let client = Socket::builder().linger(Duration::from_secs(60)).build()?;
+    client.connect(&addr.to_string())?;
+    for i in 0..BURST {
+        let mut message = numbered(i).to_vec();
+        message.resize(920, b'x');
+        client.send(message).await?;
+    }
+    let report = tokio::time::timeout(Duration::from_secs(60), client.close()).await.expect("close");
+    assert_eq!(report, smartsock::CloseReport::default(), "everything confirmed");
+    assert_eq!(peer.await.expect("the peer's task"), BURST);
+    Ok(())
+}
+
+#[tokio::test]
+async fn close_reports_what_a_peer_did_not_confirm_in_time() -> Result<(), Error> {
+    // The peer never takes its messages, so it never reads the end of the
+    // connection: nothing can be confirmed, and the report says so.
+    const BURST: usize = 2_000;
+    let server = Socket::builder().receive_queue(16).build()?;
+    let addr = server.bind("127.0.0.1:0").await?;
+    let client = Socket::builder().linger(Duration::from_millis(300)).build()?;
+    client.connect(&addr.to_string())?;
+    assert!(within("the connection", client.wait_for_peers(1)).await);
+    for i in 0..BURST {
+        client.send(numbered(i)).await?;
+    }
+    let report = within("close", client.close()).await;
+    assert_eq!(report.stranded, 0);
+    assert_eq!(report.unacknowledged, 0);
+    assert_eq!(report.unconfirmed, BURST as u64, "{report:?}");
+    assert_eq!(report.not_confirmed(), BURST as u64);
+    assert!(!report.is_complete());
+    Ok(())
+}

@@ -161,7 +161,12 @@ pub struct TransportConfig {
     pub connect_timeout: Duration,
     /// Delay between connect tries. Default: fixed 100 ms.
     pub reconnect: ReconnectStrategy,
-    /// On close, time allowed to write what is still queued. Default: 1 s.
+    /// On close, time a connection has to write what is queued and see the
+    /// peer close its end after ours (which confirms it read everything);
+    /// see [`Transport::close`](crate::Transport::close). Default: 5 s,
+    /// enough for a live peer that reads slowly to take a full outbox and
+    /// the kernel's buffers, short enough not to hang a program whose peer
+    /// has died.
     pub linger: Duration,
     /// Acknowledge a DATA_REQ as soon as it is read, instead of leaving it to
     /// the layer above (which by default acknowledges when the application
@@ -191,7 +196,7 @@ impl Default for TransportConfig {
             heartbeat_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(5),
             reconnect: ReconnectStrategy::default(),
-            linger: Duration::from_secs(1),
+            linger: Duration::from_secs(5),
             ack_on_arrival: false,
             event_capacity: 1024,
         }

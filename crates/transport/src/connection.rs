@@ -151,17 +151,52 @@ where
     // Frames the writer has taken out of the outbox and not yet seen written:
     // kept out here so that, if the connection ends first, they are counted.
     let mut batch = VecDeque::new();
-    let reason = {
+    // Messages written to the stream: if a close cannot be confirmed, none
+    // of them is known to have reached the peer.
+    let mut written = 0u64;
+    let (reason, confirmed) = {
         let read = read_loop(&shared, peer, &outbox, &mut reader, &mut read_buf);
-        let write = write_loop(&shared, &mut writer, &outbox, &mut batch, hello_sent);
+        let write = write_loop(&shared, &mut writer, &outbox, &mut batch, &mut written, hello_sent);
         let grace = async {
             shared.cancel.cancelled().await;
             sleep(config.linger).await;
         };
+        tokio::pin!(read, write, grace);
         tokio::select! {
-            reason = read => reason,
-            reason = write => reason,
-            () = grace => DisconnectReason::Closing,
+            // A writer that is done goes first: when the peer's end and ours
+            // come together, the peer's end counts as its confirmation.
+            biased;
+            reason = &mut write => match reason {
+                // Flushed and half-closed: the peer has everything once it
+                // reads our end. Keep reading until its own end, which says
+                // it has read ours: a socket closed with unread bytes (a
+                // peer's HEARTBEAT is enough) or bytes still arriving is
+                // reset by the kernel, and what it had not sent yet is lost.
+                DisconnectReason::Closing => tokio::select! {
+                    reason = &mut read => {
+                        let confirmed = reason == DisconnectReason::PeerClosed;
+                        (DisconnectReason::Closing, confirmed)
+                    }
+                    () = &mut grace => (DisconnectReason::Closing, false),
+                },
+                reason => (reason, false),
+            },
+            reason = &mut read => {
+                if reason == DisconnectReason::PeerClosed && shared.cancel.is_cancelled() {
+                    // The peer ended its side while we are closing (a closing
+                    // smartsock peer reads on until our end): finish our
+                    // flush rather than drop it, though nothing confirms
+                    // that it was read.
+                    tokio::select! {
+                        _ = &mut write => {}
+                        () = &mut grace => {}
+                    }
+                    (DisconnectReason::Closing, false)
+                } else {
+                    (reason, false)
+                }
+            }
+            () = &mut grace => (DisconnectReason::Closing, false),
         }
     };
     // Closed before anyone hears of the disconnect, so that a handle is seen
@@ -170,9 +205,20 @@ where
     shared.unregister(&handle);
     match &reason {
         DisconnectReason::Protocol(_) | DisconnectReason::Io(_) => warn!(%reason, "peer disconnected"),
-        _ => debug!(%reason, "peer disconnected"),
+        _ => debug!(%reason, confirmed, "peer disconnected"),
     }
     shared.emit(Event::PeerDisconnected { peer, reason });
+    if shared.cancel.is_cancelled() {
+        // Closing: whatever did not reach the peer for sure is counted for
+        // the close's report (and handed back or reported below as well).
+        let is_message = |item: &Outgoing| matches!(item.frame, Frame::Data(_) | Frame::DataReq { .. });
+        let left = queued.iter().chain(batch.iter()).filter(|item| is_message(item)).count() as u64;
+        let unconfirmed = if confirmed { left } else { left + written };
+        if unconfirmed > 0 {
+            warn!(unconfirmed, "closed before the peer confirmed it had read everything");
+            shared.unconfirmed.fetch_add(unconfirmed, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     hand_back_unsent(&shared, peer, queued, &batch);
     Served::Up
 }
@@ -454,12 +500,13 @@ impl PerSecond {
 
 /// Drains the outbox in batches, one write each (ACKs first); sends a
 /// HEARTBEAT after the heartbeat interval with nothing sent; on close,
-/// flushes what is queued. The HELLO was the last frame sent before it starts.
+/// flushes what is queued and shuts the write side down. The HELLO was the last frame sent before it starts.
 async fn write_loop<W: AsyncWrite + Unpin>(
     shared: &Shared,
     writer: &mut W,
     outbox: &Outbox,
     batch: &mut VecDeque<Outgoing>,
+    written: &mut u64,
     hello_sent: Instant,
 ) -> DisconnectReason {
     let config = &shared.config;
@@ -489,10 +536,17 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         if let Err(e) = encoder.write(writer, &acks, batch, heartbeat).await {
             return DisconnectReason::Io(e.to_string());
         }
+        *written +=
+            batch.iter().filter(|item| matches!(item.frame, Frame::Data(_) | Frame::DataReq { .. })).count()
+                as u64;
         acks.clear();
         batch.clear();
         if closing {
-            let _ = writer.shutdown().await;
+            // Half-close: the peer reads our end after everything we wrote;
+            // the read side stays open (see `serve_in_span`).
+            if let Err(e) = writer.shutdown().await {
+                return DisconnectReason::Io(e.to_string());
+            }
             return DisconnectReason::Closing;
         }
         idle.as_mut().reset(Instant::now() + config.heartbeat_interval);

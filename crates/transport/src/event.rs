@@ -119,16 +119,54 @@ impl fmt::Display for DropReason {
     }
 }
 
+/// Why the connect end is trying again: what went wrong with the last try,
+/// or that the connection it had ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// Nobody listens there (the connection was refused).
+    Refused,
+    /// The try took longer than
+    /// [`TransportConfig::connect_timeout`](crate::TransportConfig::connect_timeout).
+    TimedOut,
+    /// The host name did not resolve to any address; the resolver's words.
+    NameNotResolved(String),
+    /// Any other failure to open the stream.
+    Io(String),
+    /// The stream opened, but the handshake failed or was refused.
+    Handshake(String),
+    /// The connection was up and has ended (its own event says why).
+    Disconnected,
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Refused => f.write_str("connection refused"),
+            Self::TimedOut => f.write_str("connect timed out"),
+            Self::NameNotResolved(detail) => write!(f, "name not resolved: {detail}"),
+            Self::Io(detail) => f.write_str(detail),
+            Self::Handshake(detail) => write!(f, "handshake failed: {detail}"),
+            Self::Disconnected => f.write_str("disconnected"),
+        }
+    }
+}
+
 /// Something that happened to the socket's connections.
 ///
 /// Shows as one line for logs:
 ///
 /// ```
 /// use std::time::Duration;
-/// use smartsock_transport::Event;
+/// use smartsock_transport::{ConnectError, Event};
 ///
-/// let event = Event::Reconnecting { addr: "127.0.0.1:5555".into(), attempt: 2, delay: Duration::from_millis(100) };
-/// assert_eq!(event.to_string(), "reconnecting to 127.0.0.1:5555 in 100ms (attempt 2)");
+/// let event = Event::Reconnecting {
+///     addr: "127.0.0.1:5555".into(),
+///     attempt: 2,
+///     delay: Duration::from_millis(100),
+///     error: ConnectError::Refused,
+/// };
+/// assert_eq!(event.to_string(), "reconnecting to 127.0.0.1:5555 in 100ms (attempt 2): connection refused");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -164,6 +202,8 @@ pub enum Event {
         attempt: u32,
         /// The wait before the next try.
         delay: Duration,
+        /// What went wrong with the last try.
+        error: ConnectError,
     },
     /// Messages were dropped; see [`DropReason`].
     Dropped {
@@ -184,8 +224,8 @@ impl fmt::Display for Event {
             }
             Self::PeerDisconnected { peer, reason } => write!(f, "peer {peer} disconnected: {reason}"),
             Self::HandshakeRefused { addr, reason } => write!(f, "handshake with {addr} refused: {reason}"),
-            Self::Reconnecting { addr, attempt, delay } => {
-                write!(f, "reconnecting to {addr} in {delay:?} (attempt {attempt})")
+            Self::Reconnecting { addr, attempt, delay, error } => {
+                write!(f, "reconnecting to {addr} in {delay:?} (attempt {attempt}): {error}")
             }
             Self::Dropped { peer: Some(peer), count, reason } => {
                 write!(f, "{count} message(s) for peer {peer} dropped: {reason}")

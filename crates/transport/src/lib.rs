@@ -101,7 +101,7 @@
 //! | `handshake_timeout` | 5 s | the connection is refused (`Timeout`) |
 //! | `heartbeat_interval` / `heartbeat_timeout` | 5 s / 15 s | a HEARTBEAT is sent / the connection is torn down |
 //! | `connect_timeout` | 5 s | the try fails and the next one is scheduled |
-//! | `linger` | 1 s | on close, frames still queued after it are dropped |
+//! | `linger` | 5 s | on close, a connection whose peer has not ended its side after ours is cut; what it wrote or held is counted in [`Transport::unconfirmed`] |
 //! | [`INPROC_PIPE_BYTES`] (fixed) | 256 KiB each way | an `inproc://` writer waits, as on a full socket buffer |
 //! | [`INPROC_BACKLOG`] (fixed) | 128 connections | an `inproc://` connect try waits, bounded by `connect_timeout` |
 //! | [`MAX_UNIX_PATH`] (the kernel's) | 107 bytes (Linux) | the address is refused at once |
@@ -155,7 +155,7 @@ pub use config::{
 };
 pub use connection::MAX_CONTROL_FRAMES_PER_SECOND;
 pub use error::TransportError;
-pub use event::{DisconnectReason, DropReason, Event, RefusedReason, Side};
+pub use event::{ConnectError, DisconnectReason, DropReason, Event, RefusedReason, Side};
 pub use inbound::{Inbound, InboundClosed, TryRecvError};
 pub use inproc::{INPROC_BACKLOG, INPROC_PIPE_BYTES};
 pub use outbox::TrySendError;

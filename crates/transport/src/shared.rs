@@ -2,7 +2,7 @@
 //! task (accept and connect loops, connections).
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -44,6 +44,9 @@ pub(crate) struct Shared {
     /// Woken whenever an outbox may have room: a writer took frames out of
     /// one, or the peers changed.
     pub(crate) room: Arc<RoomSignal>,
+    /// Messages that connections closed by [`Transport::close`](crate::Transport::close)
+    /// could not confirm as read by their peer.
+    pub(crate) unconfirmed: AtomicU64,
 }
 
 impl Shared {

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,12 +17,12 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::address::{Address, Endpoint};
 use crate::admission::Admission;
 use crate::connection::{self, Served};
-use crate::event::{Event, RefusedReason, Side};
+use crate::event::{ConnectError, Event, RefusedReason, Side};
 use crate::inbound::Inbound;
 use crate::listener::Acceptor;
 use crate::peer::{AckReceiver, OrphanReceiver, PeerSnapshot, PeerTable, SharedSink};
@@ -107,6 +107,7 @@ impl Transport {
             refusal_log: Default::default(),
             local_addrs: Mutex::new(Vec::new()),
             room: Arc::default(),
+            unconfirmed: AtomicU64::new(0),
             config,
         });
         let transport = Self { shared, close_on_drop: Some(Arc::new(CloseOnDrop { closed, cancel })) };
@@ -207,7 +208,16 @@ impl Transport {
                 self.connect_with(addr, move || {
                     let target = target.clone();
                     async move {
-                        let stream = TcpStream::connect(&*target).await?;
+                        // Resolved apart from the connect, so that a name that
+                        // does not resolve is told from a host that refuses.
+                        let resolved: Vec<SocketAddr> = tokio::net::lookup_host(&*target)
+                            .await
+                            .map_err(|e| io::Error::other(NameNotResolved(e.to_string())))?
+                            .collect();
+                        if resolved.is_empty() {
+                            return Err(io::Error::other(NameNotResolved("no address".into())));
+                        }
+                        let stream = TcpStream::connect(&resolved[..]).await?;
                         stream.set_nodelay(true)?;
                         let remote =
                             stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| target.to_string());
@@ -343,16 +353,32 @@ impl Transport {
         self.shared.cancel.cancelled().await;
     }
 
-    /// Stops accepting and reconnecting, gives every connection up to
-    /// [`TransportConfig::linger`] to write what is queued, closes them, and
-    /// returns once every task of the transport has ended. The inbound queue
-    /// is closed too: what is in it can still be received.
-    pub async fn close(&self) {
+    /// Stops accepting and reconnecting, and closes every connection so
+    /// that what it accepted reaches the peer: each connection writes what
+    /// is queued, shuts its write side down (the peer reads everything, then
+    /// our end), and keeps reading until the peer's own end, which confirms
+    /// it read ours. A connection that gets no such end within
+    /// [`TransportConfig::linger`] of this call is cut off, and the messages
+    /// it wrote or still held are counted in
+    /// [`unconfirmed`](Transport::unconfirmed). Returns once every task of
+    /// the transport has ended, with that count. The inbound queue is closed
+    /// too: what is in it can still be received.
+    pub async fn close(&self) -> u64 {
         self.shared.closed.store(true, Ordering::Release);
         self.shared.cancel.cancel();
         self.shared.tracker.close();
         self.shared.tracker.wait().await;
         self.shared.inbound.close();
+        self.unconfirmed()
+    }
+
+    /// Messages that closing connections could not confirm as read by their
+    /// peer: those written on a connection whose peer did not close its end
+    /// within the linger after ours (they may still have arrived, or been
+    /// lost in the kernel's buffers when the connection was cut), and those
+    /// still queued for it. 0 until [`close`](Transport::close).
+    pub fn unconfirmed(&self) -> u64 {
+        self.shared.unconfirmed.load(Ordering::Relaxed)
     }
 
     fn check_open(&self) -> Result<(), TransportError> {
@@ -422,19 +448,25 @@ where
     let mut failures = 0u32;
     // Handshakes in a row that the bind end closed without answering.
     let mut rejections = 0u32;
+    // Whether this run of failures has been logged at WARN: once per run.
+    let mut warned = false;
     loop {
         let attempt = tokio::select! {
             attempt = timeout(shared.config.connect_timeout, connector()) => attempt,
             () = shared.cancel.cancelled() => return,
         };
-        match attempt {
+        let error = match attempt {
             Ok(Ok((stream, remote))) => {
                 match connection::serve(shared.clone(), stream, Side::Connect, remote.into(), None).await {
                     Served::Up => {
+                        if warned {
+                            info!(addr = %label, "connected again");
+                        }
                         failures = 0;
                         rejections = 0;
+                        warned = false;
+                        ConnectError::Disconnected
                     }
-                    Served::Rejected => rejections = rejections.saturating_add(1),
                     Served::Refused(RefusedReason::OwnIdentity) => {
                         // Trying again would meet ourselves again, for ever.
                         warn!(addr = %label, "connected to itself: no longer connecting to this address");
@@ -448,13 +480,21 @@ where
                             _ = table.wait_for(|peers| peers.iter().all(|p| p.id != peer)) => {}
                             () = shared.cancel.cancelled() => return,
                         }
+                        ConnectError::Handshake(RefusedReason::DuplicateIdentity(peer).to_string())
                     }
-                    Served::Refused(_) | Served::Failed => {}
+                    Served::Refused(reason) => ConnectError::Handshake(reason.to_string()),
+                    Served::Rejected => {
+                        rejections = rejections.saturating_add(1);
+                        ConnectError::Handshake(
+                            "the bind end closed the connection without answering our HELLO".into(),
+                        )
+                    }
+                    Served::Failed => ConnectError::Handshake("the stream ended or failed".into()),
                 }
             }
-            Ok(Err(e)) => debug!(addr = %label, error = %e, "connect failed"),
-            Err(_) => debug!(addr = %label, "connect timed out"),
-        }
+            Ok(Err(e)) => connect_error(&e),
+            Err(_) => ConnectError::TimedOut,
+        };
         if shared.cancel.is_cancelled() {
             return;
         }
@@ -462,8 +502,14 @@ where
         // A bind end that keeps refusing us is not helped by a try every
         // 100 ms: back off, doubling up to REJECTED_BACKOFF_MAX.
         let delay = shared.config.reconnect.delay(failures).max(rejected_backoff(rejections));
-        debug!(addr = %label, attempt = failures, ?delay, "reconnecting");
-        shared.emit(Event::Reconnecting { addr: label.to_string(), attempt: failures, delay });
+        if failures >= WARN_AFTER_FAILURES && !warned {
+            // Once per run of failures, not every try: the events carry each.
+            warn!(addr = %label, attempt = failures, %error, "cannot connect; still trying");
+            warned = true;
+        } else {
+            debug!(addr = %label, attempt = failures, ?delay, %error, "reconnecting");
+        }
+        shared.emit(Event::Reconnecting { addr: label.to_string(), attempt: failures, delay, error });
         tokio::select! {
             () = sleep(delay) => {}
             () = shared.cancel.cancelled() => return,
@@ -483,6 +529,33 @@ fn rejected_backoff(rejections: u32) -> Duration {
     Duration::from_millis(100)
         .saturating_mul(1 << rejections.saturating_sub(1).min(10))
         .min(REJECTED_BACKOFF_MAX)
+}
+
+/// Failed tries in a row before the reconnect loop warns (once per run):
+/// a peer that is starting up or restarting is not worth a warning.
+const WARN_AFTER_FAILURES: u32 = 5;
+
+/// A name that did not resolve, told apart from other connect failures.
+#[derive(Debug)]
+struct NameNotResolved(String);
+
+impl std::fmt::Display for NameNotResolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NameNotResolved {}
+
+fn connect_error(error: &io::Error) -> ConnectError {
+    if let Some(unresolved) = error.get_ref().and_then(|inner| inner.downcast_ref::<NameNotResolved>()) {
+        return ConnectError::NameNotResolved(unresolved.0.clone());
+    }
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => ConnectError::Refused,
+        io::ErrorKind::TimedOut => ConnectError::TimedOut,
+        _ => ConnectError::Io(error.to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -91,7 +91,8 @@ async fn close_waits_no_longer_than_the_linger_for_a_peer_that_does_not_read() {
     handle.try_send(Outgoing::to_this_peer(Frame::Heartbeat)).unwrap();
 
     let started = Instant::now();
-    within("close", transport.close()).await;
+    // The wedged frame and the two queued messages: none confirmed.
+    assert_eq!(within("close", transport.close()).await, 3);
     assert_eq!(started.elapsed(), Duration::from_millis(1500));
     assert!(handle.is_closed());
 
@@ -356,4 +357,46 @@ async fn many_peers_sending_through_small_queues_lose_nothing() {
     }
     wait_peer_count(&server.transport, 0).await;
     server.transport.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_half_closes_and_waits_for_the_peer_s_end_while_it_keeps_talking() {
+    // The peer reads slowly and sends a HEARTBEAT now and then, as aiomsg
+    // peers do. Close must not cut the connection while the peer is still
+    // reading: it writes everything, ends its write side, and reads on
+    // until the peer's end, which confirms the peer read it all.
+    const MESSAGES: usize = 50;
+    let mut config = config();
+    config.linger = Duration::from_secs(30);
+    let TransportParts { transport, .. } = transport(config);
+    let (ours, theirs) = tokio::io::duplex(64);
+    transport.serve(ours, Side::Connect, "memory").unwrap();
+    let mut peer = MemPeer::new(theirs);
+    peer.expect(Frame::hello(transport.identity())).await;
+    peer.send(Frame::hello(PeerId::from_bytes([0x2E; 16]))).await;
+    let handle = wait_peer_count(&transport, 1).await[0].clone();
+    for i in 0..MESSAGES {
+        handle.try_send(Outgoing::to_any_peer(Frame::Data(pattern(100, i as u8).into()))).unwrap();
+    }
+    let started = Instant::now();
+    let closing = tokio::spawn({
+        let transport = transport.clone();
+        async move { transport.close().await }
+    });
+    let mut received = 0;
+    while let Some(frame) = peer.next().await {
+        if let Frame::Data(payload) = frame {
+            assert_eq!(&payload[..], &pattern(100, received as u8)[..]);
+            received += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if received % 10 == 0 {
+                peer.send(Frame::Heartbeat).await;
+            }
+        }
+    }
+    assert_eq!(received, MESSAGES, "everything, then the end of the stream");
+    assert!(!closing.is_finished(), "close waits for the peer's end");
+    drop(peer);
+    assert_eq!(within("close", closing).await.unwrap(), 0, "everything confirmed");
+    assert_eq!(started.elapsed(), Duration::from_millis(100) * MESSAGES as u32);
 }

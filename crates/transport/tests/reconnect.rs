@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use smartsock_transport::{
-    DisconnectReason, Event, Frame, Outgoing, PeerId, ReconnectStrategy, RefusedReason, Side,
+    ConnectError, DisconnectReason, Event, Frame, Outgoing, PeerId, ReconnectStrategy, RefusedReason, Side,
 };
 use tokio::io::DuplexStream;
 use tokio::sync::mpsc;
@@ -46,7 +46,7 @@ async fn a_restarted_bind_end_on_the_same_port_is_reconnected_and_traffic_resume
     // It keeps trying while nothing listens.
     for expected in 1..=3 {
         let (seen_addr, attempt, delay) = next_event(&mut events, "Reconnecting", |e| match e {
-            Event::Reconnecting { addr, attempt, delay } => Some((addr.clone(), *attempt, *delay)),
+            Event::Reconnecting { addr, attempt, delay, .. } => Some((addr.clone(), *attempt, *delay)),
             _ => None,
         })
         .await;
@@ -194,13 +194,23 @@ async fn reconnect_tries_follow_the_strategy_to_the_millisecond() {
     assert_eq!(down, t1);
 
     // After a connection that was up, the count starts over at 1.
-    let expected = [(1, 100), (2, 200), (3, 300)];
+    // Each event says why: the connection ended, then tries 2 and 3 refused.
+    let expected = [
+        (1, 100, ConnectError::Disconnected),
+        (2, 200, ConnectError::Refused),
+        (3, 300, ConnectError::Refused),
+    ];
     let mut last = down;
     let mut stream = None;
-    for (attempt, delay) in expected {
+    for (attempt, delay, error) in expected {
         assert_eq!(
             any_event(&mut events).await,
-            Event::Reconnecting { addr: "memory".into(), attempt, delay: Duration::from_millis(delay) }
+            Event::Reconnecting {
+                addr: "memory".into(),
+                attempt,
+                delay: Duration::from_millis(delay),
+                error
+            }
         );
         let (n, at, opened) = next_try(&mut tries).await;
         assert_eq!(n, attempt + 1);
@@ -220,7 +230,12 @@ async fn reconnect_tries_follow_the_strategy_to_the_millisecond() {
     );
     assert_eq!(
         any_event(&mut events).await,
-        Event::Reconnecting { addr: "memory".into(), attempt: 4, delay: Duration::from_millis(400) }
+        Event::Reconnecting {
+            addr: "memory".into(),
+            attempt: 4,
+            delay: Duration::from_millis(400),
+            error: ConnectError::Handshake(RefusedReason::Version(2).to_string()),
+        }
     );
     let refused_at = Instant::now();
 
@@ -265,4 +280,95 @@ async fn a_connect_try_that_hangs_is_cut_at_the_connect_timeout() {
     let second = within("try 2", tries.recv()).await.unwrap();
     assert_eq!(second - first, Duration::from_millis(800));
     client.transport.close().await;
+}
+
+#[tokio::test]
+async fn reconnecting_says_the_name_did_not_resolve() {
+    // `.invalid` never resolves (RFC 6761). Found: retried every 100 ms for
+    // ever with no reason given but at DEBUG.
+    let client = transport(config());
+    let mut events = client.transport.events();
+    client.transport.connect("no-such-host.invalid:5555").unwrap();
+    let error = next_event(&mut events, "Reconnecting", |e| match e {
+        Event::Reconnecting { addr, attempt: 1, error, .. } if addr == "no-such-host.invalid:5555" => {
+            Some(error.clone())
+        }
+        _ => None,
+    })
+    .await;
+    assert!(matches!(error, ConnectError::NameNotResolved(_)), "{error:?}");
+    client.transport.close().await;
+}
+
+#[tokio::test]
+async fn reconnecting_says_the_connection_was_refused() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let client = transport(config());
+    let mut events = client.transport.events();
+    client.transport.connect(&format!("127.0.0.1:{port}")).unwrap();
+    let error = next_event(&mut events, "Reconnecting", |e| match e {
+        Event::Reconnecting { attempt: 1, error, .. } => Some(error.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(error, ConnectError::Refused);
+    assert_eq!(
+        Event::Reconnecting { addr: "a:1".into(), attempt: 1, delay: Duration::from_millis(100), error }
+            .to_string(),
+        "reconnecting to a:1 in 100ms (attempt 1): connection refused"
+    );
+    client.transport.close().await;
+}
+
+/// Log lines captured by the test's subscriber.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_of_failed_connects_warns_once_not_every_try() {
+    // Found: a name that never resolves retried every 100 ms for ever, the
+    // reason only at DEBUG. Now each try's event says why, and the run of
+    // failures reaches WARN once.
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let client = transport(config());
+    let mut events = client.transport.events();
+    client
+        .transport
+        .connect_with("memory", || async {
+            Err::<(DuplexStream, String), _>(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"))
+        })
+        .unwrap();
+    for attempt in 1..=20 {
+        let error = next_event(&mut events, "Reconnecting", |e| match e {
+            Event::Reconnecting { attempt: a, error, .. } if *a == attempt => Some(error.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(error, ConnectError::Refused);
+    }
+    client.transport.close().await;
+    let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let warnings: Vec<&str> = logged.lines().filter(|line| line.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{logged}");
+    assert!(warnings[0].contains("cannot connect; still trying"), "{logged}");
+    assert!(warnings[0].contains("connection refused"), "{logged}");
 }

@@ -99,13 +99,19 @@ pub(crate) async fn send(args: SendArgs) -> Result<(), Failure> {
     };
     outcome?;
 
-    socket.close().await;
+    let report = socket.close().await;
+    // Drops while sending are events; what the close could not confirm is
+    // in its report (some of it reported as events too: counted once).
     let publish = matches!(args.mode.into(), smartsock::SendMode::Publish);
-    let lost = dropped(&mut outcome_events, publish).await.min(sent);
+    let lost = dropped(&mut outcome_events, publish).await.max(report.not_confirmed()).min(sent);
     if lost > 0 {
         return Err(Failure::runtime(format!(
-            "{lost} of {sent} message(s) not delivered: no peer took them{} within --linger",
-            if args.at_least_once { ", or none acknowledged them," } else { "" }
+            "{lost} of {sent} message(s) not confirmed as delivered within --linger: {}",
+            if args.at_least_once {
+                "not acknowledged"
+            } else {
+                "no peer took them, or the peer did not confirm it read them"
+            }
         )));
     }
     Ok(())
@@ -193,8 +199,8 @@ pub(crate) async fn report_events(events: impl Stream<Item = Event>) {
                 note(format_args!("peer {peer} disconnected: {reason}"))
             }
             Event::HandshakeRefused { addr, reason } => note(format_args!("refused {addr}: {reason}")),
-            Event::Reconnecting { addr, attempt, delay } => {
-                note(format_args!("cannot reach {addr} (try {attempt}); again in {delay:?}"));
+            Event::Reconnecting { addr, attempt, delay, error } => {
+                note(format_args!("cannot reach {addr} ({error}; try {attempt}); again in {delay:?}"));
             }
             Event::Dropped { peer, count, reason } => {
                 let peer = peer.map(|p| format!(" for {p}")).unwrap_or_default();
