@@ -159,6 +159,27 @@ pub struct TransportConfig {
     /// Connection events kept for a slow [`events`](crate::Transport::events)
     /// reader before the oldest are overwritten. Default: 1024.
     pub event_capacity: usize,
+    /// The TLS server configuration for `tls://` and `wss://` binds (feature
+    /// `tls`): hand in your own, or make one with
+    /// [`tls::server_config`](crate::tls::server_config). A client
+    /// certificate verifier in it makes the bind end require mutual TLS.
+    /// Default: none (a TLS bind is refused).
+    #[cfg(feature = "tls")]
+    pub tls_server: Option<Arc<rustls::ServerConfig>>,
+    /// The TLS client configuration for `tls://` and `wss://` connects
+    /// (feature `tls`); see [`tls::client_config`](crate::tls::client_config).
+    /// Default: none (a TLS connect is refused).
+    #[cfg(feature = "tls")]
+    pub tls_client: Option<Arc<rustls::ClientConfig>>,
+    /// The name the server's certificate must carry, if not the host of the
+    /// address connected to (for instance when connecting by IP address).
+    /// Default: none.
+    #[cfg(feature = "tls")]
+    pub tls_server_name: Option<String>,
+    /// Whether TCP and TLS bind ends also accept WebSocket peers on the
+    /// same port, told apart by the first byte (feature `ws`). Default: true.
+    #[cfg(feature = "ws")]
+    pub websocket: bool,
 }
 
 impl Default for TransportConfig {
@@ -181,6 +202,14 @@ impl Default for TransportConfig {
             linger: Duration::from_secs(1),
             ack_on_arrival: false,
             event_capacity: 1024,
+            #[cfg(feature = "tls")]
+            tls_server: None,
+            #[cfg(feature = "tls")]
+            tls_client: None,
+            #[cfg(feature = "tls")]
+            tls_server_name: None,
+            #[cfg(feature = "ws")]
+            websocket: true,
         }
     }
 }

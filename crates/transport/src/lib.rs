@@ -118,12 +118,18 @@ mod inproc;
 mod listener;
 mod outbox;
 mod peer;
+mod peer_info;
 mod room;
 mod shared;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod transport;
 #[cfg(unix)]
 mod unix;
+mod upgrade;
 mod watch;
+#[cfg(feature = "ws")]
+mod ws;
 
 pub use address::{Address, Endpoint, MAX_UNIX_PATH, Scheme};
 pub use config::{
@@ -131,7 +137,7 @@ pub use config::{
     TransportConfig,
 };
 pub use error::TransportError;
-pub use event::{DisconnectReason, DropReason, Event, RefusedReason, Side};
+pub use event::{DisconnectReason, DropReason, Event, RefusedReason, Side, TlsFailure};
 pub use inbound::{Inbound, InboundClosed, TryRecvError};
 pub use inproc::{INPROC_BACKLOG, INPROC_PIPE_BYTES};
 pub use outbox::TrySendError;
@@ -139,6 +145,7 @@ pub use peer::{
     AckError, AckHandle, AckReceiver, AckSink, Incoming, MAX_UNKNOWN_ACKS_PER_SECOND, OrphanReceiver,
     Orphans, Outgoing, PeerHandle, PeerSnapshot, PeerTable,
 };
+pub use peer_info::{PeerCertificate, PeerInfo};
 pub use room::RoomWaiter;
 pub use smartsock_framing::{Frame, MsgId, PeerId};
 pub use transport::{Transport, TransportParts};

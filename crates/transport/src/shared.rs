@@ -16,6 +16,7 @@ use crate::TransportConfig;
 use crate::event::{Event, RefusedReason};
 use crate::inbound::Inbound;
 use crate::peer::{Orphans, PeerHandle, PeerSnapshot, PeerTable, SharedSink};
+use crate::peer_info::CertificateTable;
 
 /// State shared by the handle and every task of one transport.
 pub(crate) struct Shared {
@@ -40,6 +41,8 @@ pub(crate) struct Shared {
     /// Woken whenever an outbox may have room: a writer took frames out of
     /// one, or the peers changed.
     pub(crate) room: Arc<Notify>,
+    /// Verified TLS certificates of live connections (see `peer_info`).
+    pub(crate) certificates: Arc<CertificateTable>,
 }
 
 impl Shared {
