@@ -87,7 +87,7 @@ impl fmt::Display for Scheme {
 /// A parsed address for `bind` or `connect`.
 ///
 /// ```
-/// use smartsock_transport::Address;
+/// use smartsock_transport::{Address, Scheme};
 ///
 /// assert_eq!(Address::parse("127.0.0.1:5555")?, Address::Tcp("127.0.0.1:5555".into()));
 /// assert_eq!(Address::parse("tcp://localhost:80")?, Address::Tcp("localhost:80".into()));
@@ -96,15 +96,22 @@ impl fmt::Display for Scheme {
 /// # #[cfg(target_os = "linux")]
 /// assert_eq!(Address::parse("unix://@app")?, Address::UnixAbstract("app".into()));
 ///
-/// assert_eq!(Address::parse("tls://example.com:443")?, Address::Tls("example.com:443".into()));
-/// assert_eq!(
-///     Address::parse("ws://example.com:80/feed")?,
-///     Address::Ws { host_port: "example.com:80".into(), path: "/feed".into() },
-/// );
-/// assert_eq!(
-///     Address::parse("wss://example.com:443")?,
-///     Address::Wss { host_port: "example.com:443".into(), path: "/".into() },
-/// );
+///
+/// // With the `tls` and `ws` features (on by default):
+/// if Scheme::Wss.is_supported() {
+///     assert_eq!(Address::parse("tls://example.com:443")?, Address::Tls("example.com:443".into()));
+///     assert_eq!(
+///         Address::parse("ws://example.com:80/feed")?,
+///         Address::Ws { host_port: "example.com:80".into(), path: "/feed".into() },
+///     );
+///     assert_eq!(
+///         Address::parse("wss://example.com:443")?,
+///         Address::Wss { host_port: "example.com:443".into(), path: "/".into() },
+///     );
+/// } else {
+///     let error = Address::parse("wss://example.com:443").unwrap_err();
+///     assert_eq!(error.to_string(), "wss:// addresses are not supported by this build (\"wss://example.com:443\")");
+/// }
 ///
 /// // Unknown schemes are refused at once, never taken for TCP (and so are
 /// // `tls`, `ws` and `wss` in a build without their features).

@@ -74,6 +74,7 @@ pub(crate) struct CertificateTable {
 
 impl CertificateTable {
     /// Records `certificate` for `addr` until the guard is dropped.
+    #[cfg(feature = "tls")]
     pub(crate) fn insert(
         self: &Arc<Self>,
         addr: Arc<str>,
@@ -91,12 +92,14 @@ impl CertificateTable {
 }
 
 /// Removes its certificate from the table when the connection ends.
+#[cfg(feature = "tls")]
 pub(crate) struct CertificateGuard {
     table: Arc<CertificateTable>,
     addr: Arc<str>,
     certificate: Arc<PeerCertificate>,
 }
 
+#[cfg(feature = "tls")]
 impl Drop for CertificateGuard {
     fn drop(&mut self) {
         let mut table = self.table.by_addr.lock().unwrap_or_else(|e| e.into_inner());
@@ -111,7 +114,7 @@ impl Drop for CertificateGuard {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "tls"))]
 mod tests {
     use super::*;
 

@@ -152,17 +152,19 @@ impl Transport {
         let failed = |source| TransportError::Bind { addr: addr.to_owned(), source };
         let endpoint = match address {
             Address::Tcp(host_port) => {
-                let upgrade = Upgrade {
-                    #[cfg(feature = "ws")]
-                    websocket: self.shared.config.websocket,
-                    ..Upgrade::default()
-                };
+                #[allow(unused_mut)] // without `ws`, a TCP bind has nothing to upgrade
+                let mut upgrade = Upgrade::default();
+                #[cfg(feature = "ws")]
+                {
+                    upgrade.websocket = self.shared.config.websocket;
+                }
                 Endpoint::Tcp(self.bind_tcp(&host_port, upgrade).await.map_err(failed)?)
             }
             // Every TCP bind end can serve WebSocket peers: `ws://` asks for
             // that even if the configuration turned it off.
             #[cfg(feature = "ws")]
             Address::Ws { host_port, .. } => {
+                #[allow(clippy::needless_update)] // `tls` adds a field
                 let upgrade = Upgrade { websocket: true, ..Upgrade::default() };
                 Endpoint::Tcp(self.bind_tcp(&host_port, upgrade).await.map_err(failed)?)
             }
@@ -254,12 +256,16 @@ impl Transport {
         };
         #[cfg(not(feature = "tls"))]
         let _ = tls;
+        #[cfg(not(feature = "ws"))]
+        let _ = ws_url;
         let dialer = Dialer {
             shared: self.shared.clone(),
             host_port: host_port.as_str().into(),
+            #[cfg(feature = "tls")]
             label: addr.into(),
             #[cfg(feature = "tls")]
             tls,
+            #[cfg(feature = "ws")]
             ws_url: ws_url.map(Into::into),
         };
         self.connect_with(addr, move || dialer.clone().dial())

@@ -273,9 +273,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
 pub(crate) struct Dialer {
     pub(crate) shared: Arc<Shared>,
     pub(crate) host_port: Arc<str>,
+    #[cfg(feature = "tls")]
     pub(crate) label: Arc<str>,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>)>,
+    #[cfg(feature = "ws")]
     pub(crate) ws_url: Option<Arc<str>>,
 }
 

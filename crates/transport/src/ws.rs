@@ -18,7 +18,6 @@ use futures::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -52,10 +51,10 @@ pub(crate) async fn accept<S>(stream: S, max_frame_length: usize) -> Result<WsIo
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    // The response carries no Sec-WebSocket-Protocol and no
-    // Sec-WebSocket-Extensions: nothing is negotiated.
-    let callback = |_request: &Request, response: Response| Ok::<Response, ErrorResponse>(response);
-    tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config(max_frame_length)))
+    // With no header callback, the response carries no
+    // Sec-WebSocket-Protocol and no Sec-WebSocket-Extensions: nothing is
+    // negotiated.
+    tokio_tungstenite::accept_async_with_config(stream, Some(config(max_frame_length)))
         .await
         .map(WsIo::new)
         .map_err(|e| match e {
@@ -127,7 +126,7 @@ where
                 }
             }
         }
-        if let Poll::Pending = Pin::new(&mut self.ws).poll_flush(cx) {
+        if Pin::new(&mut self.ws).poll_flush(cx).is_pending() {
             return Poll::Pending;
         }
         let failing = self.failing.as_ref().map(|f| io::Error::new(f.error.kind(), f.error.to_string()));

@@ -1,6 +1,9 @@
 //! A throwaway certificate authority for TLS tests: certificates made by
 //! rcgen in the test, never read from disk.
 
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
 use std::sync::Arc;
 
 use rcgen::{
