@@ -149,8 +149,12 @@ pub use bytes::Bytes;
 pub use smartsock_framing::{MsgId, PeerId};
 pub use smartsock_patterns::WhenFull;
 pub use smartsock_reliability::{AckTiming, Undelivered};
+/// TLS configs from PEM, and `rustls` itself (feature `tls`).
+#[cfg(feature = "tls")]
+pub use smartsock_transport::tls;
 pub use smartsock_transport::{
-    Address, DisconnectReason, DropReason, Endpoint, Event, ReconnectStrategy, RefusedReason, Side,
+    Address, DisconnectReason, DropReason, Endpoint, Event, PeerCertificate, PeerInfo, ReconnectStrategy,
+    RefusedReason, Side, TlsFailure,
 };
 
 /// The wire format (`smartsock-framing`).
