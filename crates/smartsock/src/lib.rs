@@ -108,10 +108,12 @@
 //!
 //! # Features
 //!
-//! None is on by default; each builds alone.
+//! `tls` and `ws` are on by default; each feature builds alone.
 //!
 //! | feature | adds | format |
 //! |---|---|---|
+//! | `tls` | `tls://` addresses, `wss://` with `ws`; [`tls`] config helpers; [`SocketBuilder::tls_server`], [`SocketBuilder::tls_client`] | TLS 1.2 and 1.3 through rustls (ring backend) |
+//! | `ws` | WebSocket peers accepted on TCP and TLS bind ends; `ws://` connects | RFC 6455 binary messages (tokio-tungstenite) |
 //! | `json` | `Json` codec; `Socket::send_json`, `Socket::recv_json` | JSON (serde_json): readable, parsed by every language |
 //! | `msgpack` | `MsgPack` codec | MessagePack (rmp-serde): binary, structs as maps with field names, libraries in every language |
 //! | `postcard` | `Postcard` codec | postcard: the most compact (varints, no field names), stable format since 1.0, for Rust on both ends |
