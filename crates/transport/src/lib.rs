@@ -43,8 +43,14 @@
 //! `unix:///path` (Unix domain sockets; `unix://@name` is a Linux abstract
 //! name; the peer's pid and uid are in the connect event's address), and
 //! `inproc://name` (sockets of one process, over in-memory pipes of
-//! [`INPROC_PIPE_BYTES`] each way). `tls://`, `ws://` and `wss://` are
-//! recognised and refused at once: this build has no transport for them.
+//! [`INPROC_PIPE_BYTES`] each way), `tls://host:port` (feature `tls`:
+//! rustls; the bind end is the server, the connect end verifies the host or
+//! [`TransportConfig::tls_server_name`]; see [`tls`] for configs from PEM),
+//! and WebSocket (feature `ws`): TCP and TLS bind ends tell a raw peer
+//! (first byte `0x00`) from a WebSocket upgrade (`G`) and serve both on one
+//! port; `ws://host:port/path` and `wss://host:port/path` connect. A scheme
+//! whose feature is off is refused at once, by name.
+//! [`Transport::peer_info`] shows a peer's verified TLS certificate.
 //! [`Transport::connect_with`] takes any other connector, and
 //! [`Transport::attach`] adopts a stream that is already open (never
 //! reconnected; its end is an event).
@@ -76,7 +82,8 @@
 //! [`Transport::events`] streams [`Event`]s: `PeerConnected` (id, address,
 //! side), `PeerDisconnected` (id, [`DisconnectReason`]), `HandshakeRefused`
 //! (address, [`RefusedReason`]: version, duplicate identity, own identity,
-//! timeout, malformed, too many peers, i/o), `Reconnecting` (address,
+//! timeout, malformed, too many peers, i/o, TLS ([`TlsFailure`]), unknown
+//! first byte, WebSocket), `Reconnecting` (address,
 //! attempt, delay) and `Dropped` (count, [`DropReason`]).
 //!
 //! # Limits
@@ -91,7 +98,9 @@
 //! | `ack_capacity` | 4096 ACKs | further ACKs are dropped and counted; the sender resends and the repeat is acknowledged again |
 //! | `max_peers` | 1024 | the new connection is refused (`TooManyPeers`) |
 //! | `max_handshakes` | 64 | the bind end stops accepting until a handshake ends |
-//! | `handshake_timeout` | 10 s | the connection is refused (`Timeout`) |
+//! | `handshake_timeout` | 10 s | the connection is refused (`Timeout`); it bounds the TLS handshake and the WebSocket upgrade too, each |
+//! | WebSocket upgrade request (tungstenite's) | 64 KiB | refused (`WebSocket`) before more is read |
+//! | WebSocket message or frame | `max_frame_length` + 4 | closed with 1009 from the frame's header, before its payload is read |
 //! | `heartbeat_interval` / `heartbeat_timeout` | 5 s / 15 s | a HEARTBEAT is sent / the connection is torn down |
 //! | `connect_timeout` | 5 s | the try fails and the next one is scheduled |
 //! | `linger` | 1 s | on close, frames still queued after it are dropped |
