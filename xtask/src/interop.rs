@@ -31,7 +31,8 @@ use crate::{Result, cargo, root, run_in};
 /// The aiomsg release the scenarios run against.
 const AIOMSG_VERSION: &str = "2026.7.1";
 /// The other PyPI packages of the venv: a WebSocket client, a test CA.
-const PACKAGES: [(&str, &str); 3] = [("aiomsg", AIOMSG_VERSION), ("websockets", "17.4"), ("trustme", "1.2.1")];
+const PACKAGES: [(&str, &str); 3] =
+    [("aiomsg", AIOMSG_VERSION), ("websockets", "17.4"), ("trustme", "1.2.1")];
 /// Messages per source in the matrix.
 const COUNT: usize = 20;
 /// Time allowed to one scenario, every wait included.

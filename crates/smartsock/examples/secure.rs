@@ -59,7 +59,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     // The server: its certificate, and the CA its clients' must come from.
     let server = Socket::builder()
-        .tls_server(tls::server_config_from_files(&pem("server.pem"), &pem("server.key"), Some(&pem("ca.pem")))?)
+        .tls_server(tls::server_config_from_files(
+            &pem("server.pem"),
+            &pem("server.key"),
+            Some(&pem("ca.pem")),
+        )?)
         .build()?;
     let mut events = Box::pin(server.events());
     let secure = server.bind("tls://127.0.0.1:0").await?;
@@ -68,7 +72,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     // A client with a certificate of its own: mutual TLS.
     let client = Socket::builder()
-        .tls_client(tls::client_config_from_files(&pem("ca.pem"), Some((&pem("client.pem"), &pem("client.key"))))?)
+        .tls_client(tls::client_config_from_files(
+            &pem("ca.pem"),
+            Some((&pem("client.pem"), &pem("client.key"))),
+        )?)
         .build()?;
     client.connect(&format!("tls://localhost:{port}"))?;
     exchange("mutual TLS", &server, &client).await?;
@@ -77,7 +84,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!("{:>10}: the client is {} ({:?})", "mTLS", certificate.subject, certificate.subject_alt_names);
 
     // A client without a certificate: refused during the TLS handshake.
-    let stranger = Socket::builder().tls_client(tls::client_config_from_files(&pem("ca.pem"), None)?).build()?;
+    let stranger =
+        Socket::builder().tls_client(tls::client_config_from_files(&pem("ca.pem"), None)?).build()?;
     stranger.connect(&format!("tls://localhost:{port}"))?;
     let refused = timeout(WAIT, async {
         while let Some(event) = events.next().await {
@@ -97,7 +105,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     ws.connect(&format!("ws://127.0.0.1:{}/feed", plain.port().ok_or("a TCP port")?))?;
     exchange("ws", &server, &ws).await?;
     let wss = Socket::builder()
-        .tls_client(tls::client_config_from_files(&pem("ca.pem"), Some((&pem("client.pem"), &pem("client.key"))))?)
+        .tls_client(tls::client_config_from_files(
+            &pem("ca.pem"),
+            Some((&pem("client.pem"), &pem("client.key"))),
+        )?)
         .build()?;
     wss.connect(&format!("wss://localhost:{port}/feed"))?;
     exchange("wss", &server, &wss).await?;
