@@ -344,3 +344,55 @@ async fn large_messages_cross_websocket_in_pieces() {
     client.transport.close().await;
     server.transport.close().await;
 }
+
+/// Garbage from many connections, seeded so a failure can be replayed: raw
+/// bytes after each possible first byte, and random WebSocket frames after a
+/// good upgrade. Every connection ends (refused or disconnected) within the
+/// bounds, nothing panics, and a good peer is served throughout.
+#[tokio::test]
+async fn garbage_after_the_first_byte_and_inside_websocket_ends_only_its_connection() {
+    use rand::{Rng, SeedableRng};
+
+    let mut config = config();
+    config.handshake_timeout = Duration::from_millis(500);
+    config.max_frame_length = 4096;
+    let server = transport(config);
+    let port = server.transport.bind("127.0.0.1:0").await.unwrap().port().unwrap();
+    let good = transport(TransportConfig::default());
+    good.transport.connect(&format!("ws://127.0.0.1:{port}/")).unwrap();
+    exchange(&good, &server, "before").await;
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_0014);
+    for round in 0..40 {
+        let len = rng.random_range(1..2048);
+        let mut garbage: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        if round % 2 == 0 {
+            // The first byte the detection must handle, then anything.
+            garbage[0] = [0x00, b'G', 0x16, 0xff][round / 2 % 4];
+            let mut raw = RawPeer::connect(("127.0.0.1", port), [0; 16]).await;
+            let _ = raw.stream.write_all(&garbage).await;
+            let mut sink = Vec::new();
+            let read = tokio::time::timeout(WAIT, raw.stream.read_to_end(&mut sink)).await;
+            assert!(read.is_ok(), "round {round}: the connection stayed open");
+            assert!(sink.len() <= 1024, "round {round}: {} bytes back", sink.len());
+        } else {
+            // Random frames inside a WebSocket, masked or not.
+            let mut raw = RawWs::upgrade(port).await;
+            for _ in 0..rng.random_range(1..5) {
+                let opcode = rng.random_range(0..16);
+                let masked = rng.random_bool(0.8);
+                let payload: Vec<u8> = (0..rng.random_range(0..300)).map(|_| rng.random()).collect();
+                raw.send_frame(opcode, &payload, masked).await;
+            }
+            let _ = raw.stream.write_all(&garbage).await;
+            let mut sink = Vec::new();
+            let read = tokio::time::timeout(WAIT, raw.stream.read_to_end(&mut sink)).await;
+            assert!(read.is_ok(), "round {round}: the WebSocket stayed open");
+        }
+    }
+    exchange(&good, &server, "after").await;
+    exchange(&server, &good, "and back").await;
+    assert_eq!(server.transport.peer_table().len(), 1);
+    good.transport.close().await;
+    server.transport.close().await;
+}
