@@ -305,6 +305,18 @@ impl SocketBuilder {
         self
     }
 
+    /// Binds each client's identity to its certificate on TLS bind ends
+    /// (mutual TLS): a client's HELLO must name the identity its certificate
+    /// carries as the subject alternative name `urn:uuid:<identity>`, or it
+    /// is refused ([`RefusedReason::IdentityNotCertified`](crate::RefusedReason::IdentityNotCertified)),
+    /// so that nobody can take over or lock out another peer's identity.
+    /// Feature `tls`.
+    #[cfg(feature = "tls")]
+    pub fn bind_identity_to_certificate(mut self, bind: bool) -> Self {
+        self.transport.bind_identity_to_certificate = bind;
+        self
+    }
+
     /// Whether TCP and TLS bind ends also accept WebSocket peers on their
     /// port (default: yes; a `ws://` or `wss://` bind always does). Feature `ws`.
     #[cfg(feature = "ws")]

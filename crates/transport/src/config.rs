@@ -176,6 +176,17 @@ pub struct TransportConfig {
     /// Default: none.
     #[cfg(feature = "tls")]
     pub tls_server_name: Option<String>,
+    /// Binds each client's identity to its certificate on TLS bind ends: a
+    /// client's HELLO must name an identity that its verified certificate
+    /// carries as a subject alternative name `urn:uuid:<identity>` (the
+    /// identity as a UUID; hyphens optional). Any other identity, or no
+    /// client certificate, is refused with
+    /// [`RefusedReason::IdentityNotCertified`](crate::RefusedReason::IdentityNotCertified)
+    /// before the peer is registered, so nobody can take over or lock out
+    /// another peer's identity. Needs a server config that requires client
+    /// certificates (mutual TLS). Default: false.
+    #[cfg(feature = "tls")]
+    pub bind_identity_to_certificate: bool,
     /// Whether TCP and TLS bind ends also accept WebSocket peers on the
     /// same port, told apart by the first byte (feature `ws`). Default: true.
     #[cfg(feature = "ws")]
@@ -208,6 +219,8 @@ impl Default for TransportConfig {
             tls_client: None,
             #[cfg(feature = "tls")]
             tls_server_name: None,
+            #[cfg(feature = "tls")]
+            bind_identity_to_certificate: false,
             #[cfg(feature = "ws")]
             websocket: true,
         }

@@ -77,6 +77,11 @@ pub enum RefusedReason {
     UnknownFirstByte(u8),
     /// The WebSocket upgrade or the WebSocket stream failed (the text says how).
     WebSocket(String),
+    /// Identity binding is on and the peer's HELLO named an identity its
+    /// certificate does not carry (as a `urn:uuid:` subject alternative
+    /// name), or it presented no certificate: an impostor, refused before it
+    /// could take over or lock out the real peer.
+    IdentityNotCertified(PeerId),
 }
 
 impl fmt::Display for RefusedReason {
@@ -98,6 +103,9 @@ impl fmt::Display for RefusedReason {
                 "the first byte was {byte:#04x}, neither the protocol (0x00) nor a WebSocket upgrade ('G')"
             ),
             Self::WebSocket(what) => write!(f, "WebSocket: {what}"),
+            Self::IdentityNotCertified(id) => {
+                write!(f, "identity {id} is not the one the peer's certificate carries (urn:uuid: name)")
+            }
         }
     }
 }

@@ -50,7 +50,10 @@
 //! (first byte `0x00`) from a WebSocket upgrade (`G`) and serve both on one
 //! port; `ws://host:port/path` and `wss://host:port/path` connect. A scheme
 //! whose feature is off is refused at once, by name.
-//! [`Transport::peer_info`] shows a peer's verified TLS certificate.
+//! [`Transport::peer_info`] shows a peer's verified TLS certificate;
+//! [`TransportConfig::bind_identity_to_certificate`] makes a TLS bind end
+//! refuse clients whose HELLO names an identity their certificate does not
+//! carry (a `urn:uuid:` subject alternative name).
 //! [`Transport::connect_with`] takes any other connector, and
 //! [`Transport::attach`] adopts a stream that is already open (never
 //! reconnected; its end is an event).
@@ -83,7 +86,7 @@
 //! side), `PeerDisconnected` (id, [`DisconnectReason`]), `HandshakeRefused`
 //! (address, [`RefusedReason`]: version, duplicate identity, own identity,
 //! timeout, malformed, too many peers, i/o, TLS ([`TlsFailure`]), unknown
-//! first byte, WebSocket), `Reconnecting` (address,
+//! first byte, WebSocket, identity not certified), `Reconnecting` (address,
 //! attempt, delay) and `Dropped` (count, [`DropReason`]).
 //!
 //! # Limits

@@ -239,6 +239,20 @@ pub(crate) fn failure(error: &io::Error) -> TlsFailure {
     }
 }
 
+/// The identities a certificate vouches for: each subject alternative name
+/// `URI:urn:uuid:<uuid>` (hyphens optional, any case).
+pub(crate) fn certified_identities(certificate: &PeerCertificate) -> Vec<smartsock_framing::PeerId> {
+    certificate
+        .subject_alt_names
+        .iter()
+        .filter_map(|name| {
+            let uri = name.strip_prefix("URI:")?;
+            let uuid = uri.get(..9).filter(|p| p.eq_ignore_ascii_case("urn:uuid:")).map(|_| &uri[9..])?;
+            uuid.replace('-', "").parse().ok()
+        })
+        .collect()
+}
+
 /// The names of a verified certificate; a certificate rustls accepted but
 /// x509-parser cannot read (unlikely) still shows its DER.
 fn describe(der: &CertificateDer<'_>) -> PeerCertificate {
@@ -305,6 +319,23 @@ mod tests {
         for (error, expected) in cases {
             assert_eq!(failure(&error), expected, "{error}");
         }
+    }
+
+    #[test]
+    fn identities_come_from_urn_uuid_names() {
+        let certificate = PeerCertificate {
+            subject: String::new(),
+            subject_alt_names: vec![
+                "DNS:a.example".into(),
+                "URI:urn:uuid:00112233-4455-6677-8899-AABBCCDDEEFF".into(),
+                "URI:URN:UUID:ffeeddccbbaa99887766554433221100".into(),
+                "URI:urn:uuid:not-a-uuid".into(),
+                "URI:https://example.com".into(),
+            ],
+            der: Vec::new(),
+        };
+        let ids: Vec<String> = certified_identities(&certificate).iter().map(ToString::to_string).collect();
+        assert_eq!(ids, ["00112233445566778899aabbccddeeff", "ffeeddccbbaa99887766554433221100"]);
     }
 
     #[test]

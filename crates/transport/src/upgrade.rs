@@ -69,14 +69,27 @@ pub(crate) async fn accepted<S>(
         };
         match accepted {
             Ok((stream, certificate)) => {
+                let certified = shared
+                    .config
+                    .bind_identity_to_certificate
+                    .then(|| certificate.as_ref().map(crate::tls::certified_identities).unwrap_or_default());
                 let stream = Guarded::new(&shared, &remote, certificate, stream);
-                detect(shared, stream, remote, permit, &upgrade, deadline).await;
+                let checks = Checks { certified, deadline };
+                detect(shared, stream, remote, permit, &upgrade, checks).await;
             }
             Err(failure) => refuse(&shared, &remote, RefusedReason::Tls(failure), None::<&mut S>).await,
         }
         return;
     }
-    detect(shared, stream, remote, permit, &upgrade, deadline).await;
+    detect(shared, stream, remote, permit, &upgrade, Checks { certified: None, deadline }).await;
+}
+
+/// What is checked before the protocol starts, and by when.
+struct Checks {
+    /// With identity binding, the identities the peer's certificate carries
+    /// (none if it presented no certificate).
+    certified: Option<Vec<smartsock_framing::PeerId>>,
+    deadline: Instant,
 }
 
 /// Reads the first byte and serves the raw protocol or a WebSocket.
@@ -86,10 +99,11 @@ async fn detect<S>(
     remote: Arc<str>,
     permit: OwnedSemaphorePermit,
     upgrade: &Upgrade,
-    deadline: Instant,
+    checks: Checks,
 ) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    let deadline = checks.deadline;
     #[cfg(feature = "ws")]
     let websocket = upgrade.websocket;
     #[cfg(not(feature = "ws"))]
@@ -98,7 +112,7 @@ async fn detect<S>(
         false
     };
     if !websocket {
-        connection::serve(shared, stream, Side::Bind, remote, Some(permit)).await;
+        serve_checked(shared, Rewind::new(Vec::new(), stream), remote, permit, checks).await;
         return;
     }
     let mut first = [0u8; 1];
@@ -111,13 +125,13 @@ async fn detect<S>(
         Ok(Err(e)) => RefusedReason::Io(e.to_string()),
         Ok(Ok(0)) => RefusedReason::Io("closed before sending anything".into()),
         Ok(Ok(_)) if first[0] == 0x00 => {
-            let stream = Rewind { first: Some(first[0]), inner: stream };
-            connection::serve(shared, stream, Side::Bind, remote, Some(permit)).await;
+            let stream = Rewind::new(first.to_vec(), stream);
+            serve_checked(shared, stream, remote, permit, checks).await;
             return;
         }
         #[cfg(feature = "ws")]
         Ok(Ok(_)) if first[0] == b'G' => {
-            let stream = Rewind { first: Some(first[0]), inner: stream };
+            let stream = Rewind::new(first.to_vec(), stream);
             let max = shared.config.max_frame_length;
             let upgraded = tokio::select! {
                 upgraded = timeout_at(deadline, crate::ws::accept(stream, max)) => upgraded,
@@ -125,7 +139,7 @@ async fn detect<S>(
             };
             let reason = match upgraded {
                 Ok(Ok(ws)) => {
-                    connection::serve(shared, ws, Side::Bind, remote, Some(permit)).await;
+                    serve_checked(shared, Rewind::new(Vec::new(), ws), remote, permit, checks).await;
                     return;
                 }
                 Ok(Err(why)) => RefusedReason::WebSocket(why),
@@ -138,6 +152,41 @@ async fn detect<S>(
         Ok(Ok(_)) => RefusedReason::UnknownFirstByte(first[0]),
     };
     refuse(&shared, &remote, refused, Some(&mut stream)).await;
+}
+
+/// Serves the protocol, after checking the peer's identity against its
+/// certificate when identity binding is on. The peer's HELLO is read here
+/// (the bind end waits for the peer's first bytes in any case) and put back
+/// for the handshake to read again; bytes that are not a HELLO are left for
+/// the handshake to refuse.
+async fn serve_checked<S>(
+    shared: Arc<Shared>,
+    mut stream: Rewind<S>,
+    remote: Arc<str>,
+    permit: OwnedSemaphorePermit,
+    checks: Checks,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    if let Some(certified) = checks.certified {
+        let read = tokio::select! {
+            read = timeout_at(checks.deadline, stream.read_hello()) => read,
+            () = shared.cancel.cancelled() => return,
+        };
+        let refused = match read {
+            Err(_) => Some(RefusedReason::Timeout),
+            Ok(Err(e)) => Some(RefusedReason::Io(e.to_string())),
+            Ok(Ok(Some(claimed))) if !certified.contains(&claimed) => {
+                Some(RefusedReason::IdentityNotCertified(claimed))
+            }
+            Ok(Ok(_)) => None,
+        };
+        if let Some(reason) = refused {
+            refuse(&shared, &remote, reason, Some(&mut stream)).await;
+            return;
+        }
+    }
+    connection::serve(shared, stream, Side::Bind, remote, Some(permit)).await;
 }
 
 /// Logs and reports a connection refused before the protocol started.
@@ -155,10 +204,42 @@ async fn refuse<W: AsyncWrite + Unpin>(
     }
 }
 
-/// A stream with its first byte, already read, put back in front.
+/// A stream with the bytes already read from it put back in front.
 struct Rewind<S> {
-    first: Option<u8>,
+    read: Vec<u8>,
+    /// How much of `read` has been handed out again.
+    replayed: usize,
     inner: S,
+}
+
+/// A HELLO's bytes: length prefix `00 00 00 12`, type, version, identity.
+const HELLO_BYTES: usize = 22;
+
+impl<S: AsyncRead + Unpin> Rewind<S> {
+    fn new(read: Vec<u8>, inner: S) -> Self {
+        Self { read, replayed: 0, inner }
+    }
+
+    /// Reads until a HELLO's worth of bytes is held (nothing handed out
+    /// yet) and returns the identity it names, or `None` if they are not a
+    /// HELLO. At most [`HELLO_BYTES`] are read; EOF before is an error.
+    async fn read_hello(&mut self) -> io::Result<Option<smartsock_framing::PeerId>> {
+        while self.read.len() < HELLO_BYTES {
+            let mut more = [0u8; HELLO_BYTES];
+            let want = HELLO_BYTES - self.read.len();
+            let n = self.inner.read(&mut more[..want]).await?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed during the handshake"));
+            }
+            self.read.extend_from_slice(&more[..n]);
+        }
+        let hello = &self.read[..HELLO_BYTES];
+        if hello[..5] != [0, 0, 0, 0x12, 0x01] {
+            return Ok(None);
+        }
+        let identity: [u8; 16] = hello[6..].try_into().expect("16 bytes");
+        Ok(Some(smartsock_framing::PeerId::from_bytes(identity)))
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
@@ -167,12 +248,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if let Some(byte) = self.first {
-            if buf.remaining() == 0 {
-                return Poll::Ready(Ok(()));
+        if self.replayed < self.read.len() {
+            let this = &mut *self;
+            let n = (this.read.len() - this.replayed).min(buf.remaining());
+            buf.put_slice(&this.read[this.replayed..this.replayed + n]);
+            this.replayed += n;
+            if this.replayed == this.read.len() {
+                // Given back: a long-lived connection keeps no copy.
+                this.read = Vec::new();
+                this.replayed = 0;
             }
-            buf.put_slice(&[byte]);
-            self.first = None;
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)

@@ -282,3 +282,60 @@ async fn a_silent_tls_peer_is_refused_after_the_handshake_timeout() {
     raw.expect_closed().await;
     server.transport.close().await;
 }
+
+/// Identity binding: a client's HELLO must name the identity its
+/// certificate carries. An impostor with a good certificate of its own can
+/// neither take over a connected peer's identity nor lock it out.
+#[tokio::test]
+async fn identity_binding_refuses_impostors_and_keeps_the_real_peer() {
+    let (servers, clients) = (Pki::new("server CA"), Pki::new("client CA"));
+    let mut config = server_config(&servers, Some(&clients));
+    config.bind_identity_to_certificate = true;
+    let server = transport(config);
+    let mut server_events = server.transport.events();
+    let addr = server.transport.bind("tls://127.0.0.1:0").await.unwrap().to_string();
+
+    let (alice_id, mallory_id) = ([0xa1; 16], [0x66; 16]);
+    let alice_leaf = clients.identity_leaf("alice", alice_id);
+    let mallory_leaf = clients.identity_leaf("mallory", mallory_id);
+    let client = |leaf: &pki::Leaf, identity: [u8; 16]| {
+        let mut config = client_config(&servers, Some(leaf));
+        config.identity = identity.into();
+        transport(config)
+    };
+
+    // Mallory, with her own good certificate, claims Alice's identity first:
+    // that would lock Alice out as a duplicate. Refused.
+    let impostor = client(&mallory_leaf, alice_id);
+    impostor.transport.connect(&addr).unwrap();
+    assert_eq!(
+        refusal(&mut server_events, "an impostor").await,
+        RefusedReason::IdentityNotCertified(alice_id.into())
+    );
+    impostor.transport.close().await;
+
+    // Alice comes with her own: accepted, her certificate visible.
+    let alice = client(&alice_leaf, alice_id);
+    alice.transport.connect(&addr).unwrap();
+    exchange(&alice, &server, "it is alice").await;
+    let certificate = server.transport.peer_info(alice_id.into()).unwrap().certificate.unwrap();
+    assert_eq!(certificate.subject, "CN=alice");
+
+    // A client with no identity in its certificate is refused too.
+    let anonymous = client(&clients.leaf("anonymous", &["anon.example"]), [0x33; 16]);
+    anonymous.transport.connect(&addr).unwrap();
+    assert_eq!(
+        refusal(&mut server_events, "an uncertified identity").await,
+        RefusedReason::IdentityNotCertified([0x33; 16].into())
+    );
+    anonymous.transport.close().await;
+
+    // Mallory as herself is fine; Alice was served all along.
+    let mallory = client(&mallory_leaf, mallory_id);
+    mallory.transport.connect(&addr).unwrap();
+    exchange(&mallory, &server, "it is mallory").await;
+    exchange(&server, &alice, "still alice").await;
+    for t in [alice, mallory, server] {
+        t.transport.close().await;
+    }
+}

@@ -43,6 +43,23 @@ impl Pki {
         self.leaf_with(common_name, names, |_| {})
     }
 
+    /// A client leaf that carries `identity` as `urn:uuid:` (hyphenated), for
+    /// identity binding.
+    pub(crate) fn identity_leaf(&self, common_name: &str, identity: [u8; 16]) -> Leaf {
+        let hex: String = identity.iter().map(|b| format!("{b:02x}")).collect();
+        let uuid = format!(
+            "urn:uuid:{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        );
+        self.leaf_with(common_name, &[], |params| {
+            params.subject_alt_names.push(rcgen::SanType::URI(uuid.as_str().try_into().unwrap()));
+        })
+    }
+
     /// A leaf that expired a year ago.
     pub(crate) fn expired_leaf(&self, common_name: &str, names: &[&str]) -> Leaf {
         self.leaf_with(common_name, names, |params| {
