@@ -5,9 +5,12 @@
 //! when it is there already), builds the `smartsock` binary, then runs the
 //! scenarios below, each with a deadline, printing PASS or FAIL and the time
 //! of each. The Python side is `interop/agent.py` (the aiomsg conformance
-//! agent over the package's API; the package ships none), plus two small
+//! agent over the package's API; the package ships none), plus small
 //! scripts: `raw_peer.py` speaks the wire protocol by hand, `idle.py` watches
-//! an idle link. The smartsock side is `smartsock agent`, `send` and `recv`.
+//! an idle link, `ws_peer.py` speaks it inside WebSocket binary messages
+//! (the `websockets` package), and `certs.py` makes the TLS scenarios'
+//! certificates (the `trustme` package). The smartsock side is
+//! `smartsock agent`, `send` and `recv`.
 //!
 //! Every process started is killed when its scenario ends, however it ends.
 //! The two 20-second heartbeat scenarios run on threads beside the others.
@@ -27,6 +30,9 @@ use crate::{Result, cargo, root, run_in};
 
 /// The aiomsg release the scenarios run against.
 const AIOMSG_VERSION: &str = "2026.7.1";
+/// The other PyPI packages of the venv: a WebSocket client, a test CA.
+const PACKAGES: [(&str, &str); 3] =
+    [("aiomsg", AIOMSG_VERSION), ("websockets", "17.4"), ("trustme", "1.2.1")];
 /// Messages per source in the matrix.
 const COUNT: usize = 20;
 /// Time allowed to one scenario, every wait included.
@@ -43,7 +49,7 @@ const RS_T: &str = "d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0";
 type Case = (&'static str, fn(&Scene) -> Result);
 
 /// Everything but the send/receive matrix, in the order run.
-const CASES: [Case; 11] = [
+const CASES: [Case; 17] = [
     ("round-robin: smartsock source -> two aiomsg sinks, half each", two_sinks),
     ("by identity: smartsock send_to / recv_from <-> aiomsg identities", rust_by_identity),
     ("by identity: aiomsg send(identity) / recv_identity <-> smartsock identities", py_by_identity),
@@ -55,6 +61,12 @@ const CASES: [Case; 11] = [
     ("restart: smartsock bind end restarted, aiomsg connect end reconnects", rust_restart),
     ("at-least-once aiomsg -> smartsock: ACK within 1 s, delivered once", ack_in_time),
     ("at-least-once smartsock -> aiomsg: every message acknowledged", acked_by_aiomsg),
+    ("TLS: smartsock source (bind, TLS server) -> aiomsg sink (connect)", |s| tls_pair(s, Impl::Smartsock)),
+    ("TLS: aiomsg source (bind, TLS server) -> smartsock sink (connect)", |s| tls_pair(s, Impl::Aiomsg)),
+    ("WebSocket: Python websockets client <-> smartsock bind end (echo), ws", |s| ws_client(s, false)),
+    ("WebSocket: Python websockets client <-> smartsock bind end (echo), wss", |s| ws_client(s, true)),
+    ("WebSocket: smartsock ws:// connect end -> aiomsg bind end", |s| ws_to_aiomsg(s, false)),
+    ("WebSocket: smartsock wss:// connect end -> aiomsg TLS bind end", |s| ws_to_aiomsg(s, true)),
 ];
 
 /// The slow ones (20 s of idling each), run on threads beside the others.
@@ -68,13 +80,17 @@ pub(crate) fn run(args: &[String]) -> Result {
         return Err(format!("interop takes no arguments (got {extra:?})"));
     }
     let started = Instant::now();
-    let python = python_with_aiomsg()?;
+    let python = python_with_packages()?;
     cargo(&["build", "-p", "smartsock-cli"], &[])?;
     let smartsock = target_dir().join("debug").join(format!("smartsock{}", env::consts::EXE_SUFFIX));
     if !smartsock.exists() {
         return Err(format!("cargo built no {}", smartsock.display()));
     }
-    let tools = Tools { smartsock, python, scripts: root().join("interop") };
+    let scripts = root().join("interop");
+    // Fresh certificates every run: nothing to expire between runs.
+    let certs = target_dir().join("interop-certs");
+    run_in(Command::new(&python).arg(scripts.join("certs.py")).arg(&certs), &root())?;
+    let tools = Tools { smartsock, python, scripts, certs };
     let tally = Arc::new(Tally::default());
     println!("\n==> interop scenarios: smartsock (Rust) and aiomsg {AIOMSG_VERSION} (Python)");
     let scenarios_started = Instant::now();
@@ -420,6 +436,71 @@ fn acked_by_aiomsg(s: &Scene) -> Result {
     sink.success()
 }
 
+/// The agents' TLS flags: the bind end is the server, the connect end
+/// trusts the CA.
+fn tls_flags(s: &Scene, role: &str) -> Vec<String> {
+    let cert = |file: &str| s.tools.certs.join(file).display().to_string();
+    if role == "bind" {
+        strings(&["--tls", "true", "--tls-cert", &cert("server.pem"), "--tls-key", &cert("server.key")])
+    } else {
+        strings(&["--tls", "true", "--tls-ca", &cert("ca.pem")])
+    }
+}
+
+/// A TLS source (bind end, TLS server) of one implementation and a sink
+/// (connect end, TLS client) of the other.
+fn tls_pair(s: &Scene, bind: Impl) -> Result {
+    let port = free_port()?;
+    let source_flags = [agent("bind", "source", port, COUNT, "1.0"), tls_flags(s, "bind")].concat();
+    let sink_flags = [agent("connect", "sink", port, COUNT, "1.0"), tls_flags(s, "connect")].concat();
+    let mut source = s.agent(bind, "TLS source", source_flags)?;
+    let mut sink = s.agent(bind.other(), "TLS sink", sink_flags)?;
+    expect_eq("the sink's messages, in order", &sink.lines(COUNT)?, &numbered("m", 0..COUNT))?;
+    sink.success()?;
+    source.success()
+}
+
+/// A Python `websockets` client speaks the protocol in binary messages to a
+/// smartsock echo on its ordinary (TCP or TLS) port.
+fn ws_client(s: &Scene, tls: bool) -> Result {
+    let port = free_port()?;
+    let mut flags = agent("bind", "echo", port, COUNT, "1.0");
+    if tls {
+        flags.extend(tls_flags(s, "bind"));
+    }
+    let mut echo = s.agent(Impl::Smartsock, "echo", flags)?;
+    echo.stderr_line(|line| line.contains(" bound "))?;
+    let mut args = strings(&["--port", &port.to_string(), "--count", &COUNT.to_string(), "--prefix", "w"]);
+    if tls {
+        args.extend(strings(&["--ca", &s.tools.certs.join("ca.pem").display().to_string()]));
+    }
+    let mut client = s.python("ws peer", "ws_peer.py", args)?;
+    expect_eq("what came back", &client.lines(COUNT)?, &numbered("w", 0..COUNT))?;
+    client.success()?;
+    echo.success()
+}
+
+/// smartsock's `ws://` / `wss://` connect end against an aiomsg bind end,
+/// which serves WebSocket on its port.
+fn ws_to_aiomsg(s: &Scene, tls: bool) -> Result {
+    let port = free_port()?;
+    let mut flags = agent("bind", "sink", port, COUNT, "1.0");
+    if tls {
+        flags.extend(tls_flags(s, "bind"));
+    }
+    let mut sink = s.agent(Impl::Aiomsg, "sink", flags)?;
+    let scheme = if tls { "wss" } else { "ws" };
+    let mut args = strings(&["send", "--connect", &format!("{scheme}://127.0.0.1:{port}/")]);
+    if tls {
+        args.extend(strings(&["--tls-ca", &s.tools.certs.join("ca.pem").display().to_string()]));
+    }
+    args.extend(numbered("m", 0..COUNT));
+    let mut sender = s.smartsock("send", args)?;
+    expect_eq("the sink's messages, in order", &sink.lines(COUNT)?, &numbered("m", 0..COUNT))?;
+    sender.success()?;
+    sink.success()
+}
+
 /// A raw DATA_REQ must be acknowledged within 1 s and delivered once.
 fn ack_in_time(s: &Scene) -> Result {
     let port = free_port()?;
@@ -442,6 +523,8 @@ struct Tools {
     smartsock: PathBuf,
     python: PathBuf,
     scripts: PathBuf,
+    /// `ca.pem`, `server.pem`, `server.key`, `client.pem`, `client.key`.
+    certs: PathBuf,
 }
 
 #[derive(Default)]
@@ -661,30 +744,35 @@ fn target_dir() -> PathBuf {
     }
 }
 
-/// The venv's python, with aiomsg installed from PyPI (once).
-fn python_with_aiomsg() -> Result<PathBuf> {
+/// The venv's python, with [`PACKAGES`] installed from PyPI (once).
+fn python_with_packages() -> Result<PathBuf> {
     let venv = target_dir().join("interop-venv");
     let python =
         if cfg!(windows) { venv.join("Scripts").join("python.exe") } else { venv.join("bin").join("python") };
     if !python.exists() {
         run_in(Command::new("python3").args(["-m", "venv"]).arg(&venv), &root())?;
     }
-    if installed_aiomsg(&python).as_deref() != Some(AIOMSG_VERSION) {
+    let missing: Vec<String> = PACKAGES
+        .iter()
+        .filter(|(name, version)| installed(&python, name).as_deref() != Some(*version))
+        .map(|(name, version)| format!("{name}=={version}"))
+        .collect();
+    if missing.is_empty() {
+        println!("\n==> aiomsg {AIOMSG_VERSION}, websockets and trustme already in {}", venv.display());
+    } else {
         run_in(
             Command::new(&python)
                 .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-                .arg(format!("aiomsg=={AIOMSG_VERSION}")),
+                .args(&missing),
             &root(),
         )?;
-    } else {
-        println!("\n==> aiomsg {AIOMSG_VERSION} already in {}", venv.display());
     }
     Ok(python)
 }
 
-fn installed_aiomsg(python: &Path) -> Option<String> {
+fn installed(python: &Path, package: &str) -> Option<String> {
     let output = Command::new(python)
-        .args(["-c", "import importlib.metadata as m; print(m.version('aiomsg'))"])
+        .args(["-c", &format!("import importlib.metadata as m; print(m.version({package:?}))")])
         .stderr(Stdio::null())
         .output()
         .ok()?;

@@ -309,6 +309,53 @@ impl SocketBuilder {
         self
     }
 
+    /// The TLS server configuration for `tls://` and `wss://` binds. Make
+    /// one with [`tls::server_config`](crate::tls::server_config) (a client
+    /// CA there requires client certificates: mutual TLS), or hand in your
+    /// own rustls config. Feature `tls`.
+    #[cfg(feature = "tls")]
+    pub fn tls_server(mut self, config: std::sync::Arc<crate::tls::rustls::ServerConfig>) -> Self {
+        self.transport.tls_server = Some(config);
+        self
+    }
+
+    /// The TLS client configuration for `tls://` and `wss://` connects: the
+    /// CAs trusted and, for mutual TLS, the certificate presented. See
+    /// [`tls::client_config`](crate::tls::client_config). Feature `tls`.
+    #[cfg(feature = "tls")]
+    pub fn tls_client(mut self, config: std::sync::Arc<crate::tls::rustls::ClientConfig>) -> Self {
+        self.transport.tls_client = Some(config);
+        self
+    }
+
+    /// The name the server's certificate must carry, when it is not the
+    /// host connected to (an IP address, a load balancer). Feature `tls`.
+    #[cfg(feature = "tls")]
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
+        self.transport.tls_server_name = Some(name.into());
+        self
+    }
+
+    /// Binds each client's identity to its certificate on TLS bind ends
+    /// (mutual TLS): a client's HELLO must name the identity its certificate
+    /// carries as the subject alternative name `urn:uuid:<identity>`, or it
+    /// is refused ([`RefusedReason::IdentityNotCertified`](crate::RefusedReason::IdentityNotCertified)),
+    /// so that nobody can take over or lock out another peer's identity.
+    /// Feature `tls`.
+    #[cfg(feature = "tls")]
+    pub fn bind_identity_to_certificate(mut self, bind: bool) -> Self {
+        self.transport.bind_identity_to_certificate = bind;
+        self
+    }
+
+    /// Whether TCP and TLS bind ends also accept WebSocket peers on their
+    /// port (default: yes; a `ws://` or `wss://` bind always does). Feature `ws`.
+    #[cfg(feature = "ws")]
+    pub fn websocket(mut self, accept: bool) -> Self {
+        self.transport.websocket = accept;
+        self
+    }
+
     /// Replaces every transport setting at once (identity included).
     pub fn transport_config(mut self, config: TransportConfig) -> Self {
         self.transport = config;

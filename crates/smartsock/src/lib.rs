@@ -164,10 +164,12 @@
 //!
 //! # Features
 //!
-//! None is on by default; each builds alone.
+//! `tls` and `ws` are on by default; each feature builds alone.
 //!
 //! | feature | adds | format |
 //! |---|---|---|
+//! | `tls` | `tls://` addresses, `wss://` with `ws`; [`tls`] config helpers; [`SocketBuilder::tls_server`], [`SocketBuilder::tls_client`] | TLS 1.2 and 1.3 through rustls (ring backend) |
+//! | `ws` | WebSocket peers accepted on TCP and TLS bind ends; `ws://` connects | RFC 6455 binary messages (tokio-tungstenite) |
 //! | `json` | `Json` codec; `Socket::send_json`, `Socket::recv_json` | JSON (serde_json): readable, parsed by every language |
 //! | `msgpack` | `MsgPack` codec | MessagePack (rmp-serde): binary, structs as maps with field names, libraries in every language |
 //! | `postcard` | `Postcard` codec | postcard: the most compact (varints, no field names), stable format since 1.0, for Rust on both ends |
@@ -205,9 +207,12 @@ pub use bytes::Bytes;
 pub use smartsock_framing::{MsgId, PeerId};
 pub use smartsock_patterns::WhenFull;
 pub use smartsock_reliability::{AckTiming, AckToken, Undelivered};
+/// TLS configs from PEM, and `rustls` itself (feature `tls`).
+#[cfg(feature = "tls")]
+pub use smartsock_transport::tls;
 pub use smartsock_transport::{
-    Address, ConnectError, DisconnectReason, DropReason, Endpoint, Event, ReconnectStrategy, RefusedReason,
-    Side,
+    Address, ConnectError, DisconnectReason, DropReason, Endpoint, Event, PeerCertificate, PeerInfo,
+    ReconnectStrategy, RefusedReason, Side, TlsFailure,
 };
 
 /// The wire format (`smartsock-framing`).

@@ -19,7 +19,7 @@ use smartsock_patterns::{
 use smartsock_reliability::{
     AckTiming, AckToken, AtLeastOnce, AtLeastOnceHandle, AtLeastOnceLayer, ReceiveSide, Undelivered,
 };
-use smartsock_transport::{DropReason, Event, Inbound, Transport};
+use smartsock_transport::{DropReason, Event, Inbound, PeerInfo, Transport};
 use tokio::sync::{Mutex, OnceCell, mpsc};
 use tokio::time::{Instant, timeout, timeout_at};
 use tower::util::BoxService;
@@ -237,15 +237,19 @@ impl Socket {
 
     /// Listens on `addr` and accepts peers until closed: `host:port` or
     /// `tcp://host:port` (port 0 picks a free port), `unix:///path` (or
-    /// `unix://@name`, abstract, on Linux), `inproc://name` (this process).
-    /// Returns where it listens; its `to_string()` is an address `connect`
+    /// `unix://@name`, abstract, on Linux), `inproc://name` (this process),
+    /// `tls://host:port` (needs [`SocketBuilder::tls_server`](crate::SocketBuilder::tls_server)).
+    /// A TCP or TLS bind end also accepts WebSocket peers on the same port
+    /// (`ws://` and `wss://` bind the same way). Returns where it listens; its `to_string()` is an address `connect`
     /// takes. May be called several times. See [`Transport::bind`] for the
     /// rules of each transport.
     pub async fn bind(&self, addr: &str) -> Result<smartsock_transport::Endpoint, Error> {
         Ok(self.inner.transport.bind(addr).await?)
     }
 
-    /// Connects to `addr` (any address [`bind`](Socket::bind) takes) and
+    /// Connects to `addr` (any address [`bind`](Socket::bind) takes, and
+    /// `ws://host:port/path` or `wss://host:port/path` for a WebSocket;
+    /// `tls://` and `wss://` need [`SocketBuilder::tls_client`](crate::SocketBuilder::tls_client)) and
     /// stays connected for the socket's whole life, reconnecting whenever the
     /// connection drops. Returns at once: messages sent before the peer is up
     /// are buffered. May be called several times.
@@ -541,6 +545,14 @@ impl Socket {
     /// The identities of the peers connected now, in the order they connected.
     pub fn peers(&self) -> Vec<PeerId> {
         self.inner.transport.peer_table().iter().map(|peer| peer.id()).collect()
+    }
+
+    /// What is known of the connected peer `peer`: its address, which end
+    /// this socket is, and over TLS its verified certificate (subject and
+    /// alternative names; the client's under mutual TLS). `None` if that
+    /// peer is not connected.
+    pub fn peer_info(&self, peer: PeerId) -> Option<PeerInfo> {
+        self.inner.transport.peer_info(peer)
     }
 
     /// Waits until at least `count` peers are connected: true then, false if

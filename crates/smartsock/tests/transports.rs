@@ -1,13 +1,17 @@
 //! The socket's behaviour is the same over every transport: each test here
-//! is written once against a [`Kind`] and run over TCP, Unix sockets and
-//! in-process pipes by `over_every_transport!`.
+//! is written once against a [`Kind`] and run over TCP, Unix sockets,
+//! in-process pipes, mutual TLS, WebSocket and WebSocket inside mutual TLS
+//! by `over_every_transport!`.
 
 mod common;
+#[cfg(feature = "tls")]
+#[path = "../../transport/tests/common/pki.rs"]
+mod pki;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{connected, disconnected, next_event, number_of, numbered, recv, recv_from, within};
-use smartsock::{Delivery, Error, Event, SendMode, Side, Socket};
+use smartsock::{Delivery, Endpoint, Error, Event, SendMode, Side, Socket, SocketBuilder};
 
 /// A transport, and fresh addresses on it.
 #[derive(Clone, Copy, Debug)]
@@ -16,6 +20,12 @@ enum Kind {
     #[cfg(unix)]
     Unix,
     Inproc,
+    #[cfg(feature = "tls")]
+    Tls,
+    #[cfg(feature = "ws")]
+    Ws,
+    #[cfg(all(feature = "tls", feature = "ws"))]
+    Wss,
 }
 
 /// Where tests make their addresses: the temp dirs live as long as the test.
@@ -23,6 +33,10 @@ struct Place {
     kind: Kind,
     #[cfg(unix)]
     dir: tempfile::TempDir,
+    /// Under TLS, every socket is both a server requiring client
+    /// certificates from this CA and a client presenting one.
+    #[cfg(feature = "tls")]
+    tls: (pki::Pki, pki::Leaf),
 }
 
 impl Place {
@@ -31,6 +45,38 @@ impl Place {
             kind,
             #[cfg(unix)]
             dir: tempfile::tempdir().expect("a temp dir"),
+            #[cfg(feature = "tls")]
+            tls: {
+                let ca = pki::Pki::new("test CA");
+                let leaf = ca.leaf("client", &["client.example"]);
+                (ca, leaf)
+            },
+        }
+    }
+
+    /// A builder for this transport (with TLS configs where it needs them).
+    fn builder(&self) -> SocketBuilder {
+        let builder = Socket::builder();
+        #[cfg(feature = "tls")]
+        let builder = {
+            let (ca, leaf) = &self.tls;
+            builder.tls_server(ca.server(Some(ca))).tls_client(ca.client(Some(leaf)))
+        };
+        builder
+    }
+
+    fn socket(&self) -> Result<Socket, Error> {
+        self.builder().build()
+    }
+
+    /// The address a peer connects to for a bound endpoint.
+    fn dial(&self, endpoint: &Endpoint) -> String {
+        match self.kind {
+            #[cfg(feature = "ws")]
+            Kind::Ws => format!("ws://{}/", endpoint.tcp().unwrap()),
+            #[cfg(all(feature = "tls", feature = "ws"))]
+            Kind::Wss => format!("wss://{}/", endpoint.tcp().unwrap()),
+            _ => endpoint.to_string(),
         }
     }
 
@@ -38,6 +84,12 @@ impl Place {
     fn any(&self) -> String {
         match self.kind {
             Kind::Tcp => "127.0.0.1:0".into(),
+            #[cfg(feature = "tls")]
+            Kind::Tls => "tls://127.0.0.1:0".into(),
+            #[cfg(feature = "ws")]
+            Kind::Ws => "ws://127.0.0.1:0/".into(),
+            #[cfg(all(feature = "tls", feature = "ws"))]
+            Kind::Wss => "wss://127.0.0.1:0/".into(),
             _ => self.unused(),
         }
     }
@@ -51,6 +103,12 @@ impl Place {
             #[cfg(unix)]
             Kind::Unix => format!("unix://{}", self.dir.path().join(format!("s{n}.sock")).display()),
             Kind::Inproc => format!("inproc://transports-{}-{n}", std::process::id()),
+            #[cfg(feature = "tls")]
+            Kind::Tls => format!("tls://{}", common::reserve_port()),
+            #[cfg(feature = "ws")]
+            Kind::Ws => format!("ws://{}/", common::reserve_port()),
+            #[cfg(all(feature = "tls", feature = "ws"))]
+            Kind::Wss => format!("wss://{}/", common::reserve_port()),
         }
     }
 }
@@ -68,6 +126,18 @@ macro_rules! over_every_transport {
         mod inproc {
             $(#[tokio::test] async fn $name() -> Result<(), smartsock::Error> { super::$name(super::Place::new(super::Kind::Inproc)).await })*
         }
+        #[cfg(feature = "tls")]
+        mod tls {
+            $(#[tokio::test] async fn $name() -> Result<(), smartsock::Error> { super::$name(super::Place::new(super::Kind::Tls)).await })*
+        }
+        #[cfg(feature = "ws")]
+        mod ws {
+            $(#[tokio::test] async fn $name() -> Result<(), smartsock::Error> { super::$name(super::Place::new(super::Kind::Ws)).await })*
+        }
+        #[cfg(all(feature = "tls", feature = "ws"))]
+        mod wss {
+            $(#[tokio::test] async fn $name() -> Result<(), smartsock::Error> { super::$name(super::Place::new(super::Kind::Wss)).await })*
+        }
     };
 }
 
@@ -82,9 +152,10 @@ over_every_transport!(
 
 async fn round_robin_shares_exactly(place: Place) -> Result<(), Error> {
     const TOTAL: usize = 120;
-    let sender = Socket::builder().send_mode(SendMode::RoundRobin).build()?;
-    let addr = sender.bind(&place.any()).await?.to_string();
-    let receivers: Vec<Socket> = (0..3).map(|_| Socket::new()).collect::<Result<_, _>>()?;
+    let sender = place.builder().send_mode(SendMode::RoundRobin).build()?;
+    let addr = sender.bind(&place.any()).await?;
+    let addr = place.dial(&addr);
+    let receivers: Vec<Socket> = (0..3).map(|_| place.socket()).collect::<Result<_, _>>()?;
     for receiver in &receivers {
         receiver.connect(&addr)?;
     }
@@ -109,9 +180,10 @@ async fn round_robin_shares_exactly(place: Place) -> Result<(), Error> {
 
 async fn publish_reaches_every_subscriber_in_order(place: Place) -> Result<(), Error> {
     const TOTAL: usize = 100;
-    let publisher = Socket::builder().send_mode(SendMode::Publish).build()?;
-    let addr = publisher.bind(&place.any()).await?.to_string();
-    let subscribers: Vec<Socket> = (0..3).map(|_| Socket::new()).collect::<Result<_, _>>()?;
+    let publisher = place.builder().send_mode(SendMode::Publish).build()?;
+    let addr = publisher.bind(&place.any()).await?;
+    let addr = place.dial(&addr);
+    let subscribers: Vec<Socket> = (0..3).map(|_| place.socket()).collect::<Result<_, _>>()?;
     for subscriber in &subscribers {
         subscriber.connect(&addr)?;
     }
@@ -128,9 +200,10 @@ async fn publish_reaches_every_subscriber_in_order(place: Place) -> Result<(), E
 }
 
 async fn send_to_reaches_exactly_that_peer(place: Place) -> Result<(), Error> {
-    let server = Socket::new()?;
-    let addr = server.bind(&place.any()).await?.to_string();
-    let (a, b) = (Socket::new()?, Socket::new()?);
+    let server = place.socket()?;
+    let addr = server.bind(&place.any()).await?;
+    let addr = place.dial(&addr);
+    let (a, b) = (place.socket()?, place.socket()?);
     a.connect(&addr)?;
     b.connect(&addr)?;
     within("two clients", server.wait_for_peers(2)).await;
@@ -152,7 +225,7 @@ async fn send_to_reaches_exactly_that_peer(place: Place) -> Result<(), Error> {
 async fn connect_end_buffers_until_the_peer_binds(place: Place) -> Result<(), Error> {
     const N: usize = 100;
     let addr = place.unused();
-    let client = Socket::new()?;
+    let client = place.socket()?;
     let mut events = Box::pin(client.events());
     client.connect(&addr)?;
     next_event(&mut events, "a failed connect try", |e| matches!(e, Event::Reconnecting { .. })).await;
@@ -161,8 +234,8 @@ async fn connect_end_buffers_until_the_peer_binds(place: Place) -> Result<(), Er
     }
     assert!(client.peers().is_empty());
 
-    let server = Socket::new()?;
-    assert_eq!(server.bind(&addr).await?.to_string(), addr);
+    let server = place.socket()?;
+    assert_eq!(place.dial(&server.bind(&addr).await?), addr);
     for i in 0..N {
         assert_eq!(recv(&server).await, numbered(i));
     }
@@ -172,9 +245,9 @@ async fn connect_end_buffers_until_the_peer_binds(place: Place) -> Result<(), Er
 async fn client_reconnects_to_a_restarted_server(place: Place) -> Result<(), Error> {
     const OUTAGE: usize = 30;
     let addr = place.unused();
-    let first = Socket::new()?;
+    let first = place.socket()?;
     first.bind(&addr).await?;
-    let client = Socket::new()?;
+    let client = place.socket()?;
     let mut events = Box::pin(client.events());
     client.connect(&addr)?;
     connected(&mut events, first.identity()).await;
@@ -193,7 +266,7 @@ async fn client_reconnects_to_a_restarted_server(place: Place) -> Result<(), Err
     }
 
     // The same address again: the closed server let go of its port, file or name.
-    let second = Socket::new()?;
+    let second = place.socket()?;
     second.bind(&addr).await?;
     let event = next_event(&mut events, "PeerConnected", |e| matches!(e, Event::PeerConnected { .. })).await;
     let Event::PeerConnected { peer, side, .. } = event else { unreachable!() };
@@ -206,9 +279,10 @@ async fn client_reconnects_to_a_restarted_server(place: Place) -> Result<(), Err
 
 async fn at_least_once_settles_every_message(place: Place) -> Result<(), Error> {
     const N: usize = 50;
-    let receiver = Socket::new()?;
-    let addr = receiver.bind(&place.any()).await?.to_string();
-    let sender = Socket::builder().delivery(Delivery::AtLeastOnce).build()?;
+    let receiver = place.socket()?;
+    let addr = receiver.bind(&place.any()).await?;
+    let addr = place.dial(&addr);
+    let sender = place.builder().delivery(Delivery::AtLeastOnce).build()?;
     sender.connect(&addr)?;
     for i in 0..N {
         sender.send(numbered(i)).await?;

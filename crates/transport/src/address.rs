@@ -31,11 +31,12 @@ pub enum Scheme {
     Unix,
     /// `inproc://name`: sockets of one process.
     Inproc,
-    /// `tls://host:port`: not in this build yet.
+    /// `tls://host:port`: the protocol inside TLS (feature `tls`).
     Tls,
-    /// `ws://host:port/path`: not in this build yet.
+    /// `ws://host:port/path`: the protocol inside WebSocket binary messages
+    /// (feature `ws`).
     Ws,
-    /// `wss://host:port/path`: not in this build yet.
+    /// `wss://host:port/path`: WebSocket inside TLS (features `ws` and `tls`).
     Wss,
 }
 
@@ -70,7 +71,9 @@ impl Scheme {
         match self {
             Self::Tcp | Self::Inproc => true,
             Self::Unix => cfg!(unix),
-            Self::Tls | Self::Ws | Self::Wss => false,
+            Self::Tls => cfg!(feature = "tls"),
+            Self::Ws => cfg!(feature = "ws"),
+            Self::Wss => cfg!(all(feature = "ws", feature = "tls")),
         }
     }
 }
@@ -84,7 +87,7 @@ impl fmt::Display for Scheme {
 /// A parsed address for `bind` or `connect`.
 ///
 /// ```
-/// use smartsock_transport::Address;
+/// use smartsock_transport::{Address, Scheme};
 ///
 /// assert_eq!(Address::parse("127.0.0.1:5555")?, Address::Tcp("127.0.0.1:5555".into()));
 /// assert_eq!(Address::parse("tcp://localhost:80")?, Address::Tcp("localhost:80".into()));
@@ -93,9 +96,27 @@ impl fmt::Display for Scheme {
 /// # #[cfg(target_os = "linux")]
 /// assert_eq!(Address::parse("unix://@app")?, Address::UnixAbstract("app".into()));
 ///
-/// // Known but not built in: refused at once, never taken for TCP.
-/// let error = Address::parse("tls://example.com:443").unwrap_err();
-/// assert_eq!(error.to_string(), "tls:// addresses are not supported by this build (\"tls://example.com:443\")");
+///
+/// // With the `tls` and `ws` features (on by default):
+/// if Scheme::Wss.is_supported() {
+///     assert_eq!(Address::parse("tls://example.com:443")?, Address::Tls("example.com:443".into()));
+///     assert_eq!(
+///         Address::parse("ws://example.com:80/feed")?,
+///         Address::Ws { host_port: "example.com:80".into(), path: "/feed".into() },
+///     );
+///     assert_eq!(
+///         Address::parse("wss://example.com:443")?,
+///         Address::Wss { host_port: "example.com:443".into(), path: "/".into() },
+///     );
+/// } else {
+///     let error = Address::parse("wss://example.com:443").unwrap_err();
+///     assert_eq!(error.to_string(), "wss:// addresses are not supported by this build (\"wss://example.com:443\")");
+/// }
+///
+/// // Unknown schemes are refused at once, never taken for TCP (and so are
+/// // `tls`, `ws` and `wss` in a build without their features).
+/// let error = Address::parse("ipc:///tmp/x").unwrap_err();
+/// assert_eq!(error.to_string(), "invalid address \"ipc:///tmp/x\": unknown scheme (expected tcp, tls, ws, wss, unix or inproc)");
 /// # Ok::<(), smartsock_transport::TransportError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -109,6 +130,24 @@ pub enum Address {
     UnixAbstract(String),
     /// An in-process name.
     Inproc(String),
+    /// TLS over TCP: `host:port`. The connect end checks that the server's
+    /// certificate names `host` (or [`TransportConfig::tls_server_name`](crate::TransportConfig::tls_server_name)).
+    Tls(String),
+    /// WebSocket over TCP. On `bind`, the same as TCP (every TCP bind end
+    /// also accepts WebSocket peers); on `connect`, an HTTP upgrade to `path`.
+    Ws {
+        /// `host:port`.
+        host_port: String,
+        /// The request path, `/` if the address had none.
+        path: String,
+    },
+    /// WebSocket inside TLS. On `bind`, the same as `tls://`.
+    Wss {
+        /// `host:port`.
+        host_port: String,
+        /// The request path, `/` if the address had none.
+        path: String,
+    },
 }
 
 impl Address {
@@ -120,8 +159,8 @@ impl Address {
             check_host_port(addr).map_err(bad)?;
             return Ok(Self::Tcp(addr.to_owned()));
         };
-        let scheme =
-            Scheme::from_name(name).ok_or_else(|| bad("unknown scheme (expected tcp, unix or inproc)"))?;
+        let scheme = Scheme::from_name(name)
+            .ok_or_else(|| bad("unknown scheme (expected tcp, tls, ws, wss, unix or inproc)"))?;
         if !scheme.is_supported() {
             return Err(TransportError::UnsupportedScheme { addr: addr.to_owned(), scheme });
         }
@@ -137,8 +176,25 @@ impl Address {
                 }
                 Ok(Self::Inproc(rest.to_owned()))
             }
-            Scheme::Tls | Scheme::Ws | Scheme::Wss => {
-                Err(TransportError::UnsupportedScheme { addr: addr.to_owned(), scheme })
+            Scheme::Tls => {
+                check_host_port(rest).map_err(bad)?;
+                Ok(Self::Tls(rest.to_owned()))
+            }
+            Scheme::Ws | Scheme::Wss => {
+                let (host_port, path) = match rest.find('/') {
+                    Some(at) => (&rest[..at], &rest[at..]),
+                    None => (rest, "/"),
+                };
+                check_host_port(host_port).map_err(bad)?;
+                if path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+                    return Err(bad("the WebSocket path cannot contain spaces or control characters"));
+                }
+                let (host_port, path) = (host_port.to_owned(), path.to_owned());
+                Ok(if scheme == Scheme::Ws {
+                    Self::Ws { host_port, path }
+                } else {
+                    Self::Wss { host_port, path }
+                })
             }
         }
     }
@@ -149,6 +205,9 @@ impl Address {
             Self::Tcp(_) => Scheme::Tcp,
             Self::Unix(_) | Self::UnixAbstract(_) => Scheme::Unix,
             Self::Inproc(_) => Scheme::Inproc,
+            Self::Tls(_) => Scheme::Tls,
+            Self::Ws { .. } => Scheme::Ws,
+            Self::Wss { .. } => Scheme::Wss,
         }
     }
 }
@@ -160,6 +219,9 @@ impl fmt::Display for Address {
             Self::Unix(path) => write!(f, "unix://{}", path.display()),
             Self::UnixAbstract(name) => write!(f, "unix://@{name}"),
             Self::Inproc(name) => write!(f, "inproc://{name}"),
+            Self::Tls(host_port) => write!(f, "tls://{host_port}"),
+            Self::Ws { host_port, path } => write!(f, "ws://{host_port}{path}"),
+            Self::Wss { host_port, path } => write!(f, "wss://{host_port}{path}"),
         }
     }
 }
@@ -185,6 +247,8 @@ impl std::str::FromStr for Address {
 /// assert_eq!(tcp.port(), Some(5555));
 /// assert_eq!(Endpoint::Unix("/tmp/a.sock".into()).to_string(), "unix:///tmp/a.sock");
 /// assert_eq!(Endpoint::Inproc("jobs".into()).to_string(), "inproc://jobs");
+/// let tls = Endpoint::Tls("127.0.0.1:5556".parse().unwrap());
+/// assert_eq!((tls.to_string().as_str(), tls.port()), ("tls://127.0.0.1:5556", Some(5556)));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -197,18 +261,20 @@ pub enum Endpoint {
     UnixAbstract(String),
     /// An in-process name.
     Inproc(String),
+    /// A bound TLS address: TLS over TCP (WebSocket inside TLS too).
+    Tls(SocketAddr),
 }
 
 impl Endpoint {
-    /// The TCP address, if this is TCP.
+    /// The TCP address, if this is TCP (or TLS, which runs over TCP).
     pub fn tcp(&self) -> Option<SocketAddr> {
         match self {
-            Self::Tcp(addr) => Some(*addr),
+            Self::Tcp(addr) | Self::Tls(addr) => Some(*addr),
             _ => None,
         }
     }
 
-    /// The TCP port, if this is TCP.
+    /// The TCP port, if this is TCP or TLS.
     pub fn port(&self) -> Option<u16> {
         self.tcp().map(|addr| addr.port())
     }
@@ -221,6 +287,7 @@ impl fmt::Display for Endpoint {
             Self::Unix(path) => write!(f, "unix://{}", path.display()),
             Self::UnixAbstract(name) => write!(f, "unix://@{name}"),
             Self::Inproc(name) => write!(f, "inproc://{name}"),
+            Self::Tls(addr) => write!(f, "tls://{addr}"),
         }
     }
 }
@@ -329,20 +396,51 @@ mod tests {
             [("tls://h:1", Scheme::Tls), ("ws://h:1/x", Scheme::Ws), ("wss://h:1", Scheme::Wss)]
         {
             match Address::parse(addr) {
-                Err(TransportError::UnsupportedScheme { scheme: got, .. }) => assert_eq!(got, scheme),
+                Err(TransportError::UnsupportedScheme { scheme: got, .. }) => {
+                    assert!(!scheme.is_supported());
+                    assert_eq!(got, scheme);
+                }
+                Ok(parsed) => {
+                    assert!(scheme.is_supported());
+                    assert_eq!(parsed.scheme(), scheme);
+                }
                 other => panic!("{addr}: {other:?}"),
             }
         }
         let unknown = Address::parse("ipc:///tmp/x").unwrap_err();
         assert_eq!(
             unknown.to_string(),
-            "invalid address \"ipc:///tmp/x\": unknown scheme (expected tcp, unix or inproc)"
+            "invalid address \"ipc:///tmp/x\": unknown scheme (expected tcp, tls, ws, wss, unix or inproc)"
         );
         assert!(Address::parse("inproc://").is_err());
     }
 
+    #[cfg(all(feature = "tls", feature = "ws"))]
+    #[test]
+    fn tls_and_websocket_addresses() {
+        assert_eq!(Address::parse("tls://[::1]:7").unwrap(), Address::Tls("[::1]:7".into()));
+        assert_eq!(
+            Address::parse("ws://h:1").unwrap(),
+            Address::Ws { host_port: "h:1".into(), path: "/".into() }
+        );
+        assert_eq!(
+            Address::parse("wss://h:1/a/b?c=d").unwrap(),
+            Address::Wss { host_port: "h:1".into(), path: "/a/b?c=d".into() }
+        );
+        for bad in ["tls://h", "tls://:1", "ws://h/x", "wss://h:99999/", "ws://h:1/a b", "ws://h:1/\r\n"] {
+            assert!(
+                matches!(Address::parse(bad), Err(TransportError::BadAddress { .. })),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
     #[test]
     fn display_round_trips() {
+        #[cfg(all(feature = "tls", feature = "ws"))]
+        for addr in ["tls://h:1", "ws://h:1/", "wss://h:1/x?y"] {
+            assert_eq!(Address::parse(addr).unwrap().to_string(), addr);
+        }
         for addr in ["tcp://h:1", "unix:///tmp/x.sock", "inproc://a/b"] {
             assert_eq!(Address::parse(addr).unwrap().to_string(), addr);
         }

@@ -175,6 +175,38 @@ pub struct TransportConfig {
     /// Connection events kept for a slow [`events`](crate::Transport::events)
     /// reader before the oldest are overwritten. Default: 1024.
     pub event_capacity: usize,
+    /// The TLS server configuration for `tls://` and `wss://` binds (feature
+    /// `tls`): hand in your own, or make one with
+    /// [`tls::server_config`](crate::tls::server_config). A client
+    /// certificate verifier in it makes the bind end require mutual TLS.
+    /// Default: none (a TLS bind is refused).
+    #[cfg(feature = "tls")]
+    pub tls_server: Option<Arc<rustls::ServerConfig>>,
+    /// The TLS client configuration for `tls://` and `wss://` connects
+    /// (feature `tls`); see [`tls::client_config`](crate::tls::client_config).
+    /// Default: none (a TLS connect is refused).
+    #[cfg(feature = "tls")]
+    pub tls_client: Option<Arc<rustls::ClientConfig>>,
+    /// The name the server's certificate must carry, if not the host of the
+    /// address connected to (for instance when connecting by IP address).
+    /// Default: none.
+    #[cfg(feature = "tls")]
+    pub tls_server_name: Option<String>,
+    /// Binds each client's identity to its certificate on TLS bind ends: a
+    /// client's HELLO must name an identity that its verified certificate
+    /// carries as a subject alternative name `urn:uuid:<identity>` (the
+    /// identity as a UUID; hyphens optional). Any other identity, or no
+    /// client certificate, is refused with
+    /// [`RefusedReason::IdentityNotCertified`](crate::RefusedReason::IdentityNotCertified)
+    /// before the peer is registered, so nobody can take over or lock out
+    /// another peer's identity. Needs a server config that requires client
+    /// certificates (mutual TLS). Default: false.
+    #[cfg(feature = "tls")]
+    pub bind_identity_to_certificate: bool,
+    /// Whether TCP and TLS bind ends also accept WebSocket peers on the
+    /// same port, told apart by the first byte (feature `ws`). Default: true.
+    #[cfg(feature = "ws")]
+    pub websocket: bool,
 }
 
 impl Default for TransportConfig {
@@ -199,6 +231,16 @@ impl Default for TransportConfig {
             linger: Duration::from_secs(5),
             ack_on_arrival: false,
             event_capacity: 1024,
+            #[cfg(feature = "tls")]
+            tls_server: None,
+            #[cfg(feature = "tls")]
+            tls_client: None,
+            #[cfg(feature = "tls")]
+            tls_server_name: None,
+            #[cfg(feature = "tls")]
+            bind_identity_to_certificate: false,
+            #[cfg(feature = "ws")]
+            websocket: true,
         }
     }
 }

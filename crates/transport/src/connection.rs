@@ -184,14 +184,16 @@ where
             reason = &mut read => {
                 if reason == DisconnectReason::PeerClosed && shared.cancel.is_cancelled() {
                     // The peer ended its side while we are closing (a closing
-                    // smartsock peer reads on until our end): finish our
-                    // flush rather than drop it, though nothing confirms
-                    // that it was read.
-                    tokio::select! {
-                        _ = &mut write => {}
-                        () = &mut grace => {}
-                    }
-                    (DisconnectReason::Closing, false)
+                    // smartsock peer half-closes, then reads on until our
+                    // end): finish our flush rather than drop it. If it
+                    // completes, the peer's stream was still open for
+                    // reading when everything reached it, so it counts as
+                    // confirmed; a reset would have failed the write.
+                    let flushed = tokio::select! {
+                        reason = &mut write => reason == DisconnectReason::Closing,
+                        () = &mut grace => false,
+                    };
+                    (DisconnectReason::Closing, flushed)
                 } else {
                     (reason, false)
                 }
@@ -410,16 +412,23 @@ async fn read_loop<R: AsyncRead + Unpin>(
         }
         size_read_buffer(read_buf, codec.envelope_in_progress(), &mut oversized);
         tokio::select! {
-            read = reader.read_buf(read_buf) => match read {
-                Ok(0) => {
+            read = reader.read_buf(read_buf) => {
+                let ended = match read {
+                    Ok(0) => true,
+                    // A TLS stream that ends without close_notify is still
+                    // its end for the frames inside: a cut frame shows in
+                    // `decode_eof` below.
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => true,
+                    Ok(_) => false,
+                    Err(e) => return DisconnectReason::Io(e.to_string()),
+                };
+                if ended {
                     return match codec.decode_eof(read_buf) {
                         Ok(_) => DisconnectReason::PeerClosed,
                         Err(e) => DisconnectReason::Protocol(e.to_string()),
                     };
                 }
-                Ok(_) => {}
-                Err(e) => return DisconnectReason::Io(e.to_string()),
-            },
+            }
             () = &mut silence => return DisconnectReason::HeartbeatTimeout,
         }
     }

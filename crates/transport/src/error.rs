@@ -16,7 +16,8 @@ pub enum TransportError {
         reason: &'static str,
     },
     /// The address's scheme is known but this build has no transport for it
-    /// (TLS and WebSocket, for now). Never taken for TCP instead.
+    /// (TLS and WebSocket without the `tls` and `ws` features). Never taken
+    /// for TCP instead.
     #[error("{scheme}:// addresses are not supported by this build ({addr:?})")]
     UnsupportedScheme {
         /// The address given.
@@ -31,6 +32,16 @@ pub enum TransportError {
         addr: String,
         /// The operating system's error.
         source: io::Error,
+    },
+    /// A `tls://` or `wss://` address, but no TLS configuration for that end.
+    #[error("{addr:?} needs {needed} (TransportConfig::{field})")]
+    TlsNotConfigured {
+        /// The address given.
+        addr: String,
+        /// What is missing, in words.
+        needed: &'static str,
+        /// The [`TransportConfig`](crate::TransportConfig) field to set.
+        field: &'static str,
     },
     /// A setting is out of range.
     #[error("invalid transport configuration: {0}")]

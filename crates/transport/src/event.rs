@@ -76,6 +76,18 @@ pub enum RefusedReason {
     /// The remote address holds its share of pending handshakes, or of
     /// connected peers, already.
     TooManyFromAddress,
+    /// The TLS handshake failed (or the stream is not TLS at all).
+    Tls(TlsFailure),
+    /// The bind end's first byte was neither the protocol's (`0x00`) nor a
+    /// WebSocket upgrade's (`G`).
+    UnknownFirstByte(u8),
+    /// The WebSocket upgrade or the WebSocket stream failed (the text says how).
+    WebSocket(String),
+    /// Identity binding is on and the peer's HELLO named an identity its
+    /// certificate does not carry (as a `urn:uuid:` subject alternative
+    /// name), or it presented no certificate: an impostor, refused before it
+    /// could take over or lock out the real peer.
+    IdentityNotCertified(PeerId),
 }
 
 impl fmt::Display for RefusedReason {
@@ -90,6 +102,67 @@ impl fmt::Display for RefusedReason {
             Self::Io(what) => write!(f, "i/o error during the handshake: {what}"),
             Self::Shed => f.write_str("too many handshakes pending: the oldest was dropped"),
             Self::TooManyFromAddress => f.write_str("too many connections from this address"),
+            Self::Tls(failure) => write!(f, "TLS: {failure}"),
+            Self::UnknownFirstByte(0x16) => f.write_str(
+                "the first byte was 0x16, a TLS handshake: a TLS client on a plain (non-TLS) port",
+            ),
+            Self::UnknownFirstByte(byte) => write!(
+                f,
+                "the first byte was {byte:#04x}, neither the protocol (0x00) nor a WebSocket upgrade ('G')"
+            ),
+            Self::WebSocket(what) => write!(f, "WebSocket: {what}"),
+            Self::IdentityNotCertified(id) => {
+                write!(f, "identity {id} is not the one the peer's certificate carries (urn:uuid: name)")
+            }
+        }
+    }
+}
+
+/// Why a TLS handshake failed, as far as this end can tell.
+///
+/// A failure that the *other* end detected reaches this end as a TLS alert
+/// and is reported here by that alert (`UnknownIssuer` for an "unknown CA"
+/// alert, and so on), so that both ends of a refused connection say the
+/// same thing where TLS lets them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// The certificate was not issued by a trusted CA.
+    UnknownIssuer,
+    /// The server's certificate does not name the host that was dialled
+    /// (or the name that was configured).
+    BadName,
+    /// The certificate has expired (or is not valid yet).
+    Expired,
+    /// The server requires a client certificate and none was presented.
+    NoClientCertificate,
+    /// The certificate was refused for another reason (the text says which).
+    BadCertificate(String),
+    /// The bytes received are not TLS: a plain peer on a TLS port.
+    NotTls,
+    /// The peer closed the stream during the TLS handshake (a plain server
+    /// often does this when a TLS client greets it).
+    Closed,
+    /// No TLS handshake within the handshake timeout.
+    Timeout,
+    /// Any other TLS error.
+    Other(String),
+}
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownIssuer => f.write_str("certificate issued by an unknown CA"),
+            Self::BadName => f.write_str("the server's certificate is not valid for the expected name"),
+            Self::Expired => f.write_str("certificate expired or not yet valid"),
+            Self::NoClientCertificate => f.write_str("no client certificate was presented"),
+            Self::BadCertificate(what) => write!(f, "certificate refused: {what}"),
+            Self::NotTls => f.write_str("the peer did not speak TLS (plain bytes on a TLS port?)"),
+            Self::Closed => {
+                f.write_str("the peer closed the connection during the TLS handshake (not a TLS port?)")
+            }
+            Self::Timeout => f.write_str("no TLS handshake within the handshake timeout"),
+            Self::Other(what) => f.write_str(what),
         }
     }
 }

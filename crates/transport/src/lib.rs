@@ -43,8 +43,17 @@
 //! `unix:///path` (Unix domain sockets; `unix://@name` is a Linux abstract
 //! name; the peer's pid and uid are in the connect event's address), and
 //! `inproc://name` (sockets of one process, over in-memory pipes of
-//! [`INPROC_PIPE_BYTES`] each way). `tls://`, `ws://` and `wss://` are
-//! recognised and refused at once: this build has no transport for them.
+//! [`INPROC_PIPE_BYTES`] each way), `tls://host:port` (feature `tls`:
+//! rustls; the bind end is the server, the connect end verifies the host or
+//! [`TransportConfig::tls_server_name`]; see [`tls`] for configs from PEM),
+//! and WebSocket (feature `ws`): TCP and TLS bind ends tell a raw peer
+//! (first byte `0x00`) from a WebSocket upgrade (`G`) and serve both on one
+//! port; `ws://host:port/path` and `wss://host:port/path` connect. A scheme
+//! whose feature is off is refused at once, by name.
+//! [`Transport::peer_info`] shows a peer's verified TLS certificate;
+//! [`TransportConfig::bind_identity_to_certificate`] makes a TLS bind end
+//! refuse clients whose HELLO names an identity their certificate does not
+//! carry (a `urn:uuid:` subject alternative name).
 //! [`Transport::connect_with`] takes any other connector, and
 //! [`Transport::attach`] adopts a stream that is already open (never
 //! reconnected; its end is an event).
@@ -76,7 +85,8 @@
 //! [`Transport::events`] streams [`Event`]s: `PeerConnected` (id, address,
 //! side), `PeerDisconnected` (id, [`DisconnectReason`]), `HandshakeRefused`
 //! (address, [`RefusedReason`]: version, duplicate identity, own identity,
-//! timeout, malformed, too many peers, i/o), `Reconnecting` (address,
+//! timeout, malformed, too many peers, i/o, TLS ([`TlsFailure`]), unknown
+//! first byte, WebSocket, identity not certified), `Reconnecting` (address,
 //! attempt, delay) and `Dropped` (count, [`DropReason`]).
 //!
 //! # Limits
@@ -99,6 +109,9 @@
 //! | `max_handshakes_per_address` | 8 | a further connection from that IP is closed at once |
 //! | `max_peers_per_address` | 256 | a further peer from that IP is refused |
 //! | `handshake_timeout` | 5 s | the connection is refused (`Timeout`) |
+//! | `handshake_timeout` also bounds | the TLS handshake and the WebSocket upgrade | |
+//! | WebSocket upgrade request (tungstenite's) | 64 KiB | refused (`WebSocket`) before more is read |
+//! | WebSocket message or frame | `max_frame_length` + 4 | closed with 1009 from the frame's header, before its payload is read |
 //! | `heartbeat_interval` / `heartbeat_timeout` | 5 s / 15 s | a HEARTBEAT is sent / the connection is torn down |
 //! | `connect_timeout` | 5 s | the try fails and the next one is scheduled |
 //! | `linger` | 5 s | on close, a connection whose peer has not ended its side after ours is cut; what it wrote or held is counted in [`Transport::unconfirmed`] |
@@ -140,13 +153,19 @@ mod listener;
 mod loom_model;
 mod outbox;
 mod peer;
+mod peer_info;
 mod room;
 mod shared;
 mod sync;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod transport;
 #[cfg(unix)]
 mod unix;
+mod upgrade;
 mod watch;
+#[cfg(feature = "ws")]
+mod ws;
 
 pub use address::{Address, Endpoint, MAX_UNIX_PATH, Scheme};
 pub use config::{
@@ -155,7 +174,7 @@ pub use config::{
 };
 pub use connection::MAX_CONTROL_FRAMES_PER_SECOND;
 pub use error::TransportError;
-pub use event::{ConnectError, DisconnectReason, DropReason, Event, RefusedReason, Side};
+pub use event::{ConnectError, DisconnectReason, DropReason, Event, RefusedReason, Side, TlsFailure};
 pub use inbound::{Inbound, InboundClosed, TryRecvError};
 pub use inproc::{INPROC_BACKLOG, INPROC_PIPE_BYTES};
 pub use outbox::TrySendError;
@@ -163,6 +182,7 @@ pub use peer::{
     AckError, AckHandle, AckReceiver, AckSink, Incoming, MAX_UNKNOWN_ACKS_PER_SECOND, OrphanReceiver,
     Orphans, Outgoing, PeerHandle, PeerSnapshot, PeerTable,
 };
+pub use peer_info::{PeerCertificate, PeerInfo};
 pub use room::RoomWaiter;
 pub use smartsock_framing::{Frame, MsgId, PeerId};
 pub use transport::{Transport, TransportParts};

@@ -17,6 +17,7 @@ use crate::admission::{Admission, source_of};
 use crate::event::{Event, RefusedReason};
 use crate::inbound::Inbound;
 use crate::peer::{Orphans, PeerHandle, PeerSnapshot, PeerTable, SharedSink};
+use crate::peer_info::CertificateTable;
 use crate::room::RoomSignal;
 
 /// State shared by the handle and every task of one transport.
@@ -47,6 +48,8 @@ pub(crate) struct Shared {
     /// Messages that connections closed by [`Transport::close`](crate::Transport::close)
     /// could not confirm as read by their peer.
     pub(crate) unconfirmed: AtomicU64,
+    /// Verified TLS certificates of live connections (see `peer_info`).
+    pub(crate) certificates: Arc<CertificateTable>,
 }
 
 impl Shared {

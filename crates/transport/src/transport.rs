@@ -26,8 +26,10 @@ use crate::event::{ConnectError, Event, RefusedReason, Side};
 use crate::inbound::Inbound;
 use crate::listener::Acceptor;
 use crate::peer::{AckReceiver, OrphanReceiver, PeerSnapshot, PeerTable, SharedSink};
+use crate::peer_info::PeerInfo;
 use crate::room::RoomWaiter;
 use crate::shared::Shared;
+use crate::upgrade::{Dialer, Upgrade};
 use crate::watch::{Events, PeerWatch};
 use crate::{TransportConfig, TransportError};
 
@@ -108,6 +110,7 @@ impl Transport {
             local_addrs: Mutex::new(Vec::new()),
             room: Arc::default(),
             unconfirmed: AtomicU64::new(0),
+            certificates: Arc::default(),
             config,
         });
         let transport = Self { shared, close_on_drop: Some(Arc::new(CloseOnDrop { closed, cancel })) };
@@ -152,27 +155,56 @@ impl Transport {
         let failed = |source| TransportError::Bind { addr: addr.to_owned(), source };
         let endpoint = match address {
             Address::Tcp(host_port) => {
-                let listener = TcpListener::bind(&host_port).await.map_err(failed)?;
-                let local = listener.local_addr().map_err(failed)?;
-                self.shared.local_addrs.lock().unwrap_or_else(|e| e.into_inner()).push(local);
-                self.spawn(accept_loop(self.shared.clone(), listener));
-                Endpoint::Tcp(local)
+                #[allow(unused_mut)] // without `ws`, a TCP bind has nothing to upgrade
+                let mut upgrade = Upgrade::default();
+                #[cfg(feature = "ws")]
+                {
+                    upgrade.websocket = self.shared.config.websocket;
+                }
+                Endpoint::Tcp(self.bind_tcp(&host_port, upgrade).await.map_err(failed)?)
+            }
+            // Every TCP bind end can serve WebSocket peers: `ws://` asks for
+            // that even if the configuration turned it off.
+            #[cfg(feature = "ws")]
+            Address::Ws { host_port, .. } => {
+                #[allow(clippy::needless_update)] // `tls` adds a field
+                let upgrade = Upgrade { websocket: true, ..Upgrade::default() };
+                Endpoint::Tcp(self.bind_tcp(&host_port, upgrade).await.map_err(failed)?)
+            }
+            #[cfg(feature = "tls")]
+            address @ (Address::Tls(_) | Address::Wss { .. }) => {
+                let Some(tls) = self.shared.config.tls_server.clone() else {
+                    return Err(TransportError::TlsNotConfigured {
+                        addr: addr.to_owned(),
+                        needed: "a TLS server configuration to bind",
+                        field: "tls_server",
+                    });
+                };
+                let (Address::Tls(host_port) | Address::Wss { host_port, .. }) = &address else {
+                    unreachable!("matched above")
+                };
+                let upgrade = Upgrade {
+                    tls: Some(tls),
+                    #[cfg(feature = "ws")]
+                    websocket: self.shared.config.websocket || address.scheme() == crate::Scheme::Wss,
+                };
+                Endpoint::Tls(self.bind_tcp(host_port, upgrade).await.map_err(failed)?)
             }
             #[cfg(unix)]
             Address::Unix(path) => {
                 let (acceptor, endpoint) = crate::unix::bind_path(&path).await.map_err(failed)?;
-                self.spawn(accept_loop(self.shared.clone(), acceptor));
+                self.spawn(accept_loop(self.shared.clone(), acceptor, Upgrade::default()));
                 endpoint
             }
             #[cfg(unix)]
             Address::UnixAbstract(name) => {
                 let (acceptor, endpoint) = crate::unix::bind_abstract(&name).map_err(failed)?;
-                self.spawn(accept_loop(self.shared.clone(), acceptor));
+                self.spawn(accept_loop(self.shared.clone(), acceptor, Upgrade::default()));
                 endpoint
             }
             Address::Inproc(name) => {
                 let (acceptor, endpoint) = crate::inproc::bind(&name).map_err(failed)?;
-                self.spawn(accept_loop(self.shared.clone(), acceptor));
+                self.spawn(accept_loop(self.shared.clone(), acceptor, Upgrade::default()));
                 endpoint
             }
             #[allow(unreachable_patterns)] // Unix addresses on other platforms
@@ -185,6 +217,74 @@ impl Transport {
         };
         debug!(%endpoint, "bound");
         Ok(endpoint)
+    }
+
+    async fn bind_tcp(&self, host_port: &str, upgrade: Upgrade) -> io::Result<SocketAddr> {
+        let listener = TcpListener::bind(host_port).await?;
+        let local = listener.local_addr()?;
+        self.shared.local_addrs.lock().unwrap_or_else(|e| e.into_inner()).push(local);
+        self.spawn(accept_loop(self.shared.clone(), listener, upgrade));
+        Ok(local)
+    }
+
+    /// Dials TLS and WebSocket addresses: refused at once if TLS is asked
+    /// for and not configured, or the server name is not a name.
+    fn connect_dialer(&self, addr: &str, address: &Address) -> Result<(), TransportError> {
+        let (host_port, tls, ws_url) = match address {
+            Address::Tls(host_port) => (host_port, true, None),
+            Address::Ws { host_port, path } => (host_port, false, Some(format!("ws://{host_port}{path}"))),
+            Address::Wss { host_port, path } => (host_port, true, Some(format!("wss://{host_port}{path}"))),
+            _ => unreachable!("only TLS and WebSocket addresses are dialled here"),
+        };
+        if host_port.ends_with(":0") {
+            return Err(TransportError::BadAddress {
+                addr: addr.to_owned(),
+                reason: "cannot connect to port 0",
+            });
+        }
+        #[cfg(feature = "tls")]
+        let tls = match tls {
+            false => None,
+            true => {
+                let Some(config) = self.shared.config.tls_client.clone() else {
+                    return Err(TransportError::TlsNotConfigured {
+                        addr: addr.to_owned(),
+                        needed: "a TLS client configuration to connect",
+                        field: "tls_client",
+                    });
+                };
+                let name = crate::tls::server_name(host_port, self.shared.config.tls_server_name.as_deref())?;
+                Some((config, name))
+            }
+        };
+        #[cfg(not(feature = "tls"))]
+        let _ = tls;
+        #[cfg(not(feature = "ws"))]
+        let _ = ws_url;
+        let dialer = Dialer {
+            shared: self.shared.clone(),
+            host_port: host_port.as_str().into(),
+            #[cfg(feature = "tls")]
+            label: addr.into(),
+            #[cfg(feature = "tls")]
+            tls,
+            #[cfg(feature = "ws")]
+            ws_url: ws_url.map(Into::into),
+        };
+        self.connect_with(addr, move || dialer.clone().dial())
+    }
+
+    /// What is known of the connected peer `id`: address, side and, over
+    /// TLS, its verified certificate (subject and alternative names). `None`
+    /// if no such peer is connected.
+    pub fn peer_info(&self, id: PeerId) -> Option<PeerInfo> {
+        let (addr, side) = {
+            let peers = self.shared.peers.lock().unwrap_or_else(|e| e.into_inner());
+            let peer = peers.iter().find(|p| p.id == id)?;
+            (peer.addr.clone(), peer.side)
+        };
+        let certificate = self.shared.certificates.get(&addr);
+        Some(PeerInfo { id, addr: addr.to_string(), side, certificate })
     }
 
     /// Keeps a connection to `addr` for the transport's whole life: any
@@ -244,6 +344,10 @@ impl Transport {
                     let name = name.clone();
                     async move { crate::inproc::connect(&name).await }
                 })
+            }
+            address @ (Address::Tls(_) | Address::Ws { .. } | Address::Wss { .. }) => {
+                self.check_open()?;
+                self.connect_dialer(addr, &address)
             }
             #[allow(unreachable_patterns)] // Unix addresses on other platforms
             other => Err(TransportError::UnsupportedScheme { addr: addr.to_owned(), scheme: other.scheme() }),
@@ -403,7 +507,7 @@ impl Drop for CloseOnDrop {
     }
 }
 
-async fn accept_loop(shared: Arc<Shared>, mut listener: impl Acceptor) {
+async fn accept_loop(shared: Arc<Shared>, mut listener: impl Acceptor, upgrade: Upgrade) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -419,7 +523,13 @@ async fn accept_loop(shared: Arc<Shared>, mut listener: impl Acceptor) {
                         continue;
                     }
                 };
-                let task = connection::serve(shared.clone(), stream, Side::Bind, remote.into(), Some(ticket));
+                let task = crate::upgrade::accepted(
+                    shared.clone(),
+                    stream,
+                    remote.into(),
+                    Some(ticket),
+                    upgrade.clone(),
+                );
                 shared.tracker.spawn_on(
                     async move {
                         task.await;

@@ -12,20 +12,22 @@ use std::io;
 use smartsock::Socket;
 
 use crate::cli::{AgentArgs, Behavior, Role, join_host_port};
+use crate::tls::TlsFiles;
 use crate::{Failure, note, write_line};
 
 /// Runs the agent until its behavior is done.
 pub(crate) async fn run(args: AgentArgs) -> Result<(), Failure> {
-    if args.tls {
-        return Err(Failure::runtime("TLS is not supported yet"));
-    }
     let mut builder =
         Socket::builder().send_mode(args.send_mode.into()).delivery(args.delivery.into()).linger(args.linger);
+    if args.tls {
+        builder = tls_files(&args)?.apply(builder)?;
+    }
     if let Some(identity) = args.identity.0 {
         builder = builder.identity(identity);
     }
     let socket = builder.build()?;
     let addr = join_host_port(&args.host, args.port);
+    let addr = if args.tls { format!("tls://{addr}") } else { addr };
     match args.role {
         Role::Bind => {
             let local = socket.bind(&addr).await?;
@@ -41,6 +43,31 @@ pub(crate) async fn run(args: AgentArgs) -> Result<(), Failure> {
     };
     socket.close().await;
     outcome
+}
+
+/// The agent's TLS flags, per the contract: the bind end is the server
+/// (`--tls-cert`, `--tls-key`; with `--tls-ca`, clients must present a
+/// certificate from it), the connect end the client (`--tls-ca`, and
+/// `--tls-cert`, `--tls-key` if it has a certificate of its own).
+fn tls_files(args: &AgentArgs) -> Result<TlsFiles<'_>, Failure> {
+    let mut files = TlsFiles { server_name: &args.tls_server_name, ..TlsFiles::default() };
+    (files.cert, files.key) = (&args.tls_cert, &args.tls_key);
+    match args.role {
+        Role::Bind => {
+            if args.tls_cert.is_empty() || args.tls_key.is_empty() {
+                return Err(Failure::usage("--tls true on the bind end needs --tls-cert and --tls-key"));
+            }
+            files.client_ca = &args.tls_ca;
+        }
+        Role::Connect => {
+            if args.tls_ca.is_empty() {
+                // This build carries no system trust store: name the CA.
+                return Err(Failure::usage("--tls true on the connect end needs --tls-ca"));
+            }
+            files.ca = &args.tls_ca;
+        }
+    }
+    Ok(files)
 }
 
 async fn source(socket: &Socket, args: &AgentArgs) -> Result<(), Failure> {

@@ -69,12 +69,47 @@ pub(crate) enum Command {
 #[group(required = true, multiple = true)]
 pub(crate) struct Endpoints {
     /// Listen on ADDR and accept peers: host:port or tcp://host:port (port 0 picks a free
-    /// port), unix:///path, unix://@name (Linux), inproc://name. Repeatable.
+    /// port; WebSocket peers are accepted on the same port), tls://host:port (needs
+    /// --tls-cert and --tls-key), unix:///path, unix://@name (Linux), inproc://name. Repeatable.
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
     pub(crate) bind: Vec<String>,
-    /// Connect to ADDR (any form --bind takes), reconnecting whenever the link drops. Repeatable.
+    /// Connect to ADDR (any form --bind takes, or ws://host:port/path, wss://host:port/path),
+    /// reconnecting whenever the link drops; tls:// and wss:// need --tls-ca. Repeatable.
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
     pub(crate) connect: Vec<String>,
+}
+
+/// TLS for `send` and `recv`: PEM files.
+#[derive(Debug, Args, Default)]
+pub(crate) struct TlsArgs {
+    /// Certificate chain (PEM) this socket presents: as the server of a tls:// bind, and
+    /// as the client of a tls:// or wss:// connect when the server asks for one.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub(crate) tls_cert: Option<String>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub(crate) tls_key: Option<String>,
+    /// CA certificates (PEM) trusted to have issued the servers' certificates (connect).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) tls_ca: Option<String>,
+    /// Require client certificates issued by these CAs (PEM) on tls:// binds: mutual TLS.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub(crate) tls_client_ca: Option<String>,
+    /// The name the server's certificate must carry, if not the host connected to.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) tls_server_name: Option<String>,
+}
+
+impl TlsArgs {
+    pub(crate) fn files(&self) -> crate::tls::TlsFiles<'_> {
+        crate::tls::TlsFiles {
+            cert: self.tls_cert.as_deref().unwrap_or(""),
+            key: self.tls_key.as_deref().unwrap_or(""),
+            ca: self.tls_ca.as_deref().unwrap_or(""),
+            client_ca: self.tls_client_ca.as_deref().unwrap_or(""),
+            server_name: self.tls_server_name.as_deref().unwrap_or(""),
+        }
+    }
 }
 
 /// `smartsock recv`.
@@ -82,6 +117,8 @@ pub(crate) struct Endpoints {
 pub(crate) struct RecvArgs {
     #[command(flatten)]
     pub(crate) endpoints: Endpoints,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
     /// Exit after N messages (default: run until interrupted).
     #[arg(long, value_name = "N")]
     pub(crate) count: Option<u64>,
@@ -123,6 +160,8 @@ impl From<Mode> for smartsock::SendMode {
 pub(crate) struct SendArgs {
     #[command(flatten)]
     pub(crate) endpoints: Endpoints,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
     /// How messages are spread over peers.
     #[arg(long, value_enum, default_value_t = Mode::Roundrobin)]
     pub(crate) mode: Mode,
@@ -227,13 +266,14 @@ pub(crate) struct AgentArgs {
     /// Wrap the connection in TLS (true or false).
     #[arg(long, value_name = "BOOL", action = ArgAction::Set, default_value = "false")]
     pub(crate) tls: bool,
-    /// TLS certificate (PEM), for the bind end.
+    /// TLS certificate chain (PEM): the bind end's; the connect end presents it if given.
     #[arg(long, value_name = "PATH", default_value = "")]
     pub(crate) tls_cert: String,
-    /// TLS private key (PEM), for the bind end.
+    /// The private key (PEM) of --tls-cert.
     #[arg(long, value_name = "PATH", default_value = "")]
     pub(crate) tls_key: String,
-    /// CA certificate (PEM) the connect end trusts.
+    /// CA certificate (PEM): the connect end trusts it; on the bind end, clients must
+    /// present a certificate it issued (mutual TLS).
     #[arg(long, value_name = "PATH", default_value = "")]
     pub(crate) tls_ca: String,
     /// The name the connect end expects in the server's certificate.
@@ -247,7 +287,7 @@ pub(crate) struct OptionalPeer(pub(crate) Option<PeerId>);
 
 /// An address of any scheme the library takes, checked before any I/O: a
 /// bare `host:port` (an IPv6 host in brackets), `tcp://`, `unix://`,
-/// `inproc://`. A scheme this build lacks (`tls://`, `ws://`) is refused here.
+/// `inproc://`, `tls://`, `ws://`, `wss://`. A scheme this build lacks is refused here.
 pub(crate) fn parse_addr(addr: &str) -> Result<String, String> {
     match smartsock::Address::parse(addr) {
         Ok(_) => Ok(addr.to_owned()),
@@ -304,8 +344,10 @@ mod tests {
         assert!(parse_addr("inproc://jobs").is_ok());
         assert!(parse_addr("unix://").is_err());
         assert!(parse_addr("ipc:///tmp/x").is_err());
-        let tls = parse_addr("tls://127.0.0.1:5555").unwrap_err();
-        assert!(tls.contains("not supported by this build"), "{tls}");
+        assert!(parse_addr("tls://127.0.0.1:5555").is_ok());
+        assert!(parse_addr("ws://127.0.0.1:5555/feed").is_ok());
+        assert!(parse_addr("wss://localhost:5555").is_ok());
+        assert!(parse_addr("tls://127.0.0.1").is_err());
     }
 
     #[test]

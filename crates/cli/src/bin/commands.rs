@@ -16,7 +16,7 @@ use crate::{Failure, note, write_line};
 
 /// Prints messages as they arrive, until `--count` or Ctrl-C.
 pub(crate) async fn recv(args: RecvArgs) -> Result<(), Failure> {
-    let mut builder = Socket::builder();
+    let mut builder = args.tls.files().apply(Socket::builder())?;
     if let Some(identity) = args.identity {
         builder = builder.identity(identity);
     }
@@ -58,7 +58,13 @@ pub(crate) async fn recv(args: RecvArgs) -> Result<(), Failure> {
 /// they are delivered. Fails if any never reached a peer.
 pub(crate) async fn send(args: SendArgs) -> Result<(), Failure> {
     let delivery = if args.at_least_once { Delivery::AtLeastOnce } else { Delivery::AtMostOnce };
-    let mut builder = Socket::builder().send_mode(args.mode.into()).delivery(delivery).linger(args.linger);
+    let mut builder = args
+        .tls
+        .files()
+        .apply(Socket::builder())?
+        .send_mode(args.mode.into())
+        .delivery(delivery)
+        .linger(args.linger);
     if let Some(identity) = args.identity {
         builder = builder.identity(identity);
     }

@@ -14,6 +14,7 @@ mod cli;
 mod commands;
 mod format;
 mod progress;
+mod tls;
 
 use std::fmt::Display;
 use std::io::{self, Write};
@@ -113,9 +114,10 @@ impl Failure {
 impl From<smartsock::Error> for Failure {
     fn from(error: smartsock::Error) -> Self {
         match &error {
-            smartsock::Error::Config(_) | smartsock::Error::Transport(TransportError::BadAddress { .. }) => {
-                Self::usage(error)
-            }
+            smartsock::Error::Config(_)
+            | smartsock::Error::Transport(
+                TransportError::BadAddress { .. } | TransportError::TlsNotConfigured { .. },
+            ) => Self::usage(error),
             _ => Self::runtime(error),
         }
     }
