@@ -139,6 +139,9 @@ pub(crate) fn tick_length(core: &Core) -> Duration {
 #[derive(Default)]
 struct Due {
     resend: Vec<Message>,
+    /// For each resend whose last route named a peer, that peer: the one
+    /// that did not acknowledge it (counted against it in its stats).
+    resent_for: Vec<PeerId>,
     give_up: Vec<(MsgId, Pending)>,
 }
 
@@ -187,6 +190,13 @@ where
         }
         for (id, entry) in due.give_up {
             give_up(id, entry);
+        }
+        if let Some(transport) = &events {
+            for &peer in &due.resent_for {
+                if let Some(counters) = transport.peer_counters(peer) {
+                    counters.record_resent(1);
+                }
+            }
         }
         for message in due.resend {
             core.stats.resent.fetch_add(1, Ordering::Relaxed);
@@ -282,7 +292,7 @@ fn check(core: &Core, table: &mut Table, now: Instant, seq: u64, attempts: u32, 
     }
     entry.attempts += 1;
     // Where it goes next is the route's choice.
-    entry.peer = None;
+    due.resent_for.extend(entry.peer.take());
     debug!(seq, attempt = entry.attempts, "resending");
     due.resend.push(entry.message.clone());
     let attempts = entry.attempts;
@@ -314,7 +324,7 @@ fn lost_with_peer(core: &Core, table: &mut Table, gone: Option<PeerId>, transpor
             continue;
         }
         entry.attempts += 1;
-        entry.peer = None;
+        due.resent_for.extend(entry.peer.take());
         due.resend.push(entry.message.clone());
         let attempts = entry.attempts;
         table.resends.push_back((next, seq, attempts));

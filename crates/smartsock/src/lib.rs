@@ -128,8 +128,11 @@ mod codec;
 mod error;
 #[cfg(feature = "json")]
 mod json;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod sender;
 mod socket;
+mod stats;
 mod typed;
 
 pub use builder::{BoxSendService, Delivery, SendMode, SocketBuilder};
@@ -143,6 +146,7 @@ pub use codec::{MsgPack, MsgPackError};
 pub use error::Error;
 pub use sender::Sender;
 pub use socket::Socket;
+pub use stats::{DeliveryStats, SocketStats};
 pub use typed::{TypedSender, TypedSocket};
 
 pub use bytes::Bytes;
@@ -150,7 +154,8 @@ pub use smartsock_framing::{MsgId, PeerId};
 pub use smartsock_patterns::WhenFull;
 pub use smartsock_reliability::{AckTiming, Undelivered};
 pub use smartsock_transport::{
-    Address, DisconnectReason, DropReason, Endpoint, Event, ReconnectStrategy, RefusedReason, Side,
+    Address, DisconnectReason, DropReason, Endpoint, Event, HandshakeRefusals, PeerStats, ReconnectStrategy,
+    RefusedReason, Side, Traffic,
 };
 
 /// The wire format (`smartsock-framing`).

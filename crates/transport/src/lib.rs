@@ -123,6 +123,7 @@ mod outbox;
 mod peer;
 mod room;
 mod shared;
+mod stats;
 mod transport;
 #[cfg(unix)]
 mod unix;
@@ -144,6 +145,7 @@ pub use peer::{
     Orphans, Outgoing, PeerHandle, PeerSnapshot, PeerTable,
 };
 pub use room::RoomWaiter;
+pub use stats::{HandshakeRefusals, MAX_DEPARTED_PEERS, PeerCounters, PeerStats, Traffic, TransportStats};
 pub use smartsock_framing::{Frame, MsgId, PeerId};
 pub use transport::{Transport, TransportParts};
 pub use watch::{Events, EventsError, PeerWatch, TransportGone};

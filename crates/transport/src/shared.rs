@@ -16,6 +16,7 @@ use crate::TransportConfig;
 use crate::admission::{Admission, source_of};
 use crate::event::{Event, RefusedReason};
 use crate::inbound::Inbound;
+use crate::stats::TransportCounters;
 use crate::peer::{Orphans, PeerHandle, PeerSnapshot, PeerTable, SharedSink};
 
 /// State shared by the handle and every task of one transport.
@@ -43,6 +44,8 @@ pub(crate) struct Shared {
     /// Woken whenever an outbox may have room: a writer took frames out of
     /// one, or the peers changed.
     pub(crate) room: Arc<Notify>,
+    /// Totals, refusals and departed peers' figures.
+    pub(crate) stats: TransportCounters,
 }
 
 impl Shared {
@@ -76,8 +79,14 @@ impl Shared {
 
     pub(crate) fn unregister(&self, handle: &PeerHandle) {
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let before = peers.len();
         peers.retain(|p| !p.same_connection(handle));
+        let was_up = peers.len() < before;
         self.publish(&peers);
+        drop(peers);
+        if was_up {
+            self.stats.departed(handle.counters.clone());
+        }
     }
 
     /// Publishes a change of peers (the caller holds the peers' lock, so
