@@ -14,6 +14,7 @@ mod cli;
 mod commands;
 mod format;
 mod progress;
+mod rates;
 
 use std::fmt::Display;
 use std::io::{self, Write};
