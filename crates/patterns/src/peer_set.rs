@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
-use smartsock_transport::{DropReason, Event, MsgId, OrphanReceiver, PeerHandle, PeerId, RoomWaiter, Transport};
+use smartsock_transport::{
+    DropReason, Event, MsgId, OrphanReceiver, PeerHandle, PeerId, RoomWaiter, Transport,
+};
 use tokio::sync::Notify;
 
 use crate::backlog::Backlog;

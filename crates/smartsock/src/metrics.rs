@@ -88,8 +88,10 @@ fn seconds(at: SystemTime) -> f64 {
 pub fn publish(stats: &SocketStats, name: &str) {
     describe();
     let socket = name.to_owned();
-    let total = |metric: &'static str, value: u64| counter!(metric, "socket" => socket.clone()).absolute(value);
-    let now = |metric: &'static str, value: usize| gauge!(metric, "socket" => socket.clone()).set(value as f64);
+    let total =
+        |metric: &'static str, value: u64| counter!(metric, "socket" => socket.clone()).absolute(value);
+    let now =
+        |metric: &'static str, value: usize| gauge!(metric, "socket" => socket.clone()).set(value as f64);
     let t = &stats.totals;
     total("smartsock_messages_received_total", t.messages_in);
     total("smartsock_messages_sent_total", t.messages_out);
@@ -137,7 +139,11 @@ fn describe() {
         ("smartsock_messages_sent_total", Unit::Count, "Messages written to peers (one per publish copy)."),
         ("smartsock_received_bytes_total", Unit::Bytes, "Payload bytes received."),
         ("smartsock_sent_bytes_total", Unit::Bytes, "Payload bytes written."),
-        ("smartsock_messages_dropped_total", Unit::Count, "Messages dropped (slow subscribers, departed peers)."),
+        (
+            "smartsock_messages_dropped_total",
+            Unit::Count,
+            "Messages dropped (slow subscribers, departed peers).",
+        ),
         ("smartsock_messages_rerouted_total", Unit::Count, "Messages routed again after their peer left."),
         ("smartsock_duplicates_dropped_total", Unit::Count, "Repeated at-least-once messages dropped."),
         ("smartsock_connections_total", Unit::Count, "Peers that completed a handshake."),
@@ -150,7 +156,11 @@ fn describe() {
         ("smartsock_peer_received_bytes_total", Unit::Bytes, "Payload bytes received from this peer."),
         ("smartsock_peer_sent_bytes_total", Unit::Bytes, "Payload bytes written to this peer."),
         ("smartsock_peer_messages_dropped_total", Unit::Count, "Messages for this peer that were dropped."),
-        ("smartsock_peer_messages_resent_total", Unit::Count, "Resends of messages this peer did not acknowledge."),
+        (
+            "smartsock_peer_messages_resent_total",
+            Unit::Count,
+            "Resends of messages this peer did not acknowledge.",
+        ),
     ] {
         describe_counter!(name, unit, help);
     }
@@ -160,8 +170,16 @@ fn describe() {
         ("smartsock_received_queued_messages", Unit::Count, "Messages received and not yet taken."),
         ("smartsock_in_flight_messages", Unit::Count, "At-least-once messages awaiting their ACK."),
         ("smartsock_peer_outbox_messages", Unit::Count, "Frames queued for this peer."),
-        ("smartsock_peer_connected_timestamp_seconds", Unit::Seconds, "When this peer connected (Unix time)."),
-        ("smartsock_peer_last_heard_timestamp_seconds", Unit::Seconds, "When a frame last came from this peer (Unix time)."),
+        (
+            "smartsock_peer_connected_timestamp_seconds",
+            Unit::Seconds,
+            "When this peer connected (Unix time).",
+        ),
+        (
+            "smartsock_peer_last_heard_timestamp_seconds",
+            Unit::Seconds,
+            "When a frame last came from this peer (Unix time).",
+        ),
     ] {
         describe_gauge!(name, unit, help);
     }

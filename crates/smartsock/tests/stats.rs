@@ -56,8 +56,14 @@ async fn a_scripted_exchange_is_counted_per_peer_and_in_total() -> Result<(), sm
     let stats = stats_when(&server, "4 messages out", |s| s.totals.messages_out == 4).await;
     let a = stats.peer(alice.identity()).expect("alice is connected");
     let b = stats.peer(bob.identity()).expect("bob is connected");
-    assert_eq!((a.traffic.messages_in, a.traffic.bytes_in, a.traffic.messages_out, a.traffic.bytes_out), (3, 30, 4, 20));
-    assert_eq!((b.traffic.messages_in, b.traffic.bytes_in, b.traffic.messages_out, b.traffic.bytes_out), (2, 14, 0, 0));
+    assert_eq!(
+        (a.traffic.messages_in, a.traffic.bytes_in, a.traffic.messages_out, a.traffic.bytes_out),
+        (3, 30, 4, 20)
+    );
+    assert_eq!(
+        (b.traffic.messages_in, b.traffic.bytes_in, b.traffic.messages_out, b.traffic.bytes_out),
+        (2, 14, 0, 0)
+    );
     assert_eq!((stats.totals.messages_in, stats.totals.bytes_in), (5, 44));
     assert_eq!(stats.totals.bytes_out, 20);
     assert_eq!((a.traffic.dropped, a.resent, a.outbox_depth), (0, 0, 0));
@@ -80,9 +86,11 @@ async fn a_scripted_exchange_is_counted_per_peer_and_in_total() -> Result<(), sm
     // A peer that leaves keeps its figures: in `departed`, and in the totals.
     let mut events = server.events();
     alice.close().await;
-    next_event(&mut events, "alice leaving", |e| {
-        matches!(e, Event::PeerDisconnected { peer, .. } if *peer == alice.identity())
-    })
+    next_event(
+        &mut events,
+        "alice leaving",
+        |e| matches!(e, Event::PeerDisconnected { peer, .. } if *peer == alice.identity()),
+    )
     .await;
     let stats = server.stats();
     assert_eq!(stats.peers.len(), 1);
@@ -187,7 +195,8 @@ async fn drops_for_a_stalled_subscriber_are_counted_exactly() -> Result<(), smar
 }
 
 #[tokio::test]
-async fn a_swallowed_data_req_is_counted_as_one_resend_for_its_peer() -> Result<(), Box<dyn std::error::Error>> {
+async fn a_swallowed_data_req_is_counted_as_one_resend_for_its_peer() -> Result<(), Box<dyn std::error::Error>>
+{
     // The raw peer binds: the socket connects to it.
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr: SocketAddr = listener.local_addr()?;

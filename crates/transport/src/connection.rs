@@ -594,7 +594,12 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(writer: &mut W, segments: &mu
 /// up as [`Orphans`]; the rest are dropped and counted. So are the messages
 /// of a write the connection ended in (`unconfirmed`): part of them may have
 /// reached the peer, so sending them elsewhere could deliver them twice.
-fn hand_back_unsent(shared: &Shared, handle: &PeerHandle, queued: Vec<Outgoing>, unconfirmed: &VecDeque<Outgoing>) {
+fn hand_back_unsent(
+    shared: &Shared,
+    handle: &PeerHandle,
+    queued: Vec<Outgoing>,
+    unconfirmed: &VecDeque<Outgoing>,
+) {
     let peer = handle.id;
     let mut frames = Vec::new();
     let is_message = |item: &Outgoing| matches!(item.frame, Frame::Data(_) | Frame::DataReq { .. });

@@ -16,8 +16,8 @@ use crate::TransportConfig;
 use crate::admission::{Admission, source_of};
 use crate::event::{Event, RefusedReason};
 use crate::inbound::Inbound;
-use crate::stats::TransportCounters;
 use crate::peer::{Orphans, PeerHandle, PeerSnapshot, PeerTable, SharedSink};
+use crate::stats::TransportCounters;
 
 /// State shared by the handle and every task of one transport.
 pub(crate) struct Shared {

@@ -97,8 +97,17 @@ fn reason_index(reason: &RefusedReason) -> usize {
 
 impl HandshakeRefusals {
     fn from_counts(c: [u64; REASONS.len()]) -> Self {
-        let [version, duplicate_identity, own_identity, timeout, malformed, too_many_peers, too_many_from_address, shed, io] =
-            c;
+        let [
+            version,
+            duplicate_identity,
+            own_identity,
+            timeout,
+            malformed,
+            too_many_peers,
+            too_many_from_address,
+            shed,
+            io,
+        ] = c;
         Self {
             version,
             duplicate_identity,

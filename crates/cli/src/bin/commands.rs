@@ -178,7 +178,8 @@ pub(crate) async fn open(socket: &Socket, endpoints: &Endpoints) -> Result<(), F
 async fn dropped(events: &mut (impl Stream<Item = Event> + Unpin), publish: bool) -> u64 {
     let mut lost = 0;
     while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(50), events.next()).await {
-        if let Event::Dropped { peer, count, reason: DropReason::PeerGone | DropReason::Undelivered } = event {
+        if let Event::Dropped { peer, count, reason: DropReason::PeerGone | DropReason::Undelivered } = event
+        {
             if !(publish && peer.is_some()) {
                 lost += count;
             }
