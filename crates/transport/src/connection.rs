@@ -340,7 +340,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             delivered.push_back(incoming);
         }
         if received {
-            // Once per read: the counters cost nothing per message.
+            // Counted once per read (a few atomic adds), not per message.
             counters.received(&delivered, Instant::now());
         }
         // A full inbound queue waits here: this connection stops reading
