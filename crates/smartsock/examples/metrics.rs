@@ -7,6 +7,8 @@
 //!
 //! `cargo run -p smartsock --example metrics --features metrics`
 
+#![allow(clippy::print_stdout)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
