@@ -150,6 +150,12 @@ impl Socket {
         self.inner.peers()
     }
 
+    /// What the socket is doing, as [`smartsock::Socket::stats`] tells:
+    /// per peer and per socket counters and depths. Never blocks.
+    pub fn stats(&self) -> smartsock::SocketStats {
+        self.inner.stats()
+    }
+
     /// Blocks until at least `count` peers are connected (true), the socket
     /// closes or `timeout` passes (false).
     pub fn wait_for_peers(&self, count: usize, timeout: Duration) -> bool {

@@ -79,6 +79,25 @@ fn a_pool_of_threads_shares_one_socket_and_each_message_goes_to_one() -> Result<
 }
 
 #[test]
+fn stats_count_what_the_threads_exchanged() -> Result<(), Error> {
+    let server = Socket::new()?;
+    let addr = server.bind("127.0.0.1:0")?.to_string();
+    let client = Socket::new()?;
+    client.connect(&addr)?;
+    for i in 0..5 {
+        client.send(numbered(i))?;
+    }
+    for _ in 0..5 {
+        server.recv_timeout(WAIT).expect("a message");
+    }
+    let stats = server.stats();
+    let peer = stats.peer(client.identity()).expect("connected");
+    assert_eq!((peer.traffic.messages_in, peer.traffic.bytes_in), (5, 30));
+    assert_eq!(stats.totals.messages_in, 5);
+    Ok(())
+}
+
+#[test]
 fn recv_timeout_times_out_then_receives() -> Result<(), Error> {
     let server = Socket::new()?;
     let addr = server.bind("inproc://blocking-timeout")?.to_string();

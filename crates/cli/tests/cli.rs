@@ -461,3 +461,28 @@ fn send_fails_when_the_peer_does_not_confirm_within_the_linger() {
     assert!(stderr.contains("100 of 100 message(s) not confirmed"), "{stderr}");
     peer.join().expect("the peer's thread");
 }
+
+#[test]
+fn recv_stats_reports_rates_each_second_and_a_summary() {
+    let port = free_port().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    let receiver = Running::start(&["recv", "--bind", &addr, "--count", "3", "--stats"]);
+    let first = run(&["send", "--connect", &addr, "one", "two"]);
+    assert!(first.status.success(), "{first:?}");
+    // Long enough for one report in between.
+    thread::sleep(Duration::from_millis(1500));
+    let second = run(&["send", "--connect", &addr, "three"]);
+    assert!(second.status.success(), "{second:?}");
+    let output = receiver.finish();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(stdout_lines(&output), ["one", "two", "three"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let rates: Vec<_> = stderr
+        .lines()
+        .filter(|line| line.contains(" msg/s, ") && (line.ends_with(" peers") || line.ends_with(" peer")))
+        .collect();
+    assert!(!rates.is_empty(), "a line a second: {stderr}");
+    assert!(rates[0].starts_with("smartsock: stats: "), "{stderr}");
+    let summary = stderr.lines().last().unwrap_or_default();
+    assert!(summary.starts_with("smartsock: stats: received 3 messages, 0.00 MB in "), "{stderr}");
+}

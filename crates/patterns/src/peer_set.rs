@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
-use smartsock_transport::{DropReason, Event, MsgId, OrphanReceiver, PeerId, RoomWaiter, Transport};
+use smartsock_transport::{
+    DropReason, Event, MsgId, OrphanReceiver, PeerHandle, PeerId, RoomWaiter, Transport,
+};
 use tokio::sync::Notify;
 
 use crate::backlog::Backlog;
@@ -206,7 +208,9 @@ impl Shared {
         })
     }
 
-    pub(crate) fn count_slow_drop(&self, peer: PeerId) {
+    pub(crate) fn count_slow_drop(&self, handle: &PeerHandle) {
+        let peer = handle.id();
+        handle.counters().record_dropped(1);
         self.stats.count_slow_drop(peer, &self.transport);
         self.transport.emit(Event::Dropped {
             peer: Some(peer),

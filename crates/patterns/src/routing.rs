@@ -52,7 +52,7 @@ pub(crate) fn route(
     cursor: &AtomicUsize,
     sharing: Sharing<'_>,
     message: Message,
-    on_slow_drop: &mut dyn FnMut(PeerId),
+    on_slow_drop: &mut dyn FnMut(&PeerHandle),
 ) -> Routed {
     match message.to {
         Destination::Peer(id) => {
@@ -142,7 +142,7 @@ fn publish(
     snapshot: &PeerSnapshot,
     message: Message,
     when_full: WhenFull,
-    on_slow_drop: &mut dyn FnMut(PeerId),
+    on_slow_drop: &mut dyn FnMut(&PeerHandle),
 ) -> Routed {
     let mut accepted = false;
     let mut full: Vec<&PeerHandle> = Vec::new();
@@ -167,7 +167,7 @@ fn publish(
         WhenFull::Drop if !accepted => Routed::Full(message),
         WhenFull::Drop => {
             for peer in full {
-                on_slow_drop(peer.id());
+                on_slow_drop(peer);
             }
             Routed::Done(None)
         }

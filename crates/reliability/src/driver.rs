@@ -146,6 +146,9 @@ pub(crate) fn tick_length(core: &Core) -> Duration {
 struct Due {
     /// `(seq, attempts, message)`.
     resend: Vec<(u64, u32, Message)>,
+    /// For each resend whose last route named a peer, that peer: the one
+    /// that did not acknowledge it (counted against it in its stats).
+    resent_for: Vec<PeerId>,
     give_up: Vec<(MsgId, Pending)>,
 }
 
@@ -247,6 +250,13 @@ pub(crate) async fn drive<R: Resend>(core: Arc<Core>, mut resender: R, parts: Dr
         for (id, entry) in due.give_up {
             give_up(id, entry);
         }
+        if let Some(transport) = &events {
+            for &peer in &due.resent_for {
+                if let Some(counters) = transport.peer_counters(peer) {
+                    counters.record_resent(1);
+                }
+            }
+        }
         for (seq, attempts, message) in due.resend {
             core.stats.resent.fetch_add(1, Ordering::Relaxed);
             if let Some(peer) = resender.resend(message, core.config.resend_timeout).await {
@@ -345,6 +355,7 @@ fn check(core: &Core, table: &mut Table, now: Instant, seq: u64, attempts: u32, 
     entry.attempts += 1;
     // Where it goes next is the route's choice.
     let was_with = entry.peer.take();
+    due.resent_for.extend(was_with);
     entry.order = table.next_order;
     table.next_order += 1;
     debug!(seq, attempt = entry.attempts, "resending");
@@ -380,6 +391,7 @@ fn lost_with_peer(core: &Core, table: &mut Table, gone: Option<PeerId>, transpor
         }
         entry.attempts += 1;
         let was_with = entry.peer.take();
+        due.resent_for.extend(was_with);
         entry.order = table.next_order;
         table.next_order += 1;
         due.resend.push((seq, entry.attempts, entry.message.clone()));

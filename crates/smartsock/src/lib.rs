@@ -162,6 +162,20 @@
 //! [`Codec`] for formats serde does not cover (protobuf through prost, a
 //! hand-written layout: see `examples/typed.rs`).
 //!
+//! # Stats and metrics
+//!
+//! [`Socket::stats`] is a [`SocketStats`] snapshot: per peer ([`PeerStats`]:
+//! identity, address, side, connected since, messages and payload bytes in and
+//! out, outbox depth, drops, resends, last heard from) and per socket (totals
+//! that survive departed peers, the last departed peers' figures, no-peer
+//! buffer depth, in flight, duplicates dropped, handshake refusals by reason
+//! in [`HandshakeRefusals`]). Connections count per read and per write batch
+//! with relaxed atomics, the routing layer counts drops, the at-least-once
+//! driver resends; no lock is taken per message. With the `metrics` feature,
+//! `Socket::publish_metrics` and `Socket::spawn_metrics` hand the same
+//! figures to the [`metrics`](https://docs.rs/metrics) facade (names and labels
+//! in the `metrics` module).
+//!
 //! # Features
 //!
 //! `tls` and `ws` are on by default; each feature builds alone.
@@ -173,6 +187,7 @@
 //! | `json` | `Json` codec; `Socket::send_json`, `Socket::recv_json` | JSON (serde_json): readable, parsed by every language |
 //! | `msgpack` | `MsgPack` codec | MessagePack (rmp-serde): binary, structs as maps with field names, libraries in every language |
 //! | `postcard` | `Postcard` codec | postcard: the most compact (varints, no field names), stable format since 1.0, for Rust on both ends |
+//! | `metrics` | `Socket::publish_metrics`, `Socket::spawn_metrics`, the `metrics` module | the stats as counters and gauges of the `metrics` facade, for any exporter |
 //!
 //! The compact binary codec is postcard rather than bincode: its wire format
 //! is specified and stable across 1.x, its varints make small integers one
@@ -186,8 +201,11 @@ mod codec;
 mod error;
 #[cfg(feature = "json")]
 mod json;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod sender;
 mod socket;
+mod stats;
 mod typed;
 
 pub use builder::{BoxSendService, Delivery, SendMode, SocketBuilder};
@@ -201,6 +219,7 @@ pub use codec::{MsgPack, MsgPackError};
 pub use error::Error;
 pub use sender::Sender;
 pub use socket::{CloseReport, Received, Socket};
+pub use stats::{DeliveryStats, SocketStats};
 pub use typed::{TypedSender, TypedSocket};
 
 pub use bytes::Bytes;
@@ -211,8 +230,8 @@ pub use smartsock_reliability::{AckTiming, AckToken, Undelivered};
 #[cfg(feature = "tls")]
 pub use smartsock_transport::tls;
 pub use smartsock_transport::{
-    Address, ConnectError, DisconnectReason, DropReason, Endpoint, Event, PeerCertificate, PeerInfo,
-    ReconnectStrategy, RefusedReason, Side, TlsFailure,
+    Address, ConnectError, DisconnectReason, DropReason, Endpoint, Event, HandshakeRefusals, PeerCertificate,
+    PeerInfo, PeerStats, ReconnectStrategy, RefusedReason, Side, TlsFailure, Traffic,
 };
 
 /// The wire format (`smartsock-framing`).
@@ -224,8 +243,9 @@ pub use smartsock_reliability as reliability;
 /// Connections (`smartsock-transport`).
 pub use smartsock_transport as transport;
 
-/// The README's code blocks, compiled and run as doctests (with `json`: its
-/// typed example needs the codec; `cargo xtask ci` turns every feature on).
-#[cfg(all(doctest, feature = "json"))]
+/// The README's code blocks, compiled and run as doctests (with `json` and
+/// `metrics`: its typed example needs the codec, its metrics example the
+/// feature; `cargo xtask ci` turns every feature on).
+#[cfg(all(doctest, feature = "json", feature = "metrics"))]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;

@@ -105,6 +105,19 @@ pub struct Socket {
     inner: Arc<Inner>,
 }
 
+/// A [`Socket`] that does not keep it open.
+#[cfg(feature = "metrics")]
+pub(crate) struct WeakSocket(std::sync::Weak<Inner>);
+
+#[cfg(feature = "metrics")]
+impl WeakSocket {
+    /// The socket, unless every clone has been dropped or it was closed.
+    pub(crate) fn upgrade(&self) -> Option<Socket> {
+        let inner = self.0.upgrade()?;
+        (!inner.closed.load(Ordering::Relaxed)).then_some(Socket { inner })
+    }
+}
+
 impl fmt::Debug for Socket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Socket")
@@ -584,6 +597,17 @@ impl Socket {
     /// Repeated at-least-once messages dropped by the receive side so far.
     pub fn duplicates_dropped(&self) -> u64 {
         self.inner.receive.duplicates_dropped()
+    }
+
+    /// For `stats.rs`: the parts a snapshot reads that have no public accessor.
+    pub(crate) fn stats_parts(&self) -> (&PeerSet, &Inbound) {
+        (&self.inner.peer_set, &self.inner.inbound)
+    }
+
+    /// A reference that does not keep the socket open (for the metrics task).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn downgrade(&self) -> WeakSocket {
+        WeakSocket(Arc::downgrade(&self.inner))
     }
 
     /// Closes gracefully and reports what it could not confirm as

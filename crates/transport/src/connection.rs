@@ -19,6 +19,7 @@ use crate::event::{DisconnectReason, DropReason, Event, RefusedReason, Side};
 use crate::outbox::Outbox;
 use crate::peer::{AckHandle, Incoming, Orphans, Outgoing, PeerHandle};
 use crate::shared::Shared;
+use crate::stats::PeerCounters;
 
 /// Bytes the reader asks the OS for at once: big reads, many frames each.
 const READ_CHUNK: usize = 64 * 1024;
@@ -122,8 +123,15 @@ where
     span.record("peer", field::display(peer));
 
     let outbox = Arc::new(Outbox::new(config.outbox_capacity, config.outbox_bytes, config.ack_capacity));
-    let handle =
-        PeerHandle { id: peer, addr: addr.clone(), side, outbox: outbox.clone(), room: shared.room.clone() };
+    let counters = Arc::new(PeerCounters::new(peer, addr.clone(), side, shared.stats.totals.clone()));
+    let handle = PeerHandle {
+        id: peer,
+        addr: addr.clone(),
+        side,
+        outbox: outbox.clone(),
+        room: shared.room.clone(),
+        counters: counters.clone(),
+    };
     if let Err(reason) = shared.register(&handle) {
         refuse(&shared, &addr, reason.clone(), &mut writer).await;
         return Served::Refused(reason);
@@ -139,13 +147,14 @@ where
                 };
                 let queued = outbox.close(&mut Vec::new());
                 shared.unregister(&handle);
-                hand_back_unsent(&shared, peer, queued, &VecDeque::new());
+                hand_back_unsent(&shared, &handle, queued, &VecDeque::new());
                 report_refusal(&shared, &addr, reason);
                 return Served::Failed;
             }
         },
     };
     debug!("peer connected");
+    shared.stats.connected();
     shared.emit(Event::PeerConnected { peer, addr: addr.to_string(), side });
 
     // Frames the writer has taken out of the outbox and not yet seen written:
@@ -155,8 +164,9 @@ where
     // of them is known to have reached the peer.
     let mut written = 0u64;
     let (reason, confirmed) = {
-        let read = read_loop(&shared, peer, &outbox, &mut reader, &mut read_buf);
-        let write = write_loop(&shared, &mut writer, &outbox, &mut batch, &mut written, hello_sent);
+        let read = read_loop(&shared, peer, &outbox, &counters, &mut reader, &mut read_buf);
+        let write =
+            write_loop(&shared, &mut writer, &outbox, &counters, &mut batch, &mut written, hello_sent);
         let grace = async {
             shared.cancel.cancelled().await;
             sleep(config.linger).await;
@@ -221,7 +231,7 @@ where
             shared.unconfirmed.fetch_add(unconfirmed, std::sync::atomic::Ordering::Relaxed);
         }
     }
-    hand_back_unsent(&shared, peer, queued, &batch);
+    hand_back_unsent(&shared, &handle, queued, &batch);
     Served::Up
 }
 
@@ -236,6 +246,7 @@ async fn refuse<W: AsyncWrite + Unpin>(shared: &Shared, addr: &str, reason: Refu
 /// once a second at WARN (with how many were not logged), so that a storm
 /// of refusals cannot flood the log.
 pub(crate) fn report_refusal(shared: &Shared, addr: &str, reason: RefusedReason) {
+    shared.stats.refused(&reason);
     match shared.refusal_log.allow() {
         Some(0) => warn!(remote = addr, %reason, "handshake refused"),
         Some(suppressed) => {
@@ -292,6 +303,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     shared: &Shared,
     peer: PeerId,
     outbox: &Arc<Outbox>,
+    counters: &PeerCounters,
     reader: &mut R,
     read_buf: &mut BytesMut,
 ) -> DisconnectReason {
@@ -380,6 +392,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
             };
             delivered.push_back(incoming);
+        }
+        if received {
+            // Counted once per read (a few atomic adds), not per message.
+            counters.received(&delivered, Instant::now());
         }
         // A full inbound queue waits here: this connection stops reading
         // and TCP pushes back on the peer. Nothing is dropped.
@@ -514,6 +530,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     shared: &Shared,
     writer: &mut W,
     outbox: &Outbox,
+    counters: &PeerCounters,
     batch: &mut VecDeque<Outgoing>,
     written: &mut u64,
     hello_sent: Instant,
@@ -548,6 +565,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         *written +=
             batch.iter().filter(|item| matches!(item.frame, Frame::Data(_) | Frame::DataReq { .. })).count()
                 as u64;
+        counters.wrote(batch);
         acks.clear();
         batch.clear();
         if closing {
@@ -660,7 +678,13 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(writer: &mut W, segments: &mu
 /// up as [`Orphans`]; the rest are dropped and counted. So are the messages
 /// of a write the connection ended in (`unconfirmed`): part of them may have
 /// reached the peer, so sending them elsewhere could deliver them twice.
-fn hand_back_unsent(shared: &Shared, peer: PeerId, queued: Vec<Outgoing>, unconfirmed: &VecDeque<Outgoing>) {
+fn hand_back_unsent(
+    shared: &Shared,
+    handle: &PeerHandle,
+    queued: Vec<Outgoing>,
+    unconfirmed: &VecDeque<Outgoing>,
+) {
+    let peer = handle.id;
     let mut frames = Vec::new();
     let is_message = |item: &Outgoing| matches!(item.frame, Frame::Data(_) | Frame::DataReq { .. });
     let mut dropped = unconfirmed.iter().filter(|item| is_message(item)).count() as u64;
@@ -678,6 +702,7 @@ fn hand_back_unsent(shared: &Shared, peer: PeerId, queued: Vec<Outgoing>, unconf
         }
     }
     if dropped > 0 {
+        handle.counters.record_dropped(dropped);
         warn!(dropped, "messages queued for a disconnected peer were dropped");
         shared.emit(Event::Dropped { peer: Some(peer), count: dropped, reason: DropReason::PeerGone });
     }

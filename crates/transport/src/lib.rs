@@ -89,6 +89,17 @@
 //! first byte, WebSocket, identity not certified), `Reconnecting` (address,
 //! attempt, delay) and `Dropped` (count, [`DropReason`]).
 //!
+//! # Stats
+//!
+//! [`Transport::stats`] is a [`TransportStats`] snapshot: each connected
+//! peer's [`PeerStats`] (messages and payload bytes each way, drops,
+//! resends, outbox depth, connected since, last heard from), the last
+//! [`MAX_DEPARTED_PEERS`] departed peers', [`Traffic`] totals that survive
+//! every peer, completed handshakes and [`HandshakeRefusals`] by reason.
+//! Each connection counts once per read and once per write batch (relaxed
+//! atomic adds, no lock); the layers above count drops and resends against
+//! a peer through [`PeerHandle::counters`] or [`Transport::peer_counters`].
+//!
 //! # Limits
 //!
 //! Every limit is a [`TransportConfig`] field:
@@ -156,6 +167,7 @@ mod peer;
 mod peer_info;
 mod room;
 mod shared;
+mod stats;
 mod sync;
 #[cfg(feature = "tls")]
 pub mod tls;
@@ -185,5 +197,6 @@ pub use peer::{
 pub use peer_info::{PeerCertificate, PeerInfo};
 pub use room::RoomWaiter;
 pub use smartsock_framing::{Frame, MsgId, PeerId};
+pub use stats::{HandshakeRefusals, MAX_DEPARTED_PEERS, PeerCounters, PeerStats, Traffic, TransportStats};
 pub use transport::{Transport, TransportParts};
 pub use watch::{Events, EventsError, PeerWatch, TransportGone};

@@ -10,6 +10,7 @@ use smartsock_framing::{Frame, MsgId, PeerId};
 use crate::Side;
 use crate::outbox::{Outbox, TrySendError};
 use crate::room::{RoomSignal, RoomWaiter};
+use crate::stats::PeerCounters;
 
 /// A frame queued in a peer's outbox.
 #[derive(Debug, Clone)]
@@ -48,6 +49,8 @@ pub struct PeerHandle {
     pub(crate) outbox: Arc<Outbox>,
     /// The transport's "an outbox may have room" signal.
     pub(crate) room: Arc<RoomSignal>,
+    /// This connection's traffic counters, shared with its task.
+    pub(crate) counters: Arc<PeerCounters>,
 }
 
 impl PeerHandle {
@@ -107,6 +110,12 @@ impl PeerHandle {
     /// Frames queued in the outbox now.
     pub fn queued(&self) -> usize {
         self.outbox.len()
+    }
+
+    /// This connection's traffic counters: the layers above count drops and
+    /// resends for this peer through them.
+    pub fn counters(&self) -> &Arc<PeerCounters> {
+        &self.counters
     }
 
     /// Whether `other` is a handle on the same connection.

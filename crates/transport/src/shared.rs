@@ -19,6 +19,7 @@ use crate::inbound::Inbound;
 use crate::peer::{Orphans, PeerHandle, PeerSnapshot, PeerTable, SharedSink};
 use crate::peer_info::CertificateTable;
 use crate::room::RoomSignal;
+use crate::stats::TransportCounters;
 
 /// State shared by the handle and every task of one transport.
 pub(crate) struct Shared {
@@ -50,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) unconfirmed: AtomicU64,
     /// Verified TLS certificates of live connections (see `peer_info`).
     pub(crate) certificates: Arc<CertificateTable>,
+    /// Totals, refusals and departed peers' figures.
+    pub(crate) stats: TransportCounters,
 }
 
 impl Shared {
@@ -83,8 +86,14 @@ impl Shared {
 
     pub(crate) fn unregister(&self, handle: &PeerHandle) {
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let before = peers.len();
         peers.retain(|p| !p.same_connection(handle));
+        let was_up = peers.len() < before;
         self.publish(&peers);
+        drop(peers);
+        if was_up {
+            self.stats.departed(handle.counters.clone());
+        }
     }
 
     /// Publishes a change of peers (the caller holds the peers' lock, so

@@ -111,6 +111,7 @@ impl Transport {
             room: Arc::default(),
             unconfirmed: AtomicU64::new(0),
             certificates: Arc::default(),
+            stats: Default::default(),
             config,
         });
         let transport = Self { shared, close_on_drop: Some(Arc::new(CloseOnDrop { closed, cancel })) };
@@ -419,6 +420,26 @@ impl Transport {
     /// The connected peers now.
     pub fn peer_table(&self) -> PeerTable {
         self.shared.snapshot.load().table().clone()
+    }
+
+    /// The transport's figures now: every connected peer's traffic, the
+    /// last [`MAX_DEPARTED_PEERS`](crate::MAX_DEPARTED_PEERS) departed
+    /// peers', totals that survive the peers, and handshake refusals by
+    /// reason. Takes the peers' lock and each outbox's once: for monitoring,
+    /// not for every message.
+    pub fn stats(&self) -> crate::TransportStats {
+        let peers = self.shared.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let now: Vec<_> = peers.iter().map(|p| p.counters.snapshot(p.queued(), None)).collect();
+        drop(peers);
+        self.shared.stats.snapshot(now)
+    }
+
+    /// The live counters of peer `id`, connected or among the last
+    /// departed: for the layers above to count what only they see (drops,
+    /// resends) against it.
+    pub fn peer_counters(&self, id: PeerId) -> Option<Arc<crate::PeerCounters>> {
+        let connected = self.with_peers(|peers| peers.get(id).map(|p| p.counters.clone()));
+        self.shared.stats.find(id, connected)
     }
 
     /// Runs `f` on the connected peers now, without taking a lock or a

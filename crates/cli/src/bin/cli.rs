@@ -22,7 +22,8 @@ Examples:
   smartsock recv --bind 127.0.0.1:5555
   smartsock recv --connect 127.0.0.1:5555 --connect 127.0.0.1:5556 --count 10
   smartsock recv --bind 127.0.0.1:0 --json     # the port chosen is told on stderr
-  smartsock recv --bind [::1]:5555 --hex";
+  smartsock recv --bind [::1]:5555 --hex
+  smartsock recv --bind 127.0.0.1:5555 --stats > /dev/null   # rates once a second on stderr";
 
 const SEND_EXAMPLES: &str = "\
 Examples:
@@ -134,6 +135,9 @@ pub(crate) struct RecvArgs {
     /// Report peers connecting and disconnecting on stderr.
     #[arg(long, short)]
     pub(crate) verbose: bool,
+    /// Print receive rates on stderr once a second (messages/s, MB/s, peers), and a summary at the end.
+    #[arg(long)]
+    pub(crate) stats: bool,
 }
 
 /// Round-robin or publish.

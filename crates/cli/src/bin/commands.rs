@@ -12,6 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use crate::cli::{Endpoints, RecvArgs, SendArgs};
 use crate::format::Format;
 use crate::progress::Progress;
+use crate::rates;
 use crate::{Failure, note, write_line};
 
 /// Prints messages as they arrive, until `--count` or Ctrl-C.
@@ -30,6 +31,8 @@ pub(crate) async fn recv(args: RecvArgs) -> Result<(), Failure> {
         (_, true) => Format::Json,
         _ => Format::Text,
     };
+    let started = tokio::time::Instant::now();
+    let reporter = args.stats.then(|| rates::report_every_second(socket.clone(), started));
     let mut interrupted = pin!(tokio::signal::ctrl_c());
     let mut received = 0;
     let outcome = loop {
@@ -49,6 +52,10 @@ pub(crate) async fn recv(args: RecvArgs) -> Result<(), Failure> {
             Err(error) => break Err(Failure::runtime(format!("cannot write to stdout: {error}"))),
         }
     };
+    if let Some(reporter) = reporter {
+        reporter.abort();
+        note(rates::Rates::new(started).summary(&socket.stats(), tokio::time::Instant::now()));
+    }
     // Lets the acknowledgements of what was taken reach their senders.
     socket.close().await;
     outcome

@@ -14,6 +14,7 @@ mod cli;
 mod commands;
 mod format;
 mod progress;
+mod rates;
 mod tls;
 
 use std::fmt::Display;
