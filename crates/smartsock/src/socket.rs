@@ -4,30 +4,31 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use smartsock_framing::PeerId;
 use smartsock_patterns::{
-    Attempt, Destination, Message, PeerSet, PublishLayer, RoundRobin, RoundRobinLayer, SendError,
-    SendErrorKind,
+    Destination, Message, PeerSet, PublishLayer, RoundRobin, RoundRobinLayer, SendErrorKind,
 };
 use smartsock_reliability::{
     AckTiming, AckToken, AtLeastOnce, AtLeastOnceHandle, AtLeastOnceLayer, ReceiveSide, Undelivered,
 };
-use smartsock_transport::{DropReason, Event, Inbound, PeerInfo, Transport};
+use smartsock_transport::{Event, Inbound, PeerInfo, Transport};
 use tokio::sync::{Mutex, OnceCell, mpsc};
-use tokio::time::{Instant, timeout, timeout_at};
 use tower::util::BoxService;
-use tower::{BoxError, Layer, Service, ServiceExt};
-use tracing::{debug, warn};
+use tower::{BoxError, Layer, ServiceExt};
+use tracing::warn;
 
 use crate::Error;
+
+mod close;
+mod send;
+
 use crate::builder::{BoxSendService, Delivery, NO_RELIABLE_PUBLISH, SendMode, SocketBuilder};
+pub use close::CloseReport;
 
 /// A tower send stack: at-least-once, or any stack with the user's layers.
 /// Senders take turns on it (a fair mutex): tower's `poll_ready` takes
@@ -331,93 +332,6 @@ impl Socket {
         self.dispatch(Message::new(message), Some(Duration::ZERO), SendErrorKind::WouldWait).await
     }
 
-    /// Hands `message` to the send stack, waiting for room up to `limit`.
-    pub(crate) async fn dispatch(
-        &self,
-        message: Message,
-        limit: Option<Duration>,
-        on_expiry: SendErrorKind,
-    ) -> Result<(), Error> {
-        if self.inner.closed.load(Ordering::Acquire) {
-            return Err(send_error(SendErrorKind::Closed, message));
-        }
-        let Some(stack) = &self.inner.stack else {
-            return self.send_direct(message, limit, on_expiry).await;
-        };
-        let mut slot = Some(message);
-        let sending = match limit {
-            None => hand_over(stack, &mut slot).await?,
-            // Boxed so that the usual send's future does not carry a timer.
-            Some(limit) => match Box::pin(timeout(limit, hand_over(stack, &mut slot))).await {
-                Ok(handed) => handed?,
-                // Not handed over yet, so the message is still ours to give back.
-                Err(_) => return Err(send_error(on_expiry, slot.take().expect("not handed over"))),
-            },
-        };
-        sending.finish().await
-    }
-
-    /// The direct path: no lock, no tower, no task hand-off; the message
-    /// goes straight into an outbox (or the no-peer buffer), tracked first
-    /// under at-least-once. Waits only when it must, and a wait that runs
-    /// out hands the message back.
-    async fn send_direct(
-        &self,
-        mut message: Message,
-        limit: Option<Duration>,
-        on_expiry: SendErrorKind,
-    ) -> Result<(), Error> {
-        if message.to == Destination::Unresolved {
-            message.to = self.inner.destination;
-        }
-        let peer_set = &self.inner.peer_set;
-        // Read only if the send has to wait.
-        let mut deadline = None;
-        loop {
-            let attempt = match &self.inner.tracker {
-                None => peer_set.try_send(message)?,
-                Some(reliable) => match reliable.try_track(message) {
-                    Ok((tracked, request)) => match peer_set.try_send(request) {
-                        Ok(Attempt::Sent(peer)) => {
-                            reliable.sent(tracked, peer);
-                            return Ok(());
-                        }
-                        Ok(Attempt::WouldWait(request)) => {
-                            Attempt::WouldWait(reliable.untrack(tracked, request))
-                        }
-                        Ok(queued @ Attempt::Queued(_)) => {
-                            reliable.sent(tracked, None);
-                            queued
-                        }
-                        Err(e) => {
-                            let kind = e.kind().clone();
-                            return Err(send_error(kind, reliable.untrack(tracked, e.into_message())));
-                        }
-                    },
-                    Err(back) if reliable.is_shut_down() => {
-                        return Err(send_error(SendErrorKind::Closed, back));
-                    }
-                    // At the in-flight limit.
-                    Err(back) => {
-                        if !within(reliable.room(), limit, &mut deadline).await {
-                            return Err(send_error(on_expiry, back));
-                        }
-                        message = back;
-                        continue;
-                    }
-                },
-            };
-            message = match attempt {
-                Attempt::Sent(_) => return Ok(()),
-                Attempt::Queued(copies) => return Ok(copies.await?),
-                Attempt::WouldWait(message) => message,
-            };
-            if !within(peer_set.room_for(&message), limit, &mut deadline).await {
-                return Err(send_error(on_expiry, message));
-            }
-        }
-    }
-
     /// The next message from any peer, or `None` once the socket is closed
     /// and every message received before has been taken.
     pub async fn recv(&self) -> Option<Bytes> {
@@ -609,91 +523,6 @@ impl Socket {
     pub(crate) fn downgrade(&self) -> WeakSocket {
         WeakSocket(Arc::downgrade(&self.inner))
     }
-
-    /// Closes gracefully and reports what it could not confirm as
-    /// delivered.
-    ///
-    /// In order, each step bounded by the linger
-    /// ([`SocketBuilder::linger`](crate::SocketBuilder::linger)):
-    /// 1. refuses new sends (they fail at once and hand the message back);
-    /// 2. waits for messages buffered for lack of a peer to find one; those
-    ///    that never do are dropped and counted (an `Event::Dropped`);
-    /// 3. under at-least-once, waits for every message sent to be
-    ///    acknowledged;
-    /// 4. closes every connection so that nothing it accepted is destroyed:
-    ///    it writes what is queued, shuts down its write side, and keeps
-    ///    reading until the peer closes its end too, which confirms that the
-    ///    peer read everything. A connection whose peer does not do so
-    ///    within the linger is cut, and what it wrote is counted as
-    ///    unconfirmed (a peer that is alive but reads slowly needs a linger
-    ///    long enough for it to read what is queued).
-    ///
-    /// Unacknowledged at-least-once messages are handed back on
-    /// [`undelivered`](Socket::undelivered). Received messages can still be
-    /// taken with [`recv`](Socket::recv), which then returns `None`.
-    ///
-    /// Every clone may call it, at the same time too: each call returns
-    /// once the one graceful close has finished, with its report.
-    ///
-    /// ```
-    /// use smartsock::Socket;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), smartsock::Error> {
-    /// let server = Socket::new()?;
-    /// let addr = server.bind("127.0.0.1:0").await?;
-    /// let client = Socket::new()?;
-    /// client.connect(&addr.to_string())?;
-    /// client.send("hello").await?;
-    /// assert_eq!(server.recv().await.expect("open"), "hello");
-    ///
-    /// // The server closes too, which confirms it read everything.
-    /// let (client_report, _) = tokio::join!(client.close(), server.close());
-    /// assert!(client_report.is_complete(), "{client_report:?}");
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub async fn close(&self) -> CloseReport {
-        self.inner.closed.store(true, Ordering::Release);
-        *self.inner.close_done.get_or_init(|| self.close_gracefully()).await
-    }
-
-    async fn close_gracefully(&self) -> CloseReport {
-        let linger = self.inner.transport.config().linger;
-        let mut stranded = 0;
-        if timeout(linger, self.inner.peer_set.flushed()).await.is_err() {
-            stranded = self.inner.peer_set.buffered() as u64;
-            warn!(stranded, "closing with messages that never found a peer");
-            self.inner.transport.emit(Event::Dropped {
-                peer: None,
-                count: stranded,
-                reason: DropReason::PeerGone,
-            });
-        }
-        if let Some(reliability) = &self.inner.reliability {
-            if timeout(linger, reliability.settled()).await.is_err() {
-                debug!(in_flight = reliability.in_flight(), "closing with unacknowledged messages");
-            }
-        }
-        // The connections end before the pending table is counted: no ACK
-        // can arrive after the count.
-        let unconfirmed = self.inner.transport.close().await;
-        let report = match &self.inner.reliability {
-            Some(reliability) => {
-                // An ACK is the confirmation here; what the connections
-                // wrote without one is still pending, and buffered
-                // messages are pending too.
-                let unacknowledged = reliability.in_flight() as u64;
-                reliability.shutdown();
-                CloseReport { stranded, unconfirmed: 0, unacknowledged }
-            }
-            None => CloseReport { stranded, unconfirmed, unacknowledged: 0 },
-        };
-        if !report.is_complete() {
-            warn!(?report, "closed without confirming every message as delivered");
-        }
-        report
-    }
 }
 
 /// A message from [`Socket::recv_with_ack`], with its acknowledgement.
@@ -707,122 +536,4 @@ pub struct Received {
     /// Acknowledges it when the work is done; dropped without
     /// [`ack`](AckToken::ack), the sender sends the message again.
     pub ack: AckToken,
-}
-
-/// What [`Socket::close`] could not confirm as delivered.
-///
-/// Under at-most-once, a message counts as delivered once the peer it went
-/// to has read everything its connection carried (it closed its end after
-/// ours); under at-least-once, once it was acknowledged.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CloseReport {
-    /// Messages still waiting for a peer when the linger ran out, dropped
-    /// (at-least-once: handed back, and counted in `unacknowledged` too).
-    pub stranded: u64,
-    /// At-most-once: messages written to, or still queued for, connections
-    /// whose peer did not confirm within the linger that it had read them.
-    /// They may have arrived; nothing says so.
-    pub unconfirmed: u64,
-    /// At-least-once: messages not acknowledged, handed back on
-    /// [`Socket::undelivered`].
-    pub unacknowledged: u64,
-}
-
-impl CloseReport {
-    /// Messages the close could not confirm as delivered, each counted once.
-    pub fn not_confirmed(&self) -> u64 {
-        // At-least-once counts stranded messages among the unacknowledged;
-        // at-most-once has none of those.
-        self.unacknowledged.max(self.stranded + self.unconfirmed)
-    }
-
-    /// Whether every message sent was confirmed as delivered.
-    pub fn is_complete(&self) -> bool {
-        self.not_confirmed() == 0
-    }
-}
-
-/// Waits for room, in turn with other senders (first come, first served),
-/// then hands the message over. Tower services keep one waker for
-/// readiness, so only one task may wait on the stack at a time; the turn
-/// ends before the send's own future is awaited.
-async fn hand_over(stack: &Mutex<SendStack>, slot: &mut Option<Message>) -> Result<Sending, Error> {
-    let mut stack = stack.lock().await;
-    std::future::poll_fn(|cx| match poll_hand_over(&mut stack, cx, slot) {
-        Ok(Some(sending)) => Poll::Ready(Ok(sending)),
-        Ok(None) => Poll::Pending,
-        Err(e) => Poll::Ready(Err(e)),
-    })
-    .await
-}
-
-/// One look at the stack: if it is ready, takes the message out of `slot`
-/// and calls, so the message leaves `slot` only once nothing can fail before
-/// the call.
-fn poll_hand_over(
-    stack: &mut SendStack,
-    cx: &mut Context<'_>,
-    slot: &mut Option<Message>,
-) -> Result<Option<Sending>, Error> {
-    let take = |slot: &mut Option<Message>| slot.take().expect("message handed over once");
-    Ok(match stack {
-        SendStack::AtLeastOnce(service) => match service.poll_ready(cx)? {
-            Poll::Ready(()) => Some(Sending::Reliable(service.call(take(slot)))),
-            Poll::Pending => None,
-        },
-        SendStack::Custom(service) => match service.poll_ready(cx).map_err(from_layer)? {
-            Poll::Ready(()) => Some(Sending::Custom(service.call(take(slot)))),
-            Poll::Pending => None,
-        },
-    })
-}
-
-/// A message handed over to the stack, on its way into the peers' queues.
-enum Sending {
-    Reliable(smartsock_reliability::ResponseFuture<smartsock_patterns::ResponseFuture>),
-    Custom(BoxFuture<'static, Result<(), BoxError>>),
-}
-
-impl Sending {
-    async fn finish(self) -> Result<(), Error> {
-        match self {
-            Self::Reliable(sending) => Ok(sending.await?),
-            Self::Custom(sending) => sending.await.map_err(from_layer),
-        }
-    }
-}
-
-/// Waits for `ready` within what is left of `limit` (counted from the first
-/// wait of a send); false if the time ran out first.
-async fn within(
-    ready: impl Future<Output = ()>,
-    limit: Option<Duration>,
-    deadline: &mut Option<Instant>,
-) -> bool {
-    match limit {
-        None => {
-            ready.await;
-            true
-        }
-        Some(limit) if limit.is_zero() => false,
-        Some(limit) => {
-            let deadline = *deadline.get_or_insert_with(|| Instant::now() + limit);
-            // Boxed so that the usual send's future does not carry a timer.
-            Box::pin(timeout_at(deadline, ready)).await.is_ok()
-        }
-    }
-}
-
-fn send_error(kind: SendErrorKind, message: Message) -> Error {
-    Error::Send(SendError::new(kind, message))
-}
-
-/// Errors from below user layers are `SendError`s with the message inside:
-/// keep them so.
-fn from_layer(error: BoxError) -> Error {
-    match error.downcast::<SendError>() {
-        Ok(send) => Error::Send(*send),
-        Err(other) => Error::Layer(other),
-    }
 }

@@ -165,6 +165,8 @@ mod loom_model;
 mod outbox;
 mod peer;
 mod peer_info;
+mod reader;
+mod reconnect;
 mod room;
 mod shared;
 mod stats;
@@ -176,6 +178,7 @@ mod transport;
 mod unix;
 mod upgrade;
 mod watch;
+mod writer;
 #[cfg(feature = "ws")]
 mod ws;
 
@@ -184,7 +187,6 @@ pub use config::{
     DEFAULT_INBOUND_BYTES, DEFAULT_OUTBOX_BYTES, MAX_CAPACITY, MAX_DURATION, ReconnectStrategy,
     TransportConfig,
 };
-pub use connection::MAX_CONTROL_FRAMES_PER_SECOND;
 pub use error::TransportError;
 pub use event::{ConnectError, DisconnectReason, DropReason, Event, RefusedReason, Side, TlsFailure};
 pub use inbound::{Inbound, InboundClosed, TryRecvError};
@@ -195,6 +197,7 @@ pub use peer::{
     Orphans, Outgoing, PeerHandle, PeerSnapshot, PeerTable,
 };
 pub use peer_info::{PeerCertificate, PeerInfo};
+pub use reader::MAX_CONTROL_FRAMES_PER_SECOND;
 pub use room::RoomWaiter;
 pub use smartsock_framing::{Frame, MsgId, PeerId};
 pub use stats::{HandshakeRefusals, MAX_DEPARTED_PEERS, PeerCounters, PeerStats, Traffic, TransportStats};

@@ -1,0 +1,188 @@
+//! The send path of [`Socket`]: the direct path (no lock, no tower) and the
+//! tower stack's turn-taking for sockets with layers of the user's.
+
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use smartsock_patterns::{Attempt, Destination, Message, SendError, SendErrorKind};
+use tokio::sync::Mutex;
+use tokio::time::{Instant, timeout, timeout_at};
+use tower::{BoxError, Service};
+
+use super::{SendStack, Socket};
+use crate::Error;
+
+impl Socket {
+    /// Hands `message` to the send stack, waiting for room up to `limit`.
+    pub(crate) async fn dispatch(
+        &self,
+        message: Message,
+        limit: Option<Duration>,
+        on_expiry: SendErrorKind,
+    ) -> Result<(), Error> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(send_error(SendErrorKind::Closed, message));
+        }
+        let Some(stack) = &self.inner.stack else {
+            return self.send_direct(message, limit, on_expiry).await;
+        };
+        let mut slot = Some(message);
+        let sending = match limit {
+            None => hand_over(stack, &mut slot).await?,
+            // Boxed so that the usual send's future does not carry a timer.
+            Some(limit) => match Box::pin(timeout(limit, hand_over(stack, &mut slot))).await {
+                Ok(handed) => handed?,
+                // Not handed over yet, so the message is still ours to give back.
+                Err(_) => return Err(send_error(on_expiry, slot.take().expect("not handed over"))),
+            },
+        };
+        sending.finish().await
+    }
+
+    /// The direct path: no lock, no tower, no task hand-off; the message
+    /// goes straight into an outbox (or the no-peer buffer), tracked first
+    /// under at-least-once. Waits only when it must, and a wait that runs
+    /// out hands the message back.
+    pub(super) async fn send_direct(
+        &self,
+        mut message: Message,
+        limit: Option<Duration>,
+        on_expiry: SendErrorKind,
+    ) -> Result<(), Error> {
+        if message.to == Destination::Unresolved {
+            message.to = self.inner.destination;
+        }
+        let peer_set = &self.inner.peer_set;
+        // Read only if the send has to wait.
+        let mut deadline = None;
+        loop {
+            let attempt = match &self.inner.tracker {
+                None => peer_set.try_send(message)?,
+                Some(reliable) => match reliable.try_track(message) {
+                    Ok((tracked, request)) => match peer_set.try_send(request) {
+                        Ok(Attempt::Sent(peer)) => {
+                            reliable.sent(tracked, peer);
+                            return Ok(());
+                        }
+                        Ok(Attempt::WouldWait(request)) => {
+                            Attempt::WouldWait(reliable.untrack(tracked, request))
+                        }
+                        Ok(queued @ Attempt::Queued(_)) => {
+                            reliable.sent(tracked, None);
+                            queued
+                        }
+                        Err(e) => {
+                            let kind = e.kind().clone();
+                            return Err(send_error(kind, reliable.untrack(tracked, e.into_message())));
+                        }
+                    },
+                    Err(back) if reliable.is_shut_down() => {
+                        return Err(send_error(SendErrorKind::Closed, back));
+                    }
+                    // At the in-flight limit.
+                    Err(back) => {
+                        if !within(reliable.room(), limit, &mut deadline).await {
+                            return Err(send_error(on_expiry, back));
+                        }
+                        message = back;
+                        continue;
+                    }
+                },
+            };
+            message = match attempt {
+                Attempt::Sent(_) => return Ok(()),
+                Attempt::Queued(copies) => return Ok(copies.await?),
+                Attempt::WouldWait(message) => message,
+            };
+            if !within(peer_set.room_for(&message), limit, &mut deadline).await {
+                return Err(send_error(on_expiry, message));
+            }
+        }
+    }
+}
+
+/// Waits for room, in turn with other senders (first come, first served),
+/// then hands the message over. Tower services keep one waker for
+/// readiness, so only one task may wait on the stack at a time; the turn
+/// ends before the send's own future is awaited.
+async fn hand_over(stack: &Mutex<SendStack>, slot: &mut Option<Message>) -> Result<Sending, Error> {
+    let mut stack = stack.lock().await;
+    std::future::poll_fn(|cx| match poll_hand_over(&mut stack, cx, slot) {
+        Ok(Some(sending)) => Poll::Ready(Ok(sending)),
+        Ok(None) => Poll::Pending,
+        Err(e) => Poll::Ready(Err(e)),
+    })
+    .await
+}
+
+/// One look at the stack: if it is ready, takes the message out of `slot`
+/// and calls, so the message leaves `slot` only once nothing can fail before
+/// the call.
+fn poll_hand_over(
+    stack: &mut SendStack,
+    cx: &mut Context<'_>,
+    slot: &mut Option<Message>,
+) -> Result<Option<Sending>, Error> {
+    let take = |slot: &mut Option<Message>| slot.take().expect("message handed over once");
+    Ok(match stack {
+        SendStack::AtLeastOnce(service) => match service.poll_ready(cx)? {
+            Poll::Ready(()) => Some(Sending::Reliable(service.call(take(slot)))),
+            Poll::Pending => None,
+        },
+        SendStack::Custom(service) => match service.poll_ready(cx).map_err(from_layer)? {
+            Poll::Ready(()) => Some(Sending::Custom(service.call(take(slot)))),
+            Poll::Pending => None,
+        },
+    })
+}
+
+/// A message handed over to the stack, on its way into the peers' queues.
+enum Sending {
+    Reliable(smartsock_reliability::ResponseFuture<smartsock_patterns::ResponseFuture>),
+    Custom(BoxFuture<'static, Result<(), BoxError>>),
+}
+
+impl Sending {
+    async fn finish(self) -> Result<(), Error> {
+        match self {
+            Self::Reliable(sending) => Ok(sending.await?),
+            Self::Custom(sending) => sending.await.map_err(from_layer),
+        }
+    }
+}
+
+/// Waits for `ready` within what is left of `limit` (counted from the first
+/// wait of a send); false if the time ran out first.
+async fn within(
+    ready: impl Future<Output = ()>,
+    limit: Option<Duration>,
+    deadline: &mut Option<Instant>,
+) -> bool {
+    match limit {
+        None => {
+            ready.await;
+            true
+        }
+        Some(limit) if limit.is_zero() => false,
+        Some(limit) => {
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + limit);
+            // Boxed so that the usual send's future does not carry a timer.
+            Box::pin(timeout_at(deadline, ready)).await.is_ok()
+        }
+    }
+}
+
+pub(super) fn send_error(kind: SendErrorKind, message: Message) -> Error {
+    Error::Send(SendError::new(kind, message))
+}
+
+/// Errors from below user layers are `SendError`s with the message inside:
+/// keep them so.
+fn from_layer(error: BoxError) -> Error {
+    match error.downcast::<SendError>() {
+        Ok(send) => Error::Send(*send),
+        Err(other) => Error::Layer(other),
+    }
+}

@@ -1,0 +1,414 @@
+//! A connection's reader: reads big chunks, decodes every frame of a read,
+//! hands messages and ACKs over in batches, and bounds what a peer can make
+//! it hold or do.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use smartsock_framing::{Codec, Frame, PeerId};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::{Instant, sleep};
+use tokio_util::codec::Decoder;
+use tracing::{debug, trace, warn};
+
+use crate::event::{DisconnectReason, DropReason, Event};
+use crate::outbox::Outbox;
+use crate::peer::{AckHandle, Incoming};
+use crate::shared::Shared;
+use crate::stats::PeerCounters;
+
+/// Bytes the reader asks the OS for at once: big reads, many frames each.
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
+/// Frames decoded from one connection before it lets others run.
+const MAX_FRAMES_PER_TURN: usize = 4096;
+/// HEARTBEAT, extra HELLO and unknown-type frames one connection may send
+/// in a second (an honest peer sends one HEARTBEAT per interval) before it
+/// is closed as a flood.
+pub const MAX_CONTROL_FRAMES_PER_SECOND: usize = 1024;
+/// The read buffer of a new connection, before any traffic.
+pub(crate) const INITIAL_READ_BUFFER: usize = 4 * 1024;
+/// Buffer capacity kept between large frames or batches; more is given back.
+pub(crate) const MAX_KEPT_BUFFER: usize = 1024 * 1024;
+
+/// Reads big chunks and decodes every complete frame before reading again.
+pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
+    shared: &Shared,
+    peer: PeerId,
+    outbox: &Arc<Outbox>,
+    counters: &PeerCounters,
+    reader: &mut R,
+    read_buf: &mut BytesMut,
+) -> DisconnectReason {
+    let config = &shared.config;
+    let mut codec = Codec::builder().max_frame_length(config.max_frame_length).build();
+    let silence = sleep(config.heartbeat_timeout);
+    tokio::pin!(silence);
+    let mut acks_dropped = 0u64;
+    // The messages of one read, handed to the application in one go.
+    let mut delivered = VecDeque::new();
+    // Likewise the ACKs of one read, when a sink takes them.
+    let mut acks = Vec::new();
+    let mut unknown_acks = PerSecond::new(crate::MAX_UNKNOWN_ACKS_PER_SECOND, "ACKs for no pending message");
+    let mut control_frames =
+        PerSecond::new(MAX_CONTROL_FRAMES_PER_SECOND, "HEARTBEAT, HELLO or unknown frames");
+    // Whether the read buffer has grown past what is kept between frames.
+    let mut oversized = false;
+    loop {
+        // Looked up per read, not once: a sink installed after this
+        // connection came up must get its ACKs too (the queue it replaces
+        // is gone by then).
+        let sink = shared.ack_sink.get();
+        let mut received = false;
+        let mut malformed = None;
+        let mut control = 0;
+        let mut decoded = 0;
+        loop {
+            if decoded == MAX_FRAMES_PER_TURN {
+                break;
+            }
+            decoded += 1;
+            let frame = match codec.decode(read_buf) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    // What came before the bad frame is delivered first.
+                    malformed = Some(DisconnectReason::Protocol(e.to_string()));
+                    break;
+                }
+            };
+            received = true;
+            let incoming = match frame {
+                Frame::Data(payload) => Incoming { peer, payload, request: None },
+                Frame::DataReq { id, payload } => {
+                    let ack = AckHandle { id, outbox: outbox.clone(), already_sent: false };
+                    let ack = if config.ack_on_arrival {
+                        AckHandle { already_sent: ack.send().is_ok(), ..ack }
+                    } else {
+                        ack
+                    };
+                    Incoming { peer, payload, request: Some(ack) }
+                }
+                Frame::Ack(id) if sink.is_some() => {
+                    acks.push(id);
+                    continue;
+                }
+                Frame::Ack(id) => {
+                    if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) =
+                        shared.acks.try_send((peer, id))
+                    {
+                        acks_dropped += 1;
+                        if acks_dropped.is_power_of_two() {
+                            warn!(acks_dropped, "ACK queue full: dropping ACKs (the sender will resend)");
+                        }
+                        shared.emit(Event::Dropped {
+                            peer: Some(peer),
+                            count: 1,
+                            reason: DropReason::AckQueueFull,
+                        });
+                    }
+                    continue;
+                }
+                Frame::Heartbeat => {
+                    control += 1;
+                    continue;
+                }
+                Frame::Hello { .. } => {
+                    debug!("ignoring a second HELLO");
+                    control += 1;
+                    continue;
+                }
+                Frame::Unknown { kind, body } => {
+                    trace!(kind, len = body.len(), "skipping a frame of unknown type");
+                    control += 1;
+                    continue;
+                }
+            };
+            delivered.push_back(incoming);
+        }
+        if received {
+            // Counted once per read (a few atomic adds), not per message.
+            counters.received(&delivered, Instant::now());
+        }
+        // A full inbound queue waits here: this connection stops reading
+        // and TCP pushes back on the peer. Nothing is dropped.
+        if !delivered.is_empty() && !shared.inbound.push_batch(&mut delivered).await {
+            return DisconnectReason::Closing;
+        }
+        if let Some(reason) = malformed {
+            return reason;
+        }
+        if let (Some(sink), false) = (sink, acks.is_empty()) {
+            let unknown = sink.acknowledged(peer, &acks);
+            acks.clear();
+            if let Err(reason) = unknown_acks.add(unknown) {
+                return reason;
+            }
+        }
+        if let Err(reason) = control_frames.add(control) {
+            return reason;
+        }
+        if received {
+            // Time spent waiting on a full inbound queue is not the peer's silence.
+            silence.as_mut().reset(Instant::now() + config.heartbeat_timeout);
+        }
+        if decoded == MAX_FRAMES_PER_TURN {
+            // A bounded amount of work per turn: a peer that floods tiny
+            // frames lets the other connections (and the application) run
+            // in between. What is left in the buffer is decoded next turn.
+            tokio::task::yield_now().await;
+            continue;
+        }
+        size_read_buffer(read_buf, codec.envelope_in_progress(), &mut oversized);
+        tokio::select! {
+            read = reader.read_buf(read_buf) => {
+                let ended = match read {
+                    Ok(0) => true,
+                    // A TLS stream that ends without close_notify is still
+                    // its end for the frames inside: a cut frame shows in
+                    // `decode_eof` below.
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => true,
+                    Ok(_) => false,
+                    Err(e) => return DisconnectReason::Io(e.to_string()),
+                };
+                if ended {
+                    return match codec.decode_eof(read_buf) {
+                        Ok(_) => DisconnectReason::PeerClosed,
+                        Err(e) => DisconnectReason::Protocol(e.to_string()),
+                    };
+                }
+            }
+            () = &mut silence => return DisconnectReason::HeartbeatTimeout,
+        }
+    }
+}
+
+/// Makes room in the read buffer for the next read. Inside a large frame,
+/// the buffer grows toward the frame's size with what has arrived (at most
+/// doubling), so it is read in place with few copies while memory follows
+/// the bytes received, not the length announced. Once a buffer has grown past
+/// [`MAX_KEPT_BUFFER`] (`oversized` remembers it), it is given back as soon
+/// as what is buffered and the frame in progress fit a small one again.
+fn size_read_buffer(read_buf: &mut BytesMut, envelope: Option<usize>, oversized: &mut bool) {
+    *oversized |= read_buf.capacity() > MAX_KEPT_BUFFER;
+    let needed = envelope.map_or(read_buf.len(), |envelope| envelope.max(read_buf.len()));
+    if *oversized && needed < READ_CHUNK {
+        // One large frame must not pin its buffer for the connection's whole
+        // life: neither the buffer itself, nor (once the frame is split off)
+        // its allocation through the small view left after the frame, whose
+        // capacity no longer shows how large that allocation is.
+        let mut fresh = BytesMut::with_capacity(READ_CHUNK);
+        fresh.extend_from_slice(read_buf);
+        *read_buf = fresh;
+        *oversized = false;
+        return;
+    }
+    let spare = read_buf.capacity() - read_buf.len();
+    match envelope {
+        Some(envelope) if envelope > read_buf.len() => {
+            let missing = envelope - read_buf.len();
+            let step = missing.min(read_buf.len().max(READ_CHUNK));
+            if spare < step {
+                read_buf.reserve(step);
+            }
+        }
+        _ => {
+            if spare < READ_CHUNK / 4 {
+                read_buf.reserve(READ_CHUNK);
+            }
+        }
+    }
+    *oversized |= read_buf.capacity() > MAX_KEPT_BUFFER;
+}
+
+/// Counts frames of one kind a connection sent within a second, and
+/// closes it past a limit.
+struct PerSecond {
+    limit: usize,
+    what: &'static str,
+    window_start: Instant,
+    count: usize,
+}
+
+impl PerSecond {
+    fn new(limit: usize, what: &'static str) -> Self {
+        Self { limit, what, window_start: Instant::now(), count: 0 }
+    }
+
+    fn add(&mut self, count: usize) -> Result<(), DisconnectReason> {
+        if count == 0 {
+            return Ok(());
+        }
+        // The clock is read only for reads that carried such frames.
+        let now = Instant::now();
+        if now.duration_since(self.window_start) >= std::time::Duration::from_secs(1) {
+            self.window_start = now;
+            self.count = 0;
+        }
+        self.count += count;
+        if self.count > self.limit {
+            return Err(DisconnectReason::Protocol(format!(
+                "more than {} {} within a second",
+                self.limit, self.what
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The read buffer's size, through the read loop's own steps: decode what
+    //! is buffered, size the buffer, then read into its spare capacity (as
+    //! `read_buf` does) no more than what has arrived.
+
+    use super::*;
+
+    const MIB: usize = 1024 * 1024;
+    /// The default maximum envelope.
+    const ANNOUNCED: usize = 16 * MIB;
+    /// Bytes the simulated socket hands over per read at most, by default.
+    const ARRIVAL: usize = 256 * 1024;
+
+    /// A DATA frame of `envelope` bytes (type byte included) on the wire.
+    fn data_frame(envelope: usize) -> Vec<u8> {
+        let mut wire = u32::try_from(envelope).unwrap().to_be_bytes().to_vec();
+        wire.push(0x03);
+        wire.extend((0..envelope - 1).map(|i| (i % 251) as u8));
+        wire
+    }
+
+    /// The read loop over `wire[..available]`, resuming at `sent`: decodes,
+    /// sizes, reads, until every available byte is in. Returns the frames
+    /// decoded and the largest capacity the buffer had.
+    fn run(
+        codec: &mut Codec,
+        buf: &mut BytesMut,
+        wire: &[u8],
+        sent: &mut usize,
+        available: usize,
+    ) -> (Vec<Frame>, usize) {
+        run_in_reads_of(ARRIVAL, codec, buf, wire, sent, available)
+    }
+
+    fn run_in_reads_of(
+        arrival: usize,
+        codec: &mut Codec,
+        buf: &mut BytesMut,
+        wire: &[u8],
+        sent: &mut usize,
+        available: usize,
+    ) -> (Vec<Frame>, usize) {
+        let mut frames = Vec::new();
+        let mut largest = buf.capacity();
+        let mut oversized = false;
+        loop {
+            while let Some(frame) = codec.decode(buf).expect("well-formed") {
+                frames.push(frame);
+            }
+            size_read_buffer(buf, codec.envelope_in_progress(), &mut oversized);
+            largest = largest.max(buf.capacity());
+            if *sent == available {
+                return (frames, largest);
+            }
+            if buf.capacity() == buf.len() {
+                // What `read_buf` does with no spare capacity.
+                buf.reserve(64);
+            }
+            let n = (buf.capacity() - buf.len()).min(available - *sent).min(arrival);
+            buf.extend_from_slice(&wire[*sent..*sent + n]);
+            *sent += n;
+            largest = largest.max(buf.capacity());
+        }
+    }
+
+    #[test]
+    fn after_one_16_mib_frame_the_read_buffer_lets_go_of_the_frames_memory() {
+        let wire = data_frame(ANNOUNCED);
+        let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut sent = 0;
+        let (frames, largest) = run(&mut codec, &mut buf, &wire, &mut sent, wire.len());
+        let [Frame::Data(payload)] = &frames[..] else { panic!("expected one DATA, got {}", frames.len()) };
+        assert_eq!(payload.len(), ANNOUNCED - 1);
+        assert!(payload[..] == wire[5..], "the payload arrived changed");
+        // Read in place: the buffer grew to about the frame, not far past it.
+        assert!(largest <= 2 * ANNOUNCED, "the buffer grew to {} MiB", largest / MIB);
+
+        // Idle now: the buffer left for the next frames is small, and is not
+        // a view into the frame's allocation (which it would keep alive for
+        // the connection's life once the application drops the payload).
+        assert!(buf.capacity() <= MAX_KEPT_BUFFER, "kept {} KiB", buf.capacity() / 1024);
+        let payload_end = payload.as_ptr() as usize + payload.len();
+        assert_ne!(buf.as_ptr() as usize, payload_end, "the read buffer still points into the 16 MiB frame");
+    }
+
+    #[test]
+    fn after_a_large_frame_and_the_start_of_a_small_one_the_buffer_is_given_back_too() {
+        let mut wire = data_frame(4 * MIB);
+        // The next frame's first bytes came in the same read.
+        wire.extend_from_slice(&[0, 0, 0, 6, 0x03, b'n']);
+        let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut sent = 0;
+        let (frames, _) = run(&mut codec, &mut buf, &wire, &mut sent, wire.len());
+        let [Frame::Data(payload)] = &frames[..] else { panic!("expected one DATA, got {}", frames.len()) };
+        assert!(buf.capacity() <= MAX_KEPT_BUFFER, "kept {} KiB", buf.capacity() / 1024);
+        assert_ne!(buf.as_ptr() as usize, payload.as_ptr() as usize + payload.len());
+        // The partial frame carried over intact.
+        assert_eq!(codec.envelope_in_progress(), Some(6));
+        assert_eq!(&buf[..], &[0x03, b'n']);
+    }
+
+    #[test]
+    fn a_frame_announced_at_16_mib_grows_the_buffer_with_what_arrives_not_with_what_was_announced() {
+        let wire = data_frame(ANNOUNCED);
+        let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut sent = 0;
+        for arrived in [5, 64 * 1024, 256 * 1024, MIB, 4 * MIB, ANNOUNCED - 1] {
+            // Up to `arrived` bytes of the body, then the peer holds still
+            // (the last step holds one byte short of the frame).
+            let (frames, largest) = run(&mut codec, &mut buf, &wire, &mut sent, 4 + arrived);
+            assert!(frames.is_empty());
+            assert_eq!(codec.envelope_in_progress(), Some(ANNOUNCED));
+            // Proportional to what arrived: a reserve step is at most what is
+            // buffered, and the allocation at most doubles on top of it.
+            let bound = 4 * arrived.max(READ_CHUNK);
+            assert!(
+                largest <= bound,
+                "with {arrived} bytes of a 16 MiB frame arrived the buffer reached {largest} (bound {bound})"
+            );
+        }
+        // The last byte completes it, intact.
+        let (frames, _) = run(&mut codec, &mut buf, &wire, &mut sent, wire.len());
+        let [Frame::Data(payload)] = &frames[..] else { panic!("expected one DATA, got {}", frames.len()) };
+        assert!(payload[..] == wire[5..], "the payload arrived changed");
+    }
+
+    #[test]
+    fn after_a_frame_just_over_a_mib_the_small_view_left_behind_does_not_keep_its_allocation() {
+        // Sizes and read lengths where the allocation ends up just over the
+        // frame: the view left after it has under 1 MiB of capacity, which
+        // alone does not show that it holds a 2 MiB allocation alive.
+        for envelope in [MIB + 3, MIB + 37 * 1024 + 3, MIB + 74 * 1024 + 3] {
+            let wire = data_frame(envelope);
+            let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
+            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            // A first small frame, as after any handshake: from then on the
+            // buffer shares its allocation with what it hands out.
+            buf.extend_from_slice(&[0, 0, 0, 2, 0x03, 1]);
+            assert!(codec.decode(&mut buf).unwrap().is_some());
+            let mut sent = 0;
+            let (frames, _) = run_in_reads_of(16 * 1024, &mut codec, &mut buf, &wire, &mut sent, wire.len());
+            let [Frame::Data(payload)] = &frames[..] else {
+                panic!("expected one DATA, got {}", frames.len())
+            };
+            assert_ne!(
+                buf.as_ptr() as usize,
+                payload.as_ptr() as usize + payload.len(),
+                "after a frame of {envelope} bytes the read buffer still points into its allocation"
+            );
+        }
+    }
+}
