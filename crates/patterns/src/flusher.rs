@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use smartsock_transport::{OrphanReceiver, Orphans, PeerWatch};
+use smartsock_transport::{OrphanReceiver, Orphans, Outgoing, PeerWatch};
 use tracing::debug;
 
 use crate::peer_set::Shared;
@@ -74,24 +74,24 @@ async fn flush(shared: &Shared) {
             }
         };
         let routed = shared.transport.with_peers(|peers| {
-            route(peers, &shared.cursor, shared.share(), message, &mut |peer| shared.count_slow_drop(peer))
+            route(peers, &shared.cursor, shared.share(), &message, &mut |peer| shared.count_slow_drop(peer))
         });
         let back = match routed {
             Routed::Done(_) => None,
-            Routed::CopiesWaiting(copies) => {
-                for (peer, item) in copies {
+            Routed::CopiesWaiting(subscribers) => {
+                for peer in subscribers {
                     // A subscriber that leaves while we wait simply misses it.
-                    let _ = peer.send(item).await;
+                    let _ = peer.send(Outgoing::to_this_peer(message.frame.clone())).await;
                 }
                 None
             }
             // Every outbox is full: wait for room in any (a stalled peer must
             // not hold the rest back) or a change of peers, then try again.
-            Routed::Full(message) => {
+            Routed::Full => {
                 room.until(|| shared.any_room_or_change()).await;
                 Some(message)
             }
-            Routed::NoPeer(message) => {
+            Routed::NoPeer => {
                 // Every listed peer is on its way out: wait for the table to
                 // change (the flusher's loop does) instead of trying again.
                 let mut backlog = shared.backlog();
@@ -101,12 +101,12 @@ async fn flush(shared: &Shared) {
             }
             // Buffered messages are never addressed to one peer; were one
             // to be, it is handled as a send to that peer would be.
-            Routed::UnknownPeer(peer, _) => {
+            Routed::UnknownPeer(peer) => {
                 debug!(%peer, "dropping a buffered message for a peer that has gone");
                 None
             }
-            Routed::WaitFor(peer, item) => {
-                let _ = peer.send(item).await;
+            Routed::WaitFor(peer) => {
+                let _ = peer.send(Outgoing::to_this_peer(message.frame)).await;
                 None
             }
         };

@@ -68,6 +68,6 @@ mod routing;
 pub use error::{SendError, SendErrorKind};
 pub use future::ResponseFuture;
 pub use message::{Destination, Message, WhenFull};
-pub use peer_set::{Attempt, LoadFn, PeerSet, PeerSetConfig, PeerSetStats, Share};
+pub use peer_set::{Attempt, LoadFn, Outcome, PeerSet, PeerSetConfig, PeerSetStats, Share};
 pub use publish::{Publish, PublishLayer};
 pub use round_robin::{RoundRobin, RoundRobinLayer};

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use smartsock_transport::{
-    DropReason, Event, MsgId, OrphanReceiver, PeerHandle, PeerId, RoomWaiter, Transport,
+    DropReason, Event, MsgId, OrphanReceiver, Outgoing, PeerHandle, PeerId, RoomWaiter, Transport,
 };
 use tokio::sync::Notify;
 
@@ -220,52 +220,59 @@ impl Shared {
     }
 
     /// Routes `message` now if that needs no waiting; otherwise says how to wait.
-    fn route_now(&self, message: Message) -> Routed {
+    fn route_now(&self, message: &Message) -> Routed {
         self.transport.with_peers(|peers| {
             route(peers, &self.cursor, self.share(), message, &mut |peer| self.count_slow_drop(peer))
         })
     }
 
-    /// One try at a send that does not wait: see [`PeerSet::try_send`].
-    fn try_send(self: &Arc<Self>, message: Message) -> Result<Attempt, SendError> {
+    /// One try at a send that does not wait: see [`PeerSet::try_send_borrowed`].
+    fn try_send_borrowed(&self, message: &Message) -> Result<Outcome, SendErrorKind> {
         let max = self.transport.config().max_frame_length;
         let len = message.frame.envelope_len();
         if len > max {
-            return Err(SendError::new(SendErrorKind::TooLarge { len, max }, message));
+            return Err(SendErrorKind::TooLarge { len, max });
         }
         if self.transport.is_closed() {
-            return Err(SendError::new(SendErrorKind::Closed, message));
+            return Err(SendErrorKind::Closed);
         }
         if !matches!(message.to, Destination::Peer(_)) && self.buffering() {
-            return match self.try_buffer(message) {
-                Ok(()) => Ok(Attempt::Sent(None)),
-                Err(message) if self.config.buffer_when_full == WhenFull::Drop => {
-                    Err(SendError::new(SendErrorKind::BufferFull, message))
-                }
-                Err(message) => Ok(Attempt::WouldWait(message)),
+            return match self.try_buffer(message.clone()) {
+                Ok(()) => Ok(Outcome::Sent(None)),
+                Err(_) if self.config.buffer_when_full == WhenFull::Drop => Err(SendErrorKind::BufferFull),
+                Err(_) => Ok(Outcome::WouldWait),
             };
         }
         match self.route_now(message) {
-            Routed::Done(peer) => Ok(Attempt::Sent(peer)),
-            Routed::NoPeer(message) => {
+            Routed::Done(peer) => Ok(Outcome::Sent(peer)),
+            Routed::NoPeer => {
                 // Every peer turned out to be gone: the message waits for the next ones.
-                self.rebuffer(message);
-                Ok(Attempt::Sent(None))
+                self.rebuffer(message.clone());
+                Ok(Outcome::Sent(None))
             }
-            Routed::UnknownPeer(peer, message) => {
-                Err(SendError::new(SendErrorKind::UnknownPeer(peer), message))
+            Routed::UnknownPeer(peer) => Err(SendErrorKind::UnknownPeer(peer)),
+            Routed::Full | Routed::WaitFor(_) => Ok(Outcome::WouldWait),
+            Routed::CopiesWaiting(subscribers) => {
+                let frame = message.frame.clone();
+                Ok(Outcome::CopiesWaiting(ResponseFuture::waiting(async move {
+                    for peer in subscribers {
+                        // A subscriber that leaves while we wait simply misses it.
+                        let _ = peer.send(Outgoing::to_this_peer(frame.clone())).await;
+                    }
+                    Ok(())
+                })))
             }
-            Routed::Full(message) => Ok(Attempt::WouldWait(message)),
-            Routed::WaitFor(peer, item) => {
-                Ok(Attempt::WouldWait(Message { to: Destination::Peer(peer.id()), frame: item.frame }))
-            }
-            Routed::CopiesWaiting(copies) => Ok(Attempt::Queued(ResponseFuture::waiting(async move {
-                for (peer, item) in copies {
-                    // A subscriber that leaves while we wait simply misses it.
-                    let _ = peer.send(item).await;
-                }
-                Ok(())
-            }))),
+        }
+    }
+
+    /// One try at a send that does not wait, with the message handed back
+    /// when it was not queued: see [`PeerSet::try_send`].
+    fn try_send(&self, message: Message) -> Result<Attempt, SendError> {
+        match self.try_send_borrowed(&message) {
+            Ok(Outcome::Sent(peer)) => Ok(Attempt::Sent(peer)),
+            Ok(Outcome::WouldWait) => Ok(Attempt::WouldWait(message)),
+            Ok(Outcome::CopiesWaiting(copies)) => Ok(Attempt::Queued(copies)),
+            Err(kind) => Err(SendError::new(kind, message)),
         }
     }
 
@@ -313,6 +320,21 @@ impl Shared {
             }
         })
     }
+}
+
+/// What became of [`PeerSet::try_send_borrowed`]: the message is still
+/// the caller's, whatever it says.
+#[derive(Debug)]
+#[must_use]
+pub enum Outcome {
+    /// Copies are queued in the outboxes (or in the no-peer buffer); in the
+    /// outbox of this peer, when it went to exactly one.
+    Sent(Option<PeerId>),
+    /// Not queued: a send would have to wait for room.
+    WouldWait,
+    /// Publish with [`WhenFull::Wait`]: queued for every subscriber with room;
+    /// the future queues the copies of the full ones as they make room.
+    CopiesWaiting(ResponseFuture),
 }
 
 /// What became of [`PeerSet::try_send`].
@@ -425,6 +447,15 @@ impl PeerSet {
     /// back when it gives up, which a dropped future cannot offer.
     pub fn try_send(&self, message: Message) -> Result<Attempt, SendError> {
         self.shared.try_send(message)
+    }
+
+    /// [`try_send`](PeerSet::try_send) without giving the message up: the
+    /// queues take copies (a small payload encoded, a large one shared), so
+    /// the caller keeps the message whatever the outcome, and no message
+    /// moves through the call. Fails at once, with the reason only, for a
+    /// message that can never go.
+    pub fn try_send_borrowed(&self, message: &Message) -> Result<Outcome, SendErrorKind> {
+        self.shared.try_send_borrowed(message)
     }
 
     /// Completes when a new try at sending `message` may succeed: room in an

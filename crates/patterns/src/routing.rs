@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use smartsock_transport::{Outgoing, PeerHandle, PeerId, PeerSnapshot, TrySendError};
+use smartsock_transport::{Frame, NotQueued, PeerHandle, PeerId, PeerSnapshot};
 
 use crate::peer_set::LoadFn;
 use crate::{Destination, Message, Share, WhenFull};
@@ -16,7 +16,9 @@ pub(crate) struct Sharing<'a> {
     pub(crate) load: Option<&'a LoadFn>,
 }
 
-/// What became of one try to route a message.
+/// What became of one try to route a message. The message stays the
+/// caller's: the outboxes took copies of it (small frames encoded, large
+/// ones sharing the payload).
 pub(crate) enum Routed {
     /// In an outbox (publish: in every outbox that had room; the copies of
     /// full subscribers were dropped under [`WhenFull::Drop`] and reported),
@@ -24,17 +26,17 @@ pub(crate) enum Routed {
     Done(Option<PeerId>),
     /// No peer in the snapshot can ever take it: none is connected, or every
     /// one has gone.
-    NoPeer(Message),
+    NoPeer,
     /// Every live peer that may take it is at its mark. Try again when an
     /// outbox has room.
-    Full(Message),
+    Full,
     /// The identity it is addressed to is not connected.
-    UnknownPeer(PeerId, Message),
+    UnknownPeer(PeerId),
     /// By identity: that peer is full; wait for room in its outbox.
-    WaitFor(PeerHandle, Outgoing),
-    /// Publish with [`WhenFull::Wait`]: the copies still to queue, each
-    /// waiting for its subscriber's room (a subscriber that leaves misses it).
-    CopiesWaiting(Vec<(PeerHandle, Outgoing)>),
+    WaitFor(PeerHandle),
+    /// Publish with [`WhenFull::Wait`]: the subscribers still to take a copy,
+    /// each to be waited for (a subscriber that leaves misses it).
+    CopiesWaiting(Vec<PeerHandle>),
 }
 
 /// Routes `message` to the peers of `snapshot` by its destination.
@@ -42,33 +44,34 @@ pub(crate) enum Routed {
 /// - [`Destination::AnyOne`] (and `Unresolved`): by `sharing`, the next peer
 ///   in turn from `cursor` that has room (full peers are skipped), or the
 ///   peer with room and the least load.
-/// - [`Destination::Everyone`]: a copy (sharing the payload) to every peer
-///   with room; for a full one, per `when_full`, the copy waits or is dropped
-///   (`on_slow_drop` is told). If every live subscriber is full, nothing is
-///   dropped: the message is `Full`, to be tried again.
+/// - [`Destination::Everyone`]: a copy to every peer with room; for a full
+///   one, per `when_full`, the copy waits or is dropped (`on_slow_drop` is
+///   told). If every live subscriber is full, nothing is dropped: the
+///   message is `Full`, to be tried again.
 /// - [`Destination::Peer`]: exactly that peer.
 pub(crate) fn route(
     snapshot: &PeerSnapshot,
     cursor: &AtomicUsize,
     sharing: Sharing<'_>,
-    message: Message,
+    message: &Message,
     on_slow_drop: &mut dyn FnMut(&PeerHandle),
 ) -> Routed {
+    let frame = &message.frame;
     match message.to {
         Destination::Peer(id) => {
             let Some(peer) = snapshot.get(id) else {
-                return Routed::UnknownPeer(id, message);
+                return Routed::UnknownPeer(id);
             };
-            match peer.try_send(Outgoing::to_this_peer(message.frame)) {
+            match peer.try_send_frame(frame, false) {
                 Ok(()) => Routed::Done(Some(id)),
-                Err(TrySendError::Full(item)) => Routed::WaitFor(peer.clone(), item),
-                Err(e) => Routed::UnknownPeer(id, Message { to: message.to, frame: e.into_inner().frame }),
+                Err(NotQueued::Full) => Routed::WaitFor(peer.clone()),
+                Err(NotQueued::Closed) => Routed::UnknownPeer(id),
             }
         }
-        Destination::Everyone { when_full } => publish(snapshot, message, when_full, on_slow_drop),
+        Destination::Everyone { when_full } => publish(snapshot, frame, when_full, on_slow_drop),
         Destination::AnyOne | Destination::Unresolved => match sharing.share {
-            Share::LeastLoaded => least_loaded(snapshot, cursor, sharing.load, message),
-            _ => round_robin(snapshot, cursor, message),
+            Share::LeastLoaded => least_loaded(snapshot, cursor, sharing.load, frame),
+            _ => round_robin(snapshot, cursor, frame),
         },
     }
 }
@@ -79,7 +82,7 @@ fn least_loaded(
     snapshot: &PeerSnapshot,
     cursor: &AtomicUsize,
     load: Option<&LoadFn>,
-    message: Message,
+    frame: &Frame,
 ) -> Routed {
     let peers = snapshot.table();
     let count = peers.len();
@@ -96,30 +99,24 @@ fn least_loaded(
             best = Some((on_hands, i));
         }
     }
-    let Some((_, i)) = best else {
-        // Nobody has room (or everyone has gone): as round-robin says.
-        return round_robin(snapshot, cursor, message);
-    };
-    match peers[i].try_send(Outgoing::to_any_peer(message.frame)) {
-        Ok(()) => Routed::Done(Some(peers[i].id())),
-        // It filled up or left since the look: any peer with room will do.
-        Err(e) => {
-            round_robin(snapshot, cursor, Message { to: Destination::AnyOne, frame: e.into_inner().frame })
-        }
+    match best {
+        Some((_, i)) if peers[i].try_send_frame(frame, true).is_ok() => Routed::Done(Some(peers[i].id())),
+        // Nobody has room (or everyone has gone), or the chosen one filled
+        // up or left since the look: as round-robin says.
+        _ => round_robin(snapshot, cursor, frame),
     }
 }
 
-fn round_robin(snapshot: &PeerSnapshot, cursor: &AtomicUsize, message: Message) -> Routed {
+fn round_robin(snapshot: &PeerSnapshot, cursor: &AtomicUsize, frame: &Frame) -> Routed {
     let peers = snapshot.table();
     let count = peers.len();
-    let mut item = Outgoing::to_any_peer(message.frame);
     let mut any_live = false;
     // One relaxed counter shared by every sender: each send starts one peer
     // further on, so concurrent senders spread over the peers too.
     let start = cursor.fetch_add(1, Ordering::Relaxed);
     for offset in 0..count {
         let i = start.wrapping_add(offset) % count;
-        match peers[i].try_send(item) {
+        match peers[i].try_send_frame(frame, true) {
             Ok(()) => {
                 if offset > 0 {
                     // Skipped full peers: the next send starts after this one.
@@ -127,44 +124,36 @@ fn round_robin(snapshot: &PeerSnapshot, cursor: &AtomicUsize, message: Message) 
                 }
                 return Routed::Done(Some(peers[i].id()));
             }
-            Err(TrySendError::Full(back)) => {
-                any_live = true;
-                item = back;
-            }
-            Err(e) => item = e.into_inner(),
+            Err(NotQueued::Full) => any_live = true,
+            Err(NotQueued::Closed) => {}
         }
     }
-    let message = Message { to: Destination::AnyOne, frame: item.frame };
-    if any_live { Routed::Full(message) } else { Routed::NoPeer(message) }
+    if any_live { Routed::Full } else { Routed::NoPeer }
 }
 
 fn publish(
     snapshot: &PeerSnapshot,
-    message: Message,
+    frame: &Frame,
     when_full: WhenFull,
     on_slow_drop: &mut dyn FnMut(&PeerHandle),
 ) -> Routed {
     let mut accepted = false;
     let mut full: Vec<&PeerHandle> = Vec::new();
     for peer in snapshot.table().iter() {
-        match peer.try_send(Outgoing::to_this_peer(message.frame.clone())) {
+        match peer.try_send_frame(frame, false) {
             Ok(()) => accepted = true,
-            Err(TrySendError::Full(_)) => full.push(peer),
-            Err(_) => {}
+            Err(NotQueued::Full) => full.push(peer),
+            Err(NotQueued::Closed) => {}
         }
     }
     if full.is_empty() {
-        return if accepted { Routed::Done(None) } else { Routed::NoPeer(message) };
+        return if accepted { Routed::Done(None) } else { Routed::NoPeer };
     }
     match when_full {
-        WhenFull::Wait => Routed::CopiesWaiting(
-            full.into_iter()
-                .map(|peer| (peer.clone(), Outgoing::to_this_peer(message.frame.clone())))
-                .collect(),
-        ),
+        WhenFull::Wait => Routed::CopiesWaiting(full.into_iter().cloned().collect()),
         // Every live subscriber is full: wait, as a send waits for readiness,
         // instead of dropping the message for everyone.
-        WhenFull::Drop if !accepted => Routed::Full(message),
+        WhenFull::Drop if !accepted => Routed::Full,
         WhenFull::Drop => {
             for peer in full {
                 on_slow_drop(peer);

@@ -16,7 +16,7 @@ use tracing::{Instrument, debug, field, warn};
 
 use crate::admission::Ticket;
 use crate::event::{DisconnectReason, DropReason, Event, RefusedReason, Side};
-use crate::outbox::Outbox;
+use crate::outbox::{Chunk, Outbox};
 use crate::peer::{Orphans, Outgoing, PeerHandle};
 use crate::reader::{INITIAL_READ_BUFFER, read_loop};
 use crate::shared::Shared;
@@ -109,7 +109,12 @@ where
     };
     span.record("peer", field::display(peer));
 
-    let outbox = Arc::new(Outbox::new(config.outbox_capacity, config.outbox_bytes, config.ack_capacity));
+    let outbox = Arc::new(Outbox::new(
+        config.outbox_capacity,
+        config.outbox_bytes,
+        config.ack_capacity,
+        config.max_frame_length,
+    ));
     let counters = Arc::new(PeerCounters::new(peer, addr.clone(), side, shared.stats.totals.clone()));
     let handle = PeerHandle {
         id: peer,
@@ -211,7 +216,8 @@ where
         // Closing: whatever did not reach the peer for sure is counted for
         // the close's report (and handed back or reported below as well).
         let is_message = |item: &Outgoing| matches!(item.frame, Frame::Data(_) | Frame::DataReq { .. });
-        let left = queued.iter().chain(batch.iter()).filter(|item| is_message(item)).count() as u64;
+        let left = queued.iter().filter(|item| is_message(item)).count() as u64
+            + batch.iter().map(Chunk::messages).sum::<u64>();
         let unconfirmed = if confirmed { left } else { left + written };
         if unconfirmed > 0 {
             warn!(unconfirmed, "closed before the peer confirmed it had read everything");
@@ -293,12 +299,11 @@ fn hand_back_unsent(
     shared: &Shared,
     handle: &PeerHandle,
     queued: Vec<Outgoing>,
-    unconfirmed: &VecDeque<Outgoing>,
+    unconfirmed: &VecDeque<Chunk>,
 ) {
     let peer = handle.id;
     let mut frames = Vec::new();
-    let is_message = |item: &Outgoing| matches!(item.frame, Frame::Data(_) | Frame::DataReq { .. });
-    let mut dropped = unconfirmed.iter().filter(|item| is_message(item)).count() as u64;
+    let mut dropped = unconfirmed.iter().map(Chunk::messages).sum::<u64>();
     for item in queued {
         match item.frame {
             Frame::Data(_) | Frame::DataReq { .. } if item.reroutable => frames.push(item),

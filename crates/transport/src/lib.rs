@@ -191,7 +191,7 @@ pub use error::TransportError;
 pub use event::{ConnectError, DisconnectReason, DropReason, Event, RefusedReason, Side, TlsFailure};
 pub use inbound::{Inbound, InboundClosed, TryRecvError};
 pub use inproc::{INPROC_BACKLOG, INPROC_PIPE_BYTES};
-pub use outbox::TrySendError;
+pub use outbox::{NotQueued, TrySendError};
 pub use peer::{
     AckError, AckHandle, AckReceiver, AckSink, Incoming, MAX_UNKNOWN_ACKS_PER_SECOND, OrphanReceiver,
     Orphans, Outgoing, PeerHandle, PeerSnapshot, PeerTable,

@@ -22,7 +22,7 @@ use loom::future::block_on;
 use loom::thread;
 use smartsock_framing::Frame;
 
-use crate::outbox::{Outbox, TrySendError};
+use crate::outbox::{Outbox, TrySendError, decode};
 use crate::peer::Outgoing;
 use crate::room::{RoomSignal, RoomWaiter};
 
@@ -56,9 +56,12 @@ fn drain(outbox: &Outbox, room: &RoomSignal, expected: usize) -> Vec<u8> {
     let mut taken = Vec::new();
     let mut acks = Vec::new();
     let mut batch = VecDeque::new();
+    let mut spare = None;
     while taken.len() < expected {
-        let open = block_on(std::future::poll_fn(|cx| outbox.poll_drain(cx, room, &mut acks, &mut batch)));
-        taken.extend(batch.drain(..).map(|item| payload(&item)));
+        let open = block_on(std::future::poll_fn(|cx| {
+            outbox.poll_drain(cx, room, &mut acks, &mut batch, &mut spare)
+        }));
+        taken.extend(decode(std::mem::take(&mut batch)).iter().map(payload));
         if !open {
             break;
         }
@@ -70,7 +73,7 @@ fn drain(outbox: &Outbox, room: &RoomSignal, expected: usize) -> Vec<u8> {
 fn a_sender_waiting_for_room_is_woken_by_any_drain() {
     loom::model(|| {
         // Room for one frame: two senders, so one of them must wait.
-        let outbox = Arc::new(Outbox::new(1, usize::MAX, 1));
+        let outbox = Arc::new(Outbox::new(1, usize::MAX, 1, usize::MAX));
         let room = Arc::new(RoomSignal::default());
         let senders: Vec<_> = (1..=2u8)
             .map(|n| {
@@ -90,7 +93,7 @@ fn a_sender_waiting_for_room_is_woken_by_any_drain() {
 #[test]
 fn a_peer_leaving_hands_back_or_writes_every_frame_and_wakes_everyone() {
     loom::model(|| {
-        let outbox = Arc::new(Outbox::new(1, usize::MAX, 1));
+        let outbox = Arc::new(Outbox::new(1, usize::MAX, 1, usize::MAX));
         let room = Arc::new(RoomSignal::default());
         let sender = {
             let (outbox, room) = (outbox.clone(), room.clone());
@@ -123,7 +126,7 @@ fn a_peer_leaving_hands_back_or_writes_every_frame_and_wakes_everyone() {
 #[test]
 fn a_frame_pushed_while_the_writer_parks_is_never_stranded() {
     loom::model(|| {
-        let outbox = Arc::new(Outbox::new(4, usize::MAX, 4));
+        let outbox = Arc::new(Outbox::new(4, usize::MAX, 4, usize::MAX));
         let room = Arc::new(RoomSignal::default());
         let senders: Vec<_> = (1..=2u8)
             .map(|n| {

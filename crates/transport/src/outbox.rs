@@ -1,16 +1,26 @@
 //! [`Outbox`]: the bounded queue of frames between the senders of one peer
 //! and its connection's writer.
 //!
-//! Senders push under a short lock (no await, no allocation once the queue
-//! has grown) and wake the writer only when it is parked on an empty queue;
+//! Senders push under a short lock (no await, no allocation once the buffers
+//! have grown) and wake the writer only when it is parked on an empty queue;
 //! the writer takes everything queued at once by swapping buffers, so its
 //! cost is one lock per batch, not per frame. Bounded in frames and in
 //! payload bytes.
+//!
+//! A small frame is encoded into the outbox as it is pushed, by the sender:
+//! the writer then has one buffer to write for a whole run of them, and the
+//! sender's payload is copied and let go on the sender's own thread (a
+//! payload freed where it was allocated is the cheap case for the
+//! allocator). A large payload is queued as it is, to be written from its
+//! own buffer (vectored write, no copy). What was never written is decoded
+//! back into frames when the connection ends, to be routed again.
 
 use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
 
-use smartsock_framing::MsgId;
+use bytes::BytesMut;
+use smartsock_framing::{Frame, MsgId};
+use tracing::warn;
 
 use crate::peer::Outgoing;
 use crate::room::RoomSignal;
@@ -46,40 +56,121 @@ impl std::fmt::Display for TrySendError {
 
 impl std::error::Error for TrySendError {}
 
+/// Payloads at least this long are queued as they are and written from
+/// their own buffer (vectored write) instead of being copied.
+pub(crate) const VECTORED_MIN: usize = 16 * 1024;
+
+/// An emptied encode buffer larger than this is not kept for reuse: one
+/// burst of big frames must not pin its buffer for the connection's life.
+const MAX_KEPT_ENCODED: usize = 1024 * 1024;
+
+/// What the writer takes out of the outbox, in order.
+#[derive(Debug)]
+pub(crate) enum Chunk {
+    /// Small frames encoded back to back, all equally reroutable.
+    Encoded {
+        bytes: BytesMut,
+        /// DATA and DATA_REQ frames in `bytes`.
+        messages: u32,
+        /// Their payload bytes.
+        payload: usize,
+        reroutable: bool,
+    },
+    /// A frame with a large payload, written from the payload's own buffer.
+    Own(Outgoing),
+}
+
+impl Chunk {
+    /// The DATA and DATA_REQ frames in the chunk.
+    pub(crate) fn messages(&self) -> u64 {
+        match self {
+            Self::Encoded { messages, .. } => u64::from(*messages),
+            Self::Own(item) => u64::from(is_message(&item.frame)),
+        }
+    }
+
+    /// Their payload bytes.
+    pub(crate) fn payload_bytes(&self) -> u64 {
+        match self {
+            Self::Encoded { payload, .. } => *payload as u64,
+            Self::Own(item) if is_message(&item.frame) => item.frame.payload().len() as u64,
+            Self::Own(_) => 0,
+        }
+    }
+
+    /// The frames of the chunk again, appended to `out`.
+    fn decode_into(self, out: &mut Vec<Outgoing>) {
+        match self {
+            Self::Own(item) => out.push(item),
+            Self::Encoded { mut bytes, reroutable, .. } => {
+                // Our own encoding, so it parses; a frame that would not is
+                // left out rather than guessed at.
+                let mut codec = smartsock_framing::Codec::builder().max_frame_length(usize::MAX >> 1).build();
+                while let Ok(Some(frame)) = tokio_util::codec::Decoder::decode(&mut codec, &mut bytes) {
+                    out.push(Outgoing { frame, reroutable });
+                }
+            }
+        }
+    }
+}
+
+fn is_message(frame: &Frame) -> bool {
+    matches!(frame, Frame::Data(_) | Frame::DataReq { .. })
+}
+
+/// Why [`PeerHandle::try_send_frame`](crate::PeerHandle::try_send_frame)
+/// did not queue a frame (the caller still holds it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotQueued {
+    /// The outbox is at its mark, in frames or in bytes.
+    Full,
+    /// The connection has ended.
+    Closed,
+}
+
 pub(crate) struct Outbox {
     state: Mutex<State>,
     max_frames: usize,
     max_bytes: usize,
     max_acks: usize,
+    max_frame_length: usize,
     /// Mirrors `State::closed` for lock-free checks.
     closed: AtomicBool,
 }
 
 struct State {
-    frames: VecDeque<Outgoing>,
-    /// Payload bytes in `frames`.
+    chunks: VecDeque<Chunk>,
+    /// Frames in `chunks`.
+    frames: usize,
+    /// Payload bytes in `chunks`.
     bytes: usize,
-    /// ACKs to send, ahead of `frames`: an ACK must not wait behind, or be
+    /// ACKs to send, ahead of `chunks`: an ACK must not wait behind, or be
     /// refused for, the data this socket sends the same peer.
     acks: VecDeque<MsgId>,
     closed: bool,
     /// The writer, parked on an empty outbox.
     writer: Option<Waker>,
+    /// An emptied encode buffer the writer gave back, for the next run of
+    /// small frames.
+    spare: Option<BytesMut>,
 }
 
 impl Outbox {
-    pub(crate) fn new(max_frames: usize, max_bytes: usize, max_acks: usize) -> Self {
+    pub(crate) fn new(max_frames: usize, max_bytes: usize, max_acks: usize, max_frame_length: usize) -> Self {
         Self {
             state: Mutex::new(State {
-                frames: VecDeque::new(),
+                chunks: VecDeque::new(),
+                frames: 0,
                 bytes: 0,
                 acks: VecDeque::new(),
                 closed: false,
                 writer: None,
+                spare: None,
             }),
             max_frames,
             max_bytes,
             max_acks,
+            max_frame_length,
             closed: AtomicBool::new(false),
         }
     }
@@ -88,19 +179,60 @@ impl Outbox {
         lock(&self.state)
     }
 
-    /// Queues `item` if the outbox is open and below both marks. A frame is
-    /// taken while fewer than `max_bytes` payload bytes are queued, so one
-    /// large frame may pass the byte mark; none is taken after it.
+    /// Queues `item` if the outbox is open and below both marks; hands it
+    /// back otherwise.
     pub(crate) fn try_push(&self, item: Outgoing) -> Result<(), TrySendError> {
+        match self.try_push_frame(&item.frame, item.reroutable) {
+            Ok(()) => Ok(()),
+            Err(NotQueued::Full) => Err(TrySendError::Full(item)),
+            Err(NotQueued::Closed) => Err(TrySendError::Closed(item)),
+        }
+    }
+
+    /// Queues a copy of `frame` (a small one encoded, a large one sharing its
+    /// payload) if the outbox is open and below both marks. A frame is taken
+    /// while fewer than `max_bytes` payload bytes are queued, so one large
+    /// frame may pass the byte mark; none is taken after it.
+    pub(crate) fn try_push_frame(&self, frame: &Frame, reroutable: bool) -> Result<(), NotQueued> {
+        let payload = frame.payload().len();
         let mut state = self.lock();
         if state.closed {
-            return Err(TrySendError::Closed(item));
+            return Err(NotQueued::Closed);
         }
-        if state.frames.len() >= self.max_frames || state.bytes >= self.max_bytes {
-            return Err(TrySendError::Full(item));
+        if state.frames >= self.max_frames || state.bytes >= self.max_bytes {
+            return Err(NotQueued::Full);
         }
-        state.bytes += item.frame.payload().len();
-        state.frames.push_back(item);
+        if frame.envelope_len() > self.max_frame_length {
+            // The layers above check sizes before queueing; this guard keeps
+            // a frame the peer would refuse from ever reaching it.
+            drop(state);
+            warn!(len = frame.envelope_len(), "dropping a frame over the maximum frame length");
+            return Ok(());
+        }
+        state.frames += 1;
+        state.bytes += payload;
+        if payload >= VECTORED_MIN {
+            state.chunks.push_back(Chunk::Own(Outgoing { frame: frame.clone(), reroutable }));
+        } else {
+            let state = &mut *state;
+            let open = match state.chunks.back_mut() {
+                Some(Chunk::Encoded { reroutable: same, .. }) if *same == reroutable => true,
+                _ => false,
+            };
+            if !open {
+                let bytes = state.spare.take().unwrap_or_default();
+                state.chunks.push_back(Chunk::Encoded { bytes, messages: 0, payload: 0, reroutable });
+            }
+            if let Some(Chunk::Encoded { bytes, messages, payload: chunk_payload, .. }) =
+                state.chunks.back_mut()
+            {
+                frame.encode_into(bytes);
+                if is_message(frame) {
+                    *messages += 1;
+                    *chunk_payload += payload;
+                }
+            }
+        }
         let writer = state.writer.take();
         drop(state);
         if let Some(writer) = writer {
@@ -130,36 +262,41 @@ impl Outbox {
     /// Whether a frame would be taken now (open, below both marks).
     pub(crate) fn has_room(&self) -> bool {
         let state = self.lock();
-        !state.closed && state.frames.len() < self.max_frames && state.bytes < self.max_bytes
+        !state.closed && state.frames < self.max_frames && state.bytes < self.max_bytes
     }
 
     /// Frames that fit before the frame mark (0 when closed).
     pub(crate) fn room(&self) -> usize {
         let state = self.lock();
-        if state.closed || state.bytes >= self.max_bytes { 0 } else { self.max_frames - state.frames.len() }
+        if state.closed || state.bytes >= self.max_bytes { 0 } else { self.max_frames - state.frames }
     }
 
     /// Frames queued now.
     pub(crate) fn len(&self) -> usize {
-        self.lock().frames.len()
+        self.lock().frames
     }
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// For the writer: appends everything queued to `acks` and `frames`
-    /// (swapping buffers when `frames` is empty, so that a batch costs no
+    /// For the writer: appends everything queued to `acks` and `chunks`
+    /// (swapping queues when `chunks` is empty, so that a batch costs no
     /// copy), or parks the writer on `cx` if nothing is queued. Ready with
-    /// `false` once the outbox is closed and empty.
+    /// `false` once the outbox is closed and empty. `spare`, an emptied
+    /// encode buffer of the writer's, is kept for reuse.
     pub(crate) fn poll_take(
         &self,
         cx: &mut Context<'_>,
         acks: &mut Vec<MsgId>,
-        frames: &mut VecDeque<Outgoing>,
+        chunks: &mut VecDeque<Chunk>,
+        spare: &mut Option<BytesMut>,
     ) -> Poll<bool> {
         let mut state = self.lock();
-        if state.acks.is_empty() && state.frames.is_empty() {
+        if state.spare.is_none() {
+            state.spare = spare.take().filter(|buf| buf.capacity() <= MAX_KEPT_ENCODED);
+        }
+        if state.acks.is_empty() && state.chunks.is_empty() {
             if state.closed {
                 return Poll::Ready(false);
             }
@@ -170,11 +307,12 @@ impl Outbox {
             return Poll::Pending;
         }
         acks.extend(state.acks.drain(..));
-        if frames.is_empty() {
-            std::mem::swap(frames, &mut state.frames);
+        if chunks.is_empty() {
+            std::mem::swap(chunks, &mut state.chunks);
         } else {
-            frames.extend(state.frames.drain(..));
+            chunks.extend(state.chunks.drain(..));
         }
+        state.frames = 0;
         state.bytes = 0;
         Poll::Ready(true)
     }
@@ -188,9 +326,10 @@ impl Outbox {
         cx: &mut Context<'_>,
         room: &RoomSignal,
         acks: &mut Vec<MsgId>,
-        frames: &mut VecDeque<Outgoing>,
+        chunks: &mut VecDeque<Chunk>,
+        spare: &mut Option<BytesMut>,
     ) -> Poll<bool> {
-        let taken = self.poll_take(cx, acks, frames);
+        let taken = self.poll_take(cx, acks, chunks, spare);
         if let Poll::Ready(true) = taken {
             room.notify();
         }
@@ -200,18 +339,35 @@ impl Outbox {
     /// Closes the outbox and returns the frames still queued (appending the
     /// ACKs still queued to `acks`): later pushes are handed back as `Closed`.
     pub(crate) fn close(&self, acks: &mut Vec<MsgId>) -> Vec<Outgoing> {
+        decode(self.close_chunks(acks))
+    }
+
+    /// Closes the outbox (later pushes are handed back as `Closed`) and
+    /// returns what was queued, as the writer takes it; ACKs still queued
+    /// are appended to `acks`.
+    pub(crate) fn close_chunks(&self, acks: &mut Vec<MsgId>) -> VecDeque<Chunk> {
         let mut state = self.lock();
         state.closed = true;
         self.closed.store(true, Ordering::Release);
+        state.frames = 0;
         state.bytes = 0;
         acks.extend(state.acks.drain(..));
         let writer = state.writer.take();
-        let queued = state.frames.drain(..).collect();
+        let chunks = std::mem::take(&mut state.chunks);
         drop(state);
         // A parked writer learns that it is over.
         if let Some(writer) = writer {
             writer.wake();
         }
-        queued
+        chunks
     }
+}
+
+/// The frames of `chunks`, in order.
+pub(crate) fn decode(chunks: VecDeque<Chunk>) -> Vec<Outgoing> {
+    let mut frames = Vec::new();
+    for chunk in chunks {
+        chunk.decode_into(&mut frames);
+    }
+    frames
 }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use smartsock_framing::{Frame, MsgId, PeerId};
 
 use crate::Side;
-use crate::outbox::{Outbox, TrySendError};
+use crate::outbox::{NotQueued, Outbox, TrySendError};
 use crate::room::{RoomSignal, RoomWaiter};
 use crate::stats::PeerCounters;
 
@@ -73,6 +73,14 @@ impl PeerHandle {
     /// mark (in frames or bytes) or the connection has ended.
     pub fn try_send(&self, item: Outgoing) -> Result<(), TrySendError> {
         self.outbox.try_push(item)
+    }
+
+    /// Queues a copy of `frame` without waiting, if the outbox is open and
+    /// below its marks: the copy of a small frame is its encoding (the
+    /// payload is let go by the caller, on its own thread), a large one
+    /// shares its payload. `reroutable` as in [`Outgoing`].
+    pub fn try_send_frame(&self, frame: &Frame, reroutable: bool) -> Result<(), NotQueued> {
+        self.outbox.try_push_frame(frame, reroutable)
     }
 
     /// Queues a frame, waiting while the outbox is full; hands it back if

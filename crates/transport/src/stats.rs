@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use smartsock_framing::{Frame, PeerId};
+use smartsock_framing::PeerId;
 use tokio::time::Instant;
 
 use crate::event::{RefusedReason, Side};
-use crate::peer::{Incoming, Outgoing};
+use crate::peer::Incoming;
 
 /// Departed peers whose figures a snapshot still lists, newest first; older
 /// ones live on only in the totals. Peers come and go with new identities,
@@ -292,14 +292,7 @@ impl PeerCounters {
     }
 
     /// For the writer, once per write that succeeded: the messages it wrote.
-    pub(crate) fn wrote(&self, batch: &VecDeque<Outgoing>) {
-        let (mut n, mut bytes) = (0u64, 0u64);
-        for item in batch {
-            if let Frame::Data(payload) | Frame::DataReq { payload, .. } = &item.frame {
-                n += 1;
-                bytes += payload.len() as u64;
-            }
-        }
+    pub(crate) fn wrote(&self, n: u64, bytes: u64) {
         if n > 0 {
             add(&self.messages_out, n);
             add(&self.bytes_out, bytes);

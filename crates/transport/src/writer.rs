@@ -4,23 +4,16 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use smartsock_framing::{Frame, MsgId};
+use bytes::BytesMut;
+use smartsock_framing::{Frame, FrameHeader, MsgId};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, sleep_until};
-use tracing::warn;
 
 use crate::event::DisconnectReason;
-use crate::outbox::Outbox;
-use crate::peer::Outgoing;
+use crate::outbox::{Chunk, Outbox};
+use crate::reader::MAX_KEPT_BUFFER;
 use crate::shared::Shared;
 use crate::stats::PeerCounters;
-
-use crate::reader::{INITIAL_READ_BUFFER, MAX_KEPT_BUFFER, READ_CHUNK};
-
-/// Payloads at least this long are written from their own buffer (vectored
-/// write) instead of being copied into the batch buffer.
-const VECTORED_MIN: usize = 16 * 1024;
 
 /// Drains the outbox in batches, one write each (ACKs first); sends a
 /// HEARTBEAT after the heartbeat interval with nothing sent; on close,
@@ -30,12 +23,12 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     writer: &mut W,
     outbox: &Outbox,
     counters: &PeerCounters,
-    batch: &mut VecDeque<Outgoing>,
+    batch: &mut VecDeque<Chunk>,
     written: &mut u64,
     hello_sent: Instant,
 ) -> DisconnectReason {
     let config = &shared.config;
-    let mut encoder = BatchEncoder::new(config.max_frame_length);
+    let mut encoder = BatchEncoder::default();
     let mut acks = Vec::new();
     let idle = sleep_until(hello_sent + config.heartbeat_interval);
     tokio::pin!(idle);
@@ -44,10 +37,10 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
         let closing = tokio::select! {
             biased;
             () = shared.cancel.cancelled() => {
-                batch.extend(outbox.close(&mut acks));
+                batch.extend(outbox.close_chunks(&mut acks));
                 true
             }
-            open = std::future::poll_fn(|cx| outbox.poll_drain(cx, &shared.room, &mut acks, batch)) => {
+            open = std::future::poll_fn(|cx| outbox.poll_drain(cx, &shared.room, &mut acks, batch, &mut encoder.spare)) => {
                 if !open {
                     return DisconnectReason::Closing;
                 }
@@ -61,12 +54,12 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
         if let Err(e) = encoder.write(writer, &acks, batch, heartbeat).await {
             return DisconnectReason::Io(e.to_string());
         }
-        *written +=
-            batch.iter().filter(|item| matches!(item.frame, Frame::Data(_) | Frame::DataReq { .. })).count()
-                as u64;
-        counters.wrote(batch);
+        let (messages, bytes) =
+            batch.iter().fold((0, 0), |(n, b), chunk| (n + chunk.messages(), b + chunk.payload_bytes()));
+        *written += messages;
+        counters.wrote(messages, bytes);
         acks.clear();
-        batch.clear();
+        encoder.recycle(batch);
         if closing {
             // Half-close: the peer reads our end after everything we wrote;
             // the read side stays open (see `serve_in_span`).
@@ -84,72 +77,88 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     }
 }
 
-/// Turns a batch of frames into as few writes as the stream allows: small
-/// frames are encoded into one buffer; large payloads are not copied but
-/// written from their own `Bytes` with a vectored write.
+/// Writes a batch in as few writes as the stream allows: the ACKs and a
+/// heartbeat encoded here, then the outbox's chunks (runs of small frames
+/// that the senders encoded already, and large payloads from their own
+/// buffers), with one vectored write where the stream supports it.
+#[derive(Default)]
 struct BatchEncoder {
-    max_frame_length: usize,
-    buf: BytesMut,
-    segments: Vec<Bytes>,
+    /// ACKs and heartbeats; also where everything is copied for a stream
+    /// without vectored writes.
+    head: BytesMut,
+    /// The headers of the batch's large frames.
+    headers: Vec<FrameHeader>,
+    /// An emptied encode buffer, given back to the outbox for reuse.
+    spare: Option<BytesMut>,
 }
 
 impl BatchEncoder {
-    fn new(max_frame_length: usize) -> Self {
-        // Small until there is traffic: an idle connection should cost little.
-        Self { max_frame_length, buf: BytesMut::with_capacity(INITIAL_READ_BUFFER), segments: Vec::new() }
-    }
-
     async fn write<W: AsyncWrite + Unpin>(
         &mut self,
         writer: &mut W,
         acks: &[MsgId],
-        batch: &VecDeque<Outgoing>,
+        batch: &VecDeque<Chunk>,
         heartbeat: bool,
     ) -> io::Result<()> {
+        self.head.clear();
         for &id in acks {
-            Frame::Ack(id).encode_into(&mut self.buf);
+            Frame::Ack(id).encode_into(&mut self.head);
         }
         if heartbeat {
-            Frame::Heartbeat.encode_into(&mut self.buf);
+            Frame::Heartbeat.encode_into(&mut self.head);
         }
-        for item in batch {
-            let frame = &item.frame;
-            if frame.envelope_len() > self.max_frame_length {
-                // The layers above check sizes before queueing; this guard
-                // keeps a frame the peer would refuse from ever reaching it.
-                warn!(len = frame.envelope_len(), "dropping a frame over the maximum frame length");
-                continue;
-            }
-            let payload = frame.payload();
-            if payload.len() >= VECTORED_MIN {
-                self.buf.put_slice(&frame.header());
-                self.segments.push(self.buf.split().freeze());
-                self.segments.push(payload.clone());
-            } else {
-                frame.encode_into(&mut self.buf);
+        self.headers.clear();
+        self.headers.extend(batch.iter().filter_map(|chunk| match chunk {
+            Chunk::Own(item) => Some(item.frame.header()),
+            Chunk::Encoded { .. } => None,
+        }));
+        let mut headers = self.headers.iter();
+        let mut segments: Vec<&[u8]> = Vec::with_capacity(1 + 2 * batch.len());
+        if !self.head.is_empty() {
+            segments.push(&self.head);
+        }
+        for chunk in batch {
+            match chunk {
+                Chunk::Encoded { bytes, .. } => segments.push(bytes),
+                Chunk::Own(item) => {
+                    segments.push(headers.next().expect("a header per large frame"));
+                    segments.push(item.frame.payload());
+                }
             }
         }
-        if self.segments.is_empty() {
-            writer.write_all(&self.buf).await?;
-            self.buf.clear();
-            if self.buf.capacity() > MAX_KEPT_BUFFER {
-                // One burst of big frames must not pin its buffer for the
-                // connection's whole life.
-                self.buf = BytesMut::with_capacity(READ_CHUNK);
+        match segments.as_slice() {
+            [] => {}
+            [one] => writer.write_all(one).await?,
+            _ if writer.is_write_vectored() => write_all_vectored(writer, &mut segments).await?,
+            _ => {
+                // One write of a copy beats a write per segment.
+                let mut all = BytesMut::with_capacity(segments.iter().map(|s| s.len()).sum());
+                for segment in &segments {
+                    all.extend_from_slice(segment);
+                }
+                writer.write_all(&all).await?;
             }
-        } else {
-            if !self.buf.is_empty() {
-                self.segments.push(self.buf.split().freeze());
-            }
-            let result = write_all_vectored(writer, &mut self.segments).await;
-            self.segments.clear();
-            result?;
         }
         writer.flush().await
     }
+
+    /// Empties `batch`, keeping one encode buffer for the outbox to reuse.
+    fn recycle(&mut self, batch: &mut VecDeque<Chunk>) {
+        for chunk in batch.drain(..) {
+            if let (Chunk::Encoded { mut bytes, .. }, None) = (chunk, &self.spare) {
+                bytes.clear();
+                self.spare = Some(bytes);
+            }
+        }
+        if self.head.capacity() > MAX_KEPT_BUFFER {
+            self.head = BytesMut::new();
+        }
+    }
 }
 
-async fn write_all_vectored<W: AsyncWrite + Unpin>(writer: &mut W, segments: &mut [Bytes]) -> io::Result<()> {
+/// Writes every byte of `segments`, in order, with vectored writes of at
+/// most 64 slices each.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(writer: &mut W, segments: &mut [&[u8]]) -> io::Result<()> {
     let mut first = 0;
     while first < segments.len() {
         let slices: Vec<IoSlice<'_>> = segments[first..].iter().take(64).map(|s| IoSlice::new(s)).collect();
@@ -160,7 +169,7 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(writer: &mut W, segments: &mu
         while written > 0 {
             let segment = &mut segments[first];
             let step = written.min(segment.len());
-            segment.advance(step);
+            *segment = &segment[step..];
             written -= step;
             if segment.is_empty() {
                 first += 1;

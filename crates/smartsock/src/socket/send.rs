@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use smartsock_patterns::{Attempt, Destination, Message, SendError, SendErrorKind};
+use smartsock_patterns::{Destination, Message, Outcome, SendError, SendErrorKind};
 use tokio::sync::Mutex;
 use tokio::time::{Instant, timeout, timeout_at};
 use tower::{BoxError, Service};
@@ -58,25 +58,25 @@ impl Socket {
         // Read only if the send has to wait.
         let mut deadline = None;
         loop {
-            let attempt = match &self.inner.tracker {
-                None => peer_set.try_send(message)?,
+            let outcome = match &self.inner.tracker {
+                // The queues take copies: the message stays here, and no
+                // message value moves through the layers on the way.
+                None => peer_set.try_send_borrowed(&message),
                 Some(reliable) => match reliable.try_track(message) {
-                    Ok((tracked, request)) => match peer_set.try_send(request) {
-                        Ok(Attempt::Sent(peer)) => {
+                    Ok((tracked, request)) => match peer_set.try_send_borrowed(&request) {
+                        Ok(Outcome::Sent(peer)) => {
                             reliable.sent(tracked, peer);
                             return Ok(());
                         }
-                        Ok(Attempt::WouldWait(request)) => {
-                            Attempt::WouldWait(reliable.untrack(tracked, request))
+                        Ok(Outcome::WouldWait) => {
+                            message = reliable.untrack(tracked, request);
+                            Ok(Outcome::WouldWait)
                         }
-                        Ok(queued @ Attempt::Queued(_)) => {
+                        Ok(copies @ Outcome::CopiesWaiting(_)) => {
                             reliable.sent(tracked, None);
-                            queued
+                            return finish(copies).await;
                         }
-                        Err(e) => {
-                            let kind = e.kind().clone();
-                            return Err(send_error(kind, reliable.untrack(tracked, e.into_message())));
-                        }
+                        Err(kind) => return Err(send_error(kind, reliable.untrack(tracked, request))),
                     },
                     Err(back) if reliable.is_shut_down() => {
                         return Err(send_error(SendErrorKind::Closed, back));
@@ -91,15 +91,24 @@ impl Socket {
                     }
                 },
             };
-            message = match attempt {
-                Attempt::Sent(_) => return Ok(()),
-                Attempt::Queued(copies) => return Ok(copies.await?),
-                Attempt::WouldWait(message) => message,
-            };
+            match outcome {
+                Err(kind) => return Err(send_error(kind, message)),
+                Ok(Outcome::WouldWait) => {}
+                Ok(done) => return finish(done).await,
+            }
             if !within(peer_set.room_for(&message), limit, &mut deadline).await {
                 return Err(send_error(on_expiry, message));
             }
         }
+    }
+}
+
+/// The end of a send whose message is queued: at once, or once a publish's
+/// copies for full subscribers are queued.
+async fn finish(outcome: Outcome) -> Result<(), Error> {
+    match outcome {
+        Outcome::CopiesWaiting(copies) => Ok(copies.await?),
+        Outcome::Sent(_) | Outcome::WouldWait => Ok(()),
     }
 }
 
