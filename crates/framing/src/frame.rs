@@ -188,9 +188,21 @@ impl Frame {
     /// As [`Frame::header`].
     pub fn encode_into(&self, dst: &mut BytesMut) {
         let payload = self.payload();
-        let header = self.header();
-        dst.reserve(header.len() + payload.len());
-        dst.put_slice(&header);
+        let envelope_len = u32::try_from(self.envelope_len()).expect("frame longer than u32::MAX");
+        dst.reserve(LENGTH_PREFIX_LEN + envelope_len as usize);
+        // Field by field rather than through `header()`: fixed-size puts
+        // compile to plain stores, where a slice copy is a call (this runs
+        // once per small message on the send path).
+        dst.put_u32(envelope_len);
+        dst.put_u8(self.type_byte());
+        match self {
+            Self::Hello { version, identity } => {
+                dst.put_u8(*version);
+                dst.put_slice(identity.as_bytes());
+            }
+            Self::DataReq { id, .. } | Self::Ack(id) => dst.put_slice(id.as_bytes()),
+            _ => {}
+        }
         dst.put_slice(payload);
     }
 }

@@ -219,13 +219,6 @@ impl Shared {
         });
     }
 
-    /// Routes `message` now if that needs no waiting; otherwise says how to wait.
-    fn route_now(&self, message: &Message) -> Routed {
-        self.transport.with_peers(|peers| {
-            route(peers, &self.cursor, self.share(), message, &mut |peer| self.count_slow_drop(peer))
-        })
-    }
-
     /// One try at a send that does not wait: see [`PeerSet::try_send_borrowed`].
     fn try_send_borrowed(&self, message: &Message) -> Result<Outcome, SendErrorKind> {
         let max = self.transport.config().max_frame_length;
@@ -236,14 +229,27 @@ impl Shared {
         if self.transport.is_closed() {
             return Err(SendErrorKind::Closed);
         }
-        if !matches!(message.to, Destination::Peer(_)) && self.buffering() {
+        let by_identity = matches!(message.to, Destination::Peer(_));
+        // One look at the peers for both questions: any up, and where to.
+        let routed = if by_identity || !self.backlog_active.load(Ordering::Acquire) {
+            self.transport.with_peers(|peers| {
+                (by_identity || !peers.is_empty()).then(|| {
+                    route(peers, &self.cursor, self.share(), message, &mut |peer| self.count_slow_drop(peer))
+                })
+            })
+        } else {
+            None
+        };
+        let Some(routed) = routed else {
+            // No peer is up, or earlier messages are still waiting in the
+            // buffer: this one waits behind them, to keep send order.
             return match self.try_buffer(message.clone()) {
                 Ok(()) => Ok(Outcome::Sent(None)),
                 Err(_) if self.config.buffer_when_full == WhenFull::Drop => Err(SendErrorKind::BufferFull),
                 Err(_) => Ok(Outcome::WouldWait),
             };
-        }
-        match self.route_now(message) {
+        };
+        match routed {
             Routed::Done(peer) => Ok(Outcome::Sent(peer)),
             Routed::NoPeer => {
                 // Every peer turned out to be gone: the message waits for the next ones.

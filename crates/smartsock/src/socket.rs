@@ -16,7 +16,7 @@ use smartsock_patterns::{
 use smartsock_reliability::{
     AckTiming, AckToken, AtLeastOnce, AtLeastOnceHandle, AtLeastOnceLayer, ReceiveSide, Undelivered,
 };
-use smartsock_transport::{Event, Inbound, PeerInfo, Transport};
+use smartsock_transport::{Event, Inbound, PeerInfo, Transport, TryRecvError};
 use tokio::sync::{Mutex, OnceCell, mpsc};
 use tower::util::BoxService;
 use tower::{BoxError, Layer, ServiceExt};
@@ -300,13 +300,28 @@ impl Socket {
     /// [`wait_for_peers`](Socket::wait_for_peers) first, or set
     /// [`settle`](crate::SocketBuilder::settle).
     pub async fn send(&self, message: impl Into<Bytes>) -> Result<(), Error> {
-        self.dispatch(Message::new(message), self.inner.send_timeout, SendErrorKind::TimedOut).await
+        let mut message = Message::new(message);
+        if self.inner.stack.is_none() {
+            // The direct path resolves the send mode here; user layers do it
+            // themselves.
+            message.to = self.inner.destination;
+        }
+        match self.try_at_once(&message) {
+            Some(Ok(outcome)) => send::finish(outcome).await,
+            Some(Err(kind)) => Err(send::send_error(kind, message)),
+            None => self.dispatch(message, self.inner.send_timeout, SendErrorKind::TimedOut).await,
+        }
     }
 
     /// Sends a message to exactly the peer `to`, whatever the send mode.
     /// Fails at once, handing the message back, if no such peer is connected.
     pub async fn send_to(&self, to: PeerId, message: impl Into<Bytes>) -> Result<(), Error> {
-        self.dispatch(Message::to_peer(to, message), self.inner.send_timeout, SendErrorKind::TimedOut).await
+        let message = Message::to_peer(to, message);
+        match self.try_at_once(&message) {
+            Some(Ok(outcome)) => send::finish(outcome).await,
+            Some(Err(kind)) => Err(send::send_error(kind, message)),
+            None => self.dispatch(message, self.inner.send_timeout, SendErrorKind::TimedOut).await,
+        }
     }
 
     /// Sends a message only if that needs no waiting: if the queues it needs
@@ -338,9 +353,25 @@ impl Socket {
         self.recv_from().await.map(|(_, message)| message)
     }
 
+    /// A message already queued, if any, taken without making a future:
+    /// the usual case of a busy receiver.
+    fn take_queued(&self) -> Result<(PeerId, Bytes), TryRecvError> {
+        loop {
+            let incoming = self.inner.inbound.try_recv()?;
+            if let Some(message) = self.inner.receive.take(incoming) {
+                return Ok(message);
+            }
+        }
+    }
+
     /// Like [`recv`](Socket::recv), with the sender's identity (to answer it
     /// with [`send_to`](Socket::send_to)).
     pub async fn recv_from(&self) -> Option<(PeerId, Bytes)> {
+        match self.take_queued() {
+            Ok(message) => return Some(message),
+            Err(TryRecvError::Closed) => return None,
+            Err(_) => {}
+        }
         loop {
             let incoming = self.inner.inbound.recv().await.ok()?;
             // Acknowledges an at-least-once message now that it is taken,

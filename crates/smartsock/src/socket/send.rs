@@ -15,6 +15,20 @@ use super::{SendStack, Socket};
 use crate::Error;
 
 impl Socket {
+    /// The usual send, before any future is made: an at-most-once socket
+    /// without user layers queues `message` at once when the queues have
+    /// room. `None`: not done, go the whole way ([`dispatch`](Socket::dispatch)).
+    pub(super) fn try_at_once(&self, message: &Message) -> Option<Result<Outcome, SendErrorKind>> {
+        let inner = &self.inner;
+        if inner.stack.is_some() || inner.tracker.is_some() || inner.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        match inner.peer_set.try_send_borrowed(message) {
+            Ok(Outcome::WouldWait) => None,
+            done => Some(done),
+        }
+    }
+
     /// Hands `message` to the send stack, waiting for room up to `limit`.
     pub(crate) async fn dispatch(
         &self,
@@ -105,7 +119,7 @@ impl Socket {
 
 /// The end of a send whose message is queued: at once, or once a publish's
 /// copies for full subscribers are queued.
-async fn finish(outcome: Outcome) -> Result<(), Error> {
+pub(super) async fn finish(outcome: Outcome) -> Result<(), Error> {
     match outcome {
         Outcome::CopiesWaiting(copies) => Ok(copies.await?),
         Outcome::Sent(_) | Outcome::WouldWait => Ok(()),
