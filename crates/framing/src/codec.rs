@@ -104,7 +104,7 @@
 //! # Ok::<(), smartsock_framing::FrameError>(())
 //! ```
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::{Frame, FrameError, FrameKind, LENGTH_PREFIX_LEN, MsgId, PeerId};
@@ -178,7 +178,6 @@ impl Codec {
         if length == 0 {
             return Err(FrameError::EmptyEnvelope);
         }
-        src.advance(LENGTH_PREFIX_LEN);
         Ok(Some(length as usize))
     }
 }
@@ -224,7 +223,15 @@ impl Decoder for Codec {
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         let length = match self.state {
             DecodeState::Head => match self.decode_head(src)? {
+                Some(length) if src.len() >= LENGTH_PREFIX_LEN + length => {
+                    // The whole frame is here (the usual case): one split, and
+                    // the prefix skipped on the `Bytes`, where skipping is cheap.
+                    let mut frame = src.split_to(LENGTH_PREFIX_LEN + length).freeze();
+                    frame.advance(LENGTH_PREFIX_LEN);
+                    return parse_envelope(frame).map(Some);
+                }
                 Some(length) => {
+                    src.advance(LENGTH_PREFIX_LEN);
                     self.state = DecodeState::Data(length);
                     length
                 }
@@ -236,7 +243,7 @@ impl Decoder for Codec {
             return Ok(None);
         }
         self.state = DecodeState::Head;
-        parse_envelope(src.split_to(length)).map(Some)
+        parse_envelope(src.split_to(length).freeze()).map(Some)
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
@@ -252,10 +259,10 @@ impl Decoder for Codec {
 }
 
 /// Turns one complete envelope (type byte and body) into a frame.
-fn parse_envelope(mut envelope: BytesMut) -> Result<Frame, FrameError> {
+fn parse_envelope(mut envelope: Bytes) -> Result<Frame, FrameError> {
     let type_byte = envelope.get_u8();
     let Some(kind) = FrameKind::from_type_byte(type_byte) else {
-        return Ok(Frame::Unknown { kind: type_byte, body: envelope.freeze() });
+        return Ok(Frame::Unknown { kind: type_byte, body: envelope });
     };
     let bad_body = |expected| FrameError::BadBody { kind, actual: envelope.len(), expected };
     let frame = match kind {
@@ -269,14 +276,14 @@ fn parse_envelope(mut envelope: BytesMut) -> Result<Frame, FrameError> {
         // The protocol gives a heartbeat no body; a body is ignored rather
         // than refused, since nothing in it could be misread.
         FrameKind::Heartbeat => Frame::Heartbeat,
-        FrameKind::Data => Frame::Data(envelope.freeze()),
+        FrameKind::Data => Frame::Data(envelope),
         FrameKind::DataReq => {
             if envelope.len() < 16 {
                 return Err(bad_body("at least 16"));
             }
             let id = MsgId::from_bytes(take_id(&envelope));
             envelope.advance(16);
-            Frame::DataReq { id, payload: envelope.freeze() }
+            Frame::DataReq { id, payload: envelope }
         }
         FrameKind::Ack => {
             if envelope.len() != 16 {

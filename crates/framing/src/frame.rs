@@ -165,18 +165,24 @@ impl Frame {
     /// a [`Codec`](crate::Codec)'s maximum can be.
     pub fn header(&self) -> FrameHeader {
         let envelope_len = u32::try_from(self.envelope_len()).expect("frame longer than u32::MAX");
-        let mut header = FrameHeader { bytes: [0; MAX_HEADER_LEN], len: 0 };
-        header.push(&envelope_len.to_be_bytes());
-        header.push(&[self.type_byte()]);
-        match self {
+        // Fields at fixed places: constant-size copies compile to plain
+        // stores (this runs once per message on the send path).
+        let mut bytes = [0; MAX_HEADER_LEN];
+        bytes[..4].copy_from_slice(&envelope_len.to_be_bytes());
+        bytes[4] = self.type_byte();
+        let len = match self {
             Self::Hello { version, identity } => {
-                header.push(&[*version]);
-                header.push(identity.as_bytes());
+                bytes[5] = *version;
+                bytes[6..22].copy_from_slice(identity.as_bytes());
+                22
             }
-            Self::DataReq { id, .. } | Self::Ack(id) => header.push(id.as_bytes()),
-            _ => {}
-        }
-        header
+            Self::DataReq { id, .. } | Self::Ack(id) => {
+                bytes[5..21].copy_from_slice(id.as_bytes());
+                21
+            }
+            _ => 5,
+        };
+        FrameHeader { bytes, len }
     }
 
     /// Appends the whole frame to `dst`.
@@ -188,21 +194,9 @@ impl Frame {
     /// As [`Frame::header`].
     pub fn encode_into(&self, dst: &mut BytesMut) {
         let payload = self.payload();
-        let envelope_len = u32::try_from(self.envelope_len()).expect("frame longer than u32::MAX");
-        dst.reserve(LENGTH_PREFIX_LEN + envelope_len as usize);
-        // Field by field rather than through `header()`: fixed-size puts
-        // compile to plain stores, where a slice copy is a call (this runs
-        // once per small message on the send path).
-        dst.put_u32(envelope_len);
-        dst.put_u8(self.type_byte());
-        match self {
-            Self::Hello { version, identity } => {
-                dst.put_u8(*version);
-                dst.put_slice(identity.as_bytes());
-            }
-            Self::DataReq { id, .. } | Self::Ack(id) => dst.put_slice(id.as_bytes()),
-            _ => {}
-        }
+        let header = self.header();
+        dst.reserve(header.len() + payload.len());
+        dst.put_slice(&header);
         dst.put_slice(payload);
     }
 }
@@ -232,14 +226,6 @@ impl fmt::Debug for Frame {
 pub struct FrameHeader {
     bytes: [u8; MAX_HEADER_LEN],
     len: u8,
-}
-
-impl FrameHeader {
-    fn push(&mut self, part: &[u8]) {
-        let start = usize::from(self.len);
-        self.bytes[start..start + part.len()].copy_from_slice(part);
-        self.len += part.len() as u8;
-    }
 }
 
 impl Deref for FrameHeader {

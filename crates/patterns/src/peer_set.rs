@@ -460,6 +460,7 @@ impl PeerSet {
     /// the caller keeps the message whatever the outcome, and no message
     /// moves through the call. Fails at once, with the reason only, for a
     /// message that can never go.
+    #[inline]
     pub fn try_send_borrowed(&self, message: &Message) -> Result<Outcome, SendErrorKind> {
         self.shared.try_send_borrowed(message)
     }

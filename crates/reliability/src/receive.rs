@@ -101,6 +101,7 @@ impl ReceiveSide {
 
     /// Acknowledges `incoming` if it asks for it, then returns what the
     /// application should see: `None` for a repeat.
+    #[inline]
     pub fn take(&self, incoming: Incoming) -> Option<(PeerId, Bytes)> {
         let Incoming { peer, payload, request, .. } = incoming;
         if let Some(ack) = request {

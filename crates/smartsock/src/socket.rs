@@ -309,7 +309,9 @@ impl Socket {
         match self.try_at_once(&message) {
             Some(Ok(outcome)) => send::finish(outcome).await,
             Some(Err(kind)) => Err(send::send_error(kind, message)),
-            None => self.dispatch(message, self.inner.send_timeout, SendErrorKind::TimedOut).await,
+            // Boxed: a send's future is moved into its caller's, so the
+            // usual one must stay small; this one waits anyway.
+            None => Box::pin(self.dispatch(message, self.inner.send_timeout, SendErrorKind::TimedOut)).await,
         }
     }
 
@@ -320,7 +322,9 @@ impl Socket {
         match self.try_at_once(&message) {
             Some(Ok(outcome)) => send::finish(outcome).await,
             Some(Err(kind)) => Err(send::send_error(kind, message)),
-            None => self.dispatch(message, self.inner.send_timeout, SendErrorKind::TimedOut).await,
+            // Boxed: a send's future is moved into its caller's, so the
+            // usual one must stay small; this one waits anyway.
+            None => Box::pin(self.dispatch(message, self.inner.send_timeout, SendErrorKind::TimedOut)).await,
         }
     }
 

@@ -117,6 +117,7 @@ impl Inbound {
     }
 
     /// The next message if one is queued now.
+    #[inline]
     pub fn try_recv(&self) -> Result<Incoming, TryRecvError> {
         let mut state = self.shared.lock();
         let Some(message) = state.queue.pop_front() else {

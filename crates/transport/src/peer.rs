@@ -55,6 +55,7 @@ pub struct PeerHandle {
 
 impl PeerHandle {
     /// The peer's identity.
+    #[inline]
     pub fn id(&self) -> PeerId {
         self.id
     }
@@ -79,6 +80,7 @@ impl PeerHandle {
     /// below its marks: the copy of a small frame is its encoding (the
     /// payload is let go by the caller, on its own thread), a large one
     /// shares its payload. `reroutable` as in [`Outgoing`].
+    #[inline]
     pub fn try_send_frame(&self, frame: &Frame, reroutable: bool) -> Result<(), NotQueued> {
         self.outbox.try_push_frame(frame, reroutable)
     }

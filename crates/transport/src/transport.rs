@@ -138,6 +138,7 @@ impl Transport {
     }
 
     /// The settings this transport runs with.
+    #[inline]
     pub fn config(&self) -> &TransportConfig {
         &self.shared.config
     }
@@ -469,6 +470,7 @@ impl Transport {
     }
 
     /// Whether [`close`](Transport::close) has been called.
+    #[inline]
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
     }
