@@ -96,6 +96,11 @@ impl Hasher for SeqHasher {
 
 type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
 
+/// Maps by peer identity, touched once or twice per message: a fast hash,
+/// seeded per map so that peers (who choose their identities) cannot aim
+/// at its collisions; the maps hold at most one entry per peer.
+pub(crate) type PeerMap<V> = HashMap<PeerId, V, foldhash::fast::RandomState>;
+
 /// One message waiting for its ACK.
 pub(crate) struct Pending {
     /// The DATA_REQ, as sent.
@@ -142,10 +147,10 @@ pub(crate) struct Table {
     pub(crate) driver_idle: bool,
     /// The driver's last cut time: the coarse "now" of ACKs.
     pub(crate) last_cut: Instant,
-    pub(crate) progress: HashMap<PeerId, Progress>,
+    pub(crate) progress: PeerMap<Progress>,
     /// Pending messages per peer they last went to (when known): the load
     /// a least-loaded route counts.
-    pub(crate) outstanding: HashMap<PeerId, usize>,
+    pub(crate) outstanding: PeerMap<usize>,
 }
 
 impl Table {
@@ -156,9 +161,18 @@ impl Table {
 
     /// A pending message no longer counts against `peer` (if it did).
     pub(crate) fn release(&mut self, peer: Option<PeerId>) {
-        let Some(peer) = peer else { return };
+        if let Some(peer) = peer {
+            self.release_many(peer, 1);
+        }
+    }
+
+    /// `n` pending messages no longer count against `peer`.
+    fn release_many(&mut self, peer: PeerId, n: usize) {
+        if n == 0 {
+            return;
+        }
         if let std::collections::hash_map::Entry::Occupied(mut entry) = self.outstanding.entry(peer) {
-            *entry.get_mut() -= 1;
+            *entry.get_mut() = entry.get().saturating_sub(n);
             if *entry.get() == 0 {
                 entry.remove();
             }
@@ -208,8 +222,8 @@ impl Core {
                 resends: VecDeque::new(),
                 driver_idle: false,
                 last_cut: Instant::now(),
-                progress: HashMap::new(),
-                outstanding: HashMap::new(),
+                progress: PeerMap::default(),
+                outstanding: PeerMap::default(),
             }),
             stats: AtLeastOnceStats::default(),
             room_signal: Arc::new(Notify::new()),
@@ -373,6 +387,8 @@ impl AckSink for Core {
         let mut unknown = 0;
         let mut acked = 0u64;
         let mut newest = None;
+        // Every ACK here is from `peer`: its count is settled once.
+        let mut released = 0;
         let mut table = self.table();
         for &id in ids {
             let Some(seq) = self.seq_of(id) else {
@@ -384,14 +400,14 @@ impl AckSink for Core {
                 // (when the route said which).
                 Some(entry) if entry.peer.is_none_or(|to| to == peer) => {
                     newest = newest.max(Some(entry.order));
-                    let to = entry.peer;
+                    released += usize::from(entry.peer.is_some());
                     table.pending.remove(&seq);
-                    table.release(to);
                     acked += 1;
                 }
                 _ => unknown += 1,
             }
         }
+        table.release_many(peer, released);
         if let Some(newest) = newest {
             if table.progress.len() >= MAX_PEERS_TRACKED && !table.progress.contains_key(&peer) {
                 table.progress.clear();

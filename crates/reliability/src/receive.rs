@@ -27,7 +27,9 @@ use tracing::debug;
 #[derive(Debug)]
 pub struct DuplicateFilter {
     capacity: usize,
-    seen: HashSet<(PeerId, MsgId)>,
+    /// A fast hash, seeded per filter: peers choose their ids, but cannot
+    /// see the seed to aim at collisions (and the window is bounded).
+    seen: HashSet<(PeerId, MsgId), foldhash::fast::RandomState>,
     order: VecDeque<(PeerId, MsgId)>,
 }
 
@@ -35,7 +37,11 @@ impl DuplicateFilter {
     /// A filter remembering the last `capacity` messages (at least 1).
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
-        Self { capacity, seen: HashSet::with_capacity(capacity), order: VecDeque::with_capacity(capacity) }
+        Self {
+            capacity,
+            seen: HashSet::with_capacity_and_hasher(capacity, foldhash::fast::RandomState::default()),
+            order: VecDeque::with_capacity(capacity),
+        }
     }
 
     /// Whether the message is in the window, without recording it.
