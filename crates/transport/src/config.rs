@@ -204,7 +204,9 @@ pub struct TransportConfig {
     /// takes the message). Default: false.
     pub ack_on_arrival: bool,
     /// Connection events kept for a slow [`events`](crate::Transport::events)
-    /// reader before the oldest are overwritten. Default: 1024.
+    /// reader before the oldest are overwritten; drops are kept apart, as at
+    /// most this many tallies (one per peer and reason, whatever the number
+    /// of messages), so they never overwrite connection events. Default: 1024.
     pub event_capacity: usize,
     /// The TLS server configuration for `tls://` and `wss://` binds (feature
     /// `tls`): hand in your own, or make one with

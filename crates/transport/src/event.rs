@@ -174,7 +174,7 @@ impl fmt::Display for TlsFailure {
 }
 
 /// Why messages were dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DropReason {
     /// A publish subscriber's outbox was full (the slow-subscriber policy).

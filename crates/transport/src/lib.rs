@@ -91,7 +91,10 @@
 //! (address, [`RefusedReason`]: version, duplicate identity, own identity,
 //! timeout, malformed, too many peers, i/o, TLS ([`TlsFailure`]), unknown
 //! first byte, WebSocket, identity not certified), `Reconnecting` (address,
-//! attempt, delay) and `Dropped` (count, [`DropReason`]).
+//! attempt, delay) and `Dropped` (count, [`DropReason`]). Each stream keeps
+//! its own bounded queue; drops are tallied there per peer and reason while
+//! unread (one event, its count growing), so a flood of drops never pushes a
+//! connection event out.
 //!
 //! # Stats
 //!
