@@ -148,7 +148,9 @@
 //! read buffer (up to twice the frame being received, at most
 //! 2 × `max_frame_length`); and, in the routing layer above, the no-peer
 //! buffer (64 MiB). An idle
-//! connection costs a 4 KiB read buffer and its write buffer. Lower
+//! connection costs its task (about 3 KiB), 512-byte read and write buffers
+//! (a connection whose reads fill its buffer reads 64 KiB chunks from then
+//! on) and its records: under 10 KiB in all (`cargo xtask idle`). Lower
 //! `max_frame_length` and `max_peers` to bound the per-peer part tighter.
 //!
 //! # Errors

@@ -29,8 +29,10 @@ const MAX_FRAMES_PER_TURN: usize = 4096;
 /// in a second (an honest peer sends one HEARTBEAT per interval) before it
 /// is closed as a flood.
 pub const MAX_CONTROL_FRAMES_PER_SECOND: usize = 1024;
-/// The read buffer of a new connection, before any traffic.
-pub(crate) const INITIAL_READ_BUFFER: usize = 4 * 1024;
+/// The read buffer of a new connection, before any traffic: HELLO and
+/// HEARTBEATs fit, so an idle connection never needs more. The first read
+/// that fills it makes the connection read [`READ_CHUNK`]s.
+pub(crate) const INITIAL_READ_BUFFER: usize = 512;
 /// Buffer capacity kept between large frames or batches; more is given back.
 pub(crate) const MAX_KEPT_BUFFER: usize = 1024 * 1024;
 
@@ -72,6 +74,9 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
         PerSecond::new(MAX_CONTROL_FRAMES_PER_SECOND, "HEARTBEAT, HELLO or unknown frames");
     // Whether the read buffer has grown past what is kept between frames.
     let mut oversized = false;
+    // The room a read gets between frames: an idle connection (HEARTBEATs
+    // only) keeps its small first buffer; a busy one reads big chunks.
+    let mut chunk = INITIAL_READ_BUFFER;
     // Since the liveness clock last looked: bytes arrived / a frame completed.
     let (mut bytes_arrived, mut frame_completed) = (false, false);
     loop {
@@ -213,21 +218,21 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
         } else {
             (config.inbound_lookahead - waiting_bytes - progress) as u64
         };
-        size_read_buffer(read_buf, codec.envelope_in_progress(), &mut oversized);
+        size_read_buffer(read_buf, codec.envelope_in_progress(), &mut oversized, chunk);
+        let spare = (read_buf.capacity() - read_buf.len()) as u64;
         deadline.as_mut().reset(liveness.deadline(progress));
         let mut limited = (&mut *reader).take(limit);
         tokio::select! {
             read = limited.read_buf(read_buf) => {
-                let ended = match read {
-                    Ok(0) => true,
+                let n = match read {
+                    Ok(n) => n,
                     // A TLS stream that ends without close_notify is still
                     // its end for the frames inside: a cut frame shows in
                     // `decode_eof` below.
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => true,
-                    Ok(_) => false,
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
                     Err(e) => return DisconnectReason::Io(e.to_string()),
                 };
-                if ended {
+                if n == 0 {
                     // What was read before the end still goes up.
                     if !waiting.is_empty() && !shared.inbound.push_batch(&mut waiting).await {
                         return DisconnectReason::Closing;
@@ -238,6 +243,10 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                     };
                 }
                 bytes_arrived = true;
+                if n as u64 >= spare.min(limit) {
+                    // The peer has more to say than fits: read big from now on.
+                    chunk = READ_CHUNK;
+                }
             }
             // The application made room: offer what waits again.
             () = room.as_mut(), if !waiting.is_empty() => {}
@@ -327,7 +336,11 @@ impl Liveness {
 /// the bytes received, not the length announced. Once a buffer has grown past
 /// [`MAX_KEPT_BUFFER`] (`oversized` remembers it), it is given back as soon
 /// as what is buffered and the frame in progress fit a small one again.
-fn size_read_buffer(read_buf: &mut BytesMut, envelope: Option<usize>, oversized: &mut bool) {
+///
+/// Between frames, a read gets `chunk` bytes of room (a quarter of it at
+/// least): small while the connection is quiet, [`READ_CHUNK`] once a read
+/// has filled the room it had.
+fn size_read_buffer(read_buf: &mut BytesMut, envelope: Option<usize>, oversized: &mut bool, chunk: usize) {
     *oversized |= read_buf.capacity() > MAX_KEPT_BUFFER;
     let needed = envelope.map_or(read_buf.len(), |envelope| envelope.max(read_buf.len()));
     if *oversized && needed < READ_CHUNK {
@@ -351,8 +364,8 @@ fn size_read_buffer(read_buf: &mut BytesMut, envelope: Option<usize>, oversized:
             }
         }
         _ => {
-            if spare < READ_CHUNK / 4 {
-                read_buf.reserve(READ_CHUNK);
+            if spare < chunk / 4 {
+                read_buf.reserve(chunk);
             }
         }
     }
@@ -444,7 +457,7 @@ mod tests {
             while let Some(frame) = codec.decode(buf).expect("well-formed") {
                 frames.push(frame);
             }
-            size_read_buffer(buf, codec.envelope_in_progress(), &mut oversized);
+            size_read_buffer(buf, codec.envelope_in_progress(), &mut oversized, READ_CHUNK);
             largest = largest.max(buf.capacity());
             if *sent == available {
                 return (frames, largest);

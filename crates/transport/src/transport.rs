@@ -63,7 +63,7 @@ pub struct TransportParts {
 /// [`detached`](Transport::detached) do not count).
 #[derive(Clone)]
 pub struct Transport {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     close_on_drop: Option<Arc<CloseOnDrop>>,
 }
 
