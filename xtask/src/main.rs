@@ -1,6 +1,8 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `ci`: everything CI checks, in the order a failure is cheapest to find.
+//! - `idle [--connections N] [--hold SECS]`: N idle connections to one
+//!   bind end, and its memory per connection.
 //! - `fuzz [--time SECS]`: runs the framing decoder's fuzz target (needs
 //!   `cargo install cargo-fuzz`; works on stable through `RUSTC_BOOTSTRAP`).
 //!
