@@ -184,9 +184,10 @@ pub struct TransportConfig {
     /// never cut for taking longer than the heartbeat timeout, while a peer
     /// dripping a frame (a byte every few seconds, to keep a connection slot)
     /// is cut about one heartbeat timeout after the frame began, as a silent
-    /// one is. Any frame shorter than `heartbeat_timeout` × this rate always
-    /// has time to arrive. Default: 64 KiB/s (a 16 MiB frame may take up to
-    /// 271 s with the default timeout).
+    /// one is. A frame that arrives within `heartbeat_timeout` of its first
+    /// byte is never cut by this rule, nor is one that keeps up this rate.
+    /// Default: 64 KiB/s (a 16 MiB frame may take up to 271 s with the
+    /// default timeout).
     pub min_receive_rate: u64,
     /// Time one TCP connect try may take. Default: 5 s.
     pub connect_timeout: Duration,
