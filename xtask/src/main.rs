@@ -1,6 +1,8 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `ci`: everything CI checks, in the order a failure is cheapest to find.
+//! - `idle [--connections N] [--hold SECS]`: N idle connections to one
+//!   bind end, and its memory per connection.
 //! - `fuzz [--time SECS]`: runs the framing decoder's fuzz target (needs
 //!   `cargo install cargo-fuzz`; works on stable through `RUSTC_BOOTSTRAP`).
 //!
@@ -17,6 +19,7 @@ mod bench;
 mod ci;
 mod examples;
 mod fuzz;
+mod idle;
 mod interop;
 mod loom;
 
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
         Some("interop") => interop::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("loom") => loom::run(&args[1..]),
+        Some("idle") => idle::run(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match outcome {
@@ -51,6 +55,9 @@ commands:
   interop            run the interop scenarios against aiomsg from PyPI
   bench              side-by-side benchmarks against libzmq and the zeromq crate
   loom               the loom model of the send core (every interleaving)
+  idle [--connections N] [--hold SECS]
+                     N idle connections (default 10000) to one bind end:
+                     its memory (RSS) per connection
   fuzz [--time SECS] fuzz the frame decoder (default 60 s)";
 
 /// The workspace root: xtask lives one folder below it.

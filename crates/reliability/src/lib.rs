@@ -94,12 +94,15 @@
 //!   pending table lives in memory.
 //! - **Backpressure.** At most [`AtLeastOnceConfig::max_in_flight`] messages
 //!   are pending; at the limit the service is not ready and sends wait.
-//!   ACKs arrive in the same byte stream as the peer's messages, behind them:
-//!   a socket that stops taking received messages also stops reading the
-//!   ACKs that would let its sends go on. So if one task both sends
-//!   at-least-once and receives, do not let it block in a send while
-//!   messages wait to be received: receive in another task (or use
-//!   `try_send` / a send timeout). ACKs going out have a lane of their own
+//!   ACKs arrive in the same byte stream as the peer's messages, behind them.
+//!   While the receive queue is full, the transport reads on past the
+//!   messages waiting for room (up to `inbound_lookahead`, 128 KiB per
+//!   connection by default) for the ACKs behind them, so a socket that
+//!   stops taking received messages still hears its ACKs, unless more than
+//!   that much data is in front of them. So if one task both sends
+//!   at-least-once and receives, still do not let it block in a send while
+//!   a flood of messages waits to be received: receive in another task (or
+//!   use `try_send` / a send timeout). ACKs going out have a lane of their own
 //!   on each connection, written before data, so a busy sender never holds
 //!   back the ACKs it owes.
 //!

@@ -160,6 +160,18 @@ impl SocketBuilder {
         self
     }
 
+    /// Bytes per second a message still arriving must keep up, on average,
+    /// for its bytes to count as life for the heartbeat timeout: a message
+    /// that is still incomplete one heartbeat timeout plus its bytes so far
+    /// at this rate after it began is cut
+    /// ([`DisconnectReason::TooSlow`](crate::DisconnectReason::TooSlow)).
+    /// Large messages over slow links arrive however long they take above
+    /// this rate. Default: 64 KiB/s.
+    pub fn min_receive_rate(mut self, bytes_per_second: u64) -> Self {
+        self.transport.min_receive_rate = bytes_per_second;
+        self
+    }
+
     /// Time a new connection has to complete its handshake. Default: 10 s.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.transport.handshake_timeout = timeout;
@@ -193,6 +205,16 @@ impl SocketBuilder {
     /// Default: 1024.
     pub fn receive_queue(mut self, messages: usize) -> Self {
         self.transport.inbound_capacity = messages;
+        self
+    }
+
+    /// While the receive queue is full, each connection reads on up to this
+    /// many bytes past the messages waiting for room, for the ACKs (and
+    /// HEARTBEATs) behind them: a socket whose application stops taking
+    /// messages still hears the ACKs for what it sent. 0 stops reading at
+    /// once. Default: 128 KiB.
+    pub fn receive_lookahead(mut self, bytes: usize) -> Self {
+        self.transport.inbound_lookahead = bytes;
         self
     }
 

@@ -457,7 +457,10 @@ impl Socket {
 
     /// Connection events from now on: peers connecting and disconnecting,
     /// refused handshakes, reconnection tries, drops. A watcher that falls
-    /// more than 1024 events behind misses the oldest (a warning is logged).
+    /// more than 1024 connection events behind misses the oldest (a warning
+    /// is logged). Drops come as one `Dropped` event per peer and reason,
+    /// its count growing while it is unread, so they never push connection
+    /// events out; [`stats`](Socket::stats) counts every drop.
     pub fn events(&self) -> BoxStream<'static, Event> {
         futures::stream::unfold(self.inner.transport.events(), |mut events| async move {
             loop {

@@ -17,6 +17,12 @@ pub const DEFAULT_OUTBOX_BYTES: usize = 8 * 1024 * 1024;
 /// Default [`TransportConfig::inbound_bytes`]: 64 MiB per socket.
 pub const DEFAULT_INBOUND_BYTES: usize = 64 * 1024 * 1024;
 
+/// Default [`TransportConfig::min_receive_rate`]: 64 KiB/s.
+pub const DEFAULT_MIN_RECEIVE_RATE: u64 = 64 * 1024;
+
+/// Default [`TransportConfig::inbound_lookahead`]: 128 KiB per connection.
+pub const DEFAULT_INBOUND_LOOKAHEAD: usize = 128 * 1024;
+
 /// The longest time a setting may ask for: one year. Longer deadlines would
 /// overflow the clock; to all intents, a year is "never".
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
@@ -127,6 +133,17 @@ pub struct TransportConfig {
     /// large message may pass the mark); at the mark reading stops, as at
     /// `inbound_capacity`. Default: 64 MiB.
     pub inbound_bytes: usize,
+    /// While the inbound queue is full, a connection reads on, for the ACKs
+    /// and HEARTBEATs behind the messages waiting for room, as long as it
+    /// holds fewer than this many bytes: the payloads of its messages
+    /// waiting for room plus the bytes of the frame in progress. A read never
+    /// takes it past this bound; at the bound, reading stops (TCP pushes back)
+    /// until the application takes a message, and the peer's silence is not
+    /// held against it meanwhile. So a socket whose application stops
+    /// taking messages still hears the ACKs for the messages it sent, up to
+    /// this much data in front of them. 0 turns the look-ahead off (a full
+    /// queue stops reading at once). Default: 128 KiB.
+    pub inbound_lookahead: usize,
     /// ACKs queued, in each direction: ACKs received and waiting for the
     /// reliability layer (one queue per socket), and ACKs waiting to be
     /// written (one lane per connection, written before any data). When
@@ -155,8 +172,23 @@ pub struct TransportConfig {
     pub handshake_timeout: Duration,
     /// Send a HEARTBEAT after this long with nothing sent. Default: 5 s.
     pub heartbeat_interval: Duration,
-    /// Tear a connection down after this long with nothing received. Default: 15 s.
+    /// Tear a connection down after this long with nothing received: not
+    /// one byte (a frame still arriving counts, within
+    /// [`min_receive_rate`](Self::min_receive_rate)). Default: 15 s.
     pub heartbeat_timeout: Duration,
+    /// Bytes per second a frame in progress must keep up, on average, for its
+    /// bytes to count as life: a frame whose first byte arrived at `t` is
+    /// cut ([`DisconnectReason::TooSlow`](crate::DisconnectReason::TooSlow))
+    /// once `heartbeat_timeout` plus its bytes received so far at this rate
+    /// has passed since `t`. So a large frame on a slow but honest link is
+    /// never cut for taking longer than the heartbeat timeout, while a peer
+    /// dripping a frame (a byte every few seconds, to keep a connection slot)
+    /// is cut about one heartbeat timeout after the frame began, as a silent
+    /// one is. A frame that arrives within `heartbeat_timeout` of its first
+    /// byte is never cut by this rule, nor is one that keeps up this rate.
+    /// Default: 64 KiB/s (a 16 MiB frame may take up to 271 s with the
+    /// default timeout).
+    pub min_receive_rate: u64,
     /// Time one TCP connect try may take. Default: 5 s.
     pub connect_timeout: Duration,
     /// Delay between connect tries. Default: fixed 100 ms.
@@ -173,7 +205,9 @@ pub struct TransportConfig {
     /// takes the message). Default: false.
     pub ack_on_arrival: bool,
     /// Connection events kept for a slow [`events`](crate::Transport::events)
-    /// reader before the oldest are overwritten. Default: 1024.
+    /// reader before the oldest are overwritten; drops are kept apart, as at
+    /// most this many tallies (one per peer and reason, whatever the number
+    /// of messages), so they never overwrite connection events. Default: 1024.
     pub event_capacity: usize,
     /// The TLS server configuration for `tls://` and `wss://` binds (feature
     /// `tls`): hand in your own, or make one with
@@ -218,6 +252,7 @@ impl Default for TransportConfig {
             outbox_bytes: DEFAULT_OUTBOX_BYTES,
             inbound_capacity: 1024,
             inbound_bytes: DEFAULT_INBOUND_BYTES,
+            inbound_lookahead: DEFAULT_INBOUND_LOOKAHEAD,
             ack_capacity: 4096,
             max_peers: 1024,
             max_peers_per_address: 256,
@@ -226,6 +261,7 @@ impl Default for TransportConfig {
             handshake_timeout: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(5),
             heartbeat_timeout: Duration::from_secs(15),
+            min_receive_rate: DEFAULT_MIN_RECEIVE_RATE,
             connect_timeout: Duration::from_secs(5),
             reconnect: ReconnectStrategy::default(),
             linger: Duration::from_secs(5),
@@ -271,6 +307,11 @@ impl TransportConfig {
             if !bytes && value > MAX_CAPACITY {
                 return Err(TransportError::InvalidConfig(format!("{name} must be at most {MAX_CAPACITY}")));
             }
+        }
+        if self.min_receive_rate == 0 {
+            return Err(TransportError::InvalidConfig(
+                "min_receive_rate must be at least 1 byte per second".into(),
+            ));
         }
         if self.max_frame_length > u32::MAX as usize {
             return Err(TransportError::InvalidConfig("max_frame_length must fit in u32".into()));

@@ -31,6 +31,11 @@ pub enum DisconnectReason {
     PeerClosed,
     /// Nothing was received for the heartbeat timeout.
     HeartbeatTimeout,
+    /// A frame arrived slower than
+    /// [`TransportConfig::min_receive_rate`](crate::TransportConfig::min_receive_rate)
+    /// allows: still incomplete one heartbeat timeout plus its bytes at that
+    /// rate after it began.
+    TooSlow,
     /// The peer broke the protocol (the text says how); its connection was closed.
     Protocol(String),
     /// Reading or writing failed (the text is the OS error).
@@ -44,6 +49,7 @@ impl fmt::Display for DisconnectReason {
         match self {
             Self::PeerClosed => f.write_str("the peer closed the connection"),
             Self::HeartbeatTimeout => f.write_str("nothing received within the heartbeat timeout"),
+            Self::TooSlow => f.write_str("a frame arrived slower than the minimum receive rate"),
             Self::Protocol(what) => write!(f, "protocol error: {what}"),
             Self::Io(what) => write!(f, "i/o error: {what}"),
             Self::Closing => f.write_str("the socket is closing"),
@@ -168,7 +174,7 @@ impl fmt::Display for TlsFailure {
 }
 
 /// Why messages were dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DropReason {
     /// A publish subscriber's outbox was full (the slow-subscriber policy).

@@ -8,9 +8,11 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 
 use crate::peer::Incoming;
 
@@ -151,38 +153,59 @@ impl Inbound {
     /// room while it is full, until `batch` is empty. Returns `false` (with
     /// what was not taken left in `batch`) if the queue is closed.
     pub(crate) async fn push_batch(&self, batch: &mut VecDeque<Incoming>) -> bool {
-        let (max_messages, max_bytes) = (self.shared.max_messages, self.shared.max_bytes);
         while !batch.is_empty() {
-            let writable = self.shared.writable.notified();
-            tokio::pin!(writable);
-            let moved = {
-                let mut state = self.shared.lock();
-                if state.closed {
-                    return false;
-                }
-                let before = state.queue.len();
-                while state.has_room(max_messages, max_bytes) {
-                    let Some(message) = batch.pop_front() else { break };
-                    state.bytes += message.payload.len();
-                    state.queue.push_back(message);
-                }
-                if !batch.is_empty() {
-                    // Registered while the lock is held: a take made after
-                    // we let go sees the flag and wakes us.
-                    writable.as_mut().enable();
-                    state.reader_waiting = true;
-                }
-                state.queue.len() > before
-            };
-            if moved {
-                // One wake-up per batch; every waiting receiver looks again.
-                self.shared.readable.notify_waiters();
+            let room = self.room();
+            tokio::pin!(room);
+            if self.offer(batch, room.as_mut()).is_err() {
+                return false;
             }
             if !batch.is_empty() {
-                writable.await;
+                room.await;
             }
         }
         true
+    }
+
+    /// A wake-up for a reader waiting for room, to hand to
+    /// [`offer`](Self::offer).
+    pub(crate) fn room(&self) -> Notified<'_> {
+        self.shared.writable.notified()
+    }
+
+    /// Moves messages from the front of `batch` into the queue while it has
+    /// room, without waiting. If some are left, `room` is registered first
+    /// (under the lock, so that a take made after it sees the reader
+    /// waiting) and completes once the application has taken a message or
+    /// the queue closed. Returns the messages and payload bytes moved;
+    /// `Err` (nothing moved) if the queue is closed.
+    pub(crate) fn offer(
+        &self,
+        batch: &mut VecDeque<Incoming>,
+        room: Pin<&mut Notified<'_>>,
+    ) -> Result<(usize, usize), InboundClosed> {
+        let (max_messages, max_bytes) = (self.shared.max_messages, self.shared.max_bytes);
+        let moved = {
+            let mut state = self.shared.lock();
+            if state.closed {
+                return Err(InboundClosed);
+            }
+            let (bytes_before, before) = (state.bytes, state.queue.len());
+            while state.has_room(max_messages, max_bytes) {
+                let Some(message) = batch.pop_front() else { break };
+                state.bytes += message.payload.len();
+                state.queue.push_back(message);
+            }
+            if !batch.is_empty() {
+                room.enable();
+                state.reader_waiting = true;
+            }
+            (state.queue.len() - before, state.bytes - bytes_before)
+        };
+        if moved.0 > 0 {
+            // One wake-up per batch; every waiting receiver looks again.
+            self.shared.readable.notify_waiters();
+        }
+        Ok(moved)
     }
 
     /// Closes the queue: readers stop, receivers take what is left, then

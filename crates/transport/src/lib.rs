@@ -70,7 +70,11 @@
 //!   as the HELLO are decoded straight away.
 //! - **Heartbeats.** A HEARTBEAT goes out after the heartbeat interval with
 //!   nothing sent; a connection with nothing received for the heartbeat
-//!   timeout is torn down (and the connect end reconnects).
+//!   timeout is torn down (and the connect end reconnects). The bytes of a
+//!   frame still arriving count as life as long as the frame keeps up
+//!   [`TransportConfig::min_receive_rate`] on average (with one heartbeat
+//!   timeout of slack), so a large frame over a slow link is not cut while
+//!   a frame dripped a byte at a time is.
 //! - **I/O.** One task per connection. Its writer drains everything queued
 //!   and writes it with one call (small frames encoded into one buffer, large
 //!   payloads written in place with a vectored write); its reader reads 64 KiB
@@ -87,7 +91,10 @@
 //! (address, [`RefusedReason`]: version, duplicate identity, own identity,
 //! timeout, malformed, too many peers, i/o, TLS ([`TlsFailure`]), unknown
 //! first byte, WebSocket, identity not certified), `Reconnecting` (address,
-//! attempt, delay) and `Dropped` (count, [`DropReason`]).
+//! attempt, delay) and `Dropped` (count, [`DropReason`]). Each stream keeps
+//! its own bounded queue; drops are tallied there per peer and reason while
+//! unread (one event, its count growing), so a flood of drops never pushes a
+//! connection event out.
 //!
 //! # Stats
 //!
@@ -111,6 +118,7 @@
 //! | `outbox_bytes` | 8 MiB of payload per peer | the same: a frame is taken while fewer bytes are queued (one large frame may pass the mark) |
 //! | `inbound_capacity` | 1024 messages | reading stops on every connection until the application takes one; TCP pushes back, nothing is dropped |
 //! | `inbound_bytes` | 64 MiB of payload | the same, counted in bytes |
+//! | `inbound_lookahead` | 128 KiB per connection | while the inbound queue is full a connection reads on for ACKs and HEARTBEATs, holding at most this many bytes (messages waiting for room, frame in progress); at the bound it stops reading |
 //! | `ack_capacity` | 4096 ACKs | outgoing: per connection, further ACKs are not queued (the sender resends, the repeat is acknowledged again); incoming, without an [`AckSink`]: the same per socket |
 //! | [`MAX_UNKNOWN_ACKS_PER_SECOND`] (fixed) | 1024 per connection | the connection is closed (`Protocol`): ACKs for messages never sent to it |
 //! | [`MAX_CONTROL_FRAMES_PER_SECOND`] (fixed) | 1024 per connection | the connection is closed (`Protocol`): a flood of HEARTBEAT, HELLO or unknown frames |
@@ -123,7 +131,8 @@
 //! | `handshake_timeout` also bounds | the TLS handshake and the WebSocket upgrade | |
 //! | WebSocket upgrade request (tungstenite's) | 64 KiB | refused (`WebSocket`) before more is read |
 //! | WebSocket message or frame | `max_frame_length` + 4 | closed with 1009 from the frame's header, before its payload is read |
-//! | `heartbeat_interval` / `heartbeat_timeout` | 5 s / 15 s | a HEARTBEAT is sent / the connection is torn down |
+//! | `heartbeat_interval` / `heartbeat_timeout` | 5 s / 15 s | a HEARTBEAT is sent / the connection is torn down (`HeartbeatTimeout`) after that long without a byte |
+//! | `min_receive_rate` | 64 KiB/s | a frame in progress longer than `heartbeat_timeout` + its bytes so far at this rate is cut (`TooSlow`) |
 //! | `connect_timeout` | 5 s | the try fails and the next one is scheduled |
 //! | `linger` | 5 s | on close, a connection whose peer has not ended its side after ours is cut; what it wrote or held is counted in [`Transport::unconfirmed`] |
 //! | [`INPROC_PIPE_BYTES`] (fixed) | 256 KiB each way | an `inproc://` writer waits, as on a full socket buffer |
@@ -139,7 +148,9 @@
 //! read buffer (up to twice the frame being received, at most
 //! 2 × `max_frame_length`); and, in the routing layer above, the no-peer
 //! buffer (64 MiB). An idle
-//! connection costs a 4 KiB read buffer and its write buffer. Lower
+//! connection costs its task (about 3 KiB), 512-byte read and write buffers
+//! (a connection whose reads fill its buffer reads 64 KiB chunks from then
+//! on) and its records: under 10 KiB in all (`cargo xtask idle`). Lower
 //! `max_frame_length` and `max_peers` to bound the per-peer part tighter.
 //!
 //! # Errors
@@ -184,8 +195,8 @@ mod ws;
 
 pub use address::{Address, Endpoint, MAX_UNIX_PATH, Scheme};
 pub use config::{
-    DEFAULT_INBOUND_BYTES, DEFAULT_OUTBOX_BYTES, MAX_CAPACITY, MAX_DURATION, ReconnectStrategy,
-    TransportConfig,
+    DEFAULT_INBOUND_BYTES, DEFAULT_INBOUND_LOOKAHEAD, DEFAULT_MIN_RECEIVE_RATE, DEFAULT_OUTBOX_BYTES,
+    MAX_CAPACITY, MAX_DURATION, ReconnectStrategy, TransportConfig,
 };
 pub use error::TransportError;
 pub use event::{ConnectError, DisconnectReason, DropReason, Event, RefusedReason, Side, TlsFailure};
@@ -197,7 +208,7 @@ pub use peer::{
     Orphans, Outgoing, PeerHandle, PeerSnapshot, PeerTable,
 };
 pub use peer_info::{PeerCertificate, PeerInfo};
-pub use reader::MAX_CONTROL_FRAMES_PER_SECOND;
+pub use reader::{MAX_CONTROL_FRAMES_PER_SECOND, WAITING_MESSAGE_COST};
 pub use room::RoomWaiter;
 pub use smartsock_framing::{Frame, MsgId, PeerId};
 pub use stats::{HandshakeRefusals, MAX_DEPARTED_PEERS, PeerCounters, PeerStats, Traffic, TransportStats};

@@ -7,11 +7,14 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use smartsock_framing::{Codec, Frame, PeerId};
+use std::time::Duration;
+
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::{Instant, sleep};
 use tokio_util::codec::Decoder;
 use tracing::{debug, trace, warn};
 
+use crate::MAX_DURATION;
 use crate::event::{DisconnectReason, DropReason, Event};
 use crate::outbox::Outbox;
 use crate::peer::{AckHandle, Incoming};
@@ -26,12 +29,25 @@ const MAX_FRAMES_PER_TURN: usize = 4096;
 /// in a second (an honest peer sends one HEARTBEAT per interval) before it
 /// is closed as a flood.
 pub const MAX_CONTROL_FRAMES_PER_SECOND: usize = 1024;
-/// The read buffer of a new connection, before any traffic.
-pub(crate) const INITIAL_READ_BUFFER: usize = 4 * 1024;
+/// The read buffer of a new connection, before any traffic: HELLO and
+/// HEARTBEATs fit, so an idle connection never needs more. The first read
+/// that fills it makes the connection read [`READ_CHUNK`]s.
+pub(crate) const INITIAL_READ_BUFFER: usize = 512;
 /// Buffer capacity kept between large frames or batches; more is given back.
 pub(crate) const MAX_KEPT_BUFFER: usize = 1024 * 1024;
 
+/// What a message waiting for room in the inbound queue counts for against
+/// [`TransportConfig::inbound_lookahead`](crate::TransportConfig::inbound_lookahead),
+/// on top of its payload: its record, so that a flood of empty messages is
+/// bounded as well as a few large ones.
+pub const WAITING_MESSAGE_COST: usize = 128;
+
 /// Reads big chunks and decodes every complete frame before reading again.
+///
+/// While the inbound queue is full, the messages that found no room wait
+/// here, and reading goes on for what is behind them (ACKs, HEARTBEATs)
+/// while what is held stays under `inbound_lookahead`: a socket whose
+/// application stops taking messages must still hear the ACKs for its own.
 pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
     shared: &Shared,
     peer: PeerId,
@@ -42,11 +58,15 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
 ) -> DisconnectReason {
     let config = &shared.config;
     let mut codec = Codec::builder().max_frame_length(config.max_frame_length).build();
-    let silence = sleep(config.heartbeat_timeout);
-    tokio::pin!(silence);
+    let mut liveness = Liveness::new(config.heartbeat_timeout, config.min_receive_rate, Instant::now());
+    let deadline = sleep(config.heartbeat_timeout);
+    tokio::pin!(deadline);
     let mut acks_dropped = 0u64;
-    // The messages of one read, handed to the application in one go.
-    let mut delivered = VecDeque::new();
+    // Messages decoded and not yet in the inbound queue: those of the last
+    // read, handed over in one go, and any that found the queue full.
+    let mut waiting = VecDeque::new();
+    // What `waiting` holds, counted as `inbound_lookahead` counts it.
+    let mut waiting_bytes = 0usize;
     // Likewise the ACKs of one read, when a sink takes them.
     let mut acks = Vec::new();
     let mut unknown_acks = PerSecond::new(crate::MAX_UNKNOWN_ACKS_PER_SECOND, "ACKs for no pending message");
@@ -54,17 +74,27 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
         PerSecond::new(MAX_CONTROL_FRAMES_PER_SECOND, "HEARTBEAT, HELLO or unknown frames");
     // Whether the read buffer has grown past what is kept between frames.
     let mut oversized = false;
+    // The room a read gets between frames: an idle connection (HEARTBEATs
+    // only) keeps its small first buffer; a busy one reads big chunks.
+    let mut chunk = INITIAL_READ_BUFFER;
+    // Since the liveness clock last looked: bytes arrived / a frame completed.
+    let (mut bytes_arrived, mut frame_completed) = (false, false);
     loop {
         // Looked up per read, not once: a sink installed after this
         // connection came up must get its ACKs too (the queue it replaces
         // is gone by then).
         let sink = shared.ack_sink.get();
-        let mut received = false;
         let mut malformed = None;
         let mut control = 0;
         let mut decoded = 0;
+        let (mut messages, mut payload_bytes) = (0usize, 0usize);
+        let mut received = false;
+        // Messages left waiting by the last offer: the queue is full, and
+        // what is decoded now is look-ahead. It stops at the bound, so that
+        // one read of tiny frames cannot pile up records past it.
+        let blocked = !waiting.is_empty();
         loop {
-            if decoded == MAX_FRAMES_PER_TURN {
+            if decoded == MAX_FRAMES_PER_TURN || (blocked && waiting_bytes >= config.inbound_lookahead) {
                 break;
             }
             decoded += 1;
@@ -77,6 +107,7 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                     break;
                 }
             };
+            frame_completed = true;
             received = true;
             let incoming = match frame {
                 Frame::Data(payload) => Incoming { peer, payload, request: None },
@@ -124,20 +155,27 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                     continue;
                 }
             };
-            delivered.push_back(incoming);
+            messages += 1;
+            payload_bytes += incoming.payload.len();
+            waiting_bytes += incoming.payload.len() + WAITING_MESSAGE_COST;
+            waiting.push_back(incoming);
         }
         if received {
             // Counted once per read (a few atomic adds), not per message.
-            counters.received(&delivered, Instant::now());
+            counters.received(messages, payload_bytes, Instant::now());
         }
-        // A full inbound queue waits here: this connection stops reading
-        // and TCP pushes back on the peer. Nothing is dropped.
-        if !delivered.is_empty() && !shared.inbound.push_batch(&mut delivered).await {
-            return DisconnectReason::Closing;
+        // Registered by `offer` if messages are left waiting, so that the
+        // application's next take wakes this reader.
+        let room = shared.inbound.room();
+        tokio::pin!(room);
+        if !waiting.is_empty() {
+            match shared.inbound.offer(&mut waiting, room.as_mut()) {
+                Ok((moved, bytes)) => waiting_bytes -= bytes + moved * WAITING_MESSAGE_COST,
+                Err(_) => return DisconnectReason::Closing,
+            }
         }
-        if let Some(reason) = malformed {
-            return reason;
-        }
+        // ACKs are handed on before any wait for room: they may be what the
+        // application above is waiting for.
         if let (Some(sink), false) = (sink, acks.is_empty()) {
             let unknown = sink.acknowledged(peer, &acks);
             acks.clear();
@@ -145,12 +183,15 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                 return reason;
             }
         }
+        if let Some(reason) = malformed {
+            return if shared.inbound.push_batch(&mut waiting).await {
+                reason
+            } else {
+                DisconnectReason::Closing
+            };
+        }
         if let Err(reason) = control_frames.add(control) {
             return reason;
-        }
-        if received {
-            // Time spent waiting on a full inbound queue is not the peer's silence.
-            silence.as_mut().reset(Instant::now() + config.heartbeat_timeout);
         }
         if decoded == MAX_FRAMES_PER_TURN {
             // A bounded amount of work per turn: a peer that floods tiny
@@ -159,26 +200,132 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
             tokio::task::yield_now().await;
             continue;
         }
-        size_read_buffer(read_buf, codec.envelope_in_progress(), &mut oversized);
+        let progress = buffered_bytes(&codec, read_buf);
+        if std::mem::take(&mut bytes_arrived) {
+            liveness.heard(Instant::now(), std::mem::take(&mut frame_completed), progress);
+        }
+        if !waiting.is_empty() && waiting_bytes + progress >= config.inbound_lookahead {
+            // At the look-ahead bound: this connection stops reading and TCP
+            // pushes back on the peer. Nothing is dropped, and the time
+            // spent here is ours, not the peer's silence.
+            room.await;
+            liveness.resumed(Instant::now(), progress);
+            continue;
+        }
+        // While messages wait, a read takes no more than the bound allows.
+        let limit = if waiting.is_empty() {
+            u64::MAX
+        } else {
+            (config.inbound_lookahead - waiting_bytes - progress) as u64
+        };
+        size_read_buffer(read_buf, codec.envelope_in_progress(), &mut oversized, chunk);
+        let spare = (read_buf.capacity() - read_buf.len()) as u64;
+        deadline.as_mut().reset(liveness.deadline(progress));
+        let mut limited = (&mut *reader).take(limit);
         tokio::select! {
-            read = reader.read_buf(read_buf) => {
-                let ended = match read {
-                    Ok(0) => true,
+            read = limited.read_buf(read_buf) => {
+                let n = match read {
+                    Ok(n) => n,
                     // A TLS stream that ends without close_notify is still
                     // its end for the frames inside: a cut frame shows in
                     // `decode_eof` below.
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => true,
-                    Ok(_) => false,
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
                     Err(e) => return DisconnectReason::Io(e.to_string()),
                 };
-                if ended {
+                if n == 0 {
+                    // What was read before the end still goes up.
+                    if !waiting.is_empty() && !shared.inbound.push_batch(&mut waiting).await {
+                        return DisconnectReason::Closing;
+                    }
                     return match codec.decode_eof(read_buf) {
                         Ok(_) => DisconnectReason::PeerClosed,
                         Err(e) => DisconnectReason::Protocol(e.to_string()),
                     };
                 }
+                bytes_arrived = true;
+                if n as u64 >= spare.min(limit) {
+                    // The peer has more to say than fits: read big from now on.
+                    chunk = READ_CHUNK;
+                }
             }
-            () = &mut silence => return DisconnectReason::HeartbeatTimeout,
+            // The application made room: offer what waits again.
+            () = room.as_mut(), if !waiting.is_empty() => {}
+            () = &mut deadline => return liveness.expired(progress),
+        }
+    }
+}
+
+/// Bytes received and not decoded yet: the frame in progress so far, its
+/// length prefix included (and, when decoding stopped at the look-ahead
+/// bound, the whole frames before it).
+fn buffered_bytes(codec: &Codec, read_buf: &BytesMut) -> usize {
+    // Once the length is read the codec has taken those 4 bytes out.
+    read_buf.len() + if codec.envelope_in_progress().is_some() { 4 } else { 0 }
+}
+
+/// When a peer counts as gone: after `heartbeat_timeout` without a byte,
+/// or once the frame in progress has fallen behind the minimum rate (its
+/// bytes so far at `min_rate`, plus one heartbeat timeout of slack, since
+/// it began).
+struct Liveness {
+    timeout: Duration,
+    /// Bytes per second.
+    min_rate: u64,
+    /// The last byte received (or the end of a pause that was ours).
+    heard: Instant,
+    /// The frame in progress: when its clock started, and its bytes then
+    /// (0 from its first byte; more if the clock restarted after a pause).
+    frame: Option<(Instant, usize)>,
+}
+
+impl Liveness {
+    fn new(timeout: Duration, min_rate: u64, now: Instant) -> Self {
+        Self { timeout, min_rate, heard: now, frame: None }
+    }
+
+    /// Bytes arrived at `now`; `progress` bytes of a frame are in progress
+    /// after them (0 if they ended on a frame's end).
+    fn heard(&mut self, now: Instant, frame_completed: bool, progress: usize) {
+        self.heard = now;
+        if progress == 0 {
+            self.frame = None;
+        } else if frame_completed || self.frame.is_none() {
+            // The read that brought a frame's first bytes starts its clock.
+            self.frame = Some((now, 0));
+        }
+    }
+
+    /// Reading starts again after a pause of ours: the clocks start afresh.
+    fn resumed(&mut self, now: Instant, progress: usize) {
+        self.heard = now;
+        if progress > 0 {
+            self.frame = Some((now, progress));
+        }
+    }
+
+    fn silence_deadline(&self) -> Instant {
+        self.heard + self.timeout
+    }
+
+    fn frame_deadline(&self, progress: usize) -> Option<Instant> {
+        let (start, base) = self.frame?;
+        let bytes = progress.saturating_sub(base) as u128;
+        let nanos = bytes * 1_000_000_000 / u128::from(self.min_rate);
+        // Past a year is never (and keeps the sum representable).
+        let earned = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)).min(MAX_DURATION);
+        Some(start + self.timeout + earned)
+    }
+
+    fn deadline(&self, progress: usize) -> Instant {
+        let silence = self.silence_deadline();
+        self.frame_deadline(progress).map_or(silence, |frame| frame.min(silence))
+    }
+
+    /// Why the deadline passed.
+    fn expired(&self, progress: usize) -> DisconnectReason {
+        match self.frame_deadline(progress) {
+            Some(frame) if frame < self.silence_deadline() => DisconnectReason::TooSlow,
+            _ => DisconnectReason::HeartbeatTimeout,
         }
     }
 }
@@ -189,7 +336,11 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
 /// the bytes received, not the length announced. Once a buffer has grown past
 /// [`MAX_KEPT_BUFFER`] (`oversized` remembers it), it is given back as soon
 /// as what is buffered and the frame in progress fit a small one again.
-fn size_read_buffer(read_buf: &mut BytesMut, envelope: Option<usize>, oversized: &mut bool) {
+///
+/// Between frames, a read gets `chunk` bytes of room (a quarter of it at
+/// least): small while the connection is quiet, [`READ_CHUNK`] once a read
+/// has filled the room it had.
+fn size_read_buffer(read_buf: &mut BytesMut, envelope: Option<usize>, oversized: &mut bool, chunk: usize) {
     *oversized |= read_buf.capacity() > MAX_KEPT_BUFFER;
     let needed = envelope.map_or(read_buf.len(), |envelope| envelope.max(read_buf.len()));
     if *oversized && needed < READ_CHUNK {
@@ -213,8 +364,8 @@ fn size_read_buffer(read_buf: &mut BytesMut, envelope: Option<usize>, oversized:
             }
         }
         _ => {
-            if spare < READ_CHUNK / 4 {
-                read_buf.reserve(READ_CHUNK);
+            if spare < chunk / 4 {
+                read_buf.reserve(chunk);
             }
         }
     }
@@ -306,7 +457,7 @@ mod tests {
             while let Some(frame) = codec.decode(buf).expect("well-formed") {
                 frames.push(frame);
             }
-            size_read_buffer(buf, codec.envelope_in_progress(), &mut oversized);
+            size_read_buffer(buf, codec.envelope_in_progress(), &mut oversized, READ_CHUNK);
             largest = largest.max(buf.capacity());
             if *sent == available {
                 return (frames, largest);

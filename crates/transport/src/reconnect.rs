@@ -32,7 +32,11 @@ where
         };
         let error = match attempt {
             Ok(Ok((stream, remote))) => {
-                match connection::serve(shared.clone(), stream, Side::Connect, remote.into(), None).await {
+                // Boxed: the reconnect loop's task need not hold room for a
+                // connection while it dials.
+                match Box::pin(connection::serve(shared.clone(), stream, Side::Connect, remote.into(), None))
+                    .await
+                {
                     Served::Up => {
                         if warned {
                             info!(addr = %label, "connected again");

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use smartsock_framing::{MsgId, PeerId};
 use tokio::runtime::Handle;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -20,6 +20,7 @@ use crate::peer::{Orphans, PeerHandle, PeerSnapshot, PeerTable, SharedSink};
 use crate::peer_info::CertificateTable;
 use crate::room::RoomSignal;
 use crate::stats::TransportCounters;
+use crate::watch::EventHub;
 
 /// State shared by the handle and every task of one transport.
 pub(crate) struct Shared {
@@ -38,7 +39,7 @@ pub(crate) struct Shared {
     pub(crate) acks: mpsc::Sender<(PeerId, MsgId)>,
     pub(crate) ack_sink: SharedSink,
     pub(crate) orphans: mpsc::Sender<Orphans>,
-    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) events: EventHub,
     pub(crate) admission: Arc<Admission>,
     /// Keeps refusals from flooding the log.
     pub(crate) refusal_log: LogLimiter,
@@ -57,8 +58,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn emit(&self, event: Event) {
-        // No subscriber is not an error: events are for those who watch.
-        let _ = self.events.send(event);
+        self.events.emit(event);
     }
 
     /// Adds a peer that completed its handshake, or says why it may not join.

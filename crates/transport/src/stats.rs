@@ -16,7 +16,6 @@ use smartsock_framing::PeerId;
 use tokio::time::Instant;
 
 use crate::event::{RefusedReason, Side};
-use crate::peer::Incoming;
 
 /// Departed peers whose figures a snapshot still lists, newest first; older
 /// ones live on only in the totals. Peers come and go with new identities,
@@ -278,10 +277,9 @@ impl PeerCounters {
 
     /// For the reader, once per read: the messages it hands over, and the
     /// time it read them (any frame counts as hearing from the peer).
-    pub(crate) fn received(&self, messages: &VecDeque<Incoming>, at: Instant) {
-        if !messages.is_empty() {
-            let bytes: usize = messages.iter().map(|m| m.payload.len()).sum();
-            let (n, bytes) = (messages.len() as u64, bytes as u64);
+    pub(crate) fn received(&self, messages: usize, bytes: usize, at: Instant) {
+        if messages > 0 {
+            let (n, bytes) = (messages as u64, bytes as u64);
             add(&self.messages_in, n);
             add(&self.bytes_in, bytes);
             add(&self.totals.messages_in, n);

@@ -13,7 +13,7 @@ use smartsock_framing::PeerId;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -31,7 +31,7 @@ use crate::reconnect::{NameNotResolved, reconnect_loop};
 use crate::room::RoomWaiter;
 use crate::shared::Shared;
 use crate::upgrade::{Dialer, Upgrade};
-use crate::watch::{Events, PeerWatch};
+use crate::watch::{EventHub, Events, PeerWatch};
 use crate::{TransportConfig, TransportError};
 
 /// Orphan batches (one per disconnect) waiting for the routing layer.
@@ -63,7 +63,7 @@ pub struct TransportParts {
 /// [`detached`](Transport::detached) do not count).
 #[derive(Clone)]
 pub struct Transport {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     close_on_drop: Option<Arc<CloseOnDrop>>,
 }
 
@@ -89,7 +89,7 @@ impl Transport {
         let inbound = Inbound::new(config.inbound_capacity, config.inbound_bytes);
         let (acks_tx, acks) = mpsc::channel(config.ack_capacity);
         let (orphans_tx, orphans) = mpsc::channel(ORPHAN_QUEUE);
-        let (events, _) = broadcast::channel(config.event_capacity);
+        let events = EventHub::new(config.event_capacity);
         let cancel = CancellationToken::new();
         let closed = Arc::new(AtomicBool::new(false));
         let ack_sink = SharedSink::default();
@@ -451,10 +451,12 @@ impl Transport {
     }
 
     /// A stream of [`Event`]s from now on. A reader more than
-    /// [`TransportConfig::event_capacity`] events behind loses the oldest
-    /// (and is told so by [`EventsError::Lagged`](crate::EventsError::Lagged)); the transport never waits for it.
+    /// [`TransportConfig::event_capacity`] connection events behind loses the
+    /// oldest (and is told so by [`EventsError::Lagged`](crate::EventsError::Lagged)); the transport never waits for it.
+    /// Drops are tallied per peer and reason while unread, so they never
+    /// push connection events out (see [`Events`]).
     pub fn events(&self) -> Events {
-        Events(self.shared.events.subscribe())
+        self.shared.events.subscribe()
     }
 
     /// Publishes an event to [`events`](Transport::events) subscribers: the

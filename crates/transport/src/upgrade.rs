@@ -55,33 +55,53 @@ pub(crate) async fn accepted<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    // Every stage below is boxed, so that a connection's task holds the
+    // stage it is in, not room for the largest of them all (a TLS session,
+    // a WebSocket upgrade, the protocol over each kind of stream): tens of
+    // KiB per idle connection otherwise.
     if upgrade.is_plain() {
-        connection::serve(shared, stream, Side::Bind, remote, permit).await;
+        Box::pin(connection::serve(shared, stream, Side::Bind, remote, permit)).await;
         return;
     }
     let deadline = Instant::now() + shared.config.handshake_timeout;
     #[cfg(feature = "tls")]
     if let Some(config) = upgrade.tls.clone() {
-        let handshake = timeout_at(deadline, crate::tls::accept(config, stream));
-        let accepted = tokio::select! {
-            accepted = handshake => accepted.unwrap_or(Err(crate::TlsFailure::Timeout)),
-            () = shared.cancel.cancelled() => return,
-        };
-        match accepted {
-            Ok((stream, certificate)) => {
-                let certified = shared
-                    .config
-                    .bind_identity_to_certificate
-                    .then(|| certificate.as_ref().map(crate::tls::certified_identities).unwrap_or_default());
-                let stream = Guarded::new(&shared, &remote, certificate, stream);
-                let checks = Checks { certified, deadline };
-                detect(shared, stream, remote, permit, &upgrade, checks).await;
-            }
-            Err(failure) => refuse(&shared, &remote, RefusedReason::Tls(failure), None::<&mut S>).await,
-        }
+        Box::pin(tls_then_detect(shared, stream, remote, permit, upgrade, config, deadline)).await;
         return;
     }
-    detect(shared, stream, remote, permit, &upgrade, Checks { certified: None, deadline }).await;
+    Box::pin(detect(shared, stream, remote, permit, &upgrade, Checks { certified: None, deadline })).await;
+}
+
+/// The TLS server handshake, then the first byte.
+#[cfg(feature = "tls")]
+async fn tls_then_detect<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    remote: Arc<str>,
+    permit: Option<Ticket>,
+    upgrade: Upgrade,
+    config: Arc<rustls::ServerConfig>,
+    deadline: Instant,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let handshake = Box::pin(timeout_at(deadline, crate::tls::accept(config, stream)));
+    let accepted = tokio::select! {
+        accepted = handshake => accepted.unwrap_or(Err(crate::TlsFailure::Timeout)),
+        () = shared.cancel.cancelled() => return,
+    };
+    match accepted {
+        Ok((stream, certificate)) => {
+            let certified = shared
+                .config
+                .bind_identity_to_certificate
+                .then(|| certificate.as_ref().map(crate::tls::certified_identities).unwrap_or_default());
+            let stream = Guarded::new(&shared, &remote, certificate, stream);
+            let checks = Checks { certified, deadline };
+            Box::pin(detect(shared, stream, remote, permit, &upgrade, checks)).await;
+        }
+        Err(failure) => refuse(&shared, &remote, RefusedReason::Tls(failure), None::<&mut S>).await,
+    }
 }
 
 /// What is checked before the protocol starts, and by when.
@@ -112,7 +132,7 @@ async fn detect<S>(
         false
     };
     if !websocket {
-        serve_checked(shared, Rewind::new(Vec::new(), stream), remote, permit, checks).await;
+        Box::pin(serve_checked(shared, Rewind::new(Vec::new(), stream), remote, permit, checks)).await;
         return;
     }
     let mut first = [0u8; 1];
@@ -126,7 +146,7 @@ async fn detect<S>(
         Ok(Ok(0)) => RefusedReason::Io("closed before sending anything".into()),
         Ok(Ok(_)) if first[0] == 0x00 => {
             let stream = Rewind::new(first.to_vec(), stream);
-            serve_checked(shared, stream, remote, permit, checks).await;
+            Box::pin(serve_checked(shared, stream, remote, permit, checks)).await;
             return;
         }
         #[cfg(feature = "ws")]
@@ -134,12 +154,13 @@ async fn detect<S>(
             let stream = Rewind::new(first.to_vec(), stream);
             let max = shared.config.max_frame_length;
             let upgraded = tokio::select! {
-                upgraded = timeout_at(deadline, crate::ws::accept(stream, max)) => upgraded,
+                upgraded = Box::pin(timeout_at(deadline, crate::ws::accept(stream, max))) => upgraded,
                 () = shared.cancel.cancelled() => return,
             };
             let reason = match upgraded {
                 Ok(Ok(ws)) => {
-                    serve_checked(shared, Rewind::new(Vec::new(), ws), remote, permit, checks).await;
+                    Box::pin(serve_checked(shared, Rewind::new(Vec::new(), ws), remote, permit, checks))
+                        .await;
                     return;
                 }
                 Ok(Err(why)) => RefusedReason::WebSocket(why),
