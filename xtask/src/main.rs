@@ -1,6 +1,7 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `ci`: everything CI checks, in the order a failure is cheapest to find.
+//! - `soak [--minutes N | --seconds N]`: every pattern under seeded faults.
 //! - `fuzz [--time SECS]`: runs the framing decoder's fuzz target (needs
 //!   `cargo install cargo-fuzz`; works on stable through `RUSTC_BOOTSTRAP`).
 //!
@@ -19,6 +20,7 @@ mod examples;
 mod fuzz;
 mod interop;
 mod loom;
+mod soak;
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         Some("interop") => interop::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("loom") => loom::run(&args[1..]),
+        Some("soak") => soak::run(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match outcome {
@@ -51,6 +54,9 @@ commands:
   interop            run the interop scenarios against aiomsg from PyPI
   bench              side-by-side benchmarks against libzmq and the zeromq crate
   loom               the loom model of the send core (every interleaving)
+  soak [--minutes N | --seconds N] [--seed S]
+                     every send pattern at once under seeded network faults
+                     (no loss, fds, tasks and memory back; default 1 minute)
   fuzz [--time SECS] fuzz the frame decoder (default 60 s)";
 
 /// The workspace root: xtask lives one folder below it.
