@@ -48,8 +48,8 @@ async fn reset_loses_only_what_was_in_flight(scenario: &'static str, trigger: Tr
     // all of theirs).
     let later: u64 = links[1..].iter().map(|p| p.traffic.messages_out).sum();
     let got_by_victim = rig.ledger.per_receiver()[0];
-    let got_on_failed = got_by_victim - later;
-    let in_flight = links[0].traffic.messages_out - got_on_failed;
+    let got_on_failed = got_by_victim.saturating_sub(later);
+    let in_flight = links[0].traffic.messages_out.saturating_sub(got_on_failed);
     let missing = rig.ledger.missing(MESSAGES);
     let repeated = rig.ledger.repeated();
     Figures {
