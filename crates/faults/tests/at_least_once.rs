@@ -277,3 +277,73 @@ async fn given_up_only_when_delivery_is_impossible() {
         within("the receiver to close", receiver.stop()).await;
     }
 }
+
+/// A fault while recovering from one: receiver 0's link is reset, and the
+/// reconnection's HELLO is then cut 10 bytes in; the third connection holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconnections_handshake_is_cut_too() {
+    let started = Instant::now();
+    let mut rig = Rig::new(PEERS, MESSAGES, false, reliable_sender(), builder).await;
+    let victim = rig.identity(0);
+    rig.proxies[0].arm(Fault::Reset, Trigger::AfterFrames(Direction::Up, AT_FRAME));
+    let sender = rig.sender.clone();
+    let send = async move {
+        for i in 0..MESSAGES {
+            sender.send(payload(i as u32, MESSAGE_SIZE)).await.expect("send");
+            if i % 100 == 99 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    let faults = async {
+        rig.proxies[0].wait_fired(1).await;
+        // The next bytes towards receiver 0 are the new connection's HELLO.
+        rig.proxies[0].arm(Fault::Close, Trigger::InsideFrame(Direction::Up, 0, 10));
+        rig.proxies[0].wait_fired(2).await;
+        rig.disconnected(victim, WAIT).await;
+        rig.connected(victim, WAIT).await;
+    };
+    tokio::join!(send, faults);
+    let connections = rig.proxies[0].stats().connections;
+    assert!(connections >= 3, "receiver 0 took {connections} connections, not 3 or more");
+    finish(
+        "alo_handshake_cut",
+        rig,
+        MESSAGES,
+        0,
+        started,
+        Some(format!("connections_to_victim={connections}")),
+    )
+    .await;
+}
+
+/// Every link resets at once: nothing has a live peer until the connect
+/// ends come back, and then everything still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_link_resets_at_once() {
+    let started = Instant::now();
+    let rig = Rig::new(PEERS, MESSAGES, false, reliable_sender(), builder).await;
+    let sender = rig.sender.clone();
+    let send = async move {
+        for i in 0..MESSAGES {
+            sender.send(payload(i as u32, MESSAGE_SIZE)).await.expect("send");
+            if i % 100 == 99 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    let reset = async {
+        smartsock_testkit::eventually(
+            "a third of the messages to arrive",
+            WAIT,
+            Duration::from_millis(2),
+            || rig.ledger.distinct() >= (MESSAGES / 3) as u64,
+        )
+        .await;
+        for proxy in &rig.proxies {
+            proxy.reset_all();
+        }
+    };
+    tokio::join!(send, reset);
+    finish("alo_all_links_reset", rig, MESSAGES, 0, started, None).await;
+}
