@@ -35,7 +35,10 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn library_sources() -> Vec<(PathBuf, String)> {
     let mut files = Vec::new();
     let published = |dir: &PathBuf| {
-        !fs::read_to_string(dir.join("Cargo.toml")).unwrap().lines().any(|line| line.trim() == "publish = false")
+        !fs::read_to_string(dir.join("Cargo.toml"))
+            .unwrap()
+            .lines()
+            .any(|line| line.trim() == "publish = false")
     };
     for dir in crate_dirs().into_iter().filter(published) {
         rust_files(&dir.join("src"), &mut files);
