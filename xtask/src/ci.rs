@@ -40,6 +40,9 @@ pub(crate) fn run(args: &[String]) -> Result {
     cargo(&with(&["build", "--benches"]), &[])?;
     cargo(&["check", "-p", "smartsock-bench", "--all-targets"], &[])?;
     crate::loom::run(&[])?;
+    // A short soak: two 20-second rounds of every pattern under the seeded
+    // fault mix (the long one is `cargo xtask soak --minutes N`).
+    crate::soak::run(&["--seconds".into(), "40".into()])?;
     crate::examples::run(&[])?;
     crate::interop::run(&[])?;
     println!("\nxtask ci: all steps passed in {:.0}s", started.elapsed().as_secs_f64());

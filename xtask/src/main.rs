@@ -3,6 +3,7 @@
 //! - `ci`: everything CI checks, in the order a failure is cheapest to find.
 //! - `idle [--connections N] [--hold SECS]`: N idle connections to one
 //!   bind end, and its memory per connection.
+//! - `soak [--minutes N | --seconds N]`: every pattern under seeded faults.
 //! - `fuzz [--time SECS]`: runs the framing decoder's fuzz target (needs
 //!   `cargo install cargo-fuzz`; works on stable through `RUSTC_BOOTSTRAP`).
 //!
@@ -22,6 +23,7 @@ mod fuzz;
 mod idle;
 mod interop;
 mod loom;
+mod soak;
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&args[1..]),
         Some("loom") => loom::run(&args[1..]),
         Some("idle") => idle::run(&args[1..]),
+        Some("soak") => soak::run(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match outcome {
@@ -58,6 +61,9 @@ commands:
   idle [--connections N] [--hold SECS]
                      N idle connections (default 10000) to one bind end:
                      its memory (RSS) per connection
+  soak [--minutes N | --seconds N] [--seed S]
+                     every send pattern at once under seeded network faults
+                     (no loss, fds, tasks and memory back; default 1 minute)
   fuzz [--time SECS] fuzz the frame decoder (default 60 s)";
 
 /// The workspace root: xtask lives one folder below it.

@@ -29,10 +29,18 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Library sources: `src/` of every crate, without the binaries under `src/bin`.
+/// Library sources: `src/` of every crate that is published, without the
+/// binaries under `src/bin`. The dev-only crates (`publish = false`: the
+/// test kit, the fault battery) are test code: they print figures and skips.
 fn library_sources() -> Vec<(PathBuf, String)> {
     let mut files = Vec::new();
-    for dir in crate_dirs() {
+    let published = |dir: &PathBuf| {
+        !fs::read_to_string(dir.join("Cargo.toml"))
+            .unwrap()
+            .lines()
+            .any(|line| line.trim() == "publish = false")
+    };
+    for dir in crate_dirs().into_iter().filter(published) {
         rust_files(&dir.join("src"), &mut files);
     }
     files

@@ -2,7 +2,7 @@
 //! with a peer set, and raw TCP peers that handshake and then stop reading.
 //!
 //! Every test binary uses a different subset of these helpers.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,49 +12,17 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use futures::{FutureExt, StreamExt};
-use smartsock_framing::Codec;
+use futures::FutureExt;
 use smartsock_patterns::{Message, PeerSet, PeerSetConfig, SendError};
-use smartsock_transport::{Frame, Incoming, PeerHandle, PeerId, Transport, TransportConfig, TransportParts};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::time::timeout;
-use tokio_util::codec::FramedRead;
+use smartsock_testkit::raw::SMALL_SOCKET_BUFFER;
+use smartsock_transport::{Incoming, PeerHandle, PeerId, Transport, TransportConfig, TransportParts};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpSocket, TcpStream};
 use tower::{Service, ServiceExt};
 
-/// The bound on every wait in these tests: generous, so that a loaded
-/// machine does not fail them, and reached only when something is wrong.
-pub(crate) const WAIT: Duration = Duration::from_secs(10);
-
-/// Bytes of a HELLO on the wire: length prefix, type, version, identity.
-pub(crate) const HELLO_LEN: usize = 22;
-
-/// Socket buffer size asked for on both ends of a raw peer's connection, so
-/// that its outbox fills after a few kilobytes instead of megabytes.
-const SMALL_SOCKET_BUFFER: u32 = 4096;
-
-/// Awaits `future`, failing the test with `what` if it takes longer than [`WAIT`].
-pub(crate) async fn within<F: Future>(what: &str, future: F) -> F::Output {
-    match timeout(WAIT, future).await {
-        Ok(output) => output,
-        Err(_) => panic!("timed out after {WAIT:?} waiting for {what}"),
-    }
-}
-
-/// A payload that carries its sequence number in its first four bytes,
-/// padded with a recognisable byte to `size` (at least 4) bytes.
-pub(crate) fn payload(seq: u32, size: usize) -> Bytes {
-    let mut buf = BytesMut::with_capacity(size.max(4));
-    buf.put_u32(seq);
-    buf.resize(size.max(4), 0xA5);
-    buf.freeze()
-}
-
-/// The sequence number [`payload`] put in `bytes`.
-pub(crate) fn seq(bytes: &[u8]) -> u32 {
-    u32::from_be_bytes(bytes[..4].try_into().expect("payload shorter than 4 bytes"))
-}
+pub(crate) use smartsock_testkit::raw::{RawListener, RawReader, decode_all};
+pub(crate) use smartsock_testkit::wire::{HELLO_LEN, payload, seq};
+pub(crate) use smartsock_testkit::{WAIT, within};
 
 /// A transport that binds to a free loopback port, and that port.
 pub(crate) async fn receiver() -> (TransportParts, SocketAddr) {
@@ -130,40 +98,9 @@ pub(crate) fn assert_drained(inbound: &smartsock_transport::Inbound, who: &str) 
     assert!(extra.is_empty(), "{who} received unexpected extra messages {extra:?}");
 }
 
-/// A test-owned listener standing in for a peer that handshakes and then
-/// never reads: its sockets have small receive buffers.
-pub(crate) struct RawListener {
-    listener: TcpListener,
-    pub(crate) addr: SocketAddr,
-}
-
-impl RawListener {
-    pub(crate) fn new() -> Self {
-        let socket = TcpSocket::new_v4().expect("socket");
-        socket.set_recv_buffer_size(SMALL_SOCKET_BUFFER).expect("SO_RCVBUF");
-        socket.bind("127.0.0.1:0".parse().expect("address")).expect("bind");
-        let listener = socket.listen(16).expect("listen");
-        let addr = listener.local_addr().expect("local address");
-        Self { listener, addr }
-    }
-
-    /// Accepts one connection and runs the bind end of the handshake by hand:
-    /// reads the connect end's HELLO, answers with `identity`'s.
-    pub(crate) async fn accept(&self, identity: PeerId) -> TcpStream {
-        let (mut stream, _) = within("a raw connection", self.listener.accept()).await.expect("accept");
-        let mut hello = [0u8; HELLO_LEN];
-        within("the sender's HELLO", stream.read_exact(&mut hello)).await.expect("read HELLO");
-        assert_eq!(&hello[..6], &[0, 0, 0, 0x12, 0x01, 0x01], "not a v1 HELLO");
-        stream.write_all(&raw_hello(identity)).await.expect("write HELLO");
-        stream
-    }
-}
-
 /// A HELLO for `identity`, as bytes.
 pub(crate) fn raw_hello(identity: PeerId) -> Vec<u8> {
-    let mut hello = vec![0, 0, 0, 0x12, 0x01, 0x01];
-    hello.extend_from_slice(identity.as_bytes());
-    hello
+    smartsock_testkit::wire::hello(*identity.as_bytes())
 }
 
 /// Makes `sender` dial `addr` from a socket with a small send buffer.
@@ -189,90 +126,6 @@ pub(crate) async fn connect_raw(sender: &Transport, position: usize) -> (PeerHan
     let table = wait_for_peers(sender, position + 1).await;
     assert_eq!(table[position].id(), identity, "peer {position} is not the raw peer");
     (table[position].clone(), stream)
-}
-
-/// Reads DATA frames from a raw peer's stream, skipping heartbeats.
-pub(crate) struct RawReader {
-    frames: FramedRead<TcpStream, Codec>,
-}
-
-impl RawReader {
-    pub(crate) fn new(stream: TcpStream) -> Self {
-        Self { frames: FramedRead::new(stream, Codec::new()) }
-    }
-
-    /// The sequence numbers of the next `count` DATA frames.
-    pub(crate) async fn read(&mut self, count: usize) -> Vec<u32> {
-        let mut got = Vec::with_capacity(count);
-        within(&format!("{count} frames on a raw peer"), async {
-            while got.len() < count {
-                if let Some(seq) = self.next_data(false).await {
-                    got.push(seq);
-                } else {
-                    panic!("raw stream ended after {} of {count} frames", got.len());
-                }
-            }
-        })
-        .await;
-        got
-    }
-
-    /// The sequence numbers of every DATA frame until the stream ends.
-    pub(crate) async fn read_to_end(&mut self) -> Vec<u32> {
-        self.read_until_end(false).await
-    }
-
-    /// Like [`read_to_end`](Self::read_to_end), for a connection cut while a
-    /// frame was being written: a partial frame at the end is ignored.
-    pub(crate) async fn read_to_cut(&mut self) -> Vec<u32> {
-        self.read_until_end(true).await
-    }
-
-    async fn read_until_end(&mut self, partial_end: bool) -> Vec<u32> {
-        let mut got = Vec::new();
-        within("the end of a raw stream", async {
-            while let Some(seq) = self.next_data(partial_end).await {
-                got.push(seq);
-            }
-        })
-        .await;
-        got
-    }
-
-    /// The next DATA frame's sequence number; `None` at the end of the
-    /// stream (or at a partial frame there, if `partial_end`).
-    async fn next_data(&mut self, partial_end: bool) -> Option<u32> {
-        loop {
-            match self.frames.next().await? {
-                Ok(Frame::Data(payload)) => return Some(seq(&payload)),
-                Ok(Frame::Heartbeat) => {}
-                Ok(other) => panic!("unexpected frame on a raw peer: {other:?}"),
-                Err(_) if partial_end => return None,
-                Err(e) => panic!("undecodable bytes on a raw peer: {e}"),
-            }
-        }
-    }
-
-    pub(crate) fn get_mut(&mut self) -> &mut TcpStream {
-        self.frames.get_mut()
-    }
-}
-
-/// Splits `bytes` into the DATA frames it holds completely; returns their
-/// sequence numbers and the number of bytes left over (a partial frame).
-pub(crate) fn decode_all(bytes: &[u8]) -> (Vec<u32>, usize) {
-    use tokio_util::codec::Decoder;
-    let mut buf = BytesMut::from(bytes);
-    let mut codec = Codec::new();
-    let mut got = Vec::new();
-    while let Some(frame) = codec.decode(&mut buf).expect("undecodable bytes") {
-        match frame {
-            Frame::Data(payload) => got.push(seq(&payload)),
-            Frame::Heartbeat => {}
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-    (got, buf.len())
 }
 
 /// Holds back a [`GatedStream`]'s writes until opened, and records what the

@@ -3,10 +3,10 @@
 //! in-memory stream (through the framing codec) or over raw TCP (writing the
 //! protocol's exact bytes), and bounded waits.
 
-// Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
+// Each test binary uses a different subset of these helpers (and of the
+// testkit's, re-exported here).
+#![allow(dead_code, unused_imports)]
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -24,17 +24,10 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::codec::Framed;
 use tower::{Layer, Service, ServiceExt};
 
-/// The bound on a wait that should succeed: generous, so only a hang fails.
-/// Under paused time it is virtual time, so it costs nothing.
-pub(crate) const WAIT: Duration = Duration::from_secs(10);
-
+pub(crate) use smartsock_testkit::WAIT;
+use smartsock_testkit::wire::HEARTBEAT;
 /// Awaits `future`, failing the test if it takes longer than `limit`.
-pub(crate) async fn within<F: Future>(what: &str, limit: Duration, future: F) -> F::Output {
-    match timeout(limit, future).await {
-        Ok(output) => output,
-        Err(_) => panic!("timed out after {limit:?} waiting for {what}"),
-    }
-}
+pub(crate) use smartsock_testkit::within_for as within;
 
 /// A transport config whose heartbeats stay out of the way: paused-time
 /// tests jump minutes ahead, and the test peers send no heartbeats.
@@ -180,37 +173,21 @@ impl MemPeer {
 
 /// HELLO: `00 00 00 12 01 01`, identity.
 pub(crate) fn hello_bytes(id: PeerId) -> Vec<u8> {
-    let mut bytes = vec![0x00, 0x00, 0x00, 0x12, 0x01, 0x01];
-    bytes.extend_from_slice(id.as_bytes());
-    bytes
+    smartsock_testkit::wire::hello(*id.as_bytes())
 }
 
 /// DATA: length (big-endian), `03`, payload.
-pub(crate) fn data_bytes(payload: &[u8]) -> Vec<u8> {
-    let mut bytes = u32::try_from(payload.len() + 1).unwrap().to_be_bytes().to_vec();
-    bytes.push(0x03);
-    bytes.extend_from_slice(payload);
-    bytes
-}
+pub(crate) use smartsock_testkit::wire::data as data_bytes;
 
 /// DATA_REQ: length (big-endian), `04`, msg_id, payload.
 pub(crate) fn data_req_bytes(id: MsgId, payload: &[u8]) -> Vec<u8> {
-    let mut bytes = u32::try_from(payload.len() + 17).unwrap().to_be_bytes().to_vec();
-    bytes.push(0x04);
-    bytes.extend_from_slice(id.as_bytes());
-    bytes.extend_from_slice(payload);
-    bytes
+    smartsock_testkit::wire::data_req(*id.as_bytes(), payload)
 }
 
 /// ACK: `00 00 00 11 05`, msg_id.
 pub(crate) fn ack_bytes(id: MsgId) -> Vec<u8> {
-    let mut bytes = vec![0x00, 0x00, 0x00, 0x11, 0x05];
-    bytes.extend_from_slice(id.as_bytes());
-    bytes
+    smartsock_testkit::wire::ack(*id.as_bytes())
 }
-
-/// HEARTBEAT: `00 00 00 01 02`.
-const HEARTBEAT: [u8; 5] = [0x00, 0x00, 0x00, 0x01, 0x02];
 
 /// A peer on a raw TCP socket: the test writes and reads the protocol's
 /// bytes itself.

@@ -4,27 +4,15 @@
 //! Every wait here is bounded by [`WAIT`]; a test that hangs fails with a
 //! message saying what it was waiting for instead.
 
-// Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
-
-use std::future::Future;
-use std::net::SocketAddr;
-use std::time::Duration;
+// Each test binary uses a different subset of these helpers (and of the
+// testkit's, re-exported here).
+#![allow(dead_code, unused_imports)]
 
 use futures::{Stream, StreamExt};
 use smartsock::{Bytes, Event, PeerId, Socket};
 
-/// The bound on every single wait in these tests: generous, so a slow CI
-/// machine does not fail them, but a hang still ends.
-pub(crate) const WAIT: Duration = Duration::from_secs(10);
-
-/// Awaits `future`, failing the test if it takes longer than [`WAIT`].
-pub(crate) async fn within<F: Future>(what: &str, future: F) -> F::Output {
-    match tokio::time::timeout(WAIT, future).await {
-        Ok(output) => output,
-        Err(_) => panic!("timed out after {WAIT:?} waiting for {what}"),
-    }
-}
+pub(crate) use smartsock_testkit::wire::{number_of, numbered, reserve_port};
+pub(crate) use smartsock_testkit::{WAIT, within};
 
 /// The next message on `socket`; fails the test on timeout or if it is closed.
 pub(crate) async fn recv(socket: &Socket) -> Bytes {
@@ -34,12 +22,6 @@ pub(crate) async fn recv(socket: &Socket) -> Bytes {
 /// The next message on `socket` with its sender.
 pub(crate) async fn recv_from(socket: &Socket) -> (PeerId, Bytes) {
     within("a message", socket.recv_from()).await.expect("the socket is open")
-}
-
-/// An address on loopback that nobody listens on now: bound, then released.
-pub(crate) fn reserve_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address")
 }
 
 /// Skips events until one matches `wanted`, and returns it.
@@ -90,17 +72,4 @@ pub(crate) async fn pair() -> (Socket, Socket) {
     within("the handshake (server side)", server.wait_for_peers(1)).await;
     within("the handshake (client side)", client.wait_for_peers(1)).await;
     (server, client)
-}
-
-/// The numbered message `i`, as tests send them.
-pub(crate) fn numbered(i: usize) -> Bytes {
-    Bytes::from(format!("m{i:05}"))
-}
-
-/// The number in a message made by [`numbered`].
-pub(crate) fn number_of(message: &[u8]) -> usize {
-    let text = std::str::from_utf8(message).expect("utf-8");
-    text.strip_prefix('m')
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("not a numbered message: {text:?}"))
 }
