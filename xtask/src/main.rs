@@ -17,6 +17,7 @@ mod bench;
 mod ci;
 mod examples;
 mod fuzz;
+mod hostile;
 mod interop;
 mod loom;
 
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         Some("interop") => interop::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("loom") => loom::run(&args[1..]),
+        Some("hostile") => hostile::run(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match outcome {
@@ -51,6 +53,8 @@ commands:
   interop            run the interop scenarios against aiomsg from PyPI
   bench              side-by-side benchmarks against libzmq and the zeromq crate
   loom               the loom model of the send core (every interleaving)
+  hostile            issue 12's hostile-peer attacks against the CLI, with their figures
+                     (scripts/hostile.py; --only WORD, --out FILE, --bin PATH)
   fuzz [--time SECS] fuzz the frame decoder (default 60 s)";
 
 /// The workspace root: xtask lives one folder below it.
