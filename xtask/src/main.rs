@@ -20,6 +20,7 @@ mod bench;
 mod ci;
 mod examples;
 mod fuzz;
+mod hostile;
 mod idle;
 mod interop;
 mod loom;
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
         Some("loom") => loom::run(&args[1..]),
         Some("idle") => idle::run(&args[1..]),
         Some("soak") => soak::run(&args[1..]),
+        Some("hostile") => hostile::run(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match outcome {
@@ -64,6 +66,8 @@ commands:
   soak [--minutes N | --seconds N] [--seed S]
                      every send pattern at once under seeded network faults
                      (no loss, fds, tasks and memory back; default 1 minute)
+  hostile            issue 12's hostile-peer attacks against the CLI, with their figures
+                     (scripts/hostile.py; --only WORD, --out FILE, --bin PATH)
   fuzz [--time SECS] fuzz the frame decoder (default 60 s)";
 
 /// The workspace root: xtask lives one folder below it.

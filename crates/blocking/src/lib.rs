@@ -47,21 +47,31 @@
 //! them, and [`SocketBuilder::configure`] reaches any of them (tower layers
 //! included).
 //!
+//! # How calls block
+//!
+//! A send that can go at once, and a receive that finds a message queued,
+//! run on the calling thread and enter no runtime. A receive that must wait
+//! parks the thread until the message (or the close) wakes it, still
+//! without entering the runtime; the other waits (a send with full queues,
+//! `bind`, `close`, `wait_for_peers`) block on the runtime.
+//!
 //! # Panics
 //!
-//! Like every blocking call into tokio, the blocking methods panic if called
-//! from async code running on a tokio runtime: there, use [`smartsock::Socket`]
-//! (reachable with [`Socket::as_async`]).
+//! Do not call the blocking methods from async code running on a tokio
+//! runtime: there, use [`smartsock::Socket`] (reachable with
+//! [`Socket::as_async`]). Those that wait on the runtime panic there, as
+//! every blocking call into tokio does; a receive would block a runtime thread.
 
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
 mod builder;
 mod error;
+mod park;
 mod socket;
 
 pub use builder::{MAX_WORKER_THREADS, SocketBuilder};
 pub use error::{Error, RecvTimeoutError};
 pub use socket::{Messages, Socket};
 
-pub use smartsock::{Bytes, Delivery, Endpoint, Event, PeerId, SendMode, Side};
+pub use smartsock::{Bytes, Delivery, Endpoint, Event, PeerId, SendMode, Side, WhenFull};

@@ -2,12 +2,13 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use smartsock::{Bytes, Endpoint, PeerId};
+use smartsock::patterns::SendErrorKind;
+use smartsock::{Bytes, Endpoint, PeerId, TryRecvError};
 use tokio::runtime::Handle;
 
-use crate::{Error, RecvTimeoutError, SocketBuilder};
+use crate::{Error, RecvTimeoutError, SocketBuilder, park};
 
 /// Where a socket's tasks run.
 #[derive(Clone)]
@@ -107,23 +108,39 @@ impl Socket {
 
     /// Sends by the socket's send mode; blocks while the queue it needs is full.
     pub fn send(&self, message: impl Into<Bytes>) -> Result<(), Error> {
-        Ok(self.block_on(self.inner.send(message))?)
+        // A message that can go now goes from this thread; only a send that
+        // has to wait enters the runtime.
+        match self.inner.send_now(message) {
+            Err(smartsock::Error::Send(e)) if *e.kind() == SendErrorKind::WouldWait => {
+                Ok(self.block_on(self.inner.send(e.into_message().into_payload()))?)
+            }
+            done => Ok(done?),
+        }
     }
 
     /// Sends to exactly one peer; fails at once (message inside) if it is not connected.
     pub fn send_to(&self, peer: PeerId, message: impl Into<Bytes>) -> Result<(), Error> {
-        Ok(self.block_on(self.inner.send_to(peer, message))?)
+        match self.inner.send_to_now(peer, message) {
+            Err(smartsock::Error::Send(e)) if *e.kind() == SendErrorKind::WouldWait => {
+                Ok(self.block_on(self.inner.send_to(peer, e.into_message().into_payload()))?)
+            }
+            done => Ok(done?),
+        }
     }
 
     /// Blocks until a message arrives from any peer; `None` once the socket
     /// is closed (by any thread) and every message received has been taken.
     pub fn recv(&self) -> Option<Bytes> {
-        self.block_on(self.inner.recv())
+        self.recv_from().map(|(_, message)| message)
     }
 
     /// Like [`recv`](Socket::recv), with the sender's identity.
     pub fn recv_from(&self) -> Option<(PeerId, Bytes)> {
-        self.block_on(self.inner.recv_from())
+        match self.inner.try_recv_from() {
+            Ok(message) => Some(message),
+            Err(TryRecvError::Empty) => park::wait(self.inner.recv_from(), None).flatten(),
+            Err(_) => None,
+        }
     }
 
     /// Like [`recv`](Socket::recv), waiting at most `timeout`.
@@ -133,10 +150,17 @@ impl Socket {
 
     /// Like [`recv_from`](Socket::recv_from), waiting at most `timeout`.
     pub fn recv_from_timeout(&self, timeout: Duration) -> Result<(PeerId, Bytes), RecvTimeoutError> {
-        match self.block_on(async { tokio::time::timeout(timeout, self.inner.recv_from()).await }) {
-            Ok(Some(message)) => Ok(message),
-            Ok(None) => Err(RecvTimeoutError::Closed),
-            Err(_) => Err(RecvTimeoutError::Timeout),
+        match self.inner.try_recv_from() {
+            Ok(message) => return Ok(message),
+            Err(TryRecvError::Empty) => {}
+            Err(_) => return Err(RecvTimeoutError::Closed),
+        }
+        // A timeout too long to add to now waits without one.
+        let deadline = Instant::now().checked_add(timeout);
+        match park::wait(self.inner.recv_from(), deadline) {
+            Some(Some(message)) => Ok(message),
+            Some(None) => Err(RecvTimeoutError::Closed),
+            None => Err(RecvTimeoutError::Timeout),
         }
     }
 

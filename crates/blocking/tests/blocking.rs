@@ -206,3 +206,62 @@ fn unix_sockets_from_threads() -> Result<(), Error> {
     assert_eq!(server.recv_timeout(WAIT).expect("a message"), "over unix");
     Ok(())
 }
+
+#[test]
+fn close_wakes_a_thread_blocked_in_recv_timeout() -> Result<(), Error> {
+    let socket = Socket::new()?;
+    socket.bind("127.0.0.1:0")?;
+    let receiver = socket.clone();
+    let blocked = thread::spawn(move || {
+        let started = Instant::now();
+        (receiver.recv_timeout(WAIT), started.elapsed())
+    });
+    socket.close();
+    let (got, waited) = blocked.join().expect("receiver");
+    assert_eq!(got, Err(RecvTimeoutError::Closed));
+    assert!(waited < WAIT, "waited {waited:?}: the close did not wake it");
+    Ok(())
+}
+
+#[test]
+fn a_send_that_must_wait_blocks_until_room_then_goes() -> Result<(), Error> {
+    // No peer, and room for one buffered message: the second send waits
+    // (the slow path) until a peer connects and the buffer drains.
+    let client =
+        Socket::builder().buffer(1, 1 << 20).when_buffer_full(smartsock_blocking::WhenFull::Wait).build()?;
+    client.send("first")?;
+    let sender = client.clone();
+    let (done, sent) = mpsc::channel();
+    let second = thread::spawn(move || {
+        let outcome = sender.send("second");
+        done.send(()).expect("report");
+        outcome
+    });
+    let server = Socket::new()?;
+    let addr = server.bind("127.0.0.1:0")?.to_string();
+    client.connect(&addr)?;
+    sent.recv_timeout(WAIT).expect("the waiting send went once the peer came");
+    second.join().expect("sender")?;
+    assert_eq!(server.recv_timeout(WAIT).expect("first"), "first");
+    assert_eq!(server.recv_timeout(WAIT).expect("second"), "second");
+    Ok(())
+}
+
+#[test]
+fn a_send_that_must_wait_gives_up_at_its_timeout_with_the_message() -> Result<(), Error> {
+    let client = Socket::builder()
+        .buffer(1, 1 << 20)
+        .when_buffer_full(smartsock_blocking::WhenFull::Wait)
+        .send_timeout(Duration::from_millis(100))
+        .build()?;
+    client.send("first")?;
+    let started = Instant::now();
+    let error = client.send("second").expect_err("no room within the timeout");
+    assert!(started.elapsed() >= Duration::from_millis(100), "gave up early: {:?}", started.elapsed());
+    assert!(!error.is_closed(), "{error}");
+    assert_eq!(error.into_payload().expect("handed back"), "second");
+    // send_to a peer that is not connected fails at once, message inside.
+    let error = client.send_to(smartsock_blocking::PeerId::random(), "nobody").expect_err("unknown peer");
+    assert_eq!(error.into_payload().expect("handed back"), "nobody");
+    Ok(())
+}

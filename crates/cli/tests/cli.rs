@@ -394,12 +394,17 @@ fn schemes_without_a_transport_are_a_usage_error() {
 /// until the sender's end; returns the DATA frames read. With `read: false`
 /// it never reads, and holds the connection for `hold`.
 fn raw_peer(listener: TcpListener, read: bool, hold: Duration) -> thread::JoinHandle<usize> {
+    raw_peer_as([9; 16], listener, read, hold)
+}
+
+/// [`raw_peer`] with the identity `id`.
+fn raw_peer_as(id: [u8; 16], listener: TcpListener, read: bool, hold: Duration) -> thread::JoinHandle<usize> {
     thread::spawn(move || {
         let (mut stream, _) = listener.accept().expect("accept");
         let mut hello = [0u8; 22];
         stream.read_exact(&mut hello).expect("the sender's HELLO");
         let mut ours = vec![0, 0, 0, 18, 1, 1];
-        ours.extend_from_slice(&[9; 16]);
+        ours.extend_from_slice(&id);
         stream.write_all(&ours).expect("our HELLO");
         if !read {
             thread::sleep(hold);
@@ -485,4 +490,31 @@ fn recv_stats_reports_rates_each_second_and_a_summary() {
     assert!(rates[0].starts_with("smartsock: stats: "), "{stderr}");
     let summary = stderr.lines().last().unwrap_or_default();
     assert!(summary.starts_with("smartsock: stats: received 3 messages, 0.00 MB in "), "{stderr}");
+}
+
+#[test]
+fn a_publish_report_counts_messages_not_copies() {
+    // Found: "3075 of 3000 message(s) not delivered" under publish, copies
+    // counted as messages. Three subscribers that never read: 300 copies
+    // unconfirmed, 100 messages.
+    let peers: Vec<_> = (1..=3u8)
+        .map(|i| {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("address").to_string();
+            (addr, raw_peer_as([i; 16], listener, false, Duration::from_secs(5)))
+        })
+        .collect();
+    let mut args =
+        vec!["send", "--mode", "publish", "--wait-peers", "3", "--count", "100", "--linger", "0.3"];
+    for (addr, _) in &peers {
+        args.extend(["--connect", addr.as_str()]);
+    }
+    args.push("hello");
+    let sent = run(&args);
+    let stderr = String::from_utf8_lossy(&sent.stderr);
+    assert_eq!(sent.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("100 of 100 message(s) not confirmed"), "{stderr}");
+    for (_, peer) in peers {
+        peer.join().expect("the peer's thread");
+    }
 }

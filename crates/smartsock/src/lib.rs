@@ -231,7 +231,7 @@ pub use smartsock_reliability::{AckTiming, AckToken, Undelivered};
 pub use smartsock_transport::tls;
 pub use smartsock_transport::{
     Address, ConnectError, DisconnectReason, DropReason, Endpoint, Event, HandshakeRefusals, PeerCertificate,
-    PeerInfo, PeerStats, ReconnectStrategy, RefusedReason, Side, TlsFailure, Traffic,
+    PeerInfo, PeerStats, ReconnectStrategy, RefusedReason, Side, TlsFailure, Traffic, TryRecvError,
 };
 
 /// The wire format (`smartsock-framing`).

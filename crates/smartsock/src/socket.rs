@@ -25,6 +25,7 @@ use tracing::warn;
 use crate::Error;
 
 mod close;
+mod now;
 mod send;
 
 use crate::builder::{BoxSendService, Delivery, NO_RELIABLE_PUBLISH, SendMode, SocketBuilder};

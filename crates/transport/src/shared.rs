@@ -123,7 +123,11 @@ impl LogLimiter {
     /// `Some(n)` if the line may be logged now (`n` lines were held back
     /// since the last one), `None` if it is to be held back.
     pub(crate) fn allow(&self) -> Option<u64> {
-        let now = std::time::Instant::now();
+        self.allow_at(std::time::Instant::now())
+    }
+
+    /// [`allow`](LogLimiter::allow) at the time `now`.
+    fn allow_at(&self, now: std::time::Instant) -> Option<u64> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match &mut *state {
             Some((last, held)) if now.duration_since(*last) < std::time::Duration::from_secs(1) => {
@@ -136,5 +140,42 @@ impl LogLimiter {
                 Some(held)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::LogLimiter;
+
+    #[test]
+    fn a_storm_is_one_line_a_second_with_the_count_held_back() {
+        let limiter = LogLimiter::default();
+        let start = Instant::now();
+        let ms = |n: u64| start + Duration::from_millis(n);
+        assert_eq!(limiter.allow_at(ms(0)), Some(0));
+        // 10,000 more within the first second: none logged.
+        for i in 0..10_000 {
+            assert_eq!(limiter.allow_at(ms(i / 11)), None);
+        }
+        // The first after a second is logged, saying how many were held back.
+        assert_eq!(limiter.allow_at(ms(1_000)), Some(10_000));
+        assert_eq!(limiter.allow_at(ms(1_500)), None);
+        assert_eq!(limiter.allow_at(ms(1_999)), None);
+        assert_eq!(limiter.allow_at(ms(2_000)), Some(2));
+        // After a quiet spell, the next line goes at once, with nothing held.
+        assert_eq!(limiter.allow_at(ms(60_000)), Some(0));
+    }
+
+    #[test]
+    fn a_storm_of_any_length_logs_at_most_one_line_per_second() {
+        let limiter = LogLimiter::default();
+        let start = Instant::now();
+        // 15 s of refusals every 100 µs (150,000; the issue saw 130,000 lines).
+        let logged = (0..150_000u64)
+            .filter(|i| limiter.allow_at(start + Duration::from_micros(i * 100)).is_some())
+            .count();
+        assert_eq!(logged, 15);
     }
 }

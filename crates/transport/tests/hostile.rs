@@ -140,3 +140,78 @@ async fn one_address_cannot_hold_every_peer_slot() {
     wait_peer_count(&server.transport, 5).await;
     server.transport.close().await;
 }
+
+/// Log lines captured by a test's subscriber.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_refusal_storm_logs_a_bounded_number_of_warnings() {
+    // Found: one WARN per refusal, 130,000 lines in 15 s under an identity
+    // storm. Now each refusal is an event and a count, and the log says so
+    // at most once a second (the held-back count on the next line).
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // A current-thread runtime: the transport's tasks log on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = transport(config());
+    let mut events = server.transport.events();
+    let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
+    let server_id = server.transport.identity();
+    let held = [0x5A; 16];
+    let _holder = RawPeer::handshake(addr, held, server_id).await;
+    wait_peer_count(&server.transport, 1).await;
+
+    const STORM: usize = 300;
+    let started = std::time::Instant::now();
+    for _ in 0..STORM {
+        let mut raw = RawPeer::connect(addr, held).await;
+        raw.write(&hello(held)).await;
+        raw.expect_closed().await;
+        let reason = next_event(&mut events, "HandshakeRefused", |e| match e {
+            Event::HandshakeRefused { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(reason, RefusedReason::DuplicateIdentity(PeerId::from_bytes(held)));
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(server.transport.stats().refusals.duplicate_identity, STORM as u64);
+    server.transport.close().await;
+
+    let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let warnings: Vec<&str> =
+        logged.lines().filter(|line| line.contains("WARN") && line.contains("handshake refused")).collect();
+    // The first refusal is logged at once; after it, at most one a second.
+    assert!(!warnings.is_empty(), "{logged}");
+    let most = 1 + elapsed.as_secs() as usize;
+    assert!(warnings.len() <= most, "{} warnings in {elapsed:?} (at most {most}):\n{logged}", warnings.len());
+    assert!(warnings[0].contains("identity"), "{logged}");
+    // Any later line says how many were held back, and together they
+    // account for every refusal but the first.
+    let held_back: u64 = warnings[1..]
+        .iter()
+        .map(|line| {
+            let count = line.split("suppressed=").nth(1).expect("a held-back count");
+            count.split_whitespace().next().unwrap().parse::<u64>().unwrap()
+        })
+        .sum();
+    assert!(held_back + warnings.len() as u64 <= STORM as u64, "{logged}");
+}
