@@ -358,21 +358,10 @@ impl Socket {
         self.recv_from().await.map(|(_, message)| message)
     }
 
-    /// A message already queued, if any, taken without making a future:
-    /// the usual case of a busy receiver.
-    fn take_queued(&self) -> Result<(PeerId, Bytes), TryRecvError> {
-        loop {
-            let incoming = self.inner.inbound.try_recv()?;
-            if let Some(message) = self.inner.receive.take(incoming) {
-                return Ok(message);
-            }
-        }
-    }
-
     /// Like [`recv`](Socket::recv), with the sender's identity (to answer it
     /// with [`send_to`](Socket::send_to)).
     pub async fn recv_from(&self) -> Option<(PeerId, Bytes)> {
-        match self.take_queued() {
+        match self.try_recv_from() {
             Ok(message) => return Some(message),
             Err(TryRecvError::Closed) => return None,
             Err(_) => {}

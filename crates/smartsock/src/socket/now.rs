@@ -6,11 +6,11 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use smartsock_framing::PeerId;
-use smartsock_patterns::{Attempt, Destination, Message, SendErrorKind, WhenFull};
+use smartsock_patterns::{Destination, Message, Outcome, SendErrorKind, WhenFull};
 use smartsock_transport::TryRecvError;
 
 use super::Socket;
-use super::send::send_error;
+use super::send::{Tried, send_error};
 use crate::Error;
 
 impl Socket {
@@ -75,35 +75,17 @@ impl Socket {
         if self.inner.stack.is_some() || waits_inside {
             return Err(send_error(SendErrorKind::WouldWait, message));
         }
-        let peer_set = &self.inner.peer_set;
-        let attempt = match &self.inner.tracker {
-            None => peer_set.try_send(message)?,
-            Some(reliable) => match reliable.try_track(message) {
-                Ok((tracked, request)) => match peer_set.try_send(request) {
-                    Ok(Attempt::WouldWait(request)) => Attempt::WouldWait(reliable.untrack(tracked, request)),
-                    Ok(Attempt::Sent(peer)) => {
-                        reliable.sent(tracked, peer);
-                        Attempt::Sent(peer)
-                    }
-                    Ok(queued @ Attempt::Queued(_)) => queued,
-                    Err(e) => {
-                        let kind = e.kind().clone();
-                        return Err(send_error(kind, reliable.untrack(tracked, e.into_message())));
-                    }
-                },
-                Err(back) if reliable.is_shut_down() => {
-                    return Err(send_error(SendErrorKind::Closed, back));
-                }
-                // At the in-flight limit.
-                Err(back) => Attempt::WouldWait(back),
-            },
-        };
-        match attempt {
-            Attempt::Sent(_) => Ok(()),
-            Attempt::WouldWait(message) => Err(send_error(SendErrorKind::WouldWait, message)),
-            // Only a publish under `WhenFull::Wait` leaves copies to queue
-            // later, and it never gets here.
-            Attempt::Queued(_) => unreachable!("a copy left to queue later by a send that cannot wait"),
+        match self.try_once(message) {
+            Tried::Queued(Outcome::CopiesWaiting(_)) => {
+                // Only a publish under `WhenFull::Wait` leaves copies to queue
+                // later, and it never gets here.
+                unreachable!("a copy left to queue later by a send that cannot wait")
+            }
+            Tried::Queued(_) => Ok(()),
+            Tried::NoRoom(back) | Tried::AtInFlightLimit(back) => {
+                Err(send_error(SendErrorKind::WouldWait, back))
+            }
+            Tried::Failed(error) => Err(error),
         }
     }
 }

@@ -68,53 +68,70 @@ impl Socket {
         if message.to == Destination::Unresolved {
             message.to = self.inner.destination;
         }
-        let peer_set = &self.inner.peer_set;
         // Read only if the send has to wait.
         let mut deadline = None;
         loop {
-            let outcome = match &self.inner.tracker {
-                // The queues take copies: the message stays here, and no
-                // message value moves through the layers on the way.
-                None => peer_set.try_send_borrowed(&message),
-                Some(reliable) => match reliable.try_track(message) {
-                    Ok((tracked, request)) => match peer_set.try_send_borrowed(&request) {
-                        Ok(Outcome::Sent(peer)) => {
-                            reliable.sent(tracked, peer);
-                            return Ok(());
-                        }
-                        Ok(Outcome::WouldWait) => {
-                            message = reliable.untrack(tracked, request);
-                            Ok(Outcome::WouldWait)
-                        }
-                        Ok(copies @ Outcome::CopiesWaiting(_)) => {
-                            reliable.sent(tracked, None);
-                            return finish(copies).await;
-                        }
-                        Err(kind) => return Err(send_error(kind, reliable.untrack(tracked, request))),
-                    },
-                    Err(back) if reliable.is_shut_down() => {
-                        return Err(send_error(SendErrorKind::Closed, back));
-                    }
-                    // At the in-flight limit.
-                    Err(back) => {
-                        if !within(reliable.room(), limit, &mut deadline).await {
-                            return Err(send_error(on_expiry, back));
-                        }
-                        message = back;
-                        continue;
-                    }
-                },
+            let (ready, message_back) = match self.try_once(message) {
+                Tried::Queued(outcome) => return finish(outcome).await,
+                Tried::Failed(error) => return Err(error),
+                Tried::AtInFlightLimit(back) => {
+                    let reliable = self.inner.tracker.as_ref().expect("only at-least-once has a limit");
+                    (within(reliable.room(), limit, &mut deadline).await, back)
+                }
+                Tried::NoRoom(back) => {
+                    (within(self.inner.peer_set.room_for(&back), limit, &mut deadline).await, back)
+                }
             };
-            match outcome {
-                Err(kind) => return Err(send_error(kind, message)),
-                Ok(Outcome::WouldWait) => {}
-                Ok(done) => return finish(done).await,
+            if !ready {
+                return Err(send_error(on_expiry, message_back));
             }
-            if !within(peer_set.room_for(&message), limit, &mut deadline).await {
-                return Err(send_error(on_expiry, message));
-            }
+            message = message_back;
         }
     }
+
+    /// One try of the direct path, no wait: the message is queued (tracked
+    /// first under at-least-once), or handed back with what it waits for.
+    /// `message.to` must be resolved.
+    pub(super) fn try_once(&self, message: Message) -> Tried {
+        let peer_set = &self.inner.peer_set;
+        let Some(reliable) = &self.inner.tracker else {
+            // The queues take copies: the message stays here, and no message
+            // value moves through the layers on the way.
+            return match peer_set.try_send_borrowed(&message) {
+                Ok(Outcome::WouldWait) => Tried::NoRoom(message),
+                Ok(queued) => Tried::Queued(queued),
+                Err(kind) => Tried::Failed(send_error(kind, message)),
+            };
+        };
+        match reliable.try_track(message) {
+            Ok((tracked, request)) => match peer_set.try_send_borrowed(&request) {
+                Ok(Outcome::Sent(peer)) => {
+                    reliable.sent(tracked, peer);
+                    Tried::Queued(Outcome::Sent(peer))
+                }
+                Ok(Outcome::WouldWait) => Tried::NoRoom(reliable.untrack(tracked, request)),
+                Ok(copies @ Outcome::CopiesWaiting(_)) => {
+                    reliable.sent(tracked, None);
+                    Tried::Queued(copies)
+                }
+                Err(kind) => Tried::Failed(send_error(kind, reliable.untrack(tracked, request))),
+            },
+            Err(back) if reliable.is_shut_down() => Tried::Failed(send_error(SendErrorKind::Closed, back)),
+            Err(back) => Tried::AtInFlightLimit(back),
+        }
+    }
+}
+
+/// What became of [`Socket::try_once`].
+pub(super) enum Tried {
+    /// In the queues (a publish may still have copies to queue).
+    Queued(Outcome),
+    /// Not queued: the outboxes (or the no-peer buffer) it needs are full.
+    NoRoom(Message),
+    /// Not queued: at-least-once is at its in-flight limit.
+    AtInFlightLimit(Message),
+    /// It can never go; the error holds the message.
+    Failed(Error),
 }
 
 /// The end of a send whose message is queued: at once, or once a publish's
