@@ -215,10 +215,7 @@ impl Outbox {
             state.chunks.push_back(Chunk::Own(Outgoing { frame: frame.clone(), reroutable }));
         } else {
             let state = &mut *state;
-            let open = match state.chunks.back_mut() {
-                Some(Chunk::Encoded { reroutable: same, .. }) if *same == reroutable => true,
-                _ => false,
-            };
+            let open = matches!(state.chunks.back(), Some(Chunk::Encoded { reroutable: same, .. }) if *same == reroutable);
             if !open {
                 let bytes = state.spare.take().unwrap_or_default();
                 state.chunks.push_back(Chunk::Encoded { bytes, messages: 0, payload: 0, reroutable });
