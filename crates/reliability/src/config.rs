@@ -18,7 +18,9 @@ use std::time::Duration;
 pub struct AtLeastOnceConfig {
     /// Time to wait for an ACK before sending again. Default: 5 s (the protocol's).
     pub resend_timeout: Duration,
-    /// Sends of one message at most, the first included. Default: 6.
+    /// Sends of one message at most, the first included. Default: 6. A
+    /// resend by identity that finds its peer away is not counted (the
+    /// message waits for the peer, bounded by `give_up_after`).
     pub max_attempts: u32,
     /// Time after the first send past which a message is given up even with
     /// attempts left. Default: 60 s.

@@ -320,6 +320,22 @@ impl Core {
         }
     }
 
+    /// The resend of message `seq` at its `attempts`th send was not made
+    /// (its peer is away): that send does not count. Its next deadline
+    /// stands, and tries again.
+    pub(crate) fn resend_not_made(&self, seq: u64, attempts: u32) {
+        let mut table = self.table();
+        let Some(entry) = table.pending.get_mut(&seq) else { return };
+        if entry.attempts != attempts || attempts <= 1 {
+            return;
+        }
+        entry.attempts -= 1;
+        // The deadline queued for that send is the one that stands now.
+        for deadline in table.resends.iter_mut().filter(|(_, s, a)| *s == seq && *a == attempts) {
+            deadline.2 = attempts - 1;
+        }
+    }
+
     /// Stops tracking a message whose send failed; hands back the message
     /// as it was given (a DATA frame).
     pub(crate) fn untrack(&self, seq: u64, request: Message) -> Message {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use smartsock_patterns::{Attempt, Destination, Message, PeerSet, SendError};
+use smartsock_patterns::{Attempt, Destination, Message, PeerSet, SendError, SendErrorKind};
 use smartsock_transport::{DropReason, Event, EventsError, MsgId, PeerId, Transport};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
@@ -152,11 +152,19 @@ struct Due {
     give_up: Vec<(MsgId, Pending)>,
 }
 
+/// What became of a resend.
+pub(crate) enum Resent {
+    /// Queued (or tried and failed for good); to this peer, when the route tells.
+    To(Option<PeerId>),
+    /// Not made: the message is for one peer by identity, and that peer is
+    /// not connected now (it may be reconnecting).
+    PeerAbsent,
+}
+
 /// How the driver sends a message again.
 pub(crate) trait Resend: Send + 'static {
-    /// Sends `message` again within `limit`; the peer that took it, when
-    /// the route tells.
-    fn resend(&mut self, message: Message, limit: Duration) -> impl Future<Output = Option<PeerId>> + Send;
+    /// Sends `message` again within `limit`.
+    fn resend(&mut self, message: Message, limit: Duration) -> impl Future<Output = Resent> + Send;
 }
 
 /// Resends through a routing service, which does not say where each went.
@@ -167,9 +175,9 @@ where
     S: Service<Message, Response = (), Error = SendError> + Send + 'static,
     S::Future: Send,
 {
-    async fn resend(&mut self, message: Message, limit: Duration) -> Option<PeerId> {
+    async fn resend(&mut self, message: Message, limit: Duration) -> Resent {
         resend(&mut self.0, message, limit).await;
-        None
+        Resent::To(None)
     }
 }
 
@@ -179,22 +187,23 @@ where
 pub(crate) struct ViaPeerSet(pub(crate) PeerSet);
 
 impl Resend for ViaPeerSet {
-    async fn resend(&mut self, mut message: Message, limit: Duration) -> Option<PeerId> {
+    async fn resend(&mut self, mut message: Message, limit: Duration) -> Resent {
         let attempt = async {
             loop {
                 match self.0.try_send(message) {
-                    Ok(Attempt::Sent(peer)) => return peer,
+                    Ok(Attempt::Sent(peer)) => return Resent::To(peer),
                     Ok(Attempt::Queued(copies)) => {
                         let _ = copies.await;
-                        return None;
+                        return Resent::To(None);
                     }
                     Ok(Attempt::WouldWait(back)) => {
                         self.0.room_for(&back).await;
                         message = back;
                     }
+                    Err(e) if matches!(e.kind(), SendErrorKind::UnknownPeer(_)) => return Resent::PeerAbsent,
                     Err(e) => {
                         debug!(error = %e, "resend failed");
-                        return None;
+                        return Resent::To(None);
                     }
                 }
             }
@@ -202,7 +211,7 @@ impl Resend for ViaPeerSet {
         // The attempt still counts; the next deadline tries again or gives up.
         timeout(limit, attempt).await.unwrap_or_else(|_| {
             debug!("resend could not be queued in time");
-            None
+            Resent::To(None)
         })
     }
 }
@@ -259,8 +268,13 @@ pub(crate) async fn drive<R: Resend>(core: Arc<Core>, mut resender: R, parts: Dr
         }
         for (seq, attempts, message) in due.resend {
             core.stats.resent.fetch_add(1, Ordering::Relaxed);
-            if let Some(peer) = resender.resend(message, core.config.resend_timeout).await {
-                core.resent_to(seq, attempts, peer);
+            match resender.resend(message, core.config.resend_timeout).await {
+                Resent::To(Some(peer)) => core.resent_to(seq, attempts, peer),
+                Resent::To(None) => {}
+                // A named peer that is away (reconnecting, say) does not use
+                // up the message's attempts: only `give_up_after` bounds
+                // the wait for it.
+                Resent::PeerAbsent => core.resend_not_made(seq, attempts),
             }
         }
         if core.table().pending.is_empty() {

@@ -302,7 +302,9 @@ impl SocketBuilder {
     }
 
     /// Under at-least-once: sends of one message at most, and the time after
-    /// which it is given up anyway. Defaults: 6 sends, 60 s.
+    /// which it is given up anyway. Defaults: 6 sends, 60 s. A resend of a
+    /// message for one peer by identity that finds that peer away (say,
+    /// reconnecting) is not a send: it waits for the peer, up to the time.
     pub fn give_up(mut self, attempts: u32, after: Duration) -> Self {
         self.at_least_once.max_attempts = attempts;
         self.at_least_once.give_up_after = after;

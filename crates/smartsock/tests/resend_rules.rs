@@ -201,3 +201,42 @@ async fn messages_flushed_from_the_no_peer_buffer_are_resent_at_once_when_their_
     sender.close().await;
     second.close().await;
 }
+
+/// A message for one peer by identity waits for that peer while it is away
+/// (restarting, reconnecting): a resend that finds it absent does not use
+/// up the message's attempts; only `give_up_after` bounds the wait.
+#[tokio::test(start_paused = true)]
+async fn a_message_by_identity_waits_for_its_peer_to_come_back_without_using_up_its_attempts() {
+    const RESEND: Duration = Duration::from_secs(1);
+    let sender = Socket::builder()
+        .delivery(Delivery::AtLeastOnce)
+        .resend_timeout(RESEND)
+        .give_up(2, Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let stats = sender.delivery_stats().expect("at-least-once");
+    let mut events = sender.events();
+    let named = smartsock::PeerId::random();
+    let first = Socket::builder().identity(named).build().unwrap();
+    link(&sender, &first, 1).await;
+    // The first holder never takes it, so never acknowledges it.
+    sender.send_to(named, numbered(7)).await.unwrap();
+    first.close().await;
+    within("the peer to go", async {
+        while !matches!(events.next().await, Some(Event::PeerDisconnected { peer, .. }) if peer == named) {}
+    })
+    .await;
+    // Ten resend timeouts with the peer away: two attempts would have been
+    // spent (and the message given up) if absent resends counted.
+    tokio::time::sleep(10 * RESEND).await;
+    assert_eq!(stats.undelivered(), 0, "given up while its peer was away");
+
+    let second = Socket::builder().identity(named).build().unwrap();
+    link(&sender, &second, 1).await;
+    let message = within("the message, once its peer is back", second.recv()).await.unwrap();
+    assert_eq!(number_of(&message), 7);
+    within("the sender to settle", sender.settled()).await;
+    assert_eq!((stats.acked(), stats.undelivered()), (1, 0));
+    sender.close().await;
+    second.close().await;
+}
