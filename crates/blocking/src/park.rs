@@ -82,12 +82,20 @@ mod tests {
 
     #[test]
     fn a_future_woken_from_another_thread_completes() {
-        let (tx, rx) = futures_channel();
+        let (tx, mut rx) = futures_channel();
+        let (polled, first_poll) = std::sync::mpsc::channel();
         let sender = thread::spawn(move || {
-            thread::sleep(Duration::from_millis(20));
+            // Only once the waiter has looked and found nothing: the wake-up
+            // that completes it then comes from this thread.
+            first_poll.recv().expect("the waiter polls");
             tx.send(5).expect("receiver waits");
         });
-        assert_eq!(wait(rx, None).map(Result::ok), Some(Some(5)));
+        let watched = std::future::poll_fn(move |cx| {
+            let poll = std::pin::Pin::new(&mut rx).poll(cx);
+            let _ = polled.send(());
+            poll
+        });
+        assert_eq!(wait(watched, None).map(Result::ok), Some(Some(5)));
         sender.join().expect("sender");
     }
 

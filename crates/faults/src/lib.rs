@@ -16,6 +16,7 @@
 
 pub mod soak;
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -349,10 +350,11 @@ pub struct Figures {
     pub extra: String,
 }
 
-impl Figures {
-    /// Prints the figures on one line.
-    pub fn print(&self) {
-        println!(
+/// One line, `FIGURES <scenario>: messages=… faults=… …`, to grep for.
+impl fmt::Display for Figures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
             "FIGURES {}: messages={} faults={} lost={} duplicates={} given_up={} time={:.2}s {}",
             self.scenario,
             self.messages,
@@ -362,6 +364,6 @@ impl Figures {
             self.given_up,
             self.elapsed.as_secs_f64(),
             self.extra
-        );
+        )
     }
 }

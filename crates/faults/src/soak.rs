@@ -23,7 +23,7 @@ use crate::{Figures, Ledger, MESSAGE_SIZE, Receiver, Rig, Schedule, builder, pay
 const RATE: usize = 2000;
 
 /// One round: every pattern at once for `length`, faults drawn from `seed`.
-/// Panics (with the figures printed) if a check fails.
+/// Panics (the figures in the message) if a check fails.
 pub async fn round(seed: u64, length: Duration) -> Vec<Figures> {
     let (rr, least, identity, publish) = tokio::join!(
         at_least_once("soak_round_robin", reliable_sender().send_mode(SendMode::RoundRobin), 3, seed, length),
@@ -76,9 +76,8 @@ async fn at_least_once(
         elapsed: started.elapsed(),
         extra: format!("resent={}", delivery.resent),
     };
-    figures.print();
-    assert!(all && missing.is_empty(), "{scenario}: lost {} messages", missing.len());
-    assert_eq!(delivery.undelivered, 0, "{scenario}: messages given up");
+    assert!(all && missing.is_empty(), "{figures}\n{scenario}: lost {} messages", missing.len());
+    assert_eq!(delivery.undelivered, 0, "{figures}\n{scenario}: messages given up");
     rig.shutdown().await;
     figures
 }
@@ -172,9 +171,8 @@ async fn by_identity(seed: u64, length: Duration) -> Figures {
         elapsed: started.elapsed(),
         extra: format!("resent={}", delivery.resent),
     };
-    figures.print();
-    assert!(all && missing.is_empty(), "soak_by_identity: lost {} messages", missing.len());
-    assert_eq!(delivery.undelivered, 0, "soak_by_identity: messages given up");
+    assert!(all && missing.is_empty(), "{figures}\nsoak_by_identity: lost {} messages", missing.len());
+    assert_eq!(delivery.undelivered, 0, "{figures}\nsoak_by_identity: messages given up");
     rig.shutdown().await;
     figures
 }
@@ -239,11 +237,18 @@ async fn publish_stalled(length: Duration) -> Figures {
         elapsed: started.elapsed(),
         extra: format!("stalled_got={} stalled_dropped={dropped} live_got={}", got[1], got[0]),
     };
-    figures.print();
-    assert_eq!(duplicates, 0, "soak_publish: a subscriber got a message twice");
-    assert_eq!(got[0], sent as u64, "soak_publish: the live subscriber missed messages");
-    assert_eq!(got[1] + dropped, sent as u64, "soak_publish: the stalled subscriber's drops are not exact");
-    assert_eq!(publisher.slow_subscriber_drops(), dropped, "soak_publish: drops for the live subscriber");
+    assert_eq!(duplicates, 0, "{figures}\nsoak_publish: a subscriber got a message twice");
+    assert_eq!(got[0], sent as u64, "{figures}\nsoak_publish: the live subscriber missed messages");
+    assert_eq!(
+        got[1] + dropped,
+        sent as u64,
+        "{figures}\nsoak_publish: the stalled subscriber's drops are not exact"
+    );
+    assert_eq!(
+        publisher.slow_subscriber_drops(),
+        dropped,
+        "{figures}\nsoak_publish: drops for the live subscriber"
+    );
     within("the publisher to close", publisher.close()).await;
     drop(proxies);
     for sub in subs {

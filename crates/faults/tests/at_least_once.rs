@@ -94,7 +94,7 @@ async fn finish(
             extra.unwrap_or_default()
         ),
     };
-    figures.print();
+    println!("{figures}");
     assert!(all && missing.is_empty(), "{scenario}: lost {} messages: {missing:?}", missing.len());
     assert_eq!(delivery.undelivered, 0, "{scenario}: messages given up although every peer came back");
     assert!(figures.faults >= 1, "{scenario}: the fault never fired");
@@ -254,7 +254,7 @@ async fn given_up_only_when_delivery_is_impossible() {
     handed_back.sort_unstable();
     assert_eq!(handed_back, (0..SENT as u32).collect::<Vec<_>>(), "not every message was handed back");
     let delivery = rig.sender.stats().delivery.expect("at-least-once stats");
-    Figures {
+    let figures = Figures {
         scenario: "alo_impossible_given_up",
         messages: SENT as u64,
         faults: rig.faults() as u64,
@@ -264,8 +264,8 @@ async fn given_up_only_when_delivery_is_impossible() {
         given_up: delivery.undelivered,
         elapsed: started.elapsed(),
         extra: format!("handed_back={}", handed_back.len()),
-    }
-    .print();
+    };
+    println!("{figures}");
     assert_eq!(delivery.undelivered, SENT as u64);
     assert_eq!(rig.ledger.distinct(), 0, "a message went through a stalled link");
     assert_eq!(rig.sender.in_flight(), 0);

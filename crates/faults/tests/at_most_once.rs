@@ -52,7 +52,7 @@ async fn reset_loses_only_what_was_in_flight(scenario: &'static str, trigger: Tr
     let in_flight = links[0].traffic.messages_out.saturating_sub(got_on_failed);
     let missing = rig.ledger.missing(MESSAGES);
     let repeated = rig.ledger.repeated();
-    Figures {
+    let figures = Figures {
         scenario,
         messages: MESSAGES as u64,
         faults: rig.faults() as u64,
@@ -67,8 +67,8 @@ async fn reset_loses_only_what_was_in_flight(scenario: &'static str, trigger: Tr
             links.len(),
             report.unconfirmed
         ),
-    }
-    .print();
+    };
+    println!("{figures}");
     assert!(repeated.is_empty(), "delivered more than once: {repeated:?}");
     for r in 0..PEERS {
         let order = rig.ledger.order(r);

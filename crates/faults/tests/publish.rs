@@ -90,7 +90,7 @@ async fn a_stalled_subscriber_costs_the_others_nothing() {
     let duplicates: u64 = ledgers.iter().map(|l| l.duplicates()).sum();
     let stats = publisher.stats();
     let drops_of = |s: usize| stats.peer(subscribers[s].socket.identity()).map_or(0, |p| p.traffic.dropped);
-    Figures {
+    let figures = Figures {
         scenario: "publish_stalled_subscriber",
         messages: MESSAGES as u64,
         faults: proxies.iter().map(|p| p.stats().faults() as u64).sum(),
@@ -104,8 +104,8 @@ async fn a_stalled_subscriber_costs_the_others_nothing() {
             got[STALLED],
             publisher.slow_subscriber_drops()
         ),
-    }
-    .print();
+    };
+    println!("{figures}");
     for s in (0..SUBSCRIBERS).filter(|&s| s != STALLED) {
         assert_eq!(got[s], MESSAGES as u64, "live subscriber {s} missed messages");
         assert_eq!(drops_of(s), 0, "copies dropped for live subscriber {s}");

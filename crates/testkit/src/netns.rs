@@ -45,16 +45,17 @@ pub struct NetLab {
 }
 
 impl NetLab {
-    /// A hub and `leaves` leaf namespaces, linked and up; `None` (after
-    /// printing why) where namespaces cannot be made here.
-    pub fn star(leaves: usize) -> Option<Self> {
+    /// A hub and `leaves` leaf namespaces, linked and up; `Err(why)` where
+    /// namespaces cannot be made here (the test then says it is skipped).
+    pub fn star(leaves: usize) -> Result<Self, String> {
         assert!(leaves <= 250, "leaf subnets are 10.200.0-249.0/24");
         remove_stale();
         let base = format!("{PREFIX}{}x{}", std::process::id(), NEXT_LAB.fetch_add(1, Ordering::Relaxed));
         let mut lab = Self { hub: format!("{base}h"), leaves: Vec::new() };
         if let Err(why) = ip(&["netns", "add", &lab.hub]) {
-            eprintln!("SKIPPED: cannot make network namespaces here ({why}); this test needs root and `ip`");
-            return None;
+            return Err(format!(
+                "cannot make network namespaces here ({why}); this test needs root and `ip`"
+            ));
         }
         let made = (|| {
             ip(&["-n", &lab.hub, "link", "set", "lo", "up"])?;
@@ -75,13 +76,8 @@ impl NetLab {
             }
             Ok::<(), String>(())
         })();
-        match made {
-            Ok(()) => Some(lab),
-            Err(why) => {
-                eprintln!("SKIPPED: cannot link network namespaces here ({why})");
-                None
-            }
-        }
+        // On failure `lab` is dropped, which removes what was made.
+        made.map(|()| lab).map_err(|why| format!("cannot link network namespaces here ({why})"))
     }
 
     /// The hub namespace's name.
@@ -157,7 +153,8 @@ impl Drop for NetLab {
         // Deleting a namespace deletes its ends of the veth pairs, and so the pairs.
         for name in self.leaves.iter().chain(std::iter::once(&self.hub)) {
             if let Err(why) = ip(&["netns", "del", name]) {
-                eprintln!("could not delete network namespace {name}: {why}");
+                // The next lab removes leftovers of dead processes too.
+                tracing::warn!(namespace = %name, %why, "could not delete a network namespace");
             }
         }
     }

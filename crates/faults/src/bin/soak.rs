@@ -55,6 +55,7 @@ fn main() {
         let seed = args.seed.wrapping_add(rounds.wrapping_mul(0x9E37_79B9));
         let figures = runtime.block_on(round(seed, round_length));
         for f in &figures {
+            println!("{f}");
             totals[0] += f.messages;
             totals[1] += f.faults;
             totals[2] += f.duplicates;
@@ -76,7 +77,8 @@ fn main() {
     while (open_fds() > fds_before || runtime.metrics().num_alive_tasks() > tasks_before)
         && Instant::now() < deadline
     {
-        std::thread::sleep(Duration::from_millis(50));
+        // Asleep on the runtime, so that its own tasks can finish meanwhile.
+        runtime.block_on(tokio::time::sleep(Duration::from_millis(50)));
     }
     let (fds_after, tasks_after) = (open_fds(), runtime.metrics().num_alive_tasks());
     let first = rss.first().copied().unwrap_or(0);
