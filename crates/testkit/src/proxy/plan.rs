@@ -57,14 +57,14 @@ pub enum Fault {
     /// that closed in the middle of whatever it was writing.
     Close,
     /// Nothing more is forwarded either way (connections stay open, new ones
-    /// are accepted and stalled too) until [`FaultProxy::heal`].
+    /// are accepted and stalled too) until [`FaultProxy::heal`](super::FaultProxy::heal)(super::FaultProxy::heal).
     Stall,
     /// At most this many bytes per second in the trigger's direction (both
     /// for [`Trigger::Now`]).
     Throttle(u64),
     /// Each chunk is held this long before it is forwarded, in the trigger's
     /// direction (both for [`Trigger::Now`]). One chunk is in the air at a
-    /// time, so it also caps the rate at [`CHUNK`] per delay.
+    /// time, so it also caps the rate at [`CHUNK`](super::CHUNK) per delay.
     Delay(Duration),
     /// The next this many bytes in the trigger's direction vanish (both for
     /// [`Trigger::Now`]): the byte stream loses its framing, as after a
