@@ -77,8 +77,9 @@ fn main() {
     while (open_fds() > fds_before || runtime.metrics().num_alive_tasks() > tasks_before)
         && Instant::now() < deadline
     {
-        // Asleep on the runtime, so that its own tasks can finish meanwhile.
-        runtime.block_on(tokio::time::sleep(Duration::from_millis(50)));
+        // Asleep on the runtime (the timer is made inside it), so that its
+        // own tasks can finish meanwhile.
+        runtime.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
     }
     let (fds_after, tasks_after) = (open_fds(), runtime.metrics().num_alive_tasks());
     let first = rss.first().copied().unwrap_or(0);
