@@ -1,7 +1,8 @@
 //! At-most-once, round-robin to three receivers behind fault proxies: a
 //! reset loses at most what was in flight on the failed link (written into
 //! it and not read out), never delivers a message twice, and keeps each
-//! receiver's order.
+//! receiver's order but for the messages routed again (those the failed
+//! link never took, which go to the others late).
 
 #![allow(clippy::print_stdout)]
 
@@ -62,18 +63,21 @@ async fn reset_loses_only_what_was_in_flight(scenario: &'static str, trigger: Tr
         elapsed: started.elapsed(),
         extra: format!(
             "in_flight_on_failed_link={in_flight} written_to_failed_link={} delivered_from_it={got_on_failed} \
-             links_to_victim={} unconfirmed_at_close={}",
+             links_to_victim={} unconfirmed_at_close={} rerouted={}",
             links[0].traffic.messages_out,
             links.len(),
-            report.unconfirmed
+            report.unconfirmed,
+            stats.rerouted
         ),
     };
     println!("{figures}");
     assert!(repeated.is_empty(), "delivered more than once: {repeated:?}");
-    for r in 0..PEERS {
-        let order = rig.ledger.order(r);
-        assert!(order.windows(2).all(|w| w[0] < w[1]), "receiver {r} got messages out of order");
-    }
+    let out_of_order: u64 = (0..PEERS).map(|r| out_of_order(&rig.ledger.order(r))).sum();
+    assert!(
+        out_of_order <= stats.rerouted,
+        "{out_of_order} messages out of order, more than the {} routed again",
+        stats.rerouted
+    );
     assert!(
         missing.len() as u64 <= in_flight,
         "lost {} messages, more than the {in_flight} in flight on the failed link: {missing:?}",
@@ -84,6 +88,30 @@ async fn reset_loses_only_what_was_in_flight(scenario: &'static str, trigger: Tr
     for receiver in rig.receivers {
         within("a receiver to close", receiver.stop()).await;
     }
+}
+
+/// How many of `order` must be left out for the rest to be increasing:
+/// its length less that of its longest increasing subsequence.
+fn out_of_order(order: &[u32]) -> u64 {
+    // tails[k]: the smallest last element of an increasing run of length k + 1.
+    let mut tails: Vec<u32> = Vec::new();
+    for &n in order {
+        match tails.binary_search(&n) {
+            Ok(_) => {}
+            Err(at) if at == tails.len() => tails.push(n),
+            Err(at) => tails[at] = n,
+        }
+    }
+    (order.len() - tails.len()) as u64
+}
+
+#[test]
+fn out_of_order_counts_what_must_be_left_out() {
+    assert_eq!(out_of_order(&[]), 0);
+    assert_eq!(out_of_order(&[1, 2, 3]), 0);
+    assert_eq!(out_of_order(&[1, 5, 2, 3, 4]), 1);
+    assert_eq!(out_of_order(&[4, 5, 6, 1, 2]), 2);
+    assert_eq!(out_of_order(&[2, 2]), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

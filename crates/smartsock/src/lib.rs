@@ -82,8 +82,10 @@
 //! **At-most-once** ([`Delivery::AtMostOnce`], the default): a message goes
 //! out once, as DATA. `send` returning `Ok` means it is queued: in a peer's
 //! queue, or in the no-peer buffer until one connects. A message still
-//! queued for a peer that disconnects goes to another peer under
-//! round-robin; one already written to a connection that breaks may be lost.
+//! queued for a peer that disconnects (or in the part of a write that the
+//! connection never took) goes to another peer under round-robin, after
+//! what that peer was sent meanwhile; one already written to a connection
+//! that breaks may be lost.
 //!
 //! **At-least-once** ([`Delivery::AtLeastOnce`]): each message goes out as
 //! DATA_REQ and stays pending until the peer it went to acknowledges it.

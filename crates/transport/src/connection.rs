@@ -21,7 +21,7 @@ use crate::peer::{Orphans, Outgoing, PeerHandle};
 use crate::reader::{INITIAL_READ_BUFFER, read_loop};
 use crate::shared::Shared;
 use crate::stats::PeerCounters;
-use crate::writer::write_loop;
+use crate::writer::{WriteLedger, write_loop};
 
 /// A HELLO's envelope: type, version, identity. The handshake refuses any
 /// first frame longer than this before reading it.
@@ -151,16 +151,12 @@ where
     shared.stats.connected();
     shared.emit(Event::PeerConnected { peer, addr: addr.to_string(), side });
 
-    // Frames the writer has taken out of the outbox and not yet seen written:
-    // kept out here so that, if the connection ends first, they are counted.
-    let mut batch = VecDeque::new();
-    // Messages written to the stream: if a close cannot be confirmed, none
-    // of them is known to have reached the peer.
-    let mut written = 0u64;
+    // Kept out here so that, whichever side ends the connection, every frame
+    // the writer took is settled below.
+    let mut ledger = WriteLedger::default();
     let (reason, confirmed) = {
         let read = read_loop(&shared, peer, &outbox, &counters, &mut reader, &mut read_buf);
-        let write =
-            write_loop(&shared, &mut writer, &outbox, &counters, &mut batch, &mut written, hello_sent);
+        let write = write_loop(&shared, &mut writer, &outbox, &counters, &mut ledger, hello_sent);
         let grace = async {
             shared.cancel.cancelled().await;
             sleep(config.linger).await;
@@ -207,7 +203,8 @@ where
     };
     // Closed before anyone hears of the disconnect, so that a handle is seen
     // closed by whoever reacts to the event; what is queued is handed back below.
-    let queued = outbox.close(&mut Vec::new());
+    let WriteLedger { written, in_write, unwritten: mut queued } = ledger;
+    queued.extend(outbox.close(&mut Vec::new()));
     shared.unregister(&handle);
     match &reason {
         DisconnectReason::Protocol(_) | DisconnectReason::Io(_) => warn!(%reason, "peer disconnected"),
@@ -219,14 +216,14 @@ where
         // the close's report (and handed back or reported below as well).
         let is_message = |item: &Outgoing| matches!(item.frame, Frame::Data(_) | Frame::DataReq { .. });
         let left = queued.iter().filter(|item| is_message(item)).count() as u64
-            + batch.iter().map(Chunk::messages).sum::<u64>();
+            + in_write.iter().map(Chunk::messages).sum::<u64>();
         let unconfirmed = if confirmed { left } else { left + written };
         if unconfirmed > 0 {
             warn!(unconfirmed, "closed before the peer confirmed it had read everything");
             shared.unconfirmed.fetch_add(unconfirmed, std::sync::atomic::Ordering::Relaxed);
         }
     }
-    hand_back_unsent(&shared, &handle, queued, &batch);
+    hand_back_unsent(&shared, &handle, queued, &in_write);
     Served::Up
 }
 
@@ -294,9 +291,10 @@ async fn read_hello<R: AsyncRead + Unpin>(
 }
 
 /// After a disconnect: frames never written that may go to another peer go
-/// up as [`Orphans`]; the rest are dropped and counted. So are the messages
-/// of a write the connection ended in (`unconfirmed`): part of them may have
-/// reached the peer, so sending them elsewhere could deliver them twice.
+/// up as [`Orphans`]; the rest are dropped and counted. So is the message
+/// a write was cut in, or the messages of a write still going when the
+/// connection ended (`unconfirmed`): part of them may have reached the
+/// peer, so sending them elsewhere could deliver them twice.
 fn hand_back_unsent(
     shared: &Shared,
     handle: &PeerHandle,

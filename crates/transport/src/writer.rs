@@ -10,23 +10,42 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, sleep_until};
 
 use crate::event::DisconnectReason;
-use crate::outbox::{Chunk, Outbox};
+use crate::outbox::{Chunk, Outbox, decode};
+use crate::peer::Outgoing;
 use crate::reader::MAX_KEPT_BUFFER;
 use crate::shared::Shared;
 use crate::stats::PeerCounters;
 
+/// What the writer did with the frames it took out of the outbox: kept
+/// outside its future, so that when the connection ends (whichever side
+/// ends it) each frame is settled as written, lost or free to go elsewhere.
+#[derive(Default)]
+pub(crate) struct WriteLedger {
+    /// Messages the stream took: they may still be in flight, so if a close
+    /// cannot be confirmed none of them is known to have reached the peer.
+    pub(crate) written: u64,
+    /// Taken from the outbox, in a write that has not finished: part of it
+    /// may have reached the peer, so it is neither written nor free.
+    pub(crate) in_write: VecDeque<Chunk>,
+    /// Taken from the outbox but never given to the stream (a failed write
+    /// stopped before them): as free to go to another peer as the frames
+    /// still queued, and ahead of them.
+    pub(crate) unwritten: Vec<Outgoing>,
+}
+
 /// Drains the outbox in batches, one write each (ACKs first); sends a
 /// HEARTBEAT after the heartbeat interval with nothing sent; on close,
-/// flushes what is queued and shuts the write side down. The HELLO was the last frame sent before it starts.
+/// flushes what is queued and shuts the write side down. The HELLO was the
+/// last frame sent before it starts.
 pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     shared: &Shared,
     writer: &mut W,
     outbox: &Outbox,
     counters: &PeerCounters,
-    batch: &mut VecDeque<Chunk>,
-    written: &mut u64,
+    ledger: &mut WriteLedger,
     hello_sent: Instant,
 ) -> DisconnectReason {
+    let batch = &mut ledger.in_write;
     let config = &shared.config;
     let mut encoder = BatchEncoder::default();
     let mut acks = Vec::new();
@@ -51,12 +70,17 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
                 false
             }
         };
-        if let Err(e) = encoder.write(writer, &acks, batch, heartbeat).await {
+        let mut sent = 0;
+        if let Err(e) = encoder.write(writer, &acks, batch, heartbeat, &mut sent).await {
+            let taken = sent.saturating_sub(encoder.head.len());
+            let (messages, bytes) = settle_failed_write(batch, taken, &mut ledger.unwritten);
+            ledger.written += messages;
+            counters.wrote(messages, bytes);
             return DisconnectReason::Io(e.to_string());
         }
         let (messages, bytes) =
             batch.iter().fold((0, 0), |(n, b), chunk| (n + chunk.messages(), b + chunk.payload_bytes()));
-        *written += messages;
+        ledger.written += messages;
         counters.wrote(messages, bytes);
         acks.clear();
         encoder.recycle(batch);
@@ -83,8 +107,7 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
 /// buffers), with one vectored write where the stream supports it.
 #[derive(Default)]
 struct BatchEncoder {
-    /// ACKs and heartbeats; also where everything is copied for a stream
-    /// without vectored writes.
+    /// ACKs and heartbeats.
     head: BytesMut,
     /// The headers of the batch's large frames.
     headers: Vec<FrameHeader>,
@@ -99,6 +122,7 @@ impl BatchEncoder {
         acks: &[MsgId],
         batch: &VecDeque<Chunk>,
         heartbeat: bool,
+        sent: &mut usize,
     ) -> io::Result<()> {
         self.head.clear();
         for &id in acks {
@@ -126,19 +150,13 @@ impl BatchEncoder {
                 }
             }
         }
-        match segments.as_slice() {
-            [] => {}
-            [one] => writer.write_all(one).await?,
-            _ if writer.is_write_vectored() => write_all_vectored(writer, &mut segments).await?,
-            _ => {
-                // One write of a copy beats a write per segment.
-                let mut all = BytesMut::with_capacity(segments.iter().map(|s| s.len()).sum());
-                for segment in &segments {
-                    all.extend_from_slice(segment);
-                }
-                writer.write_all(&all).await?;
-            }
+        let copy;
+        if segments.len() > 1 && !writer.is_write_vectored() {
+            // One write of a copy beats a write per segment.
+            copy = segments.concat();
+            segments = vec![copy.as_slice()];
         }
+        write_all_vectored(writer, &mut segments, sent).await?;
         writer.flush().await
     }
 
@@ -157,15 +175,29 @@ impl BatchEncoder {
 }
 
 /// Writes every byte of `segments`, in order, with vectored writes of at
-/// most 64 slices each.
-async fn write_all_vectored<W: AsyncWrite + Unpin>(writer: &mut W, segments: &mut [&[u8]]) -> io::Result<()> {
+/// most 64 slices each (a plain write for one); counts in `sent` the bytes
+/// the stream took, so that a failed write knows where it stopped.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    segments: &mut [&[u8]],
+    sent: &mut usize,
+) -> io::Result<()> {
     let mut first = 0;
+    while first < segments.len() && segments[first].is_empty() {
+        first += 1;
+    }
     while first < segments.len() {
-        let slices: Vec<IoSlice<'_>> = segments[first..].iter().take(64).map(|s| IoSlice::new(s)).collect();
-        let mut written = writer.write_vectored(&slices).await?;
+        let mut written = if first + 1 == segments.len() {
+            writer.write(segments[first]).await?
+        } else {
+            let slices: Vec<IoSlice<'_>> =
+                segments[first..].iter().take(64).map(|s| IoSlice::new(s)).collect();
+            writer.write_vectored(&slices).await?
+        };
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
+        *sent += written;
         while written > 0 {
             let segment = &mut segments[first];
             let step = written.min(segment.len());
@@ -180,4 +212,148 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(writer: &mut W, segments: &mu
         }
     }
     Ok(())
+}
+
+/// Settles a batch whose write failed after the stream took `taken` bytes
+/// of its frames (ACKs and heartbeat not counted): the frames wholly taken
+/// were written (returned as messages and payload bytes: in flight, they may
+/// or may not reach the peer); the frames the stream never took go to
+/// `unwritten`, free to go to another peer without risk of a duplicate; the
+/// one frame cut in the middle, if any, stays in `batch`, lost.
+fn settle_failed_write(
+    batch: &mut VecDeque<Chunk>,
+    mut taken: usize,
+    unwritten: &mut Vec<Outgoing>,
+) -> (u64, u64) {
+    let (mut messages, mut bytes) = (0, 0);
+    for item in decode(std::mem::take(batch)) {
+        let len = item.frame.encoded_len();
+        if taken >= len {
+            taken -= len;
+            if matches!(item.frame, Frame::Data(_) | Frame::DataReq { .. }) {
+                messages += 1;
+                bytes += item.frame.payload().len() as u64;
+            }
+        } else if taken > 0 {
+            taken = 0;
+            batch.push_back(Chunk::Own(item));
+        } else {
+            unwritten.push(item);
+        }
+    }
+    (messages, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    //! A write that fails part way: what the stream took is written, what it
+    //! never took is free to go elsewhere, the frame it cut is lost.
+
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::outbox::Outbox;
+
+    /// Takes `room` bytes, at most `step` per write, then fails every write.
+    struct Breaks {
+        room: usize,
+        step: usize,
+        vectored: bool,
+        taken: Vec<u8>,
+    }
+
+    impl AsyncWrite for Breaks {
+        fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.step).min(self.room);
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+            }
+            self.room -= n;
+            self.taken.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &**b);
+            self.poll_write(cx, first)
+        }
+        fn is_write_vectored(&self) -> bool {
+            self.vectored
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn data(byte: u8, len: usize) -> Frame {
+        Frame::Data(Bytes::from(vec![byte; len]))
+    }
+
+    /// Three small frames (one encoded run) and a large one (its own chunk),
+    /// as the writer takes them from the outbox.
+    fn batch() -> (Vec<Frame>, VecDeque<Chunk>) {
+        let frames = vec![data(1, 10), data(2, 10), data(3, 10), data(4, crate::outbox::VECTORED_MIN)];
+        let outbox = Outbox::new(16, 1 << 20, 16, 1 << 20);
+        for frame in &frames {
+            outbox.try_push_frame(frame, true).unwrap();
+        }
+        (frames, outbox.close_chunks(&mut Vec::new()))
+    }
+
+    async fn fail_after(room: usize, vectored: bool) -> (Vec<Frame>, WriteLedger, (u64, u64)) {
+        let (frames, chunks) = batch();
+        let mut ledger = WriteLedger { in_write: chunks, ..WriteLedger::default() };
+        let mut writer = Breaks { room, step: 7, vectored, taken: Vec::new() };
+        let mut encoder = BatchEncoder::default();
+        let mut sent = 0;
+        let acks = [MsgId::random()];
+        let result = encoder.write(&mut writer, &acks, &ledger.in_write, true, &mut sent).await;
+        assert!(result.is_err());
+        assert_eq!(sent, room);
+        assert_eq!(writer.taken.len(), room);
+        let taken = sent.saturating_sub(encoder.head.len());
+        let wrote = settle_failed_write(&mut ledger.in_write, taken, &mut ledger.unwritten);
+        (frames, ledger, wrote)
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_splits_its_batch_where_the_stream_stopped() {
+        for vectored in [true, false] {
+            let head = Frame::Ack(MsgId::random()).encoded_len() + Frame::Heartbeat.encoded_len();
+            let one = data(1, 10).encoded_len();
+            // The first frame whole and three bytes of the second.
+            let (frames, ledger, wrote) = fail_after(head + one + 3, vectored).await;
+            assert_eq!(wrote, (1, 10));
+            assert_eq!(ledger.in_write.len(), 1);
+            assert_eq!(ledger.in_write.iter().map(Chunk::messages).sum::<u64>(), 1);
+            let unwritten: Vec<_> = ledger.unwritten.iter().map(|item| item.frame.clone()).collect();
+            assert_eq!(unwritten, frames[2..]);
+            assert!(ledger.unwritten.iter().all(|item| item.reroutable));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_that_fails_at_a_frame_boundary_loses_no_frame() {
+        let head = Frame::Ack(MsgId::random()).encoded_len() + Frame::Heartbeat.encoded_len();
+        let two = 2 * data(1, 10).encoded_len();
+        let (frames, ledger, wrote) = fail_after(head + two, true).await;
+        assert_eq!(wrote, (2, 20));
+        assert!(ledger.in_write.is_empty());
+        let unwritten: Vec<_> = ledger.unwritten.iter().map(|item| item.frame.clone()).collect();
+        assert_eq!(unwritten, frames[2..]);
+        // Nothing of the frames taken: everything is free to go elsewhere.
+        let (frames, ledger, wrote) = fail_after(head - 1, true).await;
+        assert_eq!(wrote, (0, 0));
+        assert!(ledger.in_write.is_empty());
+        assert_eq!(ledger.unwritten.len(), frames.len());
+    }
 }
