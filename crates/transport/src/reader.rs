@@ -79,6 +79,9 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
     let mut chunk = INITIAL_READ_BUFFER;
     // Since the liveness clock last looked: bytes arrived / a frame completed.
     let (mut bytes_arrived, mut frame_completed) = (false, false);
+    // The peer's end was read: what is still in the buffer is decoded and
+    // handed over (at the look-ahead's pace) before the reader returns.
+    let mut ended = false;
     loop {
         // Looked up per read, not once: a sink installed after this
         // connection came up must get its ACKs too (the queue it replaces
@@ -89,6 +92,8 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
         let mut decoded = 0;
         let (mut messages, mut payload_bytes) = (0usize, 0usize);
         let mut received = false;
+        // Every complete frame in the buffer is decoded.
+        let mut drained = false;
         // Messages left waiting by the last offer: the queue is full, and
         // what is decoded now is look-ahead. It stops at the bound, so that
         // one read of tiny frames cannot pile up records past it.
@@ -100,7 +105,10 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
             decoded += 1;
             let frame = match codec.decode(read_buf) {
                 Ok(Some(frame)) => frame,
-                Ok(None) => break,
+                Ok(None) => {
+                    drained = true;
+                    break;
+                }
                 Err(e) => {
                     // What came before the bad frame is delivered first.
                     malformed = Some(DisconnectReason::Protocol(e.to_string()));
@@ -212,6 +220,21 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
             liveness.resumed(Instant::now(), progress);
             continue;
         }
+        if ended {
+            if !drained {
+                // Decoding stopped at the look-ahead bound with whole frames
+                // still in the buffer: go on with them.
+                continue;
+            }
+            // What was read before the end still goes up.
+            if !waiting.is_empty() && !shared.inbound.push_batch(&mut waiting).await {
+                return DisconnectReason::Closing;
+            }
+            return match codec.decode_eof(read_buf) {
+                Ok(_) => DisconnectReason::PeerClosed,
+                Err(e) => DisconnectReason::Protocol(e.to_string()),
+            };
+        }
         // While messages wait, a read takes no more than the bound allows.
         let limit = if waiting.is_empty() {
             u64::MAX
@@ -233,14 +256,8 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                     Err(e) => return DisconnectReason::Io(e.to_string()),
                 };
                 if n == 0 {
-                    // What was read before the end still goes up.
-                    if !waiting.is_empty() && !shared.inbound.push_batch(&mut waiting).await {
-                        return DisconnectReason::Closing;
-                    }
-                    return match codec.decode_eof(read_buf) {
-                        Ok(_) => DisconnectReason::PeerClosed,
-                        Err(e) => DisconnectReason::Protocol(e.to_string()),
-                    };
+                    ended = true;
+                    continue;
                 }
                 bytes_arrived = true;
                 if n as u64 >= spare.min(limit) {

@@ -164,3 +164,49 @@ async fn heartbeats_read_ahead_keep_the_connection_up_and_at_the_bound_silence_i
     assert_eq!(resumed.elapsed(), Duration::from_millis(2501));
     open.parts.transport.close().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn frames_left_in_the_buffer_at_the_peers_end_are_all_delivered() {
+    // Decoding stops at the look-ahead bound with whole frames still in the
+    // read buffer; the application's takes let the reader go on, and it may
+    // read the peer's end while some are left there. Every one of them still
+    // goes up, in order. (They were lost: found by the benchmark, where a
+    // 2-worker receiver slower than its sender missed the last frames.)
+    // Where the frames fall against the bound depends on the look-ahead to
+    // the byte, so every one over a range of them is tried.
+    const SMALL: usize = 100;
+    const FRAMES: u8 = 12;
+    let mut bytes = Vec::new();
+    for i in 0..FRAMES {
+        bytes.extend(data(&[i; SMALL]));
+    }
+    for extra in 0..=2 * (SMALL + WAITING_MESSAGE_COST) {
+        let lookahead = WAITING + WAITING_MESSAGE_COST + extra;
+        let mut open = open(full_queue_config(lookahead)).await;
+        fill(&mut open).await;
+        open.wire.write_all(&bytes).await.unwrap();
+        open.wire.shutdown().await.unwrap();
+        sleep(Duration::from_millis(1)).await;
+        let first = open.parts.inbound.recv().await.unwrap();
+        assert_eq!(&first.payload[..], b"first");
+        let waiting = within("the waiting message", open.parts.inbound.recv()).await.unwrap();
+        assert_eq!(waiting.payload.len(), WAITING);
+        for i in 0..FRAMES {
+            // Time for the reader to go on, then a take.
+            sleep(Duration::from_millis(1)).await;
+            let message = tokio::time::timeout(Duration::from_secs(1), open.parts.inbound.recv())
+                .await
+                .unwrap_or_else(|_| panic!("look-ahead {lookahead}: message {i} of {FRAMES} never came"))
+                .unwrap();
+            assert_eq!(&message.payload[..], &[i; SMALL][..], "look-ahead {lookahead}: message {i}");
+        }
+        let reason = next_event(&mut open.events, "PeerDisconnected", |e| match e {
+            Event::PeerDisconnected { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(reason, DisconnectReason::PeerClosed, "look-ahead {lookahead}");
+        assert!(open.parts.inbound.is_empty());
+        open.parts.transport.close().await;
+    }
+}
