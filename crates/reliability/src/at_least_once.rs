@@ -146,7 +146,7 @@ where
             }
             return ResponseFuture::untracked(self.inner.call(message));
         }
-        match self.core.track(message, reserved) {
+        match self.core.track(message, reserved, false) {
             Ok((tracked, request)) => {
                 ResponseFuture::tracked(self.inner.call(request), tracked.seq, self.core.clone())
             }

@@ -2,17 +2,22 @@
 //! facade's direct path, the ACK sink (called from the connections' tasks)
 //! and the driver task.
 //!
-//! Per message, sending costs one short lock: an id (a counter and a keyed
-//! tag), an insert in a table keyed by the counter. No timer entry, no
+//! Per message, sending costs two short locks: one for an id (a counter and
+//! a random tag) before the send, one to insert the request in a table
+//! keyed by the counter after it (so the route only borrows the request,
+//! and the payload is kept without being shared). No timer entry, no
 //! channel, no clock read: the driver cuts the stream of counters into
 //! coarse time buckets on its own ticks, and every message of a bucket
-//! shares one deadline. ACKs arrive in batches, one lock per read.
+//! shares one deadline. ACKs arrive in batches, one lock per read; an ACK
+//! counts if its id is exactly that of a pending message.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
 use smartsock_patterns::Message;
 use smartsock_transport::{AckSink, Frame, MsgId, PeerId};
 use tokio::sync::Notify;
@@ -118,6 +123,16 @@ pub(crate) struct Pending {
     pub(crate) order: u64,
 }
 
+impl Pending {
+    /// The id the message went out with.
+    pub(crate) fn id(&self) -> Option<MsgId> {
+        match self.message.frame {
+            Frame::DataReq { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+}
+
 /// What a peer last acknowledged.
 #[derive(Clone, Copy)]
 pub(crate) struct Progress {
@@ -136,6 +151,12 @@ pub(crate) struct Table {
     pub(crate) pending: SeqMap<Pending>,
     /// Sends reserved by `poll_ready` and not made yet.
     pub(crate) reserved: usize,
+    /// Messages tracked by the direct path and not handed over yet (see
+    /// [`Core::sent_to`]): they count against the in-flight limit.
+    pub(crate) in_send: usize,
+    /// Draws the random half of each id: what a peer sees of some ids says
+    /// nothing of the others.
+    rng: StdRng,
     /// Cuts of the counter stream: `(t, s)` says that every message below
     /// `s` not in an earlier cut was first sent no later than `t`.
     pub(crate) cuts: VecDeque<(Instant, u64)>,
@@ -180,7 +201,7 @@ impl Table {
     }
 
     fn has_room(&self, max: usize) -> bool {
-        self.pending.len() + self.reserved < max
+        self.pending.len() + self.reserved + self.in_send < max
     }
 }
 
@@ -192,11 +213,12 @@ impl Table {
 #[must_use = "a tracked message must be marked sent or untracked"]
 pub struct Tracked {
     pub(crate) seq: u64,
+    /// Not in the table yet: [`Core::sent_to`] puts it there.
+    deferred: bool,
 }
 
 pub(crate) struct Core {
     pub(crate) config: AtLeastOnceConfig,
-    key: RandomState,
     table: Mutex<Table>,
     pub(crate) stats: AtLeastOnceStats,
     /// Woken when in-flight room frees up, and on shutdown.
@@ -211,12 +233,13 @@ impl Core {
     pub(crate) fn new(config: AtLeastOnceConfig) -> Arc<Self> {
         Arc::new(Self {
             config,
-            key: RandomState::new(),
             table: Mutex::new(Table {
                 next_seq: 0,
                 next_order: 0,
                 pending: SeqMap::default(),
                 reserved: 0,
+                in_send: 0,
+                rng: StdRng::from_os_rng(),
                 cuts: VecDeque::new(),
                 unchecked: 0,
                 resends: VecDeque::new(),
@@ -238,30 +261,42 @@ impl Core {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The id of message `seq`: the counter, then a tag keyed by a secret of
-    /// this sender, so that a peer that saw some ids cannot make up others.
-    fn id(&self, seq: u64) -> MsgId {
+    /// The id of message `seq`: the counter, then a random tag, so that a
+    /// peer that saw some ids cannot make up others.
+    fn id(seq: u64, tag: u64) -> MsgId {
         let mut bytes = [0; 16];
         bytes[..8].copy_from_slice(&seq.to_be_bytes());
-        bytes[8..].copy_from_slice(&self.key.hash_one(seq).to_be_bytes());
+        bytes[8..].copy_from_slice(&tag.to_be_bytes());
         MsgId::from_bytes(bytes)
     }
 
-    /// The counter of `id`, if `id` is one of ours.
-    fn seq_of(&self, id: MsgId) -> Option<u64> {
-        let bytes = id.as_bytes();
-        let seq = u64::from_be_bytes(bytes[..8].try_into().ok()?);
-        let tag = u64::from_be_bytes(bytes[8..].try_into().ok()?);
-        (self.key.hash_one(seq) == tag).then_some(seq)
+    /// The counter `id` names, if it is one of ours at all (pending, its
+    /// id is then compared whole).
+    fn seq_of(id: MsgId) -> u64 {
+        let mut seq = [0; 8];
+        seq.copy_from_slice(&id.as_bytes()[..8]);
+        u64::from_be_bytes(seq)
     }
 
     pub(crate) fn in_flight(&self) -> usize {
-        self.table().pending.len()
+        let table = self.table();
+        table.pending.len() + table.in_send
     }
 
     /// Starts tracking `message` as a DATA_REQ with a fresh id, if the
     /// in-flight limit allows (or `reserved` holds a place taken earlier).
-    pub(crate) fn track(&self, message: Message, reserved: bool) -> Result<(Tracked, Message), Message> {
+    ///
+    /// With `deferred`, the request goes into the table only when the
+    /// caller hands it over after sending it ([`sent_to`](Core::sent_to)),
+    /// so the route can borrow it; the caller must then do so (or
+    /// [`untrack`](Core::untrack) it) with no await in between. Without,
+    /// the table keeps a copy now (for a caller that gives the request away).
+    pub(crate) fn track(
+        &self,
+        message: Message,
+        reserved: bool,
+        deferred: bool,
+    ) -> Result<(Tracked, Message), Message> {
         if self.shutdown.is_cancelled() {
             return Err(message);
         }
@@ -277,30 +312,66 @@ impl Core {
         }
         let seq = table.next_seq;
         table.next_seq += 1;
-        let order = table.next_order;
-        table.next_order += 1;
-        let request = Message { to: message.to, frame: Frame::DataReq { id: self.id(seq), payload } };
-        table.pending.insert(
-            seq,
-            Pending { message: request.clone(), attempts: 1, first_sent: None, peer: None, order },
-        );
-        let wake = std::mem::take(&mut table.driver_idle);
+        let tag = table.rng.next_u64();
+        let request = Message { to: message.to, frame: Frame::DataReq { id: Self::id(seq, tag), payload } };
+        let wake = if deferred {
+            table.in_send += 1;
+            false
+        } else {
+            let order = table.next_order;
+            table.next_order += 1;
+            let entry =
+                Pending { message: request.clone(), attempts: 1, first_sent: None, peer: None, order };
+            table.pending.insert(seq, entry);
+            std::mem::take(&mut table.driver_idle)
+        };
         drop(table);
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
         if wake {
             self.work.notify_one();
         }
-        Ok((Tracked { seq }, request))
+        Ok((Tracked { seq, deferred }, request))
     }
 
-    /// Records the peer the message went to.
-    pub(crate) fn sent_to(&self, tracked: Tracked, peer: Option<PeerId>) {
-        if let Some(peer) = peer {
-            let mut table = self.table();
-            if let Some(entry) = table.pending.get_mut(&tracked.seq) {
+    /// The message went out, to `peer` if the route said which (an ACK then
+    /// counts only from that peer): a deferred request goes into the table
+    /// now, kept for resends.
+    ///
+    /// An ACK that overtakes this call (the peer answered before the
+    /// sending thread got here, which only a thread held up for a round
+    /// trip allows) finds nothing pending and counts as unknown: the
+    /// message is resent at its deadline, and the receiver drops the
+    /// repeat. A message whose time bucket the driver checked meanwhile gets
+    /// a deadline of its own.
+    pub(crate) fn sent_to(&self, tracked: Tracked, peer: Option<PeerId>, request: Message) {
+        let mut table = self.table();
+        if !tracked.deferred {
+            // Kept when it was tracked: only the peer is news.
+            if let (Some(peer), Some(entry)) = (peer, table.pending.get_mut(&tracked.seq)) {
                 entry.peer = Some(peer);
                 table.hold(peer);
             }
+            return;
+        }
+        table.in_send -= 1;
+        let order = table.next_order;
+        table.next_order += 1;
+        let mut first_sent = None;
+        if tracked.seq < table.unchecked {
+            let at = table.last_cut;
+            first_sent = Some(at);
+            let deadline = at + self.config.resend_timeout.min(self.config.give_up_after);
+            let place = table.resends.partition_point(|&(due, ..)| due <= deadline);
+            table.resends.insert(place, (deadline, tracked.seq, 1));
+        }
+        table.pending.insert(tracked.seq, Pending { message: request, attempts: 1, first_sent, peer, order });
+        if let Some(peer) = peer {
+            table.hold(peer);
+        }
+        let wake = std::mem::take(&mut table.driver_idle);
+        drop(table);
+        if wake {
+            self.work.notify_one();
         }
     }
 
@@ -338,8 +409,20 @@ impl Core {
 
     /// Stops tracking a message whose send failed; hands back the message
     /// as it was given (a DATA frame).
-    pub(crate) fn untrack(&self, seq: u64, request: Message) -> Message {
-        self.forget(seq);
+    pub(crate) fn untrack(&self, tracked: Tracked, request: Message) -> Message {
+        if tracked.deferred {
+            let settled = {
+                let mut table = self.table();
+                table.in_send -= 1;
+                table.pending.is_empty() && table.in_send == 0
+            };
+            self.room_signal.notify_waiters();
+            if settled {
+                self.settled.notify_waiters();
+            }
+        } else {
+            self.forget(tracked.seq);
+        }
         self.stats.sent.fetch_sub(1, Ordering::Relaxed);
         let frame = match request.frame {
             Frame::DataReq { payload, .. } => Frame::Data(payload),
@@ -407,14 +490,12 @@ impl AckSink for Core {
         let mut released = 0;
         let mut table = self.table();
         for &id in ids {
-            let Some(seq) = self.seq_of(id) else {
-                unknown += 1;
-                continue;
-            };
+            let seq = Self::seq_of(id);
             match table.pending.get(&seq) {
-                // An ACK counts only from the peer the message last went to
-                // (when the route said which).
-                Some(entry) if entry.peer.is_none_or(|to| to == peer) => {
+                // An ACK counts only with the message's whole id, and only
+                // from the peer the message last went to (when the route
+                // said which).
+                Some(entry) if entry.id() == Some(id) && entry.peer.is_none_or(|to| to == peer) => {
                     newest = newest.max(Some(entry.order));
                     released += usize::from(entry.peer.is_some());
                     table.pending.remove(&seq);

@@ -90,20 +90,23 @@ impl AtLeastOnceHandle {
     /// Then send the DATA_REQ it returns, and report the outcome with
     /// [`sent`](AtLeastOnceHandle::sent) or [`untrack`](AtLeastOnceHandle::untrack).
     pub fn try_track(&self, message: Message) -> Result<(crate::Tracked, Message), Message> {
-        self.core.track(message, false)
+        self.core.track(message, false, true)
     }
 
     /// The tracked message went out, to `peer` if the route said which: an
     /// ACK for it will then count only from that peer, and the resend rules
     /// can tell whether that peer is still working through earlier messages.
-    pub fn sent(&self, tracked: crate::Tracked, peer: Option<PeerId>) {
-        self.core.sent_to(tracked, peer);
+    /// `request` is the DATA_REQ that [`try_track`](Self::try_track)
+    /// returned (the route only borrows it): it is kept from now on, for
+    /// resends. Call this right after the send, with no await in between.
+    pub fn sent(&self, tracked: crate::Tracked, peer: Option<PeerId>, request: Message) {
+        self.core.sent_to(tracked, peer, request);
     }
 
     /// The tracked message could not be sent: forgets it and turns the
     /// request handed back by the route into the DATA message it was.
     pub fn untrack(&self, tracked: crate::Tracked, message: Message) -> Message {
-        self.core.untrack(tracked.seq, message)
+        self.core.untrack(tracked, message)
     }
 
     /// Whether the in-flight limit lets a message be tracked now.
@@ -216,6 +219,10 @@ impl Resend for ViaPeerSet {
     }
 }
 
+/// At shutdown, how many milliseconds the driver waits at most for senders
+/// still handing a tracked message over to the table.
+const HANDOVER_WAITS: usize = 100;
+
 pub(crate) async fn drive<R: Resend>(core: Arc<Core>, mut resender: R, parts: DriverParts) {
     let DriverParts { undelivered, events, on_give_up, users_gone } = parts;
     let give_up = |id, entry| give_up(&core, &undelivered, events.as_ref(), on_give_up.as_deref(), id, entry);
@@ -285,7 +292,15 @@ pub(crate) async fn drive<R: Resend>(core: Arc<Core>, mut resender: R, parts: Dr
         }
     }
     // Everything still pending is handed back (nothing is given up
-    // silently); later sends fail at once.
+    // silently); later sends fail at once. A message still on its way into
+    // the table (no await from tracking to handing the request over) is
+    // waited for, briefly.
+    for _ in 0..HANDOVER_WAITS {
+        if core.table().in_send == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let pending: Vec<(u64, Pending)> = core.table().pending.drain().collect();
     for (seq, entry) in pending {
         give_up(request_id(&entry.message, seq), entry);

@@ -112,8 +112,10 @@
 //!
 //! # Cost
 //!
-//! Tracking a message costs one short lock: a counter, a keyed tag for its
-//! id, and an insert in a table keyed by the counter. No timer entry, no
+//! Tracking a message costs one short lock: a counter and a random tag for
+//! its id, and an insert in a table keyed by the counter (the facade's
+//! direct path inserts after the send, in a second lock, so that the route
+//! only borrows the request and the payload is kept unshared). No timer entry, no
 //! channel, no clock read per message: one driver task per layer cuts the
 //! stream of counters into time buckets on its own ticks (a tenth of the
 //! resend timeout), and every message of a bucket shares one deadline, so

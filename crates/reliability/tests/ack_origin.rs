@@ -1,7 +1,9 @@
 //! Which ACKs count (issue 12, finding 1): message ids are the sender's
-//! counter plus a tag keyed by a secret of that sender, so one id reveals no
-//! other; and an ACK counts only from the peer the message was sent to.
-//! Everything else is an unknown ACK: ignored and counted.
+//! counter plus a random tag, so one id reveals no other; and an ACK counts
+//! only from the peer the message was sent to. Everything else is an
+//! unknown ACK: ignored and counted. Also the hand-over of a tracked
+//! message to the pending table after its send: an ACK that overtakes it,
+//! and a deadline checked before it.
 //!
 //! Paused time over in-memory peers played by the test.
 
@@ -23,8 +25,8 @@ fn send_to(sender: &Sender, to: PeerId, payload: &'static str) -> MsgId {
     let Frame::DataReq { id, .. } = request.frame else { panic!("not a DATA_REQ: {:?}", request.frame) };
     let table = sender.transport.peer_table();
     let peer = table.iter().find(|p| p.id() == to).expect("connected");
-    peer.try_send(Outgoing::to_this_peer(request.frame)).expect("room in the outbox");
-    sender.handle.sent(tracked, Some(to));
+    peer.try_send(Outgoing::to_this_peer(request.frame.clone())).expect("room in the outbox");
+    sender.handle.sent(tracked, Some(to), request);
     id
 }
 
@@ -81,7 +83,7 @@ async fn an_ack_counts_only_from_the_peer_the_message_was_sent_to() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn ids_are_a_counter_and_a_tag_keyed_per_sender_and_a_guessed_id_settles_nothing() {
+async fn ids_are_a_counter_and_a_random_tag_and_a_guessed_id_settles_nothing() {
     let first = Sender::new(reliable(RESEND, 6));
     let second = Sender::new(reliable(RESEND, 6));
     let mut peer = MemPeer::attach(&first.transport, "peer").await;
@@ -91,7 +93,7 @@ async fn ids_are_a_counter_and_a_tag_keyed_per_sender_and_a_guessed_id_settles_n
 
     let ids: Vec<MsgId> = ["a", "b", "c"].into_iter().map(|p| send_to(&first, peer.id, p)).collect();
     let ids2: Vec<MsgId> = ["a", "b", "c"].into_iter().map(|p| send_to(&second, peer2.id, p)).collect();
-    // Consecutive counters from 0; a tag that depends on the sender's key.
+    // Consecutive counters from 0; tags drawn at random by each sender.
     assert_eq!(ids.iter().map(|&id| counter(id)).collect::<Vec<_>>(), [0, 1, 2]);
     assert_eq!(ids2.iter().map(|&id| counter(id)).collect::<Vec<_>>(), [0, 1, 2]);
     for (a, b) in ids.iter().zip(&ids2) {
@@ -148,4 +150,65 @@ async fn through_the_tower_stack_an_ack_counts_only_from_the_peer_the_message_we
     wrong.ack(id).await;
     unknown_acks(&sender, 1).await;
     assert_eq!(sender.handle.in_flight(), 1);
+}
+
+/// Tracks `payload` and queues its DATA_REQ for `to` by hand, but does not
+/// hand the request over yet (as a sending thread held up right after its
+/// send would not have).
+fn send_without_handover(
+    sender: &Sender,
+    to: PeerId,
+    payload: &'static str,
+) -> (smartsock_reliability::Tracked, Message, MsgId) {
+    let (tracked, request) = sender.handle.try_track(Message::new(payload)).expect("room in flight");
+    let Frame::DataReq { id, .. } = request.frame else { panic!("not a DATA_REQ: {:?}", request.frame) };
+    let table = sender.transport.peer_table();
+    let peer = table.iter().find(|p| p.id() == to).expect("connected");
+    peer.try_send(Outgoing::to_this_peer(request.frame.clone())).expect("room in the outbox");
+    (tracked, request, id)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ack_that_overtakes_the_handover_counts_as_unknown_and_the_message_is_resent() {
+    let sender = Sender::new(reliable(RESEND, 6));
+    let mut to = MemPeer::attach(&sender.transport, "to").await;
+    sender.wait_for_peers(1).await;
+    let (tracked, request, id) = send_without_handover(&sender, to.id, "x");
+    assert_eq!(to.expect_data_req(WAIT).await.0, id);
+    // The ACK comes before the request is in the table: nothing to settle.
+    to.ack(id).await;
+    unknown_acks(&sender, 1).await;
+    assert_eq!(sender.handle.in_flight(), 1, "tracked, on its way into the table");
+    sender.handle.sent(tracked, Some(to.id), request);
+    // Still pending, so it is resent at its deadline; that ACK settles it.
+    let (again, payload) = to.expect_data_req(RESEND * 3).await;
+    assert_eq!((again, &payload[..]), (id, &b"x"[..]));
+    to.ack(id).await;
+    sender.settled().await;
+    let stats = sender.handle.stats();
+    assert_eq!((stats.acked(), stats.resent(), stats.unknown_acks()), (1, 1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_handed_over_after_its_deadline_was_checked_gets_a_deadline_of_its_own() {
+    let sender = Sender::new(reliable(RESEND, 6));
+    let mut to = MemPeer::attach(&sender.transport, "to").await;
+    sender.wait_for_peers(1).await;
+    // One message in the table keeps the driver cutting and checking.
+    let first = send_to(&sender, to.id, "a");
+    let (tracked, request, late) = send_without_handover(&sender, to.id, "b");
+    assert_eq!(to.expect_data_req(WAIT).await.0, first);
+    assert_eq!(to.expect_data_req(WAIT).await.0, late);
+    // Past the deadline of both: the first is resent; the second was not
+    // in the table when its bucket was checked.
+    assert_eq!(to.expect_data_req(RESEND * 2).await.0, first);
+    to.ack(first).await;
+    sender.handle.sent(tracked, Some(to.id), request);
+    // Handed over late, it is still resent, and settles.
+    let (again, payload) = to.expect_data_req(RESEND * 3).await;
+    assert_eq!((again, &payload[..]), (late, &b"b"[..]));
+    to.ack(late).await;
+    sender.settled().await;
+    let stats = sender.handle.stats();
+    assert_eq!((stats.acked(), stats.resent(), stats.undelivered()), (2, 2, 0));
 }

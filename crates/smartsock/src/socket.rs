@@ -307,26 +307,13 @@ impl Socket {
             // themselves.
             message.to = self.inner.destination;
         }
-        match self.try_at_once(&message) {
-            Some(Ok(outcome)) => send::finish(outcome).await,
-            Some(Err(kind)) => Err(send::send_error(kind, message)),
-            // Boxed: a send's future is moved into its caller's, so the
-            // usual one must stay small; this one waits anyway.
-            None => Box::pin(self.dispatch(message, self.inner.send_timeout, SendErrorKind::TimedOut)).await,
-        }
+        self.send_message(message).await
     }
 
     /// Sends a message to exactly the peer `to`, whatever the send mode.
     /// Fails at once, handing the message back, if no such peer is connected.
     pub async fn send_to(&self, to: PeerId, message: impl Into<Bytes>) -> Result<(), Error> {
-        let message = Message::to_peer(to, message);
-        match self.try_at_once(&message) {
-            Some(Ok(outcome)) => send::finish(outcome).await,
-            Some(Err(kind)) => Err(send::send_error(kind, message)),
-            // Boxed: a send's future is moved into its caller's, so the
-            // usual one must stay small; this one waits anyway.
-            None => Box::pin(self.dispatch(message, self.inner.send_timeout, SendErrorKind::TimedOut)).await,
-        }
+        self.send_message(Message::to_peer(to, message)).await
     }
 
     /// Sends a message only if that needs no waiting: if the queues it needs

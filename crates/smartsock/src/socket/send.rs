@@ -15,18 +15,23 @@ use super::{SendStack, Socket};
 use crate::Error;
 
 impl Socket {
-    /// The usual send, before any future is made: an at-most-once socket
-    /// without user layers queues `message` at once when the queues have
-    /// room. `None`: not done, go the whole way ([`dispatch`](Socket::dispatch)).
-    pub(super) fn try_at_once(&self, message: &Message) -> Option<Result<Outcome, SendErrorKind>> {
-        let inner = &self.inner;
-        if inner.stack.is_some() || inner.tracker.is_some() || inner.closed.load(Ordering::Acquire) {
-            return None;
-        }
-        match inner.peer_set.try_send_borrowed(message) {
-            Ok(Outcome::WouldWait) => None,
-            done => Some(done),
-        }
+    /// A send: queued at once, before any future is made, when the socket
+    /// has no user layers and the queues have room (under at-least-once,
+    /// tracked first); else the whole way ([`dispatch`](Socket::dispatch)),
+    /// waiting for room. `message.to` is resolved unless user layers do it.
+    pub(super) async fn send_message(&self, message: Message) -> Result<(), Error> {
+        let message = if self.inner.stack.is_some() || self.inner.closed.load(Ordering::Acquire) {
+            message
+        } else {
+            match self.try_once(message) {
+                Tried::Queued(outcome) => return finish(outcome).await,
+                Tried::Failed(error) => return Err(error),
+                Tried::NoRoom(message) | Tried::AtInFlightLimit(message) => message,
+            }
+        };
+        // Boxed: a send's future is moved into its caller's, so the usual
+        // one must stay small; this one waits anyway.
+        Box::pin(self.dispatch(message, self.inner.send_timeout, SendErrorKind::TimedOut)).await
     }
 
     /// Hands `message` to the send stack, waiting for room up to `limit`.
@@ -106,12 +111,12 @@ impl Socket {
         match reliable.try_track(message) {
             Ok((tracked, request)) => match peer_set.try_send_borrowed(&request) {
                 Ok(Outcome::Sent(peer)) => {
-                    reliable.sent(tracked, peer);
+                    reliable.sent(tracked, peer, request);
                     Tried::Queued(Outcome::Sent(peer))
                 }
                 Ok(Outcome::WouldWait) => Tried::NoRoom(reliable.untrack(tracked, request)),
                 Ok(copies @ Outcome::CopiesWaiting(_)) => {
-                    reliable.sent(tracked, None);
+                    reliable.sent(tracked, None, request);
                     Tried::Queued(copies)
                 }
                 Err(kind) => Tried::Failed(send_error(kind, reliable.untrack(tracked, request))),
