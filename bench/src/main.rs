@@ -28,6 +28,7 @@ mod sys_blocking;
 mod sys_smartsock;
 mod sys_zeromq;
 mod tcp;
+mod tcp_tokio;
 
 use common::{Args, Res};
 

@@ -4,6 +4,8 @@
 //! walks the frames in place, copying nothing. Blocking std sockets, no
 //! runtime, no per-message allocation.
 //!
+//! Variant `tokio` is request/reply over tokio instead (`tcp_tokio.rs`).
+//!
 //! Variant `batch64k` writes buffers of about 64 KiB instead: on a VM whose
 //! idle CPUs are slow to wake, each smaller write costs the reader a wake-up,
 //! and that is no longer a ceiling for 1 KiB and 64 KiB messages.
@@ -24,6 +26,9 @@ const READ_BYTES: usize = 1024 * 1024;
 const DATA: u8 = 0x03;
 
 pub(crate) fn run(args: &Args) -> Res {
+    if args.variant == "tokio" {
+        return crate::tcp_tokio::run(args);
+    }
     match (args.scenario.as_str(), args.role.as_str()) {
         ("oneway", "recv") => oneway_recv(args),
         ("oneway", "send") => oneway_send(args),

@@ -203,6 +203,10 @@ fn cases() -> Vec<Case> {
         cases.push(case(Scenario::Latency, system, "default", 64));
     }
     cases.push(Case { threads: MULTI_THREAD, ..case(Scenario::Latency, "smartsock", "default", 64) });
+    // Raw tokio's round trip on each runtime: smartsock's, runtime for runtime.
+    for threads in [None, MULTI_THREAD] {
+        cases.push(Case { threads, ..case(Scenario::Latency, "tcp", "tokio", 64) });
+    }
     if has_taskset() {
         for system in SYSTEMS {
             cases.push(Case { pinned: true, ..case(Scenario::Latency, system, "default", 64) });
@@ -787,6 +791,21 @@ impl Report<'_> {
                     cell_text("msg/s", &alo),
                     paired_ratio(&alo, &amo).unwrap_or(f64::NAN),
                     si(amo.median)
+                );
+            }
+        }
+        for (threads, runtime) in [(None, "current-thread runtime"), (MULTI_THREAD, "2-worker runtime")] {
+            let on = |system, variant| Case { threads, ..Self::case(Scenario::Latency, system, variant, 64) };
+            if let (Some(ours), Some(tokio)) =
+                (self.metric_stats(&on("smartsock", "default")), self.metric_stats(&on("tcp", "tokio")))
+            {
+                let _ = writeln!(
+                    out,
+                    "\nRequest/reply 64 B, p50, {runtime}: smartsock {} µs, raw tokio TCP on the same runtime \
+                     {} µs: {:.2} × raw tokio.",
+                    cell_text("µs", &ours),
+                    cell_text("µs", &tokio),
+                    paired_ratio(&ours, &tokio).unwrap_or(f64::NAN)
                 );
             }
         }

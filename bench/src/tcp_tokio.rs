@@ -1,0 +1,85 @@
+//! Raw tokio, request/reply only: the same frames as aiomsg over a tokio
+//! `TcpStream`, on the runtime the case asks for (`--threads`: 1 is a
+//! current-thread runtime, more a multi-thread one), one task per end and
+//! no other. The ceiling for an async socket's round trip on each runtime:
+//! what smartsock's request/reply is measured against, runtime for runtime.
+
+use std::io;
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::common::{self, Args, END, Res, WARMUP_ROUND_TRIPS};
+
+/// Type byte of a DATA frame.
+const DATA: u8 = 0x03;
+
+pub(crate) fn run(args: &Args) -> Res {
+    crate::sys_smartsock::runtime(args.threads)?.block_on(async {
+        match (args.scenario.as_str(), args.role.as_str()) {
+            ("latency", "server") => server(args).await,
+            ("latency", "client") => client(args).await,
+            _ => return Err(args.unknown()),
+        }
+        .map_err(|e| format!("tokio tcp: {e}"))
+    })
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let envelope = u32::try_from(payload.len() + 1).expect("payloads are small");
+    let mut out = Vec::with_capacity(payload.len() + 5);
+    out.extend_from_slice(&envelope.to_be_bytes());
+    out.push(DATA);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Reads one frame into `buf`; returns its payload's length.
+async fn read_frame(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let mut prefix = [0; 4];
+    stream.read_exact(&mut prefix).await?;
+    let envelope = u32::from_be_bytes(prefix) as usize;
+    if envelope == 0 || envelope > 1 << 24 {
+        return Err(io::Error::other("bad frame length"));
+    }
+    buf.resize(envelope, 0);
+    stream.read_exact(buf).await?;
+    Ok(envelope - 1)
+}
+
+async fn server(args: &Args) -> io::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    common::ready(listener.local_addr()?);
+    let (mut stream, _) = listener.accept().await?;
+    stream.set_nodelay(true)?;
+    let reply = frame(&args.payload());
+    let mut buf = Vec::new();
+    while read_frame(&mut stream, &mut buf).await? == args.size {
+        stream.write_all(&reply).await?;
+    }
+    Ok(())
+}
+
+async fn client(args: &Args) -> io::Result<()> {
+    let mut stream = TcpStream::connect(&args.addr).await?;
+    stream.set_nodelay(true)?;
+    let request = frame(&args.payload());
+    let mut buf = Vec::new();
+    let mut samples = Vec::with_capacity(1 << 20);
+    let deadline = Instant::now() + args.duration();
+    for round in 0.. {
+        let started = Instant::now();
+        if round >= WARMUP_ROUND_TRIPS && started >= deadline {
+            break;
+        }
+        stream.write_all(&request).await?;
+        read_frame(&mut stream, &mut buf).await?;
+        if round >= WARMUP_ROUND_TRIPS {
+            samples.push(started.elapsed().as_nanos() as u64);
+        }
+    }
+    stream.write_all(&frame(END)).await?;
+    common::report_latency(samples);
+    Ok(())
+}
