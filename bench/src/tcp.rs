@@ -43,7 +43,7 @@ pub(crate) fn run(args: &Args) -> Res {
     .map_err(|e| format!("tcp: {e}"))
 }
 
-fn frame(payload: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(payload: &[u8]) -> Vec<u8> {
     let envelope = u32::try_from(payload.len() + 1).expect("payloads are small");
     let mut out = Vec::with_capacity(payload.len() + 5);
     out.extend_from_slice(&envelope.to_be_bytes());

@@ -11,9 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::common::{self, Args, END, Res, WARMUP_ROUND_TRIPS};
-
-/// Type byte of a DATA frame.
-const DATA: u8 = 0x03;
+use crate::tcp::frame;
 
 pub(crate) fn run(args: &Args) -> Res {
     crate::sys_smartsock::runtime(args.threads)?.block_on(async {
@@ -24,15 +22,6 @@ pub(crate) fn run(args: &Args) -> Res {
         }
         .map_err(|e| format!("tokio tcp: {e}"))
     })
-}
-
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let envelope = u32::try_from(payload.len() + 1).expect("payloads are small");
-    let mut out = Vec::with_capacity(payload.len() + 5);
-    out.extend_from_slice(&envelope.to_be_bytes());
-    out.push(DATA);
-    out.extend_from_slice(payload);
-    out
 }
 
 /// Reads one frame into `buf`; returns its payload's length.

@@ -26,34 +26,45 @@ const RATE: usize = 2000;
 /// Panics (the figures in the message) if a check fails.
 pub async fn round(seed: u64, length: Duration) -> Vec<Figures> {
     let (rr, least, identity, publish) = tokio::join!(
-        at_least_once("soak_round_robin", reliable_sender().send_mode(SendMode::RoundRobin), 3, seed, length),
+        at_least_once(
+            "soak_round_robin",
+            reliable_sender().send_mode(SendMode::RoundRobin),
+            3,
+            false,
+            seed,
+            length
+        ),
         at_least_once(
             "soak_least_loaded",
             reliable_sender().send_mode(SendMode::LeastLoaded),
             2,
+            false,
             seed ^ 0xA5A5,
             length
         ),
-        by_identity(seed ^ 0x5A5A, length),
+        at_least_once("soak_by_identity", reliable_sender(), 1, true, seed ^ 0x5A5A, length),
         publish_stalled(length),
     );
     vec![rr, least, identity, publish]
 }
 
 /// Sends (paced at [`RATE`]) to `peers` receivers behind proxies while a
-/// seeded schedule injects faults; then every message must arrive.
+/// seeded schedule injects faults; then every message must arrive. With
+/// `by_identity`, every message goes to the first receiver by its identity.
 async fn at_least_once(
     scenario: &'static str,
     sender: smartsock::SocketBuilder,
     peers: usize,
+    by_identity: bool,
     seed: u64,
     length: Duration,
 ) -> Figures {
     let capacity = RATE * (length.as_secs() as usize + 5);
     let started = Instant::now();
     let rig = Rig::new(peers, capacity, false, sender, builder).await;
+    let to = by_identity.then(|| rig.identity(0));
     let (done_tx, done) = watch::channel(false);
-    let send = paced(&rig.sender, None, MESSAGE_SIZE, capacity, done);
+    let send = paced(&rig.sender, to, MESSAGE_SIZE, capacity, done);
     let drive = async {
         let mut schedule = Schedule::new(seed);
         while started.elapsed() + Duration::from_secs(3) < length {
@@ -139,42 +150,6 @@ pub async fn inject(schedule: &mut Schedule, proxies: &[FaultProxy]) -> Option<&
     proxy.heal();
     tokio::time::sleep(Duration::from_millis(300)).await;
     fired.then_some(name)
-}
-
-/// By identity, at-least-once, to one receiver behind a proxy with faults.
-async fn by_identity(seed: u64, length: Duration) -> Figures {
-    let capacity = RATE * (length.as_secs() as usize + 5);
-    let started = Instant::now();
-    let rig = Rig::new(1, capacity, false, reliable_sender(), builder).await;
-    let peer = rig.identity(0);
-    let (done_tx, done) = watch::channel(false);
-    let send = paced(&rig.sender, Some(peer), MESSAGE_SIZE, capacity, done);
-    let drive = async {
-        let mut schedule = Schedule::new(seed);
-        while started.elapsed() + Duration::from_secs(3) < length {
-            inject(&mut schedule, &rig.proxies).await;
-        }
-        done_tx.send_replace(true);
-    };
-    let (sent, ()) = tokio::join!(send, drive);
-    within_for("the sender to settle", Duration::from_secs(60), rig.sender.settled()).await;
-    let delivery = rig.sender.stats().delivery.expect("at-least-once stats");
-    let all = rig.ledger.wait_distinct(sent as u64, WAIT).await;
-    let missing = rig.ledger.missing(sent);
-    let figures = Figures {
-        scenario: "soak_by_identity",
-        messages: sent as u64,
-        faults: rig.faults() as u64,
-        lost: missing.len() as u64,
-        duplicates: rig.ledger.duplicates(),
-        given_up: delivery.undelivered,
-        elapsed: started.elapsed(),
-        extra: format!("resent={}", delivery.resent),
-    };
-    assert!(all && missing.is_empty(), "{figures}\nsoak_by_identity: lost {} messages", missing.len());
-    assert_eq!(delivery.undelivered, 0, "{figures}\nsoak_by_identity: messages given up");
-    rig.shutdown().await;
-    figures
 }
 
 /// Publish (at-most-once) to two subscribers; one's link stalls for a

@@ -213,8 +213,6 @@ impl Table {
 #[must_use = "a tracked message must be marked sent or untracked"]
 pub struct Tracked {
     pub(crate) seq: u64,
-    /// Not in the table yet: [`Core::sent_to`] puts it there.
-    deferred: bool,
 }
 
 pub(crate) struct Core {
@@ -330,12 +328,12 @@ impl Core {
         if wake {
             self.work.notify_one();
         }
-        Ok((Tracked { seq, deferred }, request))
+        Ok((Tracked { seq }, request))
     }
 
-    /// The message went out, to `peer` if the route said which (an ACK then
-    /// counts only from that peer): a deferred request goes into the table
-    /// now, kept for resends.
+    /// The message tracked with `deferred` went out, to `peer` if the route
+    /// said which (an ACK then counts only from that peer): its request goes
+    /// into the table now, kept for resends.
     ///
     /// An ACK that overtakes this call (the peer answered before the
     /// sending thread got here, which only a thread held up for a round
@@ -345,14 +343,6 @@ impl Core {
     /// a deadline of its own.
     pub(crate) fn sent_to(&self, tracked: Tracked, peer: Option<PeerId>, request: Message) {
         let mut table = self.table();
-        if !tracked.deferred {
-            // Kept when it was tracked: only the peer is news.
-            if let (Some(peer), Some(entry)) = (peer, table.pending.get_mut(&tracked.seq)) {
-                entry.peer = Some(peer);
-                table.hold(peer);
-            }
-            return;
-        }
         table.in_send -= 1;
         let order = table.next_order;
         table.next_order += 1;
@@ -407,21 +397,17 @@ impl Core {
         }
     }
 
-    /// Stops tracking a message whose send failed; hands back the message
-    /// as it was given (a DATA frame).
-    pub(crate) fn untrack(&self, tracked: Tracked, request: Message) -> Message {
-        if tracked.deferred {
-            let settled = {
-                let mut table = self.table();
-                table.in_send -= 1;
-                table.pending.is_empty() && table.in_send == 0
-            };
-            self.room_signal.notify_waiters();
-            if settled {
-                self.settled.notify_waiters();
-            }
-        } else {
-            self.forget(tracked.seq);
+    /// Stops tracking a message tracked with `deferred` whose send failed;
+    /// hands back the message as it was given (a DATA frame).
+    pub(crate) fn untrack(&self, _tracked: Tracked, request: Message) -> Message {
+        let settled = {
+            let mut table = self.table();
+            table.in_send -= 1;
+            table.pending.is_empty() && table.in_send == 0
+        };
+        self.room_signal.notify_waiters();
+        if settled {
+            self.settled.notify_waiters();
         }
         self.stats.sent.fetch_sub(1, Ordering::Relaxed);
         let frame = match request.frame {

@@ -21,11 +21,7 @@ const RESEND: Duration = Duration::from_secs(5);
 /// Tracks `payload` and queues the DATA_REQ for `to` by hand, telling the
 /// sender where it went; returns its id.
 fn send_to(sender: &Sender, to: PeerId, payload: &'static str) -> MsgId {
-    let (tracked, request) = sender.handle.try_track(Message::new(payload)).expect("room in flight");
-    let Frame::DataReq { id, .. } = request.frame else { panic!("not a DATA_REQ: {:?}", request.frame) };
-    let table = sender.transport.peer_table();
-    let peer = table.iter().find(|p| p.id() == to).expect("connected");
-    peer.try_send(Outgoing::to_this_peer(request.frame.clone())).expect("room in the outbox");
+    let (tracked, request, id) = send_without_handover(sender, to, payload);
     sender.handle.sent(tracked, Some(to), request);
     id
 }
