@@ -224,8 +224,20 @@ impl Decoder for Codec {
         let length = match self.state {
             DecodeState::Head => match self.decode_head(src)? {
                 Some(length) if src.len() >= LENGTH_PREFIX_LEN + length => {
-                    // The whole frame is here (the usual case): one split, and
-                    // the prefix skipped on the `Bytes`, where skipping is cheap.
+                    // The whole frame is here (the usual case). A frame with
+                    // no payload (ACK, HEARTBEAT, HELLO) is parsed where it
+                    // lies: splitting it off would make the buffer shared,
+                    // an atomic count up and down per ACK.
+                    let envelope = &src[LENGTH_PREFIX_LEN..LENGTH_PREFIX_LEN + length];
+                    if let Some(kind) = envelope.first().and_then(|&byte| FrameKind::from_type_byte(byte))
+                        && !matches!(kind, FrameKind::Data | FrameKind::DataReq)
+                    {
+                        let frame = parse_body(kind, &envelope[1..]);
+                        src.advance(LENGTH_PREFIX_LEN + length);
+                        return frame.map(Some);
+                    }
+                    // Otherwise one split, and the prefix skipped on the
+                    // `Bytes`, where skipping is cheap.
                     let mut frame = src.split_to(LENGTH_PREFIX_LEN + length).freeze();
                     frame.advance(LENGTH_PREFIX_LEN);
                     return parse_envelope(frame).map(Some);
@@ -264,35 +276,44 @@ fn parse_envelope(mut envelope: Bytes) -> Result<Frame, FrameError> {
     let Some(kind) = FrameKind::from_type_byte(type_byte) else {
         return Ok(Frame::Unknown { kind: type_byte, body: envelope });
     };
-    let bad_body = |expected| FrameError::BadBody { kind, actual: envelope.len(), expected };
-    let frame = match kind {
-        FrameKind::Hello => {
-            if envelope.len() != 17 {
-                return Err(bad_body("17"));
-            }
-            let version = envelope[0];
-            Frame::Hello { version, identity: PeerId::from_bytes(take_id(&envelope[1..])) }
-        }
-        // The protocol gives a heartbeat no body; a body is ignored rather
-        // than refused, since nothing in it could be misread.
-        FrameKind::Heartbeat => Frame::Heartbeat,
-        FrameKind::Data => Frame::Data(envelope),
+    match kind {
+        FrameKind::Data => Ok(Frame::Data(envelope)),
         FrameKind::DataReq => {
             if envelope.len() < 16 {
-                return Err(bad_body("at least 16"));
+                return Err(FrameError::BadBody { kind, actual: envelope.len(), expected: "at least 16" });
             }
             let id = MsgId::from_bytes(take_id(&envelope));
             envelope.advance(16);
-            Frame::DataReq { id, payload: envelope }
+            Ok(Frame::DataReq { id, payload: envelope })
         }
+        FrameKind::Hello | FrameKind::Heartbeat | FrameKind::Ack => parse_body(kind, &envelope),
+    }
+}
+
+/// Turns a frame's body into the frame, from a slice: for the frames that
+/// carry no payload (HELLO, HEARTBEAT, ACK). A payload would be copied.
+fn parse_body(kind: FrameKind, body: &[u8]) -> Result<Frame, FrameError> {
+    let bad_body = |expected| FrameError::BadBody { kind, actual: body.len(), expected };
+    match kind {
+        FrameKind::Hello => {
+            if body.len() != 17 {
+                return Err(bad_body("17"));
+            }
+            Ok(Frame::Hello { version: body[0], identity: PeerId::from_bytes(take_id(&body[1..])) })
+        }
+        // The protocol gives a heartbeat no body; a body is ignored rather
+        // than refused, since nothing in it could be misread.
+        FrameKind::Heartbeat => Ok(Frame::Heartbeat),
         FrameKind::Ack => {
-            if envelope.len() != 16 {
+            if body.len() != 16 {
                 return Err(bad_body("16"));
             }
-            Frame::Ack(MsgId::from_bytes(take_id(&envelope)))
+            Ok(Frame::Ack(MsgId::from_bytes(take_id(body))))
         }
-    };
-    Ok(frame)
+        FrameKind::Data | FrameKind::DataReq => {
+            parse_envelope(Bytes::from([&[kind.type_byte()], body].concat()))
+        }
+    }
 }
 
 fn take_id(bytes: &[u8]) -> [u8; 16] {
@@ -347,6 +368,43 @@ mod tests {
             panic!("expected a DATA frame");
         };
         assert_eq!(payload.as_ptr() as usize, start + 5, "payload was copied");
+    }
+
+    #[test]
+    fn frames_without_payload_are_parsed_in_place_between_frames_with_one() {
+        let id = MsgId::from_bytes([7; 16]);
+        let mut wire = BytesMut::new();
+        for frame in [Frame::Ack(id), Frame::Data(Bytes::from_static(b"x")), Frame::Heartbeat, Frame::Ack(id)]
+        {
+            frame.encode_into(&mut wire);
+        }
+        // An ACK with a short body: refused, and consumed whole.
+        wire.extend_from_slice(&[0, 0, 0, 3, 0x05, 1, 2]);
+        let mut codec = Codec::new();
+        let mut frames = Vec::new();
+        while let Some(frame) = codec.decode(&mut wire).unwrap() {
+            frames.push(frame);
+            if frames.len() == 4 {
+                break;
+            }
+        }
+        assert_eq!(
+            frames,
+            [Frame::Ack(id), Frame::Data(Bytes::from_static(b"x")), Frame::Heartbeat, Frame::Ack(id)]
+        );
+        assert!(matches!(codec.decode(&mut wire), Err(FrameError::BadBody { actual: 2, .. })));
+        assert!(wire.is_empty());
+    }
+
+    #[test]
+    fn a_body_parsed_from_a_slice_copies_its_payload() {
+        let id = [9; 16];
+        let body = [&id[..], b"pay"].concat();
+        assert_eq!(parse_body(FrameKind::Data, b"pay").unwrap(), Frame::Data(Bytes::from_static(b"pay")));
+        assert_eq!(
+            parse_body(FrameKind::DataReq, &body).unwrap(),
+            Frame::DataReq { id: MsgId::from_bytes(id), payload: Bytes::from_static(b"pay") }
+        );
     }
 
     #[test]

@@ -11,9 +11,10 @@
 //! shares one deadline. ACKs arrive in batches, one lock per read; an ACK
 //! counts if its id is exactly that of a pending message.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand::rngs::StdRng;
@@ -224,7 +225,11 @@ pub(crate) struct Core {
     pub(crate) settled: Notify,
     /// Wakes an idle driver.
     pub(crate) work: Notify,
+    /// Cancelled at shutdown, for the driver to await.
     pub(crate) shutdown: CancellationToken,
+    /// Set at shutdown, before `shutdown` is cancelled: what every send
+    /// checks (the token's own check takes a lock).
+    shut_down: AtomicBool,
 }
 
 impl Core {
@@ -251,7 +256,19 @@ impl Core {
             settled: Notify::new(),
             work: Notify::new(),
             shutdown: CancellationToken::new(),
+            shut_down: AtomicBool::new(false),
         })
+    }
+
+    /// Stops tracking new messages and ends the driver.
+    pub(crate) fn shut_down(&self) {
+        self.shut_down.store(true, Ordering::Release);
+        self.shutdown.cancel();
+        self.room_signal.notify_waiters();
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::Acquire)
     }
 
     pub(crate) fn table(&self) -> MutexGuard<'_, Table> {
@@ -295,7 +312,7 @@ impl Core {
         reserved: bool,
         deferred: bool,
     ) -> Result<(Tracked, Message), Message> {
-        if self.shutdown.is_cancelled() {
+        if self.is_shut_down() {
             return Err(message);
         }
         let Frame::Data(payload) = message.frame else {
@@ -433,7 +450,7 @@ impl Core {
     /// Takes an in-flight place now, if one is free.
     pub(crate) fn try_reserve(&self) -> bool {
         let mut table = self.table();
-        if self.shutdown.is_cancelled() || table.has_room(self.config.max_in_flight) {
+        if self.is_shut_down() || table.has_room(self.config.max_in_flight) {
             table.reserved += 1;
             true
         } else {
@@ -450,7 +467,7 @@ impl Core {
     /// Whether a send could be tracked now (or the sender is shut down, and
     /// a send fails at once).
     pub(crate) fn has_room(&self) -> bool {
-        self.shutdown.is_cancelled() || self.table().has_room(self.config.max_in_flight)
+        self.is_shut_down() || self.table().has_room(self.config.max_in_flight)
     }
 
     /// Completes when [`has_room`](Core::has_room) may be true.
@@ -476,19 +493,19 @@ impl AckSink for Core {
         let mut released = 0;
         let mut table = self.table();
         for &id in ids {
-            let seq = Self::seq_of(id);
-            match table.pending.get(&seq) {
-                // An ACK counts only with the message's whole id, and only
-                // from the peer the message last went to (when the route
-                // said which).
-                Some(entry) if entry.id() == Some(id) && entry.peer.is_none_or(|to| to == peer) => {
-                    newest = newest.max(Some(entry.order));
-                    released += usize::from(entry.peer.is_some());
-                    table.pending.remove(&seq);
+            // An ACK counts only with the message's whole id, and only from
+            // the peer the message last went to (when the route said which).
+            if let Entry::Occupied(entry) = table.pending.entry(Self::seq_of(id)) {
+                let pending = entry.get();
+                if pending.id() == Some(id) && pending.peer.is_none_or(|to| to == peer) {
+                    newest = newest.max(Some(pending.order));
+                    released += usize::from(pending.peer.is_some());
+                    entry.remove();
                     acked += 1;
+                    continue;
                 }
-                _ => unknown += 1,
             }
+            unknown += 1;
         }
         table.release_many(peer, released);
         if let Some(newest) = newest {

@@ -78,8 +78,7 @@ impl AtLeastOnceHandle {
     /// Stops resending: every message still pending is handed back as
     /// [`Undelivered`], and the driver task ends.
     pub fn shutdown(&self) {
-        self.core.shutdown.cancel();
-        self.core.room_signal.notify_waiters();
+        self.core.shut_down();
     }
 
     /// Starts tracking `message` (a DATA message) as a DATA_REQ with a fresh
@@ -122,7 +121,7 @@ impl AtLeastOnceHandle {
 
     /// Whether [`shutdown`](AtLeastOnceHandle::shutdown) has been called.
     pub fn is_shut_down(&self) -> bool {
-        self.core.shutdown.is_cancelled()
+        self.core.is_shut_down()
     }
 }
 
