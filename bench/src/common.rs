@@ -10,7 +10,7 @@ pub(crate) type Res<T = ()> = Result<T, String>;
 
 pub(crate) const USAGE: &str = "usage: smartsock-bench <smartsock|libzmq|zeromq|tcp> <role> \
 <oneway|latency|fanout|memory> [--size B] [--secs S] [--count N] [--addr HOST:PORT] [--subs N] \
-[--variant V] [--threads N]";
+[--variant V] [--threads N] [--task main|spawned]";
 
 /// The end marker: a message whose length differs from every payload size used.
 pub(crate) const END: &[u8] = b"E";
@@ -45,6 +45,10 @@ pub(crate) struct Args {
     pub(crate) subs: usize,
     pub(crate) variant: String,
     pub(crate) threads: usize,
+    /// Where the application's code runs: `main`, in `block_on` on the
+    /// main thread, as the body of `#[tokio::main]` does; `spawned`, in a
+    /// task of its own (`tokio::spawn`), on a worker of a multi-thread runtime.
+    pub(crate) task: String,
 }
 
 impl Args {
@@ -61,6 +65,7 @@ impl Args {
             subs: 10,
             variant: "default".into(),
             threads: 2,
+            task: "main".into(),
         };
         while let Some(arg) = args.next() {
             if !arg.starts_with("--") {
@@ -79,6 +84,8 @@ impl Args {
                 "--threads" => {
                     parsed.threads = usize::try_from(number(&value)?).map_err(|e| e.to_string())?
                 }
+                "--task" if ["main", "spawned"].contains(&value.as_str()) => parsed.task = value,
+                "--task" => return Err(format!("--task {value:?}: main or spawned")),
                 other => return Err(format!("unknown option {other}")),
             }
         }

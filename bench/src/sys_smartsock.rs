@@ -28,19 +28,35 @@ pub(crate) fn run(args: &Args) -> Res {
         // Blocking calls may not run inside the runtime below.
         return crate::sys_blocking::run(args);
     }
-    runtime(args.threads)?.block_on(async {
+    block_on(args, |args| async move {
         match (args.scenario.as_str(), args.role.as_str()) {
-            ("oneway", "recv") => oneway_recv(args).await,
-            ("oneway", "send") => oneway_send(args).await,
-            ("latency", "server") => latency_server(args).await,
-            ("latency", "client") => latency_client(args).await,
-            ("fanout", "pub") => fanout_pub(args).await,
-            ("fanout", "sub") => fanout_sub(args).await,
-            ("memory", "recv") => memory_recv(args).await,
-            ("memory", "send") => memory_send(args).await,
+            ("oneway", "recv") => oneway_recv(&args).await,
+            ("oneway", "send") => oneway_send(&args).await,
+            ("latency", "server") => latency_server(&args).await,
+            ("latency", "client") => latency_client(&args).await,
+            ("fanout", "pub") => fanout_pub(&args).await,
+            ("fanout", "sub") => fanout_sub(&args).await,
+            ("memory", "recv") => memory_recv(&args).await,
+            ("memory", "send") => memory_send(&args).await,
             _ => Err(args.unknown()),
         }
     })
+}
+
+/// Runs the role on the case's runtime (see [`runtime`]), in `block_on`
+/// or, with `--task spawned`, in a task of its own.
+pub(crate) fn block_on<F, Fut>(args: &Args, role: F) -> Res
+where
+    F: FnOnce(Args) -> Fut,
+    Fut: Future<Output = Res> + Send + 'static,
+{
+    let runtime = runtime(args.threads)?;
+    let role = role(args.clone());
+    if args.task == "spawned" {
+        runtime.block_on(async { tokio::spawn(role).await.map_err(|e| format!("the role's task: {e}"))? })
+    } else {
+        runtime.block_on(role)
+    }
 }
 
 /// One worker thread: a current-thread runtime; more: a multi-thread one.

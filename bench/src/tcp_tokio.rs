@@ -1,7 +1,7 @@
 //! Raw tokio, request/reply only: the same frames as aiomsg over a tokio
 //! `TcpStream`, on the runtime the case asks for (`--threads`: 1 is a
-//! current-thread runtime, more a multi-thread one), one task per end and
-//! no other. The ceiling for an async socket's round trip on each runtime:
+//! current-thread runtime, more a multi-thread one; `--task`: in `block_on`
+//! or a spawned task), one task per end and no other. The ceiling for an async socket's round trip on each runtime:
 //! what smartsock's request/reply is measured against, runtime for runtime.
 
 use std::io;
@@ -14,10 +14,10 @@ use crate::common::{self, Args, END, Res, WARMUP_ROUND_TRIPS};
 use crate::tcp::frame;
 
 pub(crate) fn run(args: &Args) -> Res {
-    crate::sys_smartsock::runtime(args.threads)?.block_on(async {
+    crate::sys_smartsock::block_on(args, |args| async move {
         match (args.scenario.as_str(), args.role.as_str()) {
-            ("latency", "server") => server(args).await,
-            ("latency", "client") => client(args).await,
+            ("latency", "server") => server(&args).await,
+            ("latency", "client") => client(&args).await,
             _ => return Err(args.unknown()),
         }
         .map_err(|e| format!("tokio tcp: {e}"))

@@ -149,19 +149,23 @@ struct Case {
     threads: Option<usize>,
     /// Both processes on one CPU (through `taskset`).
     pinned: bool,
+    /// Each process runs its side in a spawned task (`--task spawned`),
+    /// not in `block_on` on its main thread.
+    spawned: bool,
 }
 
 impl Case {
     fn new(scenario: Scenario, system: &'static str, variant: &'static str, size: usize) -> Self {
-        Self { scenario, system, variant, size, threads: None, pinned: false }
+        Self { scenario, system, variant, size, threads: None, pinned: false, spawned: false }
     }
 
     fn label(&self) -> String {
         let variant = if self.variant == "default" { String::new() } else { format!(" {}", self.variant) };
         let threads = self.threads.map_or(String::new(), |n| format!(" mt{n}"));
         let pinned = if self.pinned { " pinned" } else { "" };
+        let spawned = if self.spawned { " spawned" } else { "" };
         format!(
-            "{} {} {}{variant}{threads}{pinned}",
+            "{} {} {}{variant}{threads}{pinned}{spawned}",
             self.scenario.name(),
             size_label(self.size),
             self.system
@@ -206,6 +210,16 @@ fn cases() -> Vec<Case> {
     // Raw tokio's round trip on each runtime: smartsock's, runtime for runtime.
     for threads in [None, MULTI_THREAD] {
         cases.push(Case { threads, ..case(Scenario::Latency, "tcp", "tokio", 64) });
+    }
+    // On the 2-worker runtime, the application in a spawned task (as a
+    // service's handlers are) rather than in `block_on` on the main thread:
+    // its hand-offs to the socket's tasks then stay on one worker.
+    let spawned = |case: Case| Case { threads: MULTI_THREAD, spawned: true, ..case };
+    for size in [16, 64] {
+        cases.push(spawned(case(Scenario::OneWay, "smartsock", "default", size)));
+    }
+    for (system, variant) in [("smartsock", "default"), ("tcp", "tokio")] {
+        cases.push(spawned(case(Scenario::Latency, system, variant, 64)));
     }
     if has_taskset() {
         for system in SYSTEMS {
@@ -399,6 +413,8 @@ fn run_case(bin: &Path, case: &Case, settings: &Settings) -> Result<Sample> {
         case.variant.to_owned(),
         "--threads".to_owned(),
         case.threads(settings).to_string(),
+        "--task".to_owned(),
+        if case.spawned { "spawned" } else { "main" }.to_owned(),
     ];
     let with_role = |role: &str| {
         let mut args = vec![case.system.to_owned(), role.to_owned(), case.scenario.name().to_owned()];
@@ -617,6 +633,21 @@ impl Report<'_> {
                 cells,
                 notes: [""; 4],
             });
+            let spawned = Case { spawned: true, ..multi(plain("smartsock")) };
+            if let Some(ours) = self.metric_stats(&spawned) {
+                let mut cells = SYSTEMS.map(|system| self.metric_stats(&plain(system)));
+                cells[0] = Some(ours);
+                cells[2] = None;
+                rows.push(Row {
+                    name: format!(
+                        "one-way 1→1, {}, 2-worker runtime, each side in a spawned task",
+                        size_label(size)
+                    ),
+                    unit: "msg/s",
+                    cells,
+                    notes: [""; 4],
+                });
+            }
         }
         let percentiles = [("p50_us", "req/rep 64 B, p50"), ("p99_us", "req/rep 64 B, p99")];
         let latency = |case: &Case, key: &str| self.values(case, |s| s.get(key).copied());
@@ -794,8 +825,16 @@ impl Report<'_> {
                 );
             }
         }
-        for (threads, runtime) in [(None, "current-thread runtime"), (MULTI_THREAD, "2-worker runtime")] {
-            let on = |system, variant| Case { threads, ..Self::case(Scenario::Latency, system, variant, 64) };
+        for (threads, spawned, runtime) in [
+            (None, false, "current-thread runtime"),
+            (MULTI_THREAD, false, "2-worker runtime"),
+            (MULTI_THREAD, true, "2-worker runtime, each end in a spawned task"),
+        ] {
+            let on = |system, variant| Case {
+                threads,
+                spawned,
+                ..Self::case(Scenario::Latency, system, variant, 64)
+            };
             if let (Some(ours), Some(tokio)) =
                 (self.metric_stats(&on("smartsock", "default")), self.metric_stats(&on("tcp", "tokio")))
             {
@@ -982,8 +1021,14 @@ const NOTES: &str = "Notes:
   scenarios each process drives one socket on a current-thread runtime; the
   fan-out processes get 2 workers (one process holds the 10 subscribers).
   The \"2-worker runtime\" rows run smartsock on a multi-thread runtime with
-  2 workers, what `#[tokio::main]` gives on this machine. libzmq runs the
-  application thread plus its one I/O thread.
+  2 workers, what `#[tokio::main]` gives on this machine, with each side's
+  code where `#[tokio::main]` puts it: in `block_on`, on the main thread,
+  which is not a worker, so every wake-up between it and the socket's tasks
+  crosses threads (and on this 2-vCPU VM the woken worker often preempts
+  the thread that woke it). The \"each side in a spawned task\" rows run the
+  same code in `tokio::spawn`, as a service's handlers run: those wake-ups
+  then stay on one worker. libzmq runs the application thread plus its one
+  I/O thread.
 - Latency on this VM depends on CPU idle states: when client and server sit
   on different CPUs, each hop can wait tens of µs for an idle vCPU to wake,
   whatever the library. The pinned rows run both processes on one CPU

@@ -118,6 +118,45 @@
 //! delivered; unacknowledged messages are handed back on
 //! [`Socket::undelivered`].
 //!
+//! # Runtimes
+//!
+//! The socket runs on the tokio runtime it is built in, current-thread or
+//! multi-thread, with I/O and time enabled. On the multi-thread runtime
+//! (what `#[tokio::main]` gives), send and receive from a spawned task
+//! rather than from `main`'s own body: `main` runs in `block_on` on a
+//! thread that is not one of the runtime's workers, so every hand-off
+//! between it and the socket's connection tasks wakes another thread. From
+//! a task, those hand-offs stay on its worker. The README's benchmarks show
+//! both, side by side.
+//!
+//! ```
+//! use smartsock::Socket;
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), smartsock::Error> {
+//!     let server = Socket::new()?;
+//!     let addr = server.bind("127.0.0.1:0").await?;
+//!     let client = Socket::new()?;
+//!     client.connect(&addr.to_string())?;
+//!     let echo = tokio::spawn(async move {
+//!         while let Some((peer, message)) = server.recv_from().await {
+//!             if server.send_to(peer, message).await.is_err() {
+//!                 break;
+//!             }
+//!         }
+//!     });
+//!     let answers = tokio::spawn(async move {
+//!         client.send("ping").await?;
+//!         let answer = client.recv().await;
+//!         client.close().await;
+//!         Ok::<_, smartsock::Error>(answer)
+//!     });
+//!     assert_eq!(answers.await.expect("the task ran")?.expect("an answer"), "ping");
+//!     echo.abort();
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Logs
 //!
 //! The library logs through [`tracing`](https://docs.rs/tracing) and never
