@@ -208,3 +208,28 @@ async fn a_message_handed_over_after_its_deadline_was_checked_gets_a_deadline_of
     let stats = sender.handle.stats();
     assert_eq!((stats.acked(), stats.resent(), stats.undelivered()), (2, 2, 0));
 }
+
+/// At shutdown the driver waits up to 100 ms (`HANDOVER_WAITS` turns of
+/// 1 ms) for a message that was tracked and sent but not yet handed over;
+/// handed over inside that wait, it is handed back like every message
+/// still pending.
+#[tokio::test(start_paused = true)]
+async fn at_shutdown_a_message_handed_over_inside_the_wait_is_handed_back() {
+    let mut sender = Sender::new(reliable(RESEND, 6));
+    let mut to = MemPeer::attach(&sender.transport, "to").await;
+    sender.wait_for_peers(1).await;
+    let (tracked, request, id) = send_without_handover(&sender, to.id, "x");
+    assert_eq!(to.expect_data_req(WAIT).await.0, id);
+    sender.handle.shutdown();
+    // The last millisecond of the wait.
+    tokio::time::sleep(Duration::from_millis(99)).await;
+    assert!(
+        tokio::time::timeout(Duration::ZERO, sender.undelivered.recv()).await.is_err(),
+        "the driver is still waiting"
+    );
+    sender.handle.sent(tracked, Some(to.id), request);
+    let undelivered = within("the hand-back", WAIT, sender.undelivered.recv()).await.expect("handed back");
+    assert_eq!((undelivered.id, undelivered.attempts), (id, 1));
+    assert_eq!(undelivered.message.payload(), "x");
+    assert_eq!(sender.handle.in_flight(), 0);
+}

@@ -368,3 +368,31 @@ pub(crate) fn decode(chunks: VecDeque<Chunk>) -> Vec<Outgoing> {
     }
     frames
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::task::{Context, Waker};
+
+    use bytes::BytesMut;
+
+    use super::*;
+
+    /// Hands the outbox an emptied encode buffer of `capacity` bytes, as the
+    /// writer does when it takes a batch; whether the outbox kept it.
+    fn keeps_a_spare_of(capacity: usize) -> bool {
+        let outbox = Outbox::new(16, 1 << 20, 16, 1 << 24);
+        let spare = BytesMut::with_capacity(capacity);
+        assert_eq!(spare.capacity(), capacity);
+        let mut cx = Context::from_waker(Waker::noop());
+        let taken = outbox.poll_take(&mut cx, &mut Vec::new(), &mut VecDeque::new(), &mut Some(spare));
+        assert!(taken.is_pending(), "nothing was queued");
+        outbox.lock().spare.is_some()
+    }
+
+    #[test]
+    fn an_emptied_encode_buffer_is_kept_up_to_its_bound_and_not_past_it() {
+        assert!(keeps_a_spare_of(MAX_KEPT_ENCODED));
+        assert!(!keeps_a_spare_of(MAX_KEPT_ENCODED + 1));
+    }
+}
