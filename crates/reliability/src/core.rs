@@ -167,6 +167,9 @@ pub(crate) struct Table {
     pub(crate) resends: VecDeque<(Instant, u64, u32)>,
     /// The driver sleeps until a send wakes it.
     pub(crate) driver_idle: bool,
+    /// The driver has handed back everything pending and ended: a request
+    /// handed over now would stay here for ever.
+    pub(crate) drained: bool,
     /// The driver's last cut time: the coarse "now" of ACKs.
     pub(crate) last_cut: Instant,
     pub(crate) progress: PeerMap<Progress>,
@@ -247,6 +250,7 @@ impl Core {
                 unchecked: 0,
                 resends: VecDeque::new(),
                 driver_idle: false,
+                drained: false,
                 last_cut: Instant::now(),
                 progress: PeerMap::default(),
                 outstanding: PeerMap::default(),
@@ -358,8 +362,20 @@ impl Core {
     /// message is resent at its deadline, and the receiver drops the
     /// repeat. A message whose time bucket the driver checked meanwhile gets
     /// a deadline of its own.
-    pub(crate) fn sent_to(&self, tracked: Tracked, peer: Option<PeerId>, request: Message) {
+    ///
+    /// Hands the message back (as the DATA message it was) if the driver has
+    /// already ended: a hand-over later than its wait at shutdown.
+    pub(crate) fn sent_to(
+        &self,
+        tracked: Tracked,
+        peer: Option<PeerId>,
+        request: Message,
+    ) -> Result<(), Message> {
         let mut table = self.table();
+        if table.drained {
+            drop(table);
+            return Err(self.untrack(tracked, request));
+        }
         table.in_send -= 1;
         let order = table.next_order;
         table.next_order += 1;
@@ -380,6 +396,7 @@ impl Core {
         if wake {
             self.work.notify_one();
         }
+        Ok(())
     }
 
     /// Messages sent to `peer` and not yet acknowledged.

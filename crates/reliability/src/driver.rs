@@ -98,8 +98,18 @@ impl AtLeastOnceHandle {
     /// `request` is the DATA_REQ that [`try_track`](Self::try_track)
     /// returned (the route only borrows it): it is kept from now on, for
     /// resends. Call this right after the send, with no await in between.
-    pub fn sent(&self, tracked: crate::Tracked, peer: Option<PeerId>, request: Message) {
-        self.core.sent_to(tracked, peer, request);
+    ///
+    /// `Err` holds the message (the DATA message it was) if the sender shut
+    /// down and has already handed back everything pending: a hand-over
+    /// that came later than the driver's wait for hand-overs (100 ms). The
+    /// message went out but is not tracked; report it as not delivered.
+    pub fn sent(
+        &self,
+        tracked: crate::Tracked,
+        peer: Option<PeerId>,
+        request: Message,
+    ) -> Result<(), Message> {
+        self.core.sent_to(tracked, peer, request)
     }
 
     /// The tracked message could not be sent: forgets it and turns the
@@ -300,7 +310,12 @@ pub(crate) async fn drive<R: Resend>(core: Arc<Core>, mut resender: R, parts: Dr
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let pending: Vec<(u64, Pending)> = core.table().pending.drain().collect();
+    let pending: Vec<(u64, Pending)> = {
+        let mut table = core.table();
+        // From here on a hand-over is refused (see `Core::sent_to`).
+        table.drained = true;
+        table.pending.drain().collect()
+    };
     for (seq, entry) in pending {
         give_up(request_id(&entry.message, seq), entry);
     }

@@ -22,7 +22,7 @@ const RESEND: Duration = Duration::from_secs(5);
 /// sender where it went; returns its id.
 fn send_to(sender: &Sender, to: PeerId, payload: &'static str) -> MsgId {
     let (tracked, request, id) = send_without_handover(sender, to, payload);
-    sender.handle.sent(tracked, Some(to), request);
+    sender.handle.sent(tracked, Some(to), request).expect("tracked");
     id
 }
 
@@ -175,7 +175,7 @@ async fn an_ack_that_overtakes_the_handover_counts_as_unknown_and_the_message_is
     to.ack(id).await;
     unknown_acks(&sender, 1).await;
     assert_eq!(sender.handle.in_flight(), 1, "tracked, on its way into the table");
-    sender.handle.sent(tracked, Some(to.id), request);
+    sender.handle.sent(tracked, Some(to.id), request).expect("tracked");
     // Still pending, so it is resent at its deadline; that ACK settles it.
     let (again, payload) = to.expect_data_req(RESEND * 3).await;
     assert_eq!((again, &payload[..]), (id, &b"x"[..]));
@@ -199,7 +199,7 @@ async fn a_message_handed_over_after_its_deadline_was_checked_gets_a_deadline_of
     // in the table when its bucket was checked.
     assert_eq!(to.expect_data_req(RESEND * 2).await.0, first);
     to.ack(first).await;
-    sender.handle.sent(tracked, Some(to.id), request);
+    sender.handle.sent(tracked, Some(to.id), request).expect("tracked");
     // Handed over late, it is still resent, and settles.
     let (again, payload) = to.expect_data_req(RESEND * 3).await;
     assert_eq!((again, &payload[..]), (late, &b"b"[..]));
@@ -227,9 +227,28 @@ async fn at_shutdown_a_message_handed_over_inside_the_wait_is_handed_back() {
         tokio::time::timeout(Duration::ZERO, sender.undelivered.recv()).await.is_err(),
         "the driver is still waiting"
     );
-    sender.handle.sent(tracked, Some(to.id), request);
+    sender.handle.sent(tracked, Some(to.id), request).expect("tracked");
     let undelivered = within("the hand-back", WAIT, sender.undelivered.recv()).await.expect("handed back");
     assert_eq!((undelivered.id, undelivered.attempts), (id, 1));
     assert_eq!(undelivered.message.payload(), "x");
     assert_eq!(sender.handle.in_flight(), 0);
+}
+
+/// A hand-over later than that wait finds the driver gone: the message is
+/// handed back to the caller, never left in a table nobody drains.
+#[tokio::test(start_paused = true)]
+async fn at_shutdown_a_message_handed_over_after_the_wait_is_handed_back_to_its_caller() {
+    let mut sender = Sender::new(reliable(RESEND, 6));
+    let mut to = MemPeer::attach(&sender.transport, "to").await;
+    sender.wait_for_peers(1).await;
+    let (tracked, request, id) = send_without_handover(&sender, to.id, "x");
+    assert_eq!(to.expect_data_req(WAIT).await.0, id);
+    sender.handle.shutdown();
+    // The driver ends after its wait (100 ms): its channel closes.
+    tokio::time::sleep(Duration::from_millis(101)).await;
+    assert!(within("the driver's end", WAIT, sender.undelivered.recv()).await.is_none());
+    let back = sender.handle.sent(tracked, Some(to.id), request).expect_err("the driver has ended");
+    assert_eq!(back.frame, Frame::Data("x".into()));
+    assert_eq!(sender.handle.in_flight(), 0);
+    assert_eq!(sender.handle.stats().sent(), 0);
 }

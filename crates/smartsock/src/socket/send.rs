@@ -110,15 +110,16 @@ impl Socket {
         };
         match reliable.try_track(message) {
             Ok((tracked, request)) => match peer_set.try_send_borrowed(&request) {
-                Ok(Outcome::Sent(peer)) => {
-                    reliable.sent(tracked, peer, request);
-                    Tried::Queued(Outcome::Sent(peer))
-                }
+                Ok(Outcome::Sent(peer)) => match reliable.sent(tracked, peer, request) {
+                    Ok(()) => Tried::Queued(Outcome::Sent(peer)),
+                    Err(back) => Tried::Failed(send_error(SendErrorKind::Closed, back)),
+                },
                 Ok(Outcome::WouldWait) => Tried::NoRoom(reliable.untrack(tracked, request)),
-                Ok(copies @ Outcome::CopiesWaiting(_)) => {
-                    reliable.sent(tracked, None, request);
-                    Tried::Queued(copies)
-                }
+                Ok(copies @ Outcome::CopiesWaiting(_)) => match reliable.sent(tracked, None, request) {
+                    Ok(()) => Tried::Queued(copies),
+                    // The copies still waiting are not queued: the socket is closing.
+                    Err(back) => Tried::Failed(send_error(SendErrorKind::Closed, back)),
+                },
                 Err(kind) => Tried::Failed(send_error(kind, reliable.untrack(tracked, request))),
             },
             Err(back) if reliable.is_shut_down() => Tried::Failed(send_error(SendErrorKind::Closed, back)),
