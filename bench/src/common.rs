@@ -64,7 +64,7 @@ impl Args {
             addr: String::new(),
             subs: 10,
             variant: "default".into(),
-            threads: 2,
+            threads: 1,
             task: "main".into(),
         };
         while let Some(arg) = args.next() {

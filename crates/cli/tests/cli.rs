@@ -468,6 +468,35 @@ fn send_fails_when_the_peer_does_not_confirm_within_the_linger() {
 }
 
 #[test]
+fn send_timeout_ends_a_send_to_a_peer_that_stopped_reading() {
+    // The peer never reads: once its kernel buffers and the socket's queue
+    // are full, the next message cannot be queued. Without --send-timeout
+    // the command would wait for as long as the peer holds the connection.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address").to_string();
+    let peer = raw_peer(listener, false, Duration::from_secs(30));
+    let message = "x".repeat(16 * 1024);
+    let started = Instant::now();
+    let sent = run(&[
+        "send",
+        "--connect",
+        &addr,
+        "--count",
+        "100000",
+        "--send-timeout",
+        "1",
+        "--linger",
+        "0",
+        &message,
+    ]);
+    assert_eq!(sent.status.code(), Some(1), "{}", String::from_utf8_lossy(&sent.stderr));
+    let stderr = String::from_utf8_lossy(&sent.stderr);
+    assert!(stderr.contains("could not be queued within --send-timeout (1 s)"), "{stderr}");
+    assert!(started.elapsed() < LIMIT, "took {:?}", started.elapsed());
+    drop(peer);
+}
+
+#[test]
 fn recv_stats_reports_rates_each_second_and_a_summary() {
     let port = free_port().to_string();
     let addr = format!("127.0.0.1:{port}");

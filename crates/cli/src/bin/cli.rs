@@ -184,6 +184,10 @@ pub(crate) struct SendArgs {
     /// Seconds allowed at the end to deliver what is queued (and again for acks).
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
     pub(crate) linger: Duration,
+    /// Give up, exiting 1, if a message cannot be queued within SECS (no peer
+    /// connected, or every peer stopped reading). Default: wait as long as it takes.
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub(crate) send_timeout: Option<Duration>,
     /// Report peers connecting and disconnecting on stderr.
     #[arg(long, short)]
     pub(crate) verbose: bool,

@@ -89,7 +89,7 @@ pub(crate) async fn send(args: SendArgs) -> Result<(), Failure> {
     let mut sent = 0u64;
     let outcome = if args.messages.is_empty() {
         let progress = Progress::stdin(!args.verbose);
-        let outcome = send_stdin(&socket, args.to, &progress, &mut sent).await;
+        let outcome = send_stdin(&socket, args.to, args.send_timeout, &progress, &mut sent).await;
         progress.finish(outcome.is_ok());
         outcome
     } else {
@@ -99,7 +99,7 @@ pub(crate) async fn send(args: SendArgs) -> Result<(), Failure> {
         let outcome = async {
             for _ in 0..args.count {
                 for message in &messages {
-                    deliver(&socket, args.to, message.clone()).await?;
+                    deliver(&socket, args.to, message.clone(), args.send_timeout).await?;
                     sent += 1;
                     progress.sent(message.len());
                 }
@@ -134,6 +134,7 @@ pub(crate) async fn send(args: SendArgs) -> Result<(), Failure> {
 async fn send_stdin(
     socket: &Socket,
     to: Option<PeerId>,
+    limit: Option<Duration>,
     progress: &Progress,
     sent: &mut u64,
 ) -> Result<(), Failure> {
@@ -150,14 +151,31 @@ async fn send_stdin(
         }
         let message = line.strip_suffix(b"\n").unwrap_or(&line);
         let message = message.strip_suffix(b"\r").unwrap_or(message);
-        deliver(socket, to, Bytes::copy_from_slice(message)).await?;
+        deliver(socket, to, Bytes::copy_from_slice(message), limit).await?;
         *sent += 1;
         progress.sent(read);
     }
 }
 
 /// Sends one message by the socket's mode, or to `to` once it is connected.
-async fn deliver(socket: &Socket, to: Option<PeerId>, message: Bytes) -> Result<(), Failure> {
+/// Sends one message, waiting for room (and, with `to`, for that peer to
+/// connect) for at most `limit` when one is given.
+async fn deliver(
+    socket: &Socket,
+    to: Option<PeerId>,
+    message: Bytes,
+    limit: Option<Duration>,
+) -> Result<(), Failure> {
+    let Some(limit) = limit else { return deliver_waiting(socket, to, message).await };
+    tokio::time::timeout(limit, deliver_waiting(socket, to, message)).await.map_err(|_| {
+        Failure::runtime(format!(
+            "a message could not be queued within --send-timeout ({} s): no peer is taking messages",
+            limit.as_secs_f64()
+        ))
+    })?
+}
+
+async fn deliver_waiting(socket: &Socket, to: Option<PeerId>, message: Bytes) -> Result<(), Failure> {
     match to {
         None => socket.send(message).await?,
         Some(peer) => {
