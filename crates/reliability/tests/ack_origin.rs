@@ -209,18 +209,24 @@ async fn a_message_handed_over_after_its_deadline_was_checked_gets_a_deadline_of
     assert_eq!((stats.acked(), stats.resent(), stats.undelivered()), (2, 2, 0));
 }
 
-/// At shutdown the driver waits up to 100 ms (`HANDOVER_WAITS` turns of
-/// 1 ms) for a message that was tracked and sent but not yet handed over;
-/// handed over inside that wait, it is handed back like every message
-/// still pending.
-#[tokio::test(start_paused = true)]
-async fn at_shutdown_a_message_handed_over_inside_the_wait_is_handed_back() {
-    let mut sender = Sender::new(reliable(RESEND, 6));
+/// A sender with one message sent to a peer and not handed over yet
+/// (the peer has read it), then shut down. At shutdown the driver waits
+/// up to 100 ms (`HANDOVER_WAITS` turns of 1 ms) for such a hand-over.
+async fn shut_down_before_a_handover() -> (Sender, MemPeer, smartsock_reliability::Tracked, Message, MsgId) {
+    let sender = Sender::new(reliable(RESEND, 6));
     let mut to = MemPeer::attach(&sender.transport, "to").await;
     sender.wait_for_peers(1).await;
     let (tracked, request, id) = send_without_handover(&sender, to.id, "x");
     assert_eq!(to.expect_data_req(WAIT).await.0, id);
     sender.handle.shutdown();
+    (sender, to, tracked, request, id)
+}
+
+/// Handed over inside the driver's wait, the message is handed back like
+/// every message still pending.
+#[tokio::test(start_paused = true)]
+async fn at_shutdown_a_message_handed_over_inside_the_wait_is_handed_back() {
+    let (mut sender, to, tracked, request, id) = shut_down_before_a_handover().await;
     // The last millisecond of the wait.
     tokio::time::sleep(Duration::from_millis(99)).await;
     assert!(
@@ -238,12 +244,7 @@ async fn at_shutdown_a_message_handed_over_inside_the_wait_is_handed_back() {
 /// handed back to the caller, never left in a table nobody drains.
 #[tokio::test(start_paused = true)]
 async fn at_shutdown_a_message_handed_over_after_the_wait_is_handed_back_to_its_caller() {
-    let mut sender = Sender::new(reliable(RESEND, 6));
-    let mut to = MemPeer::attach(&sender.transport, "to").await;
-    sender.wait_for_peers(1).await;
-    let (tracked, request, id) = send_without_handover(&sender, to.id, "x");
-    assert_eq!(to.expect_data_req(WAIT).await.0, id);
-    sender.handle.shutdown();
+    let (mut sender, to, tracked, request, _) = shut_down_before_a_handover().await;
     // The driver ends after its wait (100 ms): its channel closes.
     tokio::time::sleep(Duration::from_millis(101)).await;
     assert!(within("the driver's end", WAIT, sender.undelivered.recv()).await.is_none());
