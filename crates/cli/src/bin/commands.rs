@@ -157,8 +157,7 @@ async fn send_stdin(
     }
 }
 
-/// Sends one message by the socket's mode, or to `to` once it is connected.
-/// Sends one message, waiting for room (and, with `to`, for that peer to
+/// [`deliver_waiting`], waiting for room (and, with `to`, for that peer to
 /// connect) for at most `limit` when one is given.
 async fn deliver(
     socket: &Socket,
@@ -175,6 +174,7 @@ async fn deliver(
     })?
 }
 
+/// Sends one message by the socket's mode, or to `to` once it is connected.
 async fn deliver_waiting(socket: &Socket, to: Option<PeerId>, message: Bytes) -> Result<(), Failure> {
     match to {
         None => socket.send(message).await?,
