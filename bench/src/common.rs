@@ -200,8 +200,42 @@ pub(crate) fn report_oneway(tally: &Tally, size: usize) {
     ]);
 }
 
+/// The timing of a latency client's round trips, the same for every
+/// system: [`WARMUP_ROUND_TRIPS`] unrecorded, then recorded until the run's
+/// length has passed.
+pub(crate) struct RoundTrips {
+    deadline: Instant,
+    round: usize,
+    /// Round-trip times in nanoseconds.
+    samples: Vec<u64>,
+}
+
+impl RoundTrips {
+    pub(crate) fn new(args: &Args) -> Self {
+        Self { deadline: Instant::now() + args.duration(), round: 0, samples: Vec::with_capacity(1 << 20) }
+    }
+
+    /// When the next round trip starts, or `None` once the run is over.
+    pub(crate) fn start(&self) -> Option<Instant> {
+        let now = Instant::now();
+        (self.round < WARMUP_ROUND_TRIPS || now < self.deadline).then_some(now)
+    }
+
+    /// The round trip that started at `started` is back.
+    pub(crate) fn done(&mut self, started: Instant) {
+        if self.round >= WARMUP_ROUND_TRIPS {
+            self.samples.push(started.elapsed().as_nanos() as u64);
+        }
+        self.round += 1;
+    }
+
+    pub(crate) fn report(self) {
+        report_latency(self.samples);
+    }
+}
+
 /// Reports round-trip times in nanoseconds.
-pub(crate) fn report_latency(mut samples: Vec<u64>) {
+fn report_latency(mut samples: Vec<u64>) {
     samples.sort_unstable();
     let at = |q: f64| samples.get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1)));
     let us = |ns: Option<&u64>| format!("{:.2}", ns.copied().unwrap_or(0) as f64 / 1000.0);

@@ -12,8 +12,8 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::common::{
-    self, Args, CLOCK_EVERY, END, END_REPEAT_EVERY, END_REPEAT_FOR, IDLE, Pacer, Res, STALL, Tally,
-    WARMUP_ROUND_TRIPS,
+    self, Args, CLOCK_EVERY, END, END_REPEAT_EVERY, END_REPEAT_FOR, IDLE, Pacer, Res, RoundTrips, STALL,
+    Tally,
 };
 
 /// Milliseconds a sender lingers on close to deliver what is queued.
@@ -107,21 +107,14 @@ fn latency_client(ctx: &zmq::Context, args: &Args) -> Res {
     let socket = connected(ctx, zmq::REQ, args)?;
     let payload = args.payload();
     let mut reply = zmq::Message::new();
-    let mut samples = Vec::with_capacity(1 << 20);
-    let deadline = Instant::now() + args.duration();
-    for round in 0.. {
-        let started = Instant::now();
-        if round >= WARMUP_ROUND_TRIPS && started >= deadline {
-            break;
-        }
+    let mut trips = RoundTrips::new(args);
+    while let Some(started) = trips.start() {
         socket.send(&payload[..], 0).map_err(err)?;
         socket.recv(&mut reply, 0).map_err(err)?;
-        if round >= WARMUP_ROUND_TRIPS {
-            samples.push(started.elapsed().as_nanos() as u64);
-        }
+        trips.done(started);
     }
     socket.send(END, 0).map_err(err)?;
-    common::report_latency(samples);
+    trips.report();
     Ok(())
 }
 

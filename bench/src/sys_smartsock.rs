@@ -19,8 +19,8 @@ use smartsock::{Delivery, SendMode, Socket, WhenFull};
 use tokio::time::{sleep, timeout};
 
 use crate::common::{
-    self, Args, CLOCK_EVERY, END, END_REPEAT_EVERY, END_REPEAT_FOR, IDLE, Pacer, Res, STALL, Tally,
-    WARMUP_ROUND_TRIPS,
+    self, Args, CLOCK_EVERY, END, END_REPEAT_EVERY, END_REPEAT_FOR, IDLE, Pacer, Res, RoundTrips, STALL,
+    Tally,
 };
 
 pub(crate) fn run(args: &Args) -> Res {
@@ -149,22 +149,15 @@ async fn latency_client(args: &Args) -> Res {
     let socket = Socket::new().map_err(err)?;
     connected(args, &socket).await?;
     let payload = args.payload();
-    let mut samples = Vec::with_capacity(1 << 20);
-    let deadline = Instant::now() + args.duration();
-    for round in 0.. {
-        let started = Instant::now();
-        if round >= WARMUP_ROUND_TRIPS && started >= deadline {
-            break;
-        }
+    let mut trips = RoundTrips::new(args);
+    while let Some(started) = trips.start() {
         socket.send(Bytes::copy_from_slice(&payload)).await.map_err(err)?;
         socket.recv().await.ok_or("socket closed while waiting for a reply")?;
-        if round >= WARMUP_ROUND_TRIPS {
-            samples.push(started.elapsed().as_nanos() as u64);
-        }
+        trips.done(started);
     }
     socket.send(END).await.map_err(err)?;
     socket.close().await;
-    common::report_latency(samples);
+    trips.report();
     Ok(())
 }
 

@@ -15,8 +15,8 @@ use tokio::time::{sleep, timeout};
 use zeromq::{Socket, SocketEvent, SocketRecv, SocketSend, ZmqMessage};
 
 use crate::common::{
-    self, Args, CLOCK_EVERY, END, END_REPEAT_EVERY, END_REPEAT_FOR, IDLE, Pacer, Res, STALL, Tally,
-    WARMUP_ROUND_TRIPS,
+    self, Args, CLOCK_EVERY, END, END_REPEAT_EVERY, END_REPEAT_FOR, IDLE, Pacer, Res, RoundTrips, STALL,
+    Tally,
 };
 use crate::sys_smartsock::runtime;
 
@@ -123,22 +123,15 @@ async fn latency_client(args: &Args) -> Res {
     let mut socket = zeromq::ReqSocket::new();
     connected(&mut socket, args).await?;
     let payload = args.payload();
-    let mut samples = Vec::with_capacity(1 << 20);
-    let deadline = Instant::now() + args.duration();
-    for round in 0.. {
-        let started = Instant::now();
-        if round >= WARMUP_ROUND_TRIPS && started >= deadline {
-            break;
-        }
+    let mut trips = RoundTrips::new(args);
+    while let Some(started) = trips.start() {
         socket.send(Bytes::copy_from_slice(&payload).into()).await.map_err(err)?;
         next(&mut socket).await.ok_or("no reply")?;
-        if round >= WARMUP_ROUND_TRIPS {
-            samples.push(started.elapsed().as_nanos() as u64);
-        }
+        trips.done(started);
     }
     socket.send(Bytes::from_static(END).into()).await.map_err(err)?;
     let _ = socket.close().await;
-    common::report_latency(samples);
+    trips.report();
     Ok(())
 }
 

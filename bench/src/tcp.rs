@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Instant;
 
-use crate::common::{self, Args, END, IDLE, Pacer, Res, STALL, Tally, WARMUP_ROUND_TRIPS};
+use crate::common::{self, Args, END, IDLE, Pacer, Res, RoundTrips, STALL, Tally};
 
 /// Frames are batched into buffers of at least this many bytes...
 const BATCH_BYTES: usize = 1024 * 1024;
@@ -186,21 +186,14 @@ fn latency_server(args: &Args) -> io::Result<()> {
 fn latency_client(args: &Args) -> io::Result<()> {
     let mut frames = Frames::new(connect(args)?);
     let request = frame(&args.payload());
-    let mut samples = Vec::with_capacity(1 << 20);
-    let deadline = Instant::now() + args.duration();
-    for round in 0.. {
-        let started = Instant::now();
-        if round >= WARMUP_ROUND_TRIPS && started >= deadline {
-            break;
-        }
+    let mut trips = RoundTrips::new(args);
+    while let Some(started) = trips.start() {
         frames.write_all(&request)?;
         frames.next_len()?.ok_or_else(|| io::Error::other("no reply"))?;
-        if round >= WARMUP_ROUND_TRIPS {
-            samples.push(started.elapsed().as_nanos() as u64);
-        }
+        trips.done(started);
     }
     frames.write_all(&frame(END))?;
-    common::report_latency(samples);
+    trips.report();
     Ok(())
 }
 

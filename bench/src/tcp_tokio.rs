@@ -5,12 +5,11 @@
 //! what smartsock's request/reply is measured against, runtime for runtime.
 
 use std::io;
-use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::common::{self, Args, END, Res, WARMUP_ROUND_TRIPS};
+use crate::common::{self, Args, END, Res, RoundTrips};
 use crate::tcp::frame;
 
 pub(crate) fn run(args: &Args) -> Res {
@@ -55,20 +54,13 @@ async fn client(args: &Args) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let request = frame(&args.payload());
     let mut buf = Vec::new();
-    let mut samples = Vec::with_capacity(1 << 20);
-    let deadline = Instant::now() + args.duration();
-    for round in 0.. {
-        let started = Instant::now();
-        if round >= WARMUP_ROUND_TRIPS && started >= deadline {
-            break;
-        }
+    let mut trips = RoundTrips::new(args);
+    while let Some(started) = trips.start() {
         stream.write_all(&request).await?;
         read_frame(&mut stream, &mut buf).await?;
-        if round >= WARMUP_ROUND_TRIPS {
-            samples.push(started.elapsed().as_nanos() as u64);
-        }
+        trips.done(started);
     }
     stream.write_all(&frame(END)).await?;
-    common::report_latency(samples);
+    trips.report();
     Ok(())
 }
