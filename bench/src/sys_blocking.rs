@@ -1,18 +1,20 @@
-//! smartsock-blocking, one-way only: both ends on plain threads, the socket
-//! on the runtime it owns (one worker thread), so the figure is what a
-//! threaded program gets, next to the async socket's.
+//! smartsock-blocking: both ends on plain threads, the socket on the
+//! runtime it owns (one worker thread), so the figures are what a threaded
+//! program gets, next to the async socket's. One-way and request/reply.
 
 use std::time::Instant;
 
 use bytes::Bytes;
 use smartsock_blocking::Socket;
 
-use crate::common::{self, Args, CLOCK_EVERY, END, Res, Tally};
+use crate::common::{self, Args, CLOCK_EVERY, END, Res, RoundTrips, Tally};
 
 pub(crate) fn run(args: &Args) -> Res {
     match (args.scenario.as_str(), args.role.as_str()) {
         ("oneway", "recv") => oneway_recv(args),
         ("oneway", "send") => oneway_send(args),
+        ("latency", "server") => latency_server(args),
+        ("latency", "client") => latency_client(args),
         _ => Err(args.unknown()),
     }
 }
@@ -52,5 +54,35 @@ fn oneway_send(args: &Args) -> Res {
     socket.send(END).map_err(err)?;
     socket.close();
     common::result(&[("sent", sent.to_string())]);
+    Ok(())
+}
+
+fn latency_server(args: &Args) -> Res {
+    let socket = Socket::new().map_err(err)?;
+    common::ready(socket.bind("127.0.0.1:0").map_err(err)?);
+    while let Some((from, message)) = socket.recv_from() {
+        if message.len() != args.size {
+            break;
+        }
+        socket.send_to(from, message).map_err(err)?;
+    }
+    socket.close();
+    Ok(())
+}
+
+fn latency_client(args: &Args) -> Res {
+    let socket = Socket::new().map_err(err)?;
+    socket.connect(&args.addr).map_err(err)?;
+    socket.wait_for_peers(1, args.duration()).then_some(()).ok_or("no peer")?;
+    let payload = args.payload();
+    let mut trips = RoundTrips::new(args);
+    while let Some(started) = trips.start() {
+        socket.send(Bytes::copy_from_slice(&payload)).map_err(err)?;
+        socket.recv().ok_or("socket closed while waiting for a reply")?;
+        trips.done(started);
+    }
+    socket.send(END).map_err(err)?;
+    socket.close();
+    trips.report();
     Ok(())
 }

@@ -207,6 +207,7 @@ fn cases() -> Vec<Case> {
         cases.push(case(Scenario::Latency, system, "default", 64));
     }
     cases.push(Case { threads: MULTI_THREAD, ..case(Scenario::Latency, "smartsock", "default", 64) });
+    cases.push(case(Scenario::Latency, "smartsock", "blocking", 64));
     // Raw tokio's round trip on each runtime: smartsock's, runtime for runtime.
     for threads in [None, MULTI_THREAD] {
         cases.push(Case { threads, ..case(Scenario::Latency, "tcp", "tokio", 64) });
@@ -854,15 +855,40 @@ impl Report<'_> {
         {
             let other = self.metric_stats(&Self::case(Scenario::OneWay, "smartsock", variant, 64));
             let tcp = self.metric_stats(&Self::case(Scenario::OneWay, "smartsock", "default", 64));
+            let tcp_mt = self.metric_stats(&Case {
+                threads: MULTI_THREAD,
+                ..Self::case(Scenario::OneWay, "smartsock", "default", 64)
+            });
             if let (Some(other), Some(tcp)) = (other, tcp) {
-                let _ = writeln!(
+                let _ = write!(
                     out,
-                    "\n{what}, one-way 64 B: {} msg/s, {:.2} × the async socket over TCP ({} msg/s).",
+                    "\n{what}, one-way 64 B: {} msg/s, {:.2} × the async socket over TCP ({} msg/s)",
                     cell_text("msg/s", &other),
                     paired_ratio(&other, &tcp).unwrap_or(f64::NAN),
                     si(tcp.median)
                 );
+                if let Some(tcp_mt) = tcp_mt {
+                    let _ = write!(
+                        out,
+                        "; {:.2} × it on the 2-worker runtime from `main` ({} msg/s)",
+                        paired_ratio(&other, &tcp_mt).unwrap_or(f64::NAN),
+                        si(tcp_mt.median)
+                    );
+                }
+                let _ = writeln!(out, ".");
             }
+        }
+        let blocking = self.metric_stats(&Self::case(Scenario::Latency, "smartsock", "blocking", 64));
+        let async_p50 = self.metric_stats(&Self::case(Scenario::Latency, "smartsock", "default", 64));
+        if let (Some(blocking), Some(async_p50)) = (blocking, async_p50) {
+            let _ = writeln!(
+                out,
+                "\nblocking API, request/reply 64 B, p50: {} µs, {:.2} × the async socket on the \
+                 current-thread runtime ({:.1} µs).",
+                cell_text("µs", &blocking),
+                paired_ratio(&blocking, &async_p50).unwrap_or(f64::NAN),
+                async_p50.median
+            );
         }
         let _ = writeln!(out, "\n{NOTES}");
         if !self.failures.is_empty() {

@@ -34,6 +34,7 @@ pub struct SocketBuilder {
     inner: smartsock::SocketBuilder,
     runtime: Option<Handle>,
     worker_threads: usize,
+    batch_scheduling: bool,
 }
 
 impl std::fmt::Debug for SocketBuilder {
@@ -42,6 +43,7 @@ impl std::fmt::Debug for SocketBuilder {
             .field("inner", &self.inner)
             .field("runtime", &self.runtime.is_some())
             .field("worker_threads", &self.worker_threads)
+            .field("batch_scheduling", &self.batch_scheduling)
             .finish()
     }
 }
@@ -55,7 +57,7 @@ impl Default for SocketBuilder {
 impl From<smartsock::SocketBuilder> for SocketBuilder {
     /// Starts from an async builder already set up.
     fn from(inner: smartsock::SocketBuilder) -> Self {
-        Self { inner, runtime: None, worker_threads: 1 }
+        Self { inner, runtime: None, worker_threads: 1, batch_scheduling: true }
     }
 }
 
@@ -115,6 +117,29 @@ impl SocketBuilder {
         Self { worker_threads: threads, ..self }
     }
 
+    /// Whether the worker threads of the socket's own runtime run under
+    /// Linux's `SCHED_BATCH` policy. Default: on.
+    ///
+    /// Each send wakes a worker thread to write what was queued. Under the
+    /// default policy that worker preempts the sending thread when they
+    /// share a CPU, takes a few messages, and parks again; under
+    /// `SCHED_BATCH` it waits for a CPU to be free, so it writes more
+    /// messages at once and the sender is not interrupted. On a 2-vCPU
+    /// machine this raised one-way throughput at 64 B from about 4M to
+    /// 6-7M messages per second. Request/reply latency did not change on
+    /// idle CPUs, and it fell when both ends shared one CPU.
+    ///
+    /// Turn it off if the worker threads must preempt on wake, for example
+    /// when a busy CPU-bound thread shares their CPUs and replies must not
+    /// wait for its time slice. A worker thread whose nice value is not 0
+    /// (a niced process) keeps the default policy, and its nice value is
+    /// not changed. Other platforms have no such policy, so this setting
+    /// does nothing there. It is ignored with
+    /// [`runtime`](SocketBuilder::runtime): that runtime's threads are yours.
+    pub fn batch_scheduling(self, enabled: bool) -> Self {
+        Self { batch_scheduling: enabled, ..self }
+    }
+
     /// Runs the socket on this runtime instead of one of its own (share one
     /// runtime among many sockets, or with your async code). It must be a
     /// multi-thread runtime, or a current-thread one that some thread keeps
@@ -135,12 +160,12 @@ impl SocketBuilder {
                         self.worker_threads
                     )));
                 }
-                let runtime = Builder::new_multi_thread()
-                    .worker_threads(self.worker_threads)
-                    .thread_name("smartsock")
-                    .enable_all()
-                    .build()
-                    .map_err(Error::Runtime)?;
+                let mut builder = Builder::new_multi_thread();
+                builder.worker_threads(self.worker_threads).thread_name("smartsock").enable_all();
+                if self.batch_scheduling {
+                    builder.on_thread_start(crate::sched::prefer_batches);
+                }
+                let runtime = builder.build().map_err(Error::Runtime)?;
                 Runtime::Owned(Arc::new(runtime.into()))
             }
         };

@@ -41,6 +41,7 @@
 //! | setting | default | |
 //! |---|---|---|
 //! | [`SocketBuilder::worker_threads`] | 1 | threads of the socket's own runtime (1 to 64) |
+//! | [`SocketBuilder::batch_scheduling`] | on | Linux: its worker threads do not preempt yours when a send wakes them, so they write bigger batches |
 //! | [`SocketBuilder::runtime`] | none | run on this tokio runtime instead (it needs time and I/O enabled) |
 //!
 //! Every other setting is the async builder's: [`SocketBuilder`] forwards
@@ -68,6 +69,7 @@
 mod builder;
 mod error;
 mod park;
+mod sched;
 mod socket;
 
 pub use builder::{MAX_WORKER_THREADS, SocketBuilder};
