@@ -10,7 +10,7 @@ pub(crate) type Res<T = ()> = Result<T, String>;
 
 pub(crate) const USAGE: &str = "usage: smartsock-bench <smartsock|libzmq|zeromq|tcp> <role> \
 <oneway|latency|fanout|memory> [--size B] [--secs S] [--count N] [--addr HOST:PORT] [--subs N] \
-[--variant V] [--threads N] [--task main|spawned]";
+[--variant V] [--threads N] [--task main|spawned] [--sched default|batch]";
 
 /// The end marker: a message whose length differs from every payload size used.
 pub(crate) const END: &[u8] = b"E";
@@ -49,6 +49,9 @@ pub(crate) struct Args {
     /// main thread, as the body of `#[tokio::main]` does; `spawned`, in a
     /// task of its own (`tokio::spawn`), on a worker of a multi-thread runtime.
     pub(crate) task: String,
+    /// `batch`: the runtime's worker threads run under `SCHED_BATCH`
+    /// (`smartsock::prefer_batch_scheduling`); `default`: as tokio starts them.
+    pub(crate) sched: String,
 }
 
 impl Args {
@@ -66,6 +69,7 @@ impl Args {
             variant: "default".into(),
             threads: 1,
             task: "main".into(),
+            sched: "default".into(),
         };
         while let Some(arg) = args.next() {
             if !arg.starts_with("--") {
@@ -86,6 +90,8 @@ impl Args {
                 }
                 "--task" if ["main", "spawned"].contains(&value.as_str()) => parsed.task = value,
                 "--task" => return Err(format!("--task {value:?}: main or spawned")),
+                "--sched" if ["default", "batch"].contains(&value.as_str()) => parsed.sched = value,
+                "--sched" => return Err(format!("--sched {value:?}: default or batch")),
                 other => return Err(format!("unknown option {other}")),
             }
         }

@@ -50,7 +50,7 @@ where
     F: FnOnce(Args) -> Fut,
     Fut: Future<Output = Res> + Send + 'static,
 {
-    let runtime = runtime(args.threads)?;
+    let runtime = runtime(args)?;
     let role = role(args.clone());
     if args.task == "spawned" {
         runtime.block_on(async { tokio::spawn(role).await.map_err(|e| format!("the role's task: {e}"))? })
@@ -59,13 +59,17 @@ where
     }
 }
 
-/// One worker thread: a current-thread runtime; more: a multi-thread one.
-pub(crate) fn runtime(threads: usize) -> Res<tokio::runtime::Runtime> {
-    let mut builder = if threads <= 1 {
+/// One worker thread: a current-thread runtime; more: a multi-thread one,
+/// its workers under `SCHED_BATCH` with `--sched batch`.
+pub(crate) fn runtime(args: &Args) -> Res<tokio::runtime::Runtime> {
+    let mut builder = if args.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
         let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(threads);
+        builder.worker_threads(args.threads);
+        if args.sched == "batch" {
+            builder.on_thread_start(smartsock::prefer_batch_scheduling);
+        }
         builder
     };
     builder.enable_all().build().map_err(|e| format!("tokio runtime: {e}"))

@@ -24,7 +24,7 @@ use crate::sys_smartsock::runtime;
 const SUBSCRIPTIONS_SETTLE: Duration = Duration::from_millis(500);
 
 pub(crate) fn run(args: &Args) -> Res {
-    runtime(args.threads)?.block_on(async {
+    runtime(args)?.block_on(async {
         match (args.scenario.as_str(), args.role.as_str()) {
             ("oneway", "recv") => oneway_recv(args).await,
             ("oneway", "send") => oneway_send(args).await,

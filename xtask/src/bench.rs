@@ -152,11 +152,13 @@ struct Case {
     /// Each process runs its side in a spawned task (`--task spawned`),
     /// not in `block_on` on its main thread.
     spawned: bool,
+    /// The runtime's workers run under `SCHED_BATCH` (`--sched batch`).
+    batch: bool,
 }
 
 impl Case {
     fn new(scenario: Scenario, system: &'static str, variant: &'static str, size: usize) -> Self {
-        Self { scenario, system, variant, size, threads: None, pinned: false, spawned: false }
+        Self { scenario, system, variant, size, threads: None, pinned: false, spawned: false, batch: false }
     }
 
     fn label(&self) -> String {
@@ -164,8 +166,9 @@ impl Case {
         let threads = self.threads.map_or(String::new(), |n| format!(" mt{n}"));
         let pinned = if self.pinned { " pinned" } else { "" };
         let spawned = if self.spawned { " spawned" } else { "" };
+        let batch = if self.batch { " batch" } else { "" };
         format!(
-            "{} {} {}{variant}{threads}{pinned}{spawned}",
+            "{} {} {}{variant}{threads}{pinned}{spawned}{batch}",
             self.scenario.name(),
             size_label(self.size),
             self.system
@@ -222,6 +225,14 @@ fn cases() -> Vec<Case> {
     for (system, variant) in [("smartsock", "default"), ("tcp", "tokio")] {
         cases.push(spawned(case(Scenario::Latency, system, variant, 64)));
     }
+    // The same runtime from `main`, its workers under `SCHED_BATCH`
+    // (`smartsock::prefer_batch_scheduling`): woken, they stop preempting
+    // the main thread that sends.
+    let batch = |case: Case| Case { threads: MULTI_THREAD, batch: true, ..case };
+    for size in [16, 64] {
+        cases.push(batch(case(Scenario::OneWay, "smartsock", "default", size)));
+    }
+    cases.push(batch(case(Scenario::Latency, "smartsock", "default", 64)));
     if has_taskset() {
         for system in SYSTEMS {
             cases.push(Case { pinned: true, ..case(Scenario::Latency, system, "default", 64) });
@@ -416,6 +427,8 @@ fn run_case(bin: &Path, case: &Case, settings: &Settings) -> Result<Sample> {
         case.threads(settings).to_string(),
         "--task".to_owned(),
         if case.spawned { "spawned" } else { "main" }.to_owned(),
+        "--sched".to_owned(),
+        if case.batch { "batch" } else { "default" }.to_owned(),
     ];
     let with_role = |role: &str| {
         let mut args = vec![case.system.to_owned(), role.to_owned(), case.scenario.name().to_owned()];
@@ -649,6 +662,21 @@ impl Report<'_> {
                     notes: [""; 4],
                 });
             }
+            let batch = Case { batch: true, ..multi(plain("smartsock")) };
+            if let Some(ours) = self.metric_stats(&batch) {
+                let mut cells = SYSTEMS.map(|system| self.metric_stats(&plain(system)));
+                cells[0] = Some(ours);
+                cells[2] = None;
+                rows.push(Row {
+                    name: format!(
+                        "one-way 1→1, {}, 2-worker runtime from `main`, workers under `SCHED_BATCH`",
+                        size_label(size)
+                    ),
+                    unit: "msg/s",
+                    cells,
+                    notes: [""; 4],
+                });
+            }
         }
         let percentiles = [("p50_us", "req/rep 64 B, p50"), ("p99_us", "req/rep 64 B, p99")];
         let latency = |case: &Case, key: &str| self.values(case, |s| s.get(key).copied());
@@ -826,18 +854,22 @@ impl Report<'_> {
                 );
             }
         }
-        for (threads, spawned, runtime) in [
-            (None, false, "current-thread runtime"),
-            (MULTI_THREAD, false, "2-worker runtime"),
-            (MULTI_THREAD, true, "2-worker runtime, each end in a spawned task"),
+        // Raw tokio always runs under the default policy: with `batch`,
+        // the line compares smartsock's batch-scheduled workers with it.
+        for (threads, spawned, batch, runtime) in [
+            (None, false, false, "current-thread runtime"),
+            (MULTI_THREAD, false, false, "2-worker runtime"),
+            (MULTI_THREAD, true, false, "2-worker runtime, each end in a spawned task"),
+            (MULTI_THREAD, false, true, "2-worker runtime, smartsock's workers under `SCHED_BATCH`"),
         ] {
             let on = |system, variant| Case {
                 threads,
                 spawned,
                 ..Self::case(Scenario::Latency, system, variant, 64)
             };
+            let ours = Case { batch, ..on("smartsock", "default") };
             if let (Some(ours), Some(tokio)) =
-                (self.metric_stats(&on("smartsock", "default")), self.metric_stats(&on("tcp", "tokio")))
+                (self.metric_stats(&ours), self.metric_stats(&on("tcp", "tokio")))
             {
                 let _ = writeln!(
                     out,
@@ -1053,8 +1085,11 @@ const NOTES: &str = "Notes:
   crosses threads (and on this 2-vCPU VM the woken worker often preempts
   the thread that woke it). The \"each side in a spawned task\" rows run the
   same code in `tokio::spawn`, as a service's handlers run: those wake-ups
-  then stay on one worker. libzmq runs the application thread plus its one
-  I/O thread.
+  then stay on one worker. The \"workers under `SCHED_BATCH`\" rows run from
+  `main` on a runtime built with `smartsock::prefer_batch_scheduling` on
+  each worker: woken, a worker no longer preempts the thread that woke it.
+  The blocking API does the same on its own runtime by default. libzmq runs
+  the application thread plus its one I/O thread.
 - Latency on this VM depends on CPU idle states: when client and server sit
   on different CPUs, each hop can wait tens of µs for an idle vCPU to wake,
   whatever the library. The pinned rows run both processes on one CPU

@@ -118,24 +118,24 @@ impl SocketBuilder {
     }
 
     /// Whether the worker threads of the socket's own runtime run under
-    /// Linux's `SCHED_BATCH` policy. Default: on.
+    /// Linux's `SCHED_BATCH` policy
+    /// ([`smartsock::prefer_batch_scheduling`]). Default: on.
     ///
     /// Each send wakes a worker thread to write what was queued. Under the
     /// default policy that worker preempts the sending thread when they
-    /// share a CPU, takes a few messages, and parks again; under
-    /// `SCHED_BATCH` it waits for a CPU to be free, so it writes more
-    /// messages at once and the sender is not interrupted. On a 2-vCPU
-    /// machine this raised one-way throughput at 64 B from about 4M to
-    /// 6-7M messages per second. Request/reply latency did not change on
-    /// idle CPUs, and it fell when both ends shared one CPU.
+    /// share a CPU, takes a few messages and parks again; under
+    /// `SCHED_BATCH` it waits for a free CPU, so it writes more messages at
+    /// once and the sender runs on. On a 2-vCPU machine this raised one-way
+    /// throughput at 64 B from about 4M to 6-7M messages per second;
+    /// request/reply latency did not change on idle CPUs, and fell when
+    /// both ends shared one CPU.
     ///
-    /// Turn it off if the worker threads must preempt on wake, for example
-    /// when a busy CPU-bound thread shares their CPUs and replies must not
-    /// wait for its time slice. A worker thread whose nice value is not 0
-    /// (a niced process) keeps the default policy, and its nice value is
-    /// not changed. Other platforms have no such policy, so this setting
-    /// does nothing there. It is ignored with
-    /// [`runtime`](SocketBuilder::runtime): that runtime's threads are yours.
+    /// Turn it off if the worker threads must preempt on wake: when other
+    /// threads keep every CPU busy, a woken worker may otherwise wait up to
+    /// a time slice. A worker whose nice value is not 0 (a niced process)
+    /// keeps the default policy and its nice value. Other platforms have no
+    /// such policy. Ignored with [`runtime`](SocketBuilder::runtime): that
+    /// runtime's threads are yours.
     pub fn batch_scheduling(self, enabled: bool) -> Self {
         Self { batch_scheduling: enabled, ..self }
     }
@@ -163,7 +163,7 @@ impl SocketBuilder {
                 let mut builder = Builder::new_multi_thread();
                 builder.worker_threads(self.worker_threads).thread_name("smartsock").enable_all();
                 if self.batch_scheduling {
-                    builder.on_thread_start(crate::sched::prefer_batches);
+                    builder.on_thread_start(smartsock::prefer_batch_scheduling);
                 }
                 let runtime = builder.build().map_err(Error::Runtime)?;
                 Runtime::Owned(Arc::new(runtime.into()))

@@ -69,7 +69,6 @@
 mod builder;
 mod error;
 mod park;
-mod sched;
 mod socket;
 
 pub use builder::{MAX_WORKER_THREADS, SocketBuilder};

@@ -1,10 +1,9 @@
 //! The scheduling policy of the socket's own worker threads (Linux only):
-//! `SCHED_BATCH` by default, the default policy when turned off, and a
-//! niced thread's nice value never touched.
+//! `SCHED_BATCH` by default (smartsock's tests cover the function that sets
+//! it), the default policy when turned off.
 #![cfg(target_os = "linux")]
 
 use std::sync::mpsc;
-use std::thread;
 use std::time::Duration;
 
 use smartsock_blocking::{Error, Socket};
@@ -41,19 +40,4 @@ fn batch_scheduling_off_leaves_the_default_policy() -> Result<(), Error> {
     assert_eq!(worker_scheduling(&socket), (OTHER, 0));
     socket.close();
     Ok(())
-}
-
-#[test]
-fn a_niced_thread_s_workers_keep_their_nice_value_and_policy() -> Result<(), Error> {
-    // A thread of its own, so that the nice value set here (inherited by
-    // the threads it starts) stays with it.
-    thread::spawn(|| {
-        rustix::process::setpriority_process(None, 5).expect("raising a nice value is always allowed");
-        let socket = Socket::new()?;
-        assert_eq!(worker_scheduling(&socket), (OTHER, 5));
-        socket.close();
-        Ok(())
-    })
-    .join()
-    .expect("the niced thread")
 }
