@@ -10,7 +10,7 @@ pub(crate) type Res<T = ()> = Result<T, String>;
 
 pub(crate) const USAGE: &str = "usage: smartsock-bench <smartsock|libzmq|zeromq|tcp> <role> \
 <oneway|latency|fanout|memory> [--size B] [--secs S] [--count N] [--addr HOST:PORT] [--subs N] \
-[--variant V] [--threads N] [--task main|spawned] [--sched default|batch]";
+[--variant V] [--threads N] [--task main|spawned] [--sched default|batch|other]";
 
 /// The end marker: a message whose length differs from every payload size used.
 pub(crate) const END: &[u8] = b"E";
@@ -49,8 +49,13 @@ pub(crate) struct Args {
     /// main thread, as the body of `#[tokio::main]` does; `spawned`, in a
     /// task of its own (`tokio::spawn`), on a worker of a multi-thread runtime.
     pub(crate) task: String,
-    /// `batch`: the runtime's worker threads run under `SCHED_BATCH`
-    /// (`smartsock::prefer_batch_scheduling`); `default`: as tokio starts them.
+    /// How the runtime's threads are scheduled. `default`: as each system
+    /// has them (tokio's threads as started; the blocking API's own runtime
+    /// under `SCHED_BATCH`). `batch`: smartsock's and the zeromq crate's
+    /// multi-thread runtime under `SCHED_BATCH`
+    /// (`smartsock::prefer_batch_scheduling`; refused with `--threads 1`).
+    /// `other`: the blocking API's runtime left under the default policy
+    /// (`batch_scheduling(false)`).
     pub(crate) sched: String,
 }
 
@@ -90,8 +95,8 @@ impl Args {
                 }
                 "--task" if ["main", "spawned"].contains(&value.as_str()) => parsed.task = value,
                 "--task" => return Err(format!("--task {value:?}: main or spawned")),
-                "--sched" if ["default", "batch"].contains(&value.as_str()) => parsed.sched = value,
-                "--sched" => return Err(format!("--sched {value:?}: default or batch")),
+                "--sched" if ["default", "batch", "other"].contains(&value.as_str()) => parsed.sched = value,
+                "--sched" => return Err(format!("--sched {value:?}: default, batch or other")),
                 other => return Err(format!("unknown option {other}")),
             }
         }

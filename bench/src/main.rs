@@ -3,7 +3,7 @@
 //! ```text
 //! smartsock-bench <system> <role> <scenario> [--size B] [--secs S] [--count N]
 //!                 [--addr HOST:PORT] [--subs N] [--variant V] [--threads N]
-//!                 [--task main|spawned] [--sched default|batch]
+//!                 [--task main|spawned] [--sched default|batch|other]
 //! ```
 //!
 //! | scenario | binds, prints `READY addr` | connects to `--addr` |

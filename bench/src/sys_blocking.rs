@@ -1,6 +1,7 @@
 //! smartsock-blocking: both ends on plain threads, the socket on the
 //! runtime it owns (one worker thread), so the figures are what a threaded
-//! program gets, next to the async socket's. One-way and request/reply.
+//! program gets, next to the async socket's. One-way and request/reply;
+//! `--sched other` turns the runtime's `SCHED_BATCH` off.
 
 use std::time::Instant;
 
@@ -23,8 +24,13 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// A socket on its own runtime, scheduled as `--sched` says.
+fn socket(args: &Args) -> Res<Socket> {
+    Socket::builder().batch_scheduling(args.sched != "other").build().map_err(err)
+}
+
 fn oneway_recv(args: &Args) -> Res {
-    let socket = Socket::new().map_err(err)?;
+    let socket = socket(args)?;
     common::ready(socket.bind("127.0.0.1:0").map_err(err)?);
     let mut tally = Tally::default();
     for message in &socket {
@@ -39,7 +45,7 @@ fn oneway_recv(args: &Args) -> Res {
 }
 
 fn oneway_send(args: &Args) -> Res {
-    let socket = Socket::new().map_err(err)?;
+    let socket = socket(args)?;
     socket.connect(&args.addr).map_err(err)?;
     socket.wait_for_peers(1, args.duration()).then_some(()).ok_or("no peer")?;
     let payload = args.payload();
@@ -58,7 +64,7 @@ fn oneway_send(args: &Args) -> Res {
 }
 
 fn latency_server(args: &Args) -> Res {
-    let socket = Socket::new().map_err(err)?;
+    let socket = socket(args)?;
     common::ready(socket.bind("127.0.0.1:0").map_err(err)?);
     while let Some((from, message)) = socket.recv_from() {
         if message.len() != args.size {
@@ -71,7 +77,7 @@ fn latency_server(args: &Args) -> Res {
 }
 
 fn latency_client(args: &Args) -> Res {
-    let socket = Socket::new().map_err(err)?;
+    let socket = socket(args)?;
     socket.connect(&args.addr).map_err(err)?;
     socket.wait_for_peers(1, args.duration()).then_some(()).ok_or("no peer")?;
     let payload = args.payload();

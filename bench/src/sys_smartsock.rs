@@ -62,6 +62,9 @@ where
 /// One worker thread: a current-thread runtime; more: a multi-thread one,
 /// its workers under `SCHED_BATCH` with `--sched batch`.
 pub(crate) fn runtime(args: &Args) -> Res<tokio::runtime::Runtime> {
+    if args.sched == "batch" && args.threads <= 1 {
+        return Err("--sched batch needs a multi-thread runtime (--threads 2 or more)".into());
+    }
     let mut builder = if args.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {

@@ -29,7 +29,8 @@ const BENCH_USAGE: &str = "usage: cargo xtask bench [--quick] [--reps N] [--secs
   --reps N     repetitions of every case (default 5)
   --secs S     length of each throughput and latency run (default 2)
   --only WORD  only the cases whose label contains WORD (oneway, latency, fanout,
-               alo, unix, blocking, memory, or a system: smartsock, libzmq, zeromq, tcp)
+               alo, unix, blocking, memory, mt2, spawned, sched-batch, sched-other,
+               or a system: smartsock, libzmq, zeromq, tcp)
   --threads N  tokio worker threads of every smartsock and zeromq process; 1 is a
                current-thread runtime (default: 1 for the 1-to-1 scenarios, where a
                process drives one socket, 2 for fan-out, whose subscriber process
@@ -152,13 +153,24 @@ struct Case {
     /// Each process runs its side in a spawned task (`--task spawned`),
     /// not in `block_on` on its main thread.
     spawned: bool,
-    /// The runtime's workers run under `SCHED_BATCH` (`--sched batch`).
-    batch: bool,
+    /// How the runtime's threads are scheduled (`--sched`): `default`,
+    /// `batch` (a multi-thread runtime under `SCHED_BATCH`) or `other` (the
+    /// blocking API without its `SCHED_BATCH`).
+    sched: &'static str,
 }
 
 impl Case {
     fn new(scenario: Scenario, system: &'static str, variant: &'static str, size: usize) -> Self {
-        Self { scenario, system, variant, size, threads: None, pinned: false, spawned: false, batch: false }
+        Self {
+            scenario,
+            system,
+            variant,
+            size,
+            threads: None,
+            pinned: false,
+            spawned: false,
+            sched: "default",
+        }
     }
 
     fn label(&self) -> String {
@@ -166,9 +178,9 @@ impl Case {
         let threads = self.threads.map_or(String::new(), |n| format!(" mt{n}"));
         let pinned = if self.pinned { " pinned" } else { "" };
         let spawned = if self.spawned { " spawned" } else { "" };
-        let batch = if self.batch { " batch" } else { "" };
+        let sched = if self.sched == "default" { String::new() } else { format!(" sched-{}", self.sched) };
         format!(
-            "{} {} {}{variant}{threads}{pinned}{spawned}{batch}",
+            "{} {} {}{variant}{threads}{pinned}{spawned}{sched}",
             self.scenario.name(),
             size_label(self.size),
             self.system
@@ -228,11 +240,15 @@ fn cases() -> Vec<Case> {
     // The same runtime from `main`, its workers under `SCHED_BATCH`
     // (`smartsock::prefer_batch_scheduling`): woken, they stop preempting
     // the main thread that sends.
-    let batch = |case: Case| Case { threads: MULTI_THREAD, batch: true, ..case };
+    let batch = |case: Case| Case { threads: MULTI_THREAD, sched: "batch", ..case };
     for size in [16, 64] {
         cases.push(batch(case(Scenario::OneWay, "smartsock", "default", size)));
     }
     cases.push(batch(case(Scenario::Latency, "smartsock", "default", 64)));
+    // The blocking API without its own `SCHED_BATCH`: what it gives then.
+    for scenario in [Scenario::OneWay, Scenario::Latency] {
+        cases.push(Case { sched: "other", ..case(scenario, "smartsock", "blocking", 64) });
+    }
     if has_taskset() {
         for system in SYSTEMS {
             cases.push(Case { pinned: true, ..case(Scenario::Latency, system, "default", 64) });
@@ -428,7 +444,7 @@ fn run_case(bin: &Path, case: &Case, settings: &Settings) -> Result<Sample> {
         "--task".to_owned(),
         if case.spawned { "spawned" } else { "main" }.to_owned(),
         "--sched".to_owned(),
-        if case.batch { "batch" } else { "default" }.to_owned(),
+        case.sched.to_owned(),
     ];
     let with_role = |role: &str| {
         let mut args = vec![case.system.to_owned(), role.to_owned(), case.scenario.name().to_owned()];
@@ -662,7 +678,7 @@ impl Report<'_> {
                     notes: [""; 4],
                 });
             }
-            let batch = Case { batch: true, ..multi(plain("smartsock")) };
+            let batch = Case { sched: "batch", ..multi(plain("smartsock")) };
             if let Some(ours) = self.metric_stats(&batch) {
                 let mut cells = SYSTEMS.map(|system| self.metric_stats(&plain(system)));
                 cells[0] = Some(ours);
@@ -856,71 +872,77 @@ impl Report<'_> {
         }
         // Raw tokio always runs under the default policy: with `batch`,
         // the line compares smartsock's batch-scheduled workers with it.
-        for (threads, spawned, batch, runtime) in [
-            (None, false, false, "current-thread runtime"),
-            (MULTI_THREAD, false, false, "2-worker runtime"),
-            (MULTI_THREAD, true, false, "2-worker runtime, each end in a spawned task"),
-            (MULTI_THREAD, false, true, "2-worker runtime, smartsock's workers under `SCHED_BATCH`"),
+        for (threads, spawned, sched, runtime) in [
+            (None, false, "default", "current-thread runtime"),
+            (MULTI_THREAD, false, "default", "2-worker runtime"),
+            (MULTI_THREAD, true, "default", "2-worker runtime, each end in a spawned task"),
+            (MULTI_THREAD, false, "batch", "2-worker runtime, smartsock's workers under `SCHED_BATCH`"),
         ] {
             let on = |system, variant| Case {
                 threads,
                 spawned,
                 ..Self::case(Scenario::Latency, system, variant, 64)
             };
-            let ours = Case { batch, ..on("smartsock", "default") };
+            let ours = Case { sched, ..on("smartsock", "default") };
             if let (Some(ours), Some(tokio)) =
                 (self.metric_stats(&ours), self.metric_stats(&on("tcp", "tokio")))
             {
                 let _ = writeln!(
                     out,
-                    "\nRequest/reply 64 B, p50, {runtime}: smartsock {} µs, raw tokio TCP on the same runtime \
+                    "\nRequest/reply 64 B, p50, {runtime}: smartsock {} µs, raw tokio TCP on the same runtime{} \
                      {} µs: {:.2} × raw tokio.",
                     cell_text("µs", &ours),
+                    if sched == "batch" { " (default policy)" } else { "" },
                     cell_text("µs", &tokio),
                     paired_ratio(&ours, &tokio).unwrap_or(f64::NAN)
                 );
             }
         }
         // Other transports and the blocking API, each next to async TCP.
-        for (variant, what) in
-            [("unix", "Unix domain socket"), ("blocking", "blocking API (smartsock-blocking)")]
-        {
-            let other = self.metric_stats(&Self::case(Scenario::OneWay, "smartsock", variant, 64));
-            let tcp = self.metric_stats(&Self::case(Scenario::OneWay, "smartsock", "default", 64));
-            let tcp_mt = self.metric_stats(&Case {
-                threads: MULTI_THREAD,
-                ..Self::case(Scenario::OneWay, "smartsock", "default", 64)
-            });
-            if let (Some(other), Some(tcp)) = (other, tcp) {
+        let oneway =
+            |variant, sched| Case { sched, ..Self::case(Scenario::OneWay, "smartsock", variant, 64) };
+        let tcp = self.metric_stats(&oneway("default", "default"));
+        let tcp_mt = self.metric_stats(&Case { threads: MULTI_THREAD, ..oneway("default", "default") });
+        let async_p50 = self.metric_stats(&Self::case(Scenario::Latency, "smartsock", "default", 64));
+        for (variant, sched, what) in [
+            ("unix", "default", "Unix domain socket"),
+            ("blocking", "default", "blocking API (smartsock-blocking)"),
+            ("blocking", "other", "blocking API with `batch_scheduling(false)`"),
+        ] {
+            let (Some(other), Some(tcp)) = (self.metric_stats(&oneway(variant, sched)), tcp.as_ref()) else {
+                continue;
+            };
+            let _ = write!(
+                out,
+                "\n{what}, one-way 64 B: {} msg/s, {:.2} × the async socket over TCP ({} msg/s)",
+                cell_text("msg/s", &other),
+                paired_ratio(&other, tcp).unwrap_or(f64::NAN),
+                si(tcp.median)
+            );
+            // A threaded program's other choice is the async socket driven
+            // from `main` on the multi-thread runtime.
+            if let (true, Some(tcp_mt)) = (variant == "blocking", tcp_mt.as_ref()) {
                 let _ = write!(
                     out,
-                    "\n{what}, one-way 64 B: {} msg/s, {:.2} × the async socket over TCP ({} msg/s)",
-                    cell_text("msg/s", &other),
-                    paired_ratio(&other, &tcp).unwrap_or(f64::NAN),
-                    si(tcp.median)
+                    "; {:.2} × it on the 2-worker runtime from `main` ({} msg/s)",
+                    paired_ratio(&other, tcp_mt).unwrap_or(f64::NAN),
+                    si(tcp_mt.median)
                 );
-                if let Some(tcp_mt) = tcp_mt {
-                    let _ = write!(
-                        out,
-                        "; {:.2} × it on the 2-worker runtime from `main` ({} msg/s)",
-                        paired_ratio(&other, &tcp_mt).unwrap_or(f64::NAN),
-                        si(tcp_mt.median)
-                    );
-                }
-                let _ = writeln!(out, ".");
             }
-        }
-        let blocking = self.metric_stats(&Self::case(Scenario::Latency, "smartsock", "blocking", 64));
-        let async_p50 = self.metric_stats(&Self::case(Scenario::Latency, "smartsock", "default", 64));
-        if let (Some(blocking), Some(async_p50)) = (blocking, async_p50) {
-            let _ = writeln!(
-                out,
-                "\nblocking API, request/reply 64 B, p50: {} µs, {:.2} × the async socket on the \
-                 current-thread runtime ({:.1} µs).",
-                cell_text("µs", &blocking),
-                paired_ratio(&blocking, &async_p50).unwrap_or(f64::NAN),
-                async_p50.median
-            );
+            let _ = writeln!(out, ".");
+            let latency = Case { sched, ..Self::case(Scenario::Latency, "smartsock", variant, 64) };
+            if let (true, Some(ours), Some(async_p50)) =
+                (variant == "blocking", self.metric_stats(&latency), async_p50.as_ref())
+            {
+                let _ = writeln!(
+                    out,
+                    "\n{what}, request/reply 64 B, p50: {} µs, {:.2} × the async socket on the \
+                     current-thread runtime ({:.1} µs).",
+                    cell_text("µs", &ours),
+                    paired_ratio(&ours, async_p50).unwrap_or(f64::NAN),
+                    async_p50.median
+                );
+            }
         }
         let _ = writeln!(out, "\n{NOTES}");
         if !self.failures.is_empty() {

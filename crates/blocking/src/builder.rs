@@ -117,24 +117,25 @@ impl SocketBuilder {
         Self { worker_threads: threads, ..self }
     }
 
-    /// Whether the worker threads of the socket's own runtime run under
-    /// Linux's `SCHED_BATCH` policy
+    /// Whether the threads of the socket's own runtime (its workers and
+    /// blocking pool) run under Linux's `SCHED_BATCH` policy
     /// ([`smartsock::prefer_batch_scheduling`]). Default: on.
     ///
     /// Each send wakes a worker thread to write what was queued. Under the
     /// default policy that worker preempts the sending thread when they
     /// share a CPU, takes a few messages and parks again; under
     /// `SCHED_BATCH` it waits for a free CPU, so it writes more messages at
-    /// once and the sender runs on. On a 2-vCPU machine this raised one-way
-    /// throughput at 64 B from about 4M to 6-7M messages per second;
-    /// request/reply latency did not change on idle CPUs, and fell when
-    /// both ends shared one CPU.
+    /// once and the sender runs on. In the bench (one-way 64 B, 2-vCPU
+    /// machine) this took the blocking API from 3.9M to a median of
+    /// 5.0-6.6M messages per second, level with the async socket on a
+    /// current-thread runtime; the README has the latest figures, with
+    /// this setting off too.
     ///
     /// Turn it off if the worker threads must preempt on wake: when other
     /// threads keep every CPU busy, a woken worker may otherwise wait up to
-    /// a time slice. A worker whose nice value is not 0 (a niced process)
-    /// keeps the default policy and its nice value. Other platforms have no
-    /// such policy. Ignored with [`runtime`](SocketBuilder::runtime): that
+    /// a time slice. A thread started under another policy or nice value
+    /// (the application's, inherited) keeps both. Elsewhere than Linux this
+    /// does nothing. Ignored with [`runtime`](SocketBuilder::runtime): that
     /// runtime's threads are yours.
     pub fn batch_scheduling(self, enabled: bool) -> Self {
         Self { batch_scheduling: enabled, ..self }

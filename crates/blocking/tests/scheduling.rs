@@ -1,7 +1,10 @@
-//! The scheduling policy of the socket's own worker threads (Linux only):
+//! The scheduling policy of the socket's own threads (Linux only):
 //! `SCHED_BATCH` by default (smartsock's tests cover the function that sets
-//! it), the default policy when turned off.
+//! it), the default policy when turned off, and a runtime handed in left as
+//! it is.
 #![cfg(target_os = "linux")]
+// A test that cannot run here says so on stderr.
+#![allow(clippy::print_stderr)]
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -9,34 +12,70 @@ use std::time::Duration;
 use smartsock_blocking::{Error, Socket};
 use thread_priority::unix::{NormalThreadSchedulePolicy, ThreadSchedulePolicy, thread_schedule_policy};
 
-/// What a task on the socket's runtime sees of its worker thread: the
-/// scheduling policy and the nice value.
+const BATCH: ThreadSchedulePolicy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
+const OTHER: ThreadSchedulePolicy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
+
+/// The calling thread's policy and nice value.
+fn this_thread() -> (ThreadSchedulePolicy, i32) {
+    let policy = thread_schedule_policy().expect("a thread's policy");
+    let nice = rustix::process::getpriority_process(None).expect("a thread's nice value");
+    (policy, nice)
+}
+
+/// Whether the tests run the way a plain process does; under `nice` or
+/// `chrt` they have nothing to compare with, and say so.
+fn started_plain() -> bool {
+    let plain = this_thread() == (OTHER, 0);
+    if !plain {
+        eprintln!("skipped: the test process does not run under the default policy at nice 0");
+    }
+    plain
+}
+
+/// What a task on the socket's runtime sees of its worker thread.
 fn worker_scheduling(socket: &Socket) -> (ThreadSchedulePolicy, i32) {
     let (tx, rx) = mpsc::channel();
     socket.runtime().spawn(async move {
-        let policy = thread_schedule_policy().expect("the worker's policy");
-        let nice = rustix::process::getpriority_process(None).expect("the worker's nice value");
-        tx.send((policy, nice)).expect("the test waits");
+        tx.send(this_thread()).expect("the test waits");
     });
     rx.recv_timeout(Duration::from_secs(10)).expect("the task ran on a worker")
 }
 
-const BATCH: ThreadSchedulePolicy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
-const OTHER: ThreadSchedulePolicy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
-
 #[test]
 fn the_socket_s_own_workers_run_under_sched_batch_by_default() -> Result<(), Error> {
-    let socket = Socket::builder().worker_threads(2).build()?;
+    if !started_plain() {
+        return Ok(());
+    }
+    let socket = Socket::new()?;
     assert_eq!(worker_scheduling(&socket), (BATCH, 0));
     // The application's thread is not touched.
-    assert_eq!(thread_schedule_policy().expect("this thread's policy"), OTHER);
+    assert_eq!(this_thread(), (OTHER, 0));
     socket.close();
     Ok(())
 }
 
 #[test]
 fn batch_scheduling_off_leaves_the_default_policy() -> Result<(), Error> {
+    if !started_plain() {
+        return Ok(());
+    }
     let socket = Socket::builder().batch_scheduling(false).build()?;
+    assert_eq!(worker_scheduling(&socket), (OTHER, 0));
+    socket.close();
+    Ok(())
+}
+
+#[test]
+fn a_runtime_handed_in_is_left_as_it_is() -> Result<(), Error> {
+    if !started_plain() {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    let socket = Socket::builder().runtime(runtime.handle().clone()).build()?;
     assert_eq!(worker_scheduling(&socket), (OTHER, 0));
     socket.close();
     Ok(())

@@ -10,24 +10,27 @@
 //! on and the writer takes a full queue per write.
 
 /// Puts the calling thread under Linux's `SCHED_BATCH` scheduling policy,
-/// keeping its nice value; made to be passed to tokio's
-/// [`on_thread_start`](tokio::runtime::Builder::on_thread_start).
+/// if it runs under the default policy at nice 0; made to be passed to
+/// tokio's [`on_thread_start`](tokio::runtime::Builder::on_thread_start),
+/// which runs it on every thread the runtime starts (its workers and its
+/// blocking pool). If you already have an `on_thread_start` callback, call
+/// this from it.
 ///
 /// A thread under `SCHED_BATCH` does not preempt the running thread when it
 /// is woken: it waits for a free CPU or the end of that thread's time
 /// slice. For a runtime whose workers carry a socket's connections this
 /// means fewer, bigger writes when the application sends faster than one
-/// message per wake-up; measured on a 2-vCPU machine, one-way 64 B:
+/// message per wake-up. In the bench on a 2-vCPU machine (one-way 64 B,
+/// medians of runs of 1 s; the README has the latest):
 ///
 /// | application code | default policy | `SCHED_BATCH` workers |
 /// |---|---:|---:|
-/// | `smartsock-blocking` threads (it does this by default) | 3.9M msg/s | 6.0-7.0M msg/s |
-/// | `block_on` on 2 workers (`#[tokio::main]`'s body) | 3.4M msg/s | 4.0-4.4M msg/s |
+/// | `smartsock-blocking` threads (it does this by default) | 3.9M msg/s | 5.0-6.6M msg/s |
+/// | `block_on` on 2 workers (`#[tokio::main]`'s body) | 3.3M msg/s | 5.0M msg/s |
 ///
-/// Request/reply latency on idle CPUs did not change; with both ends on
-/// one CPU it fell. What it can cost: on CPUs kept busy by other threads,
-/// a woken worker may wait up to a time slice (a few milliseconds) before
-/// it runs. `#[tokio::main]` builds its runtime itself; build it by hand
+/// The cost: on CPUs kept busy by other threads, a woken worker may wait up
+/// to a time slice (a few milliseconds) before it runs, where it would have
+/// preempted. `#[tokio::main]` builds its runtime itself; build it by hand
 /// to use this:
 ///
 /// ```
@@ -45,23 +48,28 @@
 /// # }
 /// ```
 ///
-/// A thread whose nice value is not 0 is left as it is: the only way to set
-/// the policy without unsafe code sets the nice value too, and the
-/// application's choice of niceness wins. A refusal by the system leaves
-/// the thread under its policy: sockets work the same, only slower. On
-/// other platforms, which have no such policy, this does nothing.
+/// A thread under any other policy (real-time, idle, batch already) or with
+/// a nice value other than 0 keeps its policy and nice value: the
+/// application chose them, and the only way to set the policy without
+/// unsafe code sets the nice value too. A refusal by the system leaves the
+/// thread as it was: sockets work the same, only slower. Elsewhere than
+/// Linux (Android included) this does nothing.
 pub fn prefer_batch_scheduling() {
     #[cfg(target_os = "linux")]
     {
         use thread_priority::unix::{
             NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
-            thread_native_id,
+            thread_native_id, thread_schedule_policy,
         };
         use thread_priority::{ThreadPriority, ThreadPriorityOsValue};
 
+        let default_policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
         // On Linux a nice value belongs to the thread, and this reads the
-        // calling thread's.
-        if rustix::process::getpriority_process(None) != Ok(0) {
+        // calling thread's. Something that renices the thread between this
+        // check and the call below would be undone, once, at thread start.
+        if thread_schedule_policy() != Ok(default_policy)
+            || rustix::process::getpriority_process(None) != Ok(0)
+        {
             return;
         }
         // The default `ThreadPriorityOsValue` is nice 0, what the thread has.

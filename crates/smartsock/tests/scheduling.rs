@@ -1,16 +1,41 @@
-//! `prefer_batch_scheduling` on a runtime's worker threads (Linux only):
-//! `SCHED_BATCH` with the nice value kept, and a niced thread left alone.
+//! `prefer_batch_scheduling` on a runtime's threads (Linux only):
+//! `SCHED_BATCH` for a thread under the default policy at nice 0, and any
+//! other thread (niced, or under another policy) left as it is.
 #![cfg(target_os = "linux")]
+// A test that cannot run here says so on stderr.
+#![allow(clippy::print_stderr)]
 
 use std::thread;
 
-use thread_priority::unix::{NormalThreadSchedulePolicy, ThreadSchedulePolicy, thread_schedule_policy};
+use thread_priority::unix::{
+    NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy, thread_native_id,
+    thread_schedule_policy,
+};
+use thread_priority::{ThreadPriority, ThreadPriorityOsValue};
 
 const BATCH: ThreadSchedulePolicy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
 const OTHER: ThreadSchedulePolicy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
+const IDLE: ThreadSchedulePolicy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
 
-/// Builds a 2-worker runtime with `prefer_batch_scheduling` on each worker,
-/// and reports what a task on it sees of its thread: policy and nice value.
+/// The calling thread's policy and nice value.
+fn this_thread() -> (ThreadSchedulePolicy, i32) {
+    let policy = thread_schedule_policy().expect("a thread's policy");
+    let nice = rustix::process::getpriority_process(None).expect("a thread's nice value");
+    (policy, nice)
+}
+
+/// Whether the tests run the way a plain process does; under `nice` or
+/// `chrt` they have nothing to compare with, and say so.
+fn started_plain() -> bool {
+    let plain = this_thread() == (OTHER, 0);
+    if !plain {
+        eprintln!("skipped: the test process does not run under the default policy at nice 0");
+    }
+    plain
+}
+
+/// Builds a 2-worker runtime with `prefer_batch_scheduling` on each thread,
+/// and reports what a task on it sees of its worker.
 fn worker_scheduling() -> (ThreadSchedulePolicy, i32) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -18,32 +43,51 @@ fn worker_scheduling() -> (ThreadSchedulePolicy, i32) {
         .on_thread_start(smartsock::prefer_batch_scheduling)
         .build()
         .expect("a runtime");
-    let on_a_worker = runtime.spawn(async {
-        let policy = thread_schedule_policy().expect("the worker's policy");
-        let nice = rustix::process::getpriority_process(None).expect("the worker's nice value");
-        (policy, nice)
-    });
+    let on_a_worker = runtime.spawn(async { this_thread() });
     runtime.block_on(on_a_worker).expect("the task ran on a worker")
+}
+
+/// Runs `f` on a thread of its own: what it changes of its own scheduling
+/// (inherited by the threads it starts) stays with it.
+fn on_own_thread(f: impl FnOnce() + Send + 'static) {
+    thread::spawn(f).join().expect("the test thread");
 }
 
 #[test]
 fn workers_run_under_sched_batch_and_the_caller_does_not() {
-    // A thread of its own: the test harness's threads are not ours to change.
-    thread::spawn(|| {
+    if !started_plain() {
+        return;
+    }
+    on_own_thread(|| {
         assert_eq!(worker_scheduling(), (BATCH, 0));
-        assert_eq!(thread_schedule_policy().expect("this thread's policy"), OTHER);
-    })
-    .join()
-    .expect("the test thread");
+        assert_eq!(this_thread(), (OTHER, 0));
+    });
 }
 
 #[test]
 fn a_niced_thread_s_workers_keep_their_nice_value_and_policy() {
-    // The nice value set here is inherited by the threads this one starts.
-    thread::spawn(|| {
-        rustix::process::setpriority_process(None, 5).expect("raising a nice value is always allowed");
+    if !started_plain() {
+        return;
+    }
+    on_own_thread(|| {
+        rustix::process::setpriority_process(None, 5).expect("raising a nice value is allowed");
         assert_eq!(worker_scheduling(), (OTHER, 5));
-    })
-    .join()
-    .expect("the niced thread");
+    });
+}
+
+#[test]
+fn a_thread_under_another_policy_keeps_it() {
+    if !started_plain() {
+        return;
+    }
+    on_own_thread(|| {
+        // SCHED_IDLE, which any thread may move to, at nice 0.
+        set_thread_priority_and_policy(
+            thread_native_id(),
+            ThreadPriority::Os(ThreadPriorityOsValue::default()),
+            IDLE,
+        )
+        .expect("moving to SCHED_IDLE is allowed");
+        assert_eq!(worker_scheduling(), (IDLE, 0));
+    });
 }
