@@ -160,39 +160,35 @@
 //! ```
 //!
 //! A socket can also have a runtime of its own, as the blocking API's sockets
-//! do: make it, bind it and connect it on that runtime, then use it from
-//! any other. Its connections then live on their own thread, whatever the
-//! application's code does. From `main` on a 2-worker runtime, one-way 64 B
-//! went from 3.2M to 4.0-5.0M msg/s this way (request/reply p50 unchanged);
-//! on a current-thread runtime it is slower than sharing that runtime
-//! (4.4-5.5M against 6.0M), since every hand-off then crosses threads.
+//! do: build it inside that runtime, and use it from any other. Its
+//! connections (and listeners, wherever `bind` is awaited) then live on
+//! their own thread, whatever the application's code does. From `main` on a
+//! 2-worker runtime, one-way 64 B went from 3.2M to 4.0-5.0M msg/s this way
+//! (request/reply p50 unchanged); on a current-thread runtime it is slower
+//! than sharing that runtime (4.4-5.5M against 6.0M), since every hand-off
+//! then crosses threads.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use smartsock::Socket;
 //!
-//! // One worker for the socket's connections, which does not preempt the
+//! // One worker for the sockets' connections, which does not preempt the
 //! // application's thread when a send wakes it.
 //! let io = tokio::runtime::Builder::new_multi_thread()
 //!     .worker_threads(1)
 //!     .enable_all()
 //!     .on_thread_start(smartsock::prefer_batch_scheduling)
 //!     .build()?;
-//! // Listeners register with the runtime that binds them: bind on `io`.
-//! let (server, addr) = io.block_on(async {
-//!     let server = Socket::new()?;
-//!     let addr = server.bind("127.0.0.1:0").await?;
-//!     Ok::<_, smartsock::Error>((server, addr))
-//! })?;
-//! let client = {
+//! let (server, client) = {
 //!     let _on_io = io.enter();
-//!     Socket::new()?
+//!     (Socket::new()?, Socket::new()?)
 //! };
-//! client.connect(&addr.to_string())?;
 //!
 //! // The application's runtime, here what `#[tokio::main]` would give.
 //! let app = tokio::runtime::Runtime::new()?;
 //! let got = app.block_on(async {
+//!     let addr = server.bind("127.0.0.1:0").await?;
+//!     client.connect(&addr.to_string())?;
 //!     client.send("over").await?;
 //!     let got = server.recv().await;
 //!     client.close().await;

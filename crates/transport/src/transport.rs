@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 
 use smartsock_framing::PeerId;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use tokio::time::sleep;
@@ -79,7 +79,9 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
-    /// A transport with `config`. Call it inside a tokio runtime: its tasks run there.
+    /// A transport with `config`. Call it inside a tokio runtime: its tasks
+    /// run there, and its listeners belong to it, whichever runtime awaits
+    /// [`bind`](Transport::bind).
     // It returns the handle together with the receiving ends, which only the
     // layers above may own; one call keeps them from being made twice.
     #[allow(clippy::new_ret_no_self)]
@@ -195,13 +197,15 @@ impl Transport {
             }
             #[cfg(unix)]
             Address::Unix(path) => {
-                let (acceptor, endpoint) = crate::unix::bind_path(&path).await.map_err(failed)?;
+                let (acceptor, endpoint) =
+                    crate::unix::bind_path(&path, &self.shared.runtime).await.map_err(failed)?;
                 self.spawn(accept_loop(self.shared.clone(), acceptor, Upgrade::default()));
                 endpoint
             }
             #[cfg(unix)]
             Address::UnixAbstract(name) => {
-                let (acceptor, endpoint) = crate::unix::bind_abstract(&name).map_err(failed)?;
+                let (acceptor, endpoint) =
+                    crate::unix::bind_abstract(&name, &self.shared.runtime).map_err(failed)?;
                 self.spawn(accept_loop(self.shared.clone(), acceptor, Upgrade::default()));
                 endpoint
             }
@@ -223,11 +227,39 @@ impl Transport {
     }
 
     async fn bind_tcp(&self, host_port: &str, upgrade: Upgrade) -> io::Result<SocketAddr> {
-        let listener = TcpListener::bind(host_port).await?;
+        let mut last_error = None;
+        let mut bound = None;
+        for addr in tokio::net::lookup_host(host_port).await? {
+            match self.listen_on(addr) {
+                Ok(listener) => {
+                    bound = Some(listener);
+                    break;
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        let listener = bound.ok_or_else(|| {
+            last_error.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))
+        })?;
         let local = listener.local_addr()?;
         self.shared.local_addrs.lock().unwrap_or_else(|e| e.into_inner()).push(local);
         self.spawn(accept_loop(self.shared.clone(), listener, upgrade));
         Ok(local)
+    }
+
+    /// A listener on `addr`, as `TcpListener::bind` makes one (address
+    /// reuse on Unix, a backlog of 1024), but registered with the
+    /// transport's runtime: a listener belongs to the reactor of the runtime
+    /// that makes it, and `bind` may be awaited from another (a socket
+    /// built on a runtime of its own, used from the application's), which
+    /// could stop driving it.
+    fn listen_on(&self, addr: SocketAddr) -> io::Result<TcpListener> {
+        let _on_runtime = self.shared.runtime.enter();
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(1024)
     }
 
     /// Dials TLS and WebSocket addresses: refused at once if TLS is asked

@@ -11,6 +11,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use tokio::net::{UnixListener, UnixStream};
+use tokio::runtime::Handle;
 use tracing::debug;
 
 use crate::address::Endpoint;
@@ -48,8 +49,9 @@ impl Drop for UnixAcceptor {
     }
 }
 
-/// Binds a socket file at `path`, first removing a stale one.
-pub(crate) async fn bind_path(path: &Path) -> io::Result<(UnixAcceptor, Endpoint)> {
+/// Binds a socket file at `path`, first removing a stale one; the listener
+/// is registered with `runtime`.
+pub(crate) async fn bind_path(path: &Path, runtime: &Handle) -> io::Result<(UnixAcceptor, Endpoint)> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path).await {
             Ok(_) => {
@@ -78,7 +80,10 @@ pub(crate) async fn bind_path(path: &Path) -> io::Result<(UnixAcceptor, Endpoint
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let listener = UnixListener::bind(path)?;
+    let listener = {
+        let _on_runtime = runtime.enter();
+        UnixListener::bind(path)?
+    };
     let meta = std::fs::symlink_metadata(path)?;
     let endpoint = Endpoint::Unix(path.to_owned());
     let acceptor = UnixAcceptor {
@@ -89,9 +94,13 @@ pub(crate) async fn bind_path(path: &Path) -> io::Result<(UnixAcceptor, Endpoint
     Ok((acceptor, endpoint))
 }
 
-/// Binds a Linux abstract name: no file, so nothing stale to handle.
-pub(crate) fn bind_abstract(name: &str) -> io::Result<(UnixAcceptor, Endpoint)> {
-    let listener = UnixListener::bind(abstract_path(name))?;
+/// Binds a Linux abstract name: no file, so nothing stale to handle. The
+/// listener is registered with `runtime`.
+pub(crate) fn bind_abstract(name: &str, runtime: &Handle) -> io::Result<(UnixAcceptor, Endpoint)> {
+    let listener = {
+        let _on_runtime = runtime.enter();
+        UnixListener::bind(abstract_path(name))?
+    };
     let endpoint = Endpoint::UnixAbstract(name.to_owned());
     Ok((UnixAcceptor { listener, label: endpoint.to_string(), file: None }, endpoint))
 }
