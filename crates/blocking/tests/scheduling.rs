@@ -3,34 +3,13 @@
 //! it), the default policy when turned off, and a runtime handed in left as
 //! it is.
 #![cfg(target_os = "linux")]
-// A test that cannot run here says so on stderr.
-#![allow(clippy::print_stderr)]
 
 use std::sync::mpsc;
 use std::time::Duration;
 
 use smartsock_blocking::{Error, Socket};
-use thread_priority::unix::{NormalThreadSchedulePolicy, ThreadSchedulePolicy, thread_schedule_policy};
-
-const BATCH: ThreadSchedulePolicy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
-const OTHER: ThreadSchedulePolicy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
-
-/// The calling thread's policy and nice value.
-fn this_thread() -> (ThreadSchedulePolicy, i32) {
-    let policy = thread_schedule_policy().expect("a thread's policy");
-    let nice = rustix::process::getpriority_process(None).expect("a thread's nice value");
-    (policy, nice)
-}
-
-/// Whether the tests run the way a plain process does; under `nice` or
-/// `chrt` they have nothing to compare with, and say so.
-fn started_plain() -> bool {
-    let plain = this_thread() == (OTHER, 0);
-    if !plain {
-        eprintln!("skipped: the test process does not run under the default policy at nice 0");
-    }
-    plain
-}
+use smartsock_testkit::sched::{BATCH, OTHER, started_plain, this_thread};
+use thread_priority::unix::ThreadSchedulePolicy;
 
 /// What a task on the socket's runtime sees of its worker thread.
 fn worker_scheduling(socket: &Socket) -> (ThreadSchedulePolicy, i32) {

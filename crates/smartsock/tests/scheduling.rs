@@ -2,37 +2,12 @@
 //! `SCHED_BATCH` for a thread under the default policy at nice 0, and any
 //! other thread (niced, or under another policy) left as it is.
 #![cfg(target_os = "linux")]
-// A test that cannot run here says so on stderr.
-#![allow(clippy::print_stderr)]
 
 use std::thread;
 
-use thread_priority::unix::{
-    NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy, thread_native_id,
-    thread_schedule_policy,
-};
+use smartsock_testkit::sched::{BATCH, IDLE, OTHER, started_plain, this_thread};
+use thread_priority::unix::{ThreadSchedulePolicy, set_thread_priority_and_policy, thread_native_id};
 use thread_priority::{ThreadPriority, ThreadPriorityOsValue};
-
-const BATCH: ThreadSchedulePolicy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
-const OTHER: ThreadSchedulePolicy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
-const IDLE: ThreadSchedulePolicy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-
-/// The calling thread's policy and nice value.
-fn this_thread() -> (ThreadSchedulePolicy, i32) {
-    let policy = thread_schedule_policy().expect("a thread's policy");
-    let nice = rustix::process::getpriority_process(None).expect("a thread's nice value");
-    (policy, nice)
-}
-
-/// Whether the tests run the way a plain process does; under `nice` or
-/// `chrt` they have nothing to compare with, and say so.
-fn started_plain() -> bool {
-    let plain = this_thread() == (OTHER, 0);
-    if !plain {
-        eprintln!("skipped: the test process does not run under the default policy at nice 0");
-    }
-    plain
-}
 
 /// Builds a 2-worker runtime with `prefer_batch_scheduling` on each thread,
 /// and reports what a task on it sees of its worker.

@@ -13,6 +13,8 @@
 //!   exact moment (after K bytes, K frames, or inside frame K+1).
 //! - [`netns`]: [`NetLab`], network namespaces joined by veth pairs, whose
 //!   links a test pulls to make a silent partition (no FIN, no RST).
+//! - `sched` (Linux): the calling thread's scheduling policy and nice
+//!   value, for the scheduling tests.
 //!
 //! ```
 //! use smartsock_testkit::{Fault, FaultProxy, Trigger, Direction, within};
@@ -42,6 +44,8 @@
 pub mod netns;
 pub mod proxy;
 pub mod raw;
+#[cfg(target_os = "linux")]
+pub mod sched;
 pub mod wait;
 pub mod wire;
 
