@@ -25,12 +25,12 @@ fn err(e: impl std::fmt::Display) -> String {
 }
 
 /// A socket on its own runtime, scheduled as `--sched` says.
-fn socket(args: &Args) -> Res<Socket> {
+fn own_socket(args: &Args) -> Res<Socket> {
     Socket::builder().batch_scheduling(args.sched != "other").build().map_err(err)
 }
 
 fn oneway_recv(args: &Args) -> Res {
-    let socket = socket(args)?;
+    let socket = own_socket(args)?;
     common::ready(socket.bind("127.0.0.1:0").map_err(err)?);
     let mut tally = Tally::default();
     for message in &socket {
@@ -45,7 +45,7 @@ fn oneway_recv(args: &Args) -> Res {
 }
 
 fn oneway_send(args: &Args) -> Res {
-    let socket = socket(args)?;
+    let socket = own_socket(args)?;
     socket.connect(&args.addr).map_err(err)?;
     socket.wait_for_peers(1, args.duration()).then_some(()).ok_or("no peer")?;
     let payload = args.payload();
@@ -64,7 +64,7 @@ fn oneway_send(args: &Args) -> Res {
 }
 
 fn latency_server(args: &Args) -> Res {
-    let socket = socket(args)?;
+    let socket = own_socket(args)?;
     common::ready(socket.bind("127.0.0.1:0").map_err(err)?);
     while let Some((from, message)) = socket.recv_from() {
         if message.len() != args.size {
@@ -77,7 +77,7 @@ fn latency_server(args: &Args) -> Res {
 }
 
 fn latency_client(args: &Args) -> Res {
-    let socket = socket(args)?;
+    let socket = own_socket(args)?;
     socket.connect(&args.addr).map_err(err)?;
     socket.wait_for_peers(1, args.duration()).then_some(()).ok_or("no peer")?;
     let payload = args.payload();

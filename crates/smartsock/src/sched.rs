@@ -26,7 +26,7 @@
 /// | application code | default policy | `SCHED_BATCH` workers |
 /// |---|---:|---:|
 /// | `smartsock-blocking` threads (it does this by default) | 3.9M msg/s | 5.0-6.6M msg/s |
-/// | `block_on` on 2 workers (`#[tokio::main]`'s body) | 3.3M msg/s | 5.0M msg/s |
+/// | `block_on` on 2 workers (`#[tokio::main]`'s body) | 3.3M msg/s | 4.8-5.0M msg/s |
 ///
 /// The cost: on CPUs kept busy by other threads, a woken worker may wait up
 /// to a time slice (a few milliseconds) before it runs, where it would have
