@@ -155,6 +155,13 @@ pub(crate) struct Table {
     /// Messages tracked by the direct path and not handed over yet (see
     /// [`Core::sent_to`]): they count against the in-flight limit.
     pub(crate) in_send: usize,
+    /// ACKs that matched no pending message while hand-overs were due: the
+    /// ACK of a message whose sending thread was held up between its send
+    /// and its hand-over (on a multi-thread runtime the writer it wakes can
+    /// preempt it there). Keyed by counter, with the whole id and the peer
+    /// it came from; never more entries than `in_send`, and emptied when no
+    /// hand-over is due (what is left then matched nothing).
+    early_acks: SeqMap<(MsgId, PeerId)>,
     /// Draws the random half of each id: what a peer sees of some ids says
     /// nothing of the others.
     rng: StdRng,
@@ -245,6 +252,7 @@ impl Core {
                 pending: SeqMap::default(),
                 reserved: 0,
                 in_send: 0,
+                early_acks: SeqMap::default(),
                 rng: StdRng::from_os_rng(),
                 cuts: VecDeque::new(),
                 unchecked: 0,
@@ -356,12 +364,14 @@ impl Core {
     /// said which (an ACK then counts only from that peer): its request goes
     /// into the table now, kept for resends.
     ///
-    /// An ACK that overtakes this call (the peer answered before the
-    /// sending thread got here, which only a thread held up for a round
-    /// trip allows) finds nothing pending and counts as unknown: the
-    /// message is resent at its deadline, and the receiver drops the
-    /// repeat. A message whose time bucket the driver checked meanwhile gets
-    /// a deadline of its own.
+    /// An ACK can overtake this call: the peer answered before the sending
+    /// thread got here, held up for a round trip (on a multi-thread runtime
+    /// the writer woken by the send can preempt it right after the send).
+    /// Such an ACK is kept, and settles the message here if it has the
+    /// message's whole id and came from the peer it went to; otherwise it
+    /// counts as unknown and the message is resent at its deadline. A
+    /// message whose time bucket the driver checked meanwhile gets a
+    /// deadline of its own.
     ///
     /// Hands the message back (as the DATA message it was) if the driver has
     /// already ended: a hand-over later than its wait at shutdown.
@@ -377,6 +387,11 @@ impl Core {
             return Err(self.untrack(tracked, request));
         }
         table.in_send -= 1;
+        if let Some(settled) = Self::settle_early(&mut table, &self.stats, tracked.seq, peer, &request) {
+            drop(table);
+            self.after_acks(1, settled);
+            return Ok(());
+        }
         let order = table.next_order;
         table.next_order += 1;
         let mut first_sent = None;
@@ -397,6 +412,52 @@ impl Core {
             self.work.notify_one();
         }
         Ok(())
+    }
+
+    /// At the hand-over of message `seq` (already taken off `in_send`):
+    /// whether an ACK for it came early, from the peer it went to. If so it
+    /// is settled here (`Some`, with whether nothing is pending now) and
+    /// never enters the table; an early ACK with another tag, or from
+    /// another peer, counts as unknown.
+    fn settle_early(
+        table: &mut Table,
+        stats: &AtLeastOnceStats,
+        seq: u64,
+        peer: Option<PeerId>,
+        request: &Message,
+    ) -> Option<bool> {
+        // The usual case: no ACK came early, and this is one check.
+        if table.early_acks.is_empty() {
+            return None;
+        }
+        let early = table.early_acks.remove(&seq);
+        Self::forget_early_acks(table, stats);
+        let (id, from) = early?;
+        let own_id = matches!(request.frame, Frame::DataReq { id: sent, .. } if sent == id);
+        if !own_id || peer.is_some_and(|to| to != from) {
+            stats.unknown_acks.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(table.pending.is_empty() && table.in_send == 0)
+    }
+
+    /// Once no hand-over is due, an early ACK still kept can match nothing:
+    /// it is dropped and counted as unknown.
+    fn forget_early_acks(table: &mut Table, stats: &AtLeastOnceStats) {
+        if table.in_send == 0 && !table.early_acks.is_empty() {
+            stats.unknown_acks.fetch_add(table.early_acks.len() as u64, Ordering::Relaxed);
+            table.early_acks.clear();
+        }
+    }
+
+    /// After `acked` messages were acknowledged: counts them and wakes those
+    /// waiting for room, and for no message pending (`settled`).
+    fn after_acks(&self, acked: u64, settled: bool) {
+        self.stats.acked.fetch_add(acked, Ordering::Relaxed);
+        self.room_signal.notify_waiters();
+        if settled {
+            self.settled.notify_waiters();
+        }
     }
 
     /// Messages sent to `peer` and not yet acknowledged.
@@ -437,6 +498,7 @@ impl Core {
         let settled = {
             let mut table = self.table();
             table.in_send -= 1;
+            Self::forget_early_acks(&mut table, &self.stats);
             table.pending.is_empty() && table.in_send == 0
         };
         self.room_signal.notify_waiters();
@@ -512,7 +574,8 @@ impl AckSink for Core {
         for &id in ids {
             // An ACK counts only with the message's whole id, and only from
             // the peer the message last went to (when the route said which).
-            if let Entry::Occupied(entry) = table.pending.entry(Self::seq_of(id)) {
+            let seq = Self::seq_of(id);
+            if let Entry::Occupied(entry) = table.pending.entry(seq) {
                 let pending = entry.get();
                 if pending.id() == Some(id) && pending.peer.is_none_or(|to| to == peer) {
                     newest = newest.max(Some(pending.order));
@@ -521,6 +584,11 @@ impl AckSink for Core {
                     acked += 1;
                     continue;
                 }
+            } else if seq < table.next_seq && table.early_acks.len() < table.in_send {
+                // Perhaps the ACK of a message sent and not handed over
+                // yet: kept for its hand-over, which decides.
+                table.early_acks.insert(seq, (id, peer));
+                continue;
             }
             unknown += 1;
         }
@@ -537,11 +605,7 @@ impl AckSink for Core {
         let empty = table.pending.is_empty();
         drop(table);
         if acked > 0 {
-            self.stats.acked.fetch_add(acked, Ordering::Relaxed);
-            self.room_signal.notify_waiters();
-            if empty {
-                self.settled.notify_waiters();
-            }
+            self.after_acks(acked, empty);
         }
         if unknown > 0 {
             self.stats.unknown_acks.fetch_add(unknown as u64, Ordering::Relaxed);
