@@ -14,7 +14,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand::rngs::StdRng;
@@ -26,58 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::AtLeastOnceConfig;
-
-/// Counters of an at-least-once sender.
-#[derive(Debug, Default)]
-pub struct AtLeastOnceStats {
-    pub(crate) sent: AtomicU64,
-    pub(crate) resent: AtomicU64,
-    pub(crate) acked: AtomicU64,
-    pub(crate) undelivered: AtomicU64,
-    pub(crate) undelivered_not_kept: AtomicU64,
-    pub(crate) postponed: AtomicU64,
-    pub(crate) unknown_acks: AtomicU64,
-}
-
-impl AtLeastOnceStats {
-    /// Messages sent for the first time.
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
-    }
-
-    /// Sends after the first.
-    pub fn resent(&self) -> u64 {
-        self.resent.load(Ordering::Relaxed)
-    }
-
-    /// Messages acknowledged.
-    pub fn acked(&self) -> u64 {
-        self.acked.load(Ordering::Relaxed)
-    }
-
-    /// Messages given up.
-    pub fn undelivered(&self) -> u64 {
-        self.undelivered.load(Ordering::Relaxed)
-    }
-
-    /// Given-up messages that found the undelivered queue full (reported as
-    /// events and counted here, but not kept).
-    pub fn undelivered_not_kept(&self) -> u64 {
-        self.undelivered_not_kept.load(Ordering::Relaxed)
-    }
-
-    /// Resends skipped because the peer holding the message was still
-    /// connected and acknowledging the messages sent before it: the message
-    /// was still on its way, so a resend would only have made a duplicate.
-    pub fn postponed(&self) -> u64 {
-        self.postponed.load(Ordering::Relaxed)
-    }
-
-    /// ACKs that matched no pending message (repeats, or forged), ignored.
-    pub fn unknown_acks(&self) -> u64 {
-        self.unknown_acks.load(Ordering::Relaxed)
-    }
-}
+use crate::stats::AtLeastOnceStats;
 
 /// Fibonacci hashing of counters: spreads consecutive keys over the whole
 /// table; the keys are ours, so there is nothing to defend against.
@@ -127,10 +76,15 @@ pub(crate) struct Pending {
 impl Pending {
     /// The id the message went out with.
     pub(crate) fn id(&self) -> Option<MsgId> {
-        match self.message.frame {
-            Frame::DataReq { id, .. } => Some(id),
-            _ => None,
-        }
+        request_id(&self.message)
+    }
+}
+
+/// The id a DATA_REQ goes out with (`None` for any other frame).
+fn request_id(message: &Message) -> Option<MsgId> {
+    match message.frame {
+        Frame::DataReq { id, .. } => Some(id),
+        _ => None,
     }
 }
 
@@ -433,8 +387,7 @@ impl Core {
         let early = table.early_acks.remove(&seq);
         Self::forget_early_acks(table, stats);
         let (id, from) = early?;
-        let own_id = matches!(request.frame, Frame::DataReq { id: sent, .. } if sent == id);
-        if !own_id || peer.is_some_and(|to| to != from) {
+        if request_id(request) != Some(id) || peer.is_some_and(|to| to != from) {
             stats.unknown_acks.fetch_add(1, Ordering::Relaxed);
             return None;
         }

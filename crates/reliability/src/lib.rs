@@ -130,9 +130,11 @@ mod config;
 mod core;
 mod driver;
 mod receive;
+mod stats;
 
 pub use at_least_once::{AtLeastOnce, AtLeastOnceLayer, ResponseFuture};
 pub use config::AtLeastOnceConfig;
-pub use core::{AtLeastOnceStats, Tracked};
+pub use core::Tracked;
 pub use driver::{AtLeastOnceHandle, Undelivered, UndeliveredReceiver};
 pub use receive::{AckTiming, AckToken, DuplicateFilter, ReceiveSide};
+pub use stats::AtLeastOnceStats;

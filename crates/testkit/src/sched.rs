@@ -20,12 +20,16 @@ pub fn this_thread() -> (ThreadSchedulePolicy, i32) {
 
 /// Whether the calling thread runs as a plain process's does (the default
 /// policy at nice 0). Under `nice` or `chrt` a scheduling test has nothing
-/// to compare with: it should return early, and this says so on stderr.
-#[allow(clippy::print_stderr)] // the only way a skipped test can say so
+/// to compare with: it should return early, and this logs why (a warning).
 pub fn started_plain() -> bool {
-    let plain = this_thread() == (OTHER, 0);
+    let (policy, nice) = this_thread();
+    let plain = (policy, nice) == (OTHER, 0);
     if !plain {
-        eprintln!("skipped: the test process does not run under the default policy at nice 0");
+        tracing::warn!(
+            ?policy,
+            nice,
+            "skipped: the test process does not run under the default policy at nice 0"
+        );
     }
     plain
 }

@@ -5,26 +5,24 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
 use smartsock_framing::PeerId;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
-use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::address::{Address, Endpoint};
 use crate::admission::Admission;
 use crate::connection::{self};
 use crate::event::{Event, Side};
 use crate::inbound::Inbound;
-use crate::listener::Acceptor;
+use crate::listener::{accept_loop, bind_tcp};
 use crate::peer::{AckReceiver, OrphanReceiver, PeerSnapshot, PeerTable, SharedSink};
 use crate::peer_info::PeerInfo;
 use crate::reconnect::{NameNotResolved, reconnect_loop};
@@ -166,7 +164,7 @@ impl Transport {
                 {
                     upgrade.websocket = self.shared.config.websocket;
                 }
-                Endpoint::Tcp(self.bind_tcp(&host_port, upgrade).await.map_err(failed)?)
+                Endpoint::Tcp(bind_tcp(&self.shared, &host_port, upgrade).await.map_err(failed)?)
             }
             // Every TCP bind end can serve WebSocket peers: `ws://` asks for
             // that even if the configuration turned it off.
@@ -174,7 +172,7 @@ impl Transport {
             Address::Ws { host_port, .. } => {
                 #[allow(clippy::needless_update)] // `tls` adds a field
                 let upgrade = Upgrade { websocket: true, ..Upgrade::default() };
-                Endpoint::Tcp(self.bind_tcp(&host_port, upgrade).await.map_err(failed)?)
+                Endpoint::Tcp(bind_tcp(&self.shared, &host_port, upgrade).await.map_err(failed)?)
             }
             #[cfg(feature = "tls")]
             address @ (Address::Tls(_) | Address::Wss { .. }) => {
@@ -193,7 +191,7 @@ impl Transport {
                     #[cfg(feature = "ws")]
                     websocket: self.shared.config.websocket || address.scheme() == crate::Scheme::Wss,
                 };
-                Endpoint::Tls(self.bind_tcp(host_port, upgrade).await.map_err(failed)?)
+                Endpoint::Tls(bind_tcp(&self.shared, host_port, upgrade).await.map_err(failed)?)
             }
             #[cfg(unix)]
             Address::Unix(path) => {
@@ -224,42 +222,6 @@ impl Transport {
         };
         debug!(%endpoint, "bound");
         Ok(endpoint)
-    }
-
-    async fn bind_tcp(&self, host_port: &str, upgrade: Upgrade) -> io::Result<SocketAddr> {
-        let mut last_error = None;
-        let mut bound = None;
-        for addr in tokio::net::lookup_host(host_port).await? {
-            match self.listen_on(addr) {
-                Ok(listener) => {
-                    bound = Some(listener);
-                    break;
-                }
-                Err(e) => last_error = Some(e),
-            }
-        }
-        let listener = bound.ok_or_else(|| {
-            last_error.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))
-        })?;
-        let local = listener.local_addr()?;
-        self.shared.local_addrs.lock().unwrap_or_else(|e| e.into_inner()).push(local);
-        self.spawn(accept_loop(self.shared.clone(), listener, upgrade));
-        Ok(local)
-    }
-
-    /// A listener on `addr`, as `TcpListener::bind` makes one (address
-    /// reuse on Unix, a backlog of 1024), but registered with the
-    /// transport's runtime: a listener belongs to the reactor of the runtime
-    /// that makes it, and `bind` may be awaited from another (a socket
-    /// built on a runtime of its own, used from the application's), which
-    /// could stop driving it.
-    fn listen_on(&self, addr: SocketAddr) -> io::Result<TcpListener> {
-        let _on_runtime = self.shared.runtime.enter();
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-        #[cfg(unix)]
-        socket.set_reuseaddr(true)?;
-        socket.bind(addr)?;
-        socket.listen(1024)
     }
 
     /// Dials TLS and WebSocket addresses: refused at once if TLS is asked
@@ -562,48 +524,6 @@ impl Drop for CloseOnDrop {
     fn drop(&mut self) {
         self.closed.store(true, Ordering::Release);
         self.cancel.cancel();
-    }
-}
-
-async fn accept_loop(shared: Arc<Shared>, mut listener: impl Acceptor, upgrade: Upgrade) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = shared.cancel.cancelled() => return,
-        };
-        match accepted {
-            Ok((stream, remote)) => {
-                let ticket = match shared.admission.admit(&remote) {
-                    Ok(ticket) => ticket,
-                    Err(reason) => {
-                        // Dropping the stream closes it: nothing was read or written.
-                        connection::report_refusal(&shared, &remote, reason);
-                        continue;
-                    }
-                };
-                let task = crate::upgrade::accepted(
-                    shared.clone(),
-                    stream,
-                    remote.into(),
-                    Some(ticket),
-                    upgrade.clone(),
-                );
-                shared.tracker.spawn_on(
-                    async move {
-                        task.await;
-                    },
-                    &shared.runtime,
-                );
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: pause instead of spinning.
-                warn!(error = %e, "accept failed");
-                tokio::select! {
-                    () = sleep(Duration::from_millis(100)) => {}
-                    () = shared.cancel.cancelled() => return,
-                }
-            }
-        }
     }
 }
 
