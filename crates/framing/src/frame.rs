@@ -75,6 +75,11 @@ impl fmt::Display for FrameKind {
 /// Payloads are [`Bytes`]: cloning a frame (for example to publish it to many
 /// peers) shares the payload instead of copying it.
 #[derive(Clone, PartialEq, Eq)]
+// A whole word for the tag, so that every field sits aligned: with a
+// one-byte tag, `Hello`'s version byte came right after it, and moves of a
+// frame (one per send) were made of unaligned pieces that stalled on the
+// stores just before them.
+#[repr(u64)]
 pub enum Frame {
     /// Opens a connection: the protocol version and the sender's identity.
     Hello {

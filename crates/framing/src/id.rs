@@ -30,7 +30,13 @@ fn parse_hex(s: &str) -> Result<[u8; 16], FrameError> {
 /// assert!("not an id".parse::<PeerId>().is_err());
 /// # Ok::<(), smartsock_framing::FrameError>(())
 /// ```
+// Aligned to 8: an identity sits in the enums of the send path
+// (`Destination`, errors, outcomes), and byte alignment put it at odd
+// offsets there, so every move of those values was made of unaligned loads
+// overlapping earlier stores: store-forwarding stalls that perf showed as a
+// tenth of the sender's time on 16-byte messages.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(align(8))]
 pub struct PeerId([u8; 16]);
 
 impl PeerId {
@@ -87,7 +93,9 @@ impl From<[u8; 16]> for PeerId {
 /// assert_eq!(id.to_string().parse::<MsgId>()?, id);
 /// # Ok::<(), smartsock_framing::FrameError>(())
 /// ```
+// Aligned to 8 for the same reason as `PeerId`: it sits in `Frame`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(align(8))]
 pub struct MsgId([u8; 16]);
 
 impl MsgId {

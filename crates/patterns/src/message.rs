@@ -6,6 +6,10 @@ use smartsock_transport::{Frame, PeerId};
 /// Where a message goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
+// A whole word for the tag: the send path copies a destination into every
+// message, and with a one-byte tag the copy was made of unaligned pieces
+// that stalled on the stores just before them.
+#[repr(u64)]
 pub enum Destination {
     /// Not decided yet: a routing layer ([`RoundRobin`](crate::RoundRobin),
     /// [`Publish`](crate::Publish)) decides. A [`PeerSet`](crate::PeerSet)

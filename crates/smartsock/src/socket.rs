@@ -28,6 +28,8 @@ mod close;
 mod now;
 mod send;
 
+use send::FirstTry;
+
 use crate::builder::{BoxSendService, Delivery, NO_RELIABLE_PUBLISH, SendMode, SocketBuilder};
 pub use close::CloseReport;
 
@@ -307,13 +309,23 @@ impl Socket {
             // themselves.
             message.to = self.inner.destination;
         }
-        self.send_message(message).await
+        // The first try's result is not held across the wait: only the box.
+        let rest = match self.send_message(message) {
+            FirstTry::Done(result) => return result,
+            FirstTry::Rest(rest) => rest,
+        };
+        rest.await
     }
 
     /// Sends a message to exactly the peer `to`, whatever the send mode.
     /// Fails at once, handing the message back, if no such peer is connected.
     pub async fn send_to(&self, to: PeerId, message: impl Into<Bytes>) -> Result<(), Error> {
-        self.send_message(Message::to_peer(to, message)).await
+        // The first try's result is not held across the wait: only the box.
+        let rest = match self.send_message(Message::to_peer(to, message)) {
+            FirstTry::Done(result) => return result,
+            FirstTry::Rest(rest) => rest,
+        };
+        rest.await
     }
 
     /// Sends a message only if that needs no waiting: if the queues it needs

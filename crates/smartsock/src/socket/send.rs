@@ -15,23 +15,38 @@ use super::{SendStack, Socket};
 use crate::Error;
 
 impl Socket {
-    /// A send: queued at once, before any future is made, when the socket
-    /// has no user layers and the queues have room (under at-least-once,
-    /// tracked first); else the whole way ([`dispatch`](Socket::dispatch)),
-    /// waiting for room. `message.to` is resolved unless user layers do it.
-    pub(super) async fn send_message(&self, message: Message) -> Result<(), Error> {
-        let message = if self.inner.stack.is_some() || self.inner.closed.load(Ordering::Acquire) {
-            message
-        } else {
-            match self.try_once(message) {
-                Tried::Queued(outcome) => return finish(outcome).await,
-                Tried::Failed(error) => return Err(error),
-                Tried::NoRoom(message) | Tried::AtInFlightLimit(message) => message,
-            }
-        };
-        // Boxed: a send's future is moved into its caller's, so the usual
-        // one must stay small; this one waits anyway.
-        Box::pin(self.dispatch(message, self.inner.send_timeout, SendErrorKind::TimedOut)).await
+    /// A send's first step, taken without making a future: queued at once
+    /// when the socket has no user layers and the queues have room (under
+    /// at-least-once, tracked first), or else the rest of the send, boxed:
+    /// it waits anyway. The message is only borrowed on the usual path, and
+    /// the caller's future holds no more than the box across its wait, so it
+    /// stays small: the usual `send` future is moved into its caller's, and
+    /// when it was 416 bytes, moving it cost the sender a tenth of its time
+    /// on 16-byte messages. `message.to` is resolved unless user layers do it.
+    pub(super) fn send_message(&self, message: Message) -> FirstTry<'_> {
+        if self.inner.stack.is_some() || self.inner.closed.load(Ordering::Acquire) {
+            return self.rest_of_send(message);
+        }
+        if self.inner.tracker.is_none() {
+            return match self.inner.peer_set.try_send_borrowed(&message) {
+                Ok(Outcome::Sent(_)) => FirstTry::Done(Ok(())),
+                Ok(Outcome::WouldWait) => self.rest_of_send(message),
+                Ok(copies @ Outcome::CopiesWaiting(_)) => FirstTry::Rest(Box::pin(finish(copies))),
+                Err(kind) => FirstTry::Done(Err(send_error(kind, message))),
+            };
+        }
+        match self.try_once(message) {
+            Tried::Queued(copies @ Outcome::CopiesWaiting(_)) => FirstTry::Rest(Box::pin(finish(copies))),
+            Tried::Queued(_) => FirstTry::Done(Ok(())),
+            Tried::Failed(error) => FirstTry::Done(Err(error)),
+            Tried::NoRoom(message) | Tried::AtInFlightLimit(message) => self.rest_of_send(message),
+        }
+    }
+
+    /// The rest of a send that could not be queued at once: the whole way,
+    /// waiting for room up to the send timeout.
+    fn rest_of_send(&self, message: Message) -> FirstTry<'_> {
+        FirstTry::Rest(Box::pin(self.dispatch(message, self.inner.send_timeout, SendErrorKind::TimedOut)))
     }
 
     /// Hands `message` to the send stack, waiting for room up to `limit`.
@@ -126,6 +141,13 @@ impl Socket {
             Err(back) => Tried::AtInFlightLimit(back),
         }
     }
+}
+
+/// What became of [`Socket::send_message`]: the send's result, or the rest
+/// of it to await.
+pub(super) enum FirstTry<'a> {
+    Done(Result<(), Error>),
+    Rest(BoxFuture<'a, Result<(), Error>>),
 }
 
 /// What became of [`Socket::try_once`].
@@ -230,5 +252,25 @@ fn from_layer(error: BoxError) -> Error {
     match error.downcast::<SendError>() {
         Ok(send) => Error::Send(*send),
         Err(other) => Error::Layer(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use smartsock_framing::PeerId;
+
+    use super::*;
+
+    /// The usual send's future is moved into its caller's future: it must
+    /// hold no more than the socket, the payload and the box of a send that
+    /// waits. (At 416 bytes, moving it was a tenth of the sender's time.)
+    #[tokio::test]
+    async fn a_send_future_stays_small() {
+        let socket = Socket::new().unwrap();
+        let send = socket.send(Bytes::from_static(b"x"));
+        assert!(size_of_val(&send) <= 64, "send: {} bytes", size_of_val(&send));
+        let send_to = socket.send_to(PeerId::from_bytes([1; 16]), Bytes::from_static(b"x"));
+        assert!(size_of_val(&send_to) <= 96, "send_to: {} bytes", size_of_val(&send_to));
     }
 }
