@@ -112,8 +112,10 @@ fn round_robin(snapshot: &PeerSnapshot, cursor: &AtomicUsize, frame: &Frame) -> 
     let count = peers.len();
     let mut any_live = false;
     // One relaxed counter shared by every sender: each send starts one peer
-    // further on, so concurrent senders spread over the peers too.
-    let start = cursor.fetch_add(1, Ordering::Relaxed);
+    // further on, so concurrent senders spread over the peers too. With one
+    // peer there is nothing to spread, and the count (an atomic add, a
+    // tenth of a small send's time) is skipped.
+    let start = if count == 1 { 0 } else { cursor.fetch_add(1, Ordering::Relaxed) };
     for offset in 0..count {
         let i = start.wrapping_add(offset) % count;
         match peers[i].try_send_frame(frame, true) {
