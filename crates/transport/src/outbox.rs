@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
-use smartsock_framing::{Frame, MsgId};
+use smartsock_framing::{Frame, LENGTH_PREFIX_LEN, MsgId};
 use tracing::warn;
 
 use crate::peer::Outgoing;
@@ -81,6 +81,14 @@ pub(crate) enum Chunk {
 }
 
 impl Chunk {
+    /// Its length on the wire.
+    pub(crate) fn wire_len(&self) -> usize {
+        match self {
+            Self::Encoded { bytes, .. } => bytes.len(),
+            Self::Own(item) => LENGTH_PREFIX_LEN + item.frame.envelope_len(),
+        }
+    }
+
     /// The DATA and DATA_REQ frames in the chunk.
     pub(crate) fn messages(&self) -> u64 {
         match self {
@@ -271,6 +279,12 @@ impl Outbox {
     /// Frames queued now.
     pub(crate) fn len(&self) -> usize {
         self.lock().frames
+    }
+
+    /// Whether anything waits to be taken (or the outbox closed).
+    pub(crate) fn has_queued(&self) -> bool {
+        let state = self.lock();
+        !state.chunks.is_empty() || !state.acks.is_empty() || state.closed
     }
 
     pub(crate) fn is_closed(&self) -> bool {
