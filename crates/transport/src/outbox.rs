@@ -282,9 +282,22 @@ impl Outbox {
     }
 
     /// Whether anything waits to be taken (or the outbox closed).
+    #[cfg(test)]
     pub(crate) fn has_queued(&self) -> bool {
         let state = self.lock();
         !state.chunks.is_empty() || !state.acks.is_empty() || state.closed
+    }
+
+    /// Whether what waits now can join a writer's batch of `messages` and
+    /// `payload` bytes with the whole staying within one outbox-full (both
+    /// marks), so that gathering never makes a writer hold more than one.
+    pub(crate) fn joins_batch(&self, messages: u64, payload: u64) -> bool {
+        let state = self.lock();
+        let waiting = !state.chunks.is_empty() || !state.acks.is_empty();
+        waiting
+            && !state.closed
+            && messages + state.frames as u64 <= self.max_frames as u64
+            && payload + state.bytes as u64 <= self.max_bytes as u64
     }
 
     pub(crate) fn is_closed(&self) -> bool {

@@ -32,6 +32,9 @@ pub(crate) struct WriteLedger {
     /// stopped before them): as free to go to another peer as the frames
     /// still queued, and ahead of them.
     pub(crate) unwritten: Vec<Outgoing>,
+    /// `in_write` is still being gathered (see [`gather`]): none of it was
+    /// given to the stream yet, so all of it is as free as `unwritten`.
+    pub(crate) gathering: bool,
 }
 
 /// Drains the outbox in batches, one write each (ACKs first); sends a
@@ -72,7 +75,9 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
             }
         };
         if !closing {
+            ledger.gathering = true;
             gather(outbox, &shared.room, &mut acks, batch, &mut encoder.spare).await;
+            ledger.gathering = false;
         }
         let mut sent = 0;
         if let Err(e) = encoder.write(writer, &acks, batch, heartbeat, &mut sent).await {
@@ -134,7 +139,11 @@ async fn gather(
             return;
         }
         tokio::task::yield_now().await;
-        if !outbox.has_queued() {
+        let messages = batch.iter().map(Chunk::messages).sum();
+        let payload = batch.iter().map(Chunk::payload_bytes).sum();
+        if !outbox.joins_batch(messages, payload) {
+            // Nothing came (the stream paused), or it would make the batch
+            // more than one outbox-full: written now, the rest next time.
             return;
         }
         // Ready at once: only this writer takes from the outbox.
@@ -401,7 +410,11 @@ mod tests {
     /// An outbox holding `queued` small frames, and a writer's batch holding
     /// what it took of them.
     fn taken(queued: usize) -> (std::sync::Arc<Outbox>, VecDeque<Chunk>) {
-        let outbox = std::sync::Arc::new(Outbox::new(4096, 1 << 20, 16, 1 << 20));
+        taken_from(4096, queued)
+    }
+
+    fn taken_from(capacity: usize, queued: usize) -> (std::sync::Arc<Outbox>, VecDeque<Chunk>) {
+        let outbox = std::sync::Arc::new(Outbox::new(capacity, 1 << 20, 16, 1 << 20));
         for i in 0..queued {
             outbox.try_push_frame(&data(i as u8, 10), true).unwrap();
         }
@@ -475,5 +488,17 @@ mod tests {
         gathered(&outbox, &mut batch).await;
         assert_eq!(messages(&batch), 2 + MAX_GATHER_TURNS as u64);
         sender.abort();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn gathering_never_makes_a_batch_of_more_than_one_outbox_full() {
+        // Capacity 8: 2 taken, then 4 a turn. 2 + 4 fits; 6 + 4 would not,
+        // so those 4 wait in the outbox for the next batch.
+        let (outbox, mut batch) = taken_from(8, 2);
+        let sender = pusher(&outbox, 4, 2);
+        gathered(&outbox, &mut batch).await;
+        assert_eq!(messages(&batch), 6);
+        sender.await.unwrap();
+        assert!(outbox.has_queued());
     }
 }
