@@ -155,6 +155,44 @@ impl Codec {
         }
     }
 
+    /// The payload of the next frame, split off `src`, if that frame is a
+    /// DATA frame already whole there; else `None`, with `src` untouched,
+    /// for [`decode`](Decoder::decode) to take whatever comes next (and to
+    /// refuse what is malformed). The receive path's shortcut for the frame
+    /// it sees most: no [`Frame`] is made, and no result wraps it.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use smartsock_framing::Codec;
+    ///
+    /// let mut codec = Codec::new();
+    /// let mut buf = BytesMut::from(&[0, 0, 0, 3, 0x03, b'h', b'i', 0, 0, 0, 1, 0x02][..]);
+    /// assert_eq!(codec.next_whole_data(&mut buf).unwrap(), "hi");
+    /// // A HEARTBEAT comes next: left for `decode`.
+    /// assert!(codec.next_whole_data(&mut buf).is_none());
+    /// assert_eq!(buf.len(), 5);
+    /// ```
+    #[inline]
+    pub fn next_whole_data(&mut self, src: &mut BytesMut) -> Option<Bytes> {
+        if !matches!(self.state, DecodeState::Head) {
+            return None;
+        }
+        let (&[a, b, c, d, kind], _) = src.split_first_chunk::<{ LENGTH_PREFIX_LEN + 1 }>()?;
+        let length = u32::from_be_bytes([a, b, c, d]) as usize;
+        // An empty envelope has no type byte of its own (the byte read as
+        // one is the next frame's): `decode` refuses it.
+        if length == 0
+            || kind != FrameKind::Data.type_byte()
+            || length > self.max_frame_length
+            || src.len() < LENGTH_PREFIX_LEN + length
+        {
+            return None;
+        }
+        let mut frame = src.split_to(LENGTH_PREFIX_LEN + length).freeze();
+        frame.advance(LENGTH_PREFIX_LEN + 1);
+        Some(frame)
+    }
+
     /// Refuses `frame` if its envelope is over this codec's maximum. The
     /// transport calls this before queueing a frame, so that a message too big
     /// to send is handed back to its sender instead of breaking a connection.
@@ -352,6 +390,61 @@ mod tests {
             frames.push(frame);
         }
         Ok(frames)
+    }
+
+    /// Frames from `buf` as the receive path takes them (`with_shortcut`:
+    /// the DATA shortcut first, then `decode`), until a frame is not whole
+    /// or is refused; with what is left undecoded.
+    fn take_frames(max: usize, bytes: &[u8], with_shortcut: bool) -> (Vec<Frame>, Option<String>, usize) {
+        let mut codec = Codec::builder().max_frame_length(max).build();
+        let mut buf = BytesMut::from(bytes);
+        let mut frames = Vec::new();
+        loop {
+            if with_shortcut && let Some(payload) = codec.next_whole_data(&mut buf) {
+                frames.push(Frame::Data(payload));
+                continue;
+            }
+            match codec.decode(&mut buf) {
+                Ok(Some(frame)) => frames.push(frame),
+                Ok(None) => return (frames, None, buf.len()),
+                Err(e) => return (frames, Some(e.to_string()), buf.len()),
+            }
+        }
+    }
+
+    #[test]
+    fn the_data_shortcut_takes_exactly_what_decode_takes() {
+        let mut wire = BytesMut::new();
+        let frames = [
+            Frame::Data(Bytes::from_static(b"first")),
+            Frame::Heartbeat,
+            Frame::Data(Bytes::new()),
+            Frame::DataReq { id: MsgId::from_bytes([7; 16]), payload: Bytes::from_static(b"req") },
+            Frame::Ack(MsgId::from_bytes([8; 16])),
+            Frame::Data(Bytes::from(vec![5; 300])),
+        ];
+        for frame in &frames {
+            Codec::new().encode(frame, &mut wire).unwrap();
+        }
+        // Every cut of the stream: whole frames, then a frame in pieces.
+        for cut in 0..=wire.len() {
+            let bytes = &wire[..cut];
+            assert_eq!(take_frames(1024, bytes, true), take_frames(1024, bytes, false), "cut at {cut}");
+        }
+        assert_eq!(take_frames(1024, &wire, true).0, frames);
+        // Over the maximum: the shortcut leaves it, and decode refuses it.
+        let refused = take_frames(100, &wire, true);
+        assert_eq!(refused, take_frames(100, &wire, false));
+        assert!(refused.1.unwrap().contains("exceeds"), "over the maximum must be refused");
+    }
+
+    #[test]
+    fn the_data_shortcut_leaves_an_empty_envelope_to_decode() {
+        // Length 0, then what looks like a DATA type byte: the next frame's.
+        let bytes = [0, 0, 0, 0, 3, 0, 0, 0, 1];
+        let (frames, error, _) = take_frames(1024, &bytes, true);
+        assert!(frames.is_empty());
+        assert_eq!(error, Some(FrameError::EmptyEnvelope.to_string()));
     }
 
     #[test]
