@@ -203,14 +203,7 @@ where
     };
     // Closed before anyone hears of the disconnect, so that a handle is seen
     // closed by whoever reacts to the event; what is queued is handed back below.
-    let WriteLedger { written, mut in_write, unwritten: mut queued, gathering } = ledger;
-    if gathering {
-        // Taken, but not one byte of it given to the stream: free to go
-        // elsewhere, ahead of what is still queued.
-        let mut frames = crate::outbox::decode(std::mem::take(&mut in_write));
-        frames.append(&mut queued);
-        queued = frames;
-    }
+    let WriteLedger { written, in_write, unwritten: mut queued } = ledger;
     queued.extend(outbox.close(&mut Vec::new()));
     shared.unregister(&handle);
     match &reason {

@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
-use smartsock_framing::{Frame, LENGTH_PREFIX_LEN, MsgId};
+use smartsock_framing::{Frame, MsgId};
 use tracing::warn;
 
 use crate::peer::Outgoing;
@@ -81,14 +81,6 @@ pub(crate) enum Chunk {
 }
 
 impl Chunk {
-    /// Its length on the wire.
-    pub(crate) fn wire_len(&self) -> usize {
-        match self {
-            Self::Encoded { bytes, .. } => bytes.len(),
-            Self::Own(item) => LENGTH_PREFIX_LEN + item.frame.envelope_len(),
-        }
-    }
-
     /// The DATA and DATA_REQ frames in the chunk.
     pub(crate) fn messages(&self) -> u64 {
         match self {
@@ -281,23 +273,23 @@ impl Outbox {
         self.lock().frames
     }
 
-    /// Whether anything waits to be taken (or the outbox closed).
-    #[cfg(test)]
-    pub(crate) fn has_queued(&self) -> bool {
+    /// Frames and their payload bytes waiting now, and whether that is at
+    /// either mark (a sender would find the outbox full): for a writer
+    /// deciding whether to wait for more before it takes them.
+    pub(crate) fn queued(&self) -> Queued {
         let state = self.lock();
-        !state.chunks.is_empty() || !state.acks.is_empty() || state.closed
+        Queued {
+            frames: state.frames,
+            bytes: state.bytes,
+            at_mark: state.frames >= self.max_frames || state.bytes >= self.max_bytes,
+        }
     }
 
-    /// Whether what waits now can join a writer's batch of `messages` and
-    /// `payload` bytes with the whole staying within one outbox-full (both
-    /// marks), so that gathering never makes a writer hold more than one.
-    pub(crate) fn joins_batch(&self, messages: u64, payload: u64) -> bool {
-        let state = self.lock();
-        let waiting = !state.chunks.is_empty() || !state.acks.is_empty();
-        waiting
-            && !state.closed
-            && messages + state.frames as u64 <= self.max_frames as u64
-            && payload + state.bytes as u64 <= self.max_bytes as u64
+    /// For the writer: ready once something waits to be taken (`true`), or
+    /// the outbox is closed and empty (`false`); parks the writer on `cx`
+    /// otherwise, as [`poll_take`](Outbox::poll_take) does.
+    pub(crate) fn poll_queued(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        ready_or_park(&mut self.lock(), cx)
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -320,15 +312,8 @@ impl Outbox {
         if state.spare.is_none() {
             state.spare = spare.take().filter(|buf| buf.capacity() <= MAX_KEPT_ENCODED);
         }
-        if state.acks.is_empty() && state.chunks.is_empty() {
-            if state.closed {
-                return Poll::Ready(false);
-            }
-            match &mut state.writer {
-                Some(waker) => waker.clone_from(cx.waker()),
-                slot @ None => *slot = Some(cx.waker().clone()),
-            }
-            return Poll::Pending;
+        if let waiting @ (Poll::Pending | Poll::Ready(false)) = ready_or_park(&mut state, cx) {
+            return waiting;
         }
         acks.extend(state.acks.drain(..));
         if chunks.is_empty() {
@@ -385,6 +370,31 @@ impl Outbox {
         }
         chunks
     }
+}
+
+/// What waits in an outbox: see [`Outbox::queued`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Queued {
+    pub(crate) frames: usize,
+    pub(crate) bytes: usize,
+    pub(crate) at_mark: bool,
+}
+
+/// Ready if something waits to be taken (`true`) or the outbox is closed
+/// and empty (`false`); else the writer's waker is registered, under the
+/// lock, so that the next push wakes it.
+fn ready_or_park(state: &mut State, cx: &mut Context<'_>) -> Poll<bool> {
+    if !state.acks.is_empty() || !state.chunks.is_empty() {
+        return Poll::Ready(true);
+    }
+    if state.closed {
+        return Poll::Ready(false);
+    }
+    match &mut state.writer {
+        Some(waker) => waker.clone_from(cx.waker()),
+        slot @ None => *slot = Some(cx.waker().clone()),
+    }
+    Poll::Pending
 }
 
 /// The frames of `chunks`, in order.

@@ -5,15 +5,14 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 
 use bytes::BytesMut;
-use smartsock_framing::{Frame, FrameHeader, MsgId};
+use smartsock_framing::{Frame, FrameHeader, LENGTH_PREFIX_LEN, MsgId};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, sleep_until};
 
 use crate::event::DisconnectReason;
-use crate::outbox::{Chunk, Outbox, decode};
+use crate::outbox::{Chunk, Outbox, Queued, decode};
 use crate::peer::Outgoing;
 use crate::reader::MAX_KEPT_BUFFER;
-use crate::room::RoomSignal;
 use crate::shared::Shared;
 use crate::stats::PeerCounters;
 
@@ -32,9 +31,6 @@ pub(crate) struct WriteLedger {
     /// stopped before them): as free to go to another peer as the frames
     /// still queued, and ahead of them.
     pub(crate) unwritten: Vec<Outgoing>,
-    /// `in_write` is still being gathered (see [`gather`]): none of it was
-    /// given to the stream yet, so all of it is as free as `unwritten`.
-    pub(crate) gathering: bool,
 }
 
 /// Drains the outbox in batches, one write each (ACKs first); sends a
@@ -63,8 +59,16 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
                 batch.extend(outbox.close_chunks(&mut acks));
                 true
             }
-            open = std::future::poll_fn(|cx| outbox.poll_drain(cx, &shared.room, &mut acks, batch, &mut encoder.spare)) => {
+            open = std::future::poll_fn(|cx| outbox.poll_queued(cx)) => {
                 if !open {
+                    return DisconnectReason::Closing;
+                }
+                gather(outbox).await;
+                // Ready at once (only this writer takes from the outbox):
+                // the whole of it in one take, so a batch is never more than
+                // one outbox-full, and one run buffer serves it.
+                let spare = &mut encoder.spare;
+                if !std::future::poll_fn(|cx| outbox.poll_drain(cx, &shared.room, &mut acks, batch, spare)).await {
                     return DisconnectReason::Closing;
                 }
                 false
@@ -74,11 +78,6 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
                 false
             }
         };
-        if !closing {
-            ledger.gathering = true;
-            gather(outbox, &shared.room, &mut acks, batch, &mut encoder.spare).await;
-            ledger.gathering = false;
-        }
         let mut sent = 0;
         if let Err(e) = encoder.write(writer, &acks, batch, heartbeat, &mut sent).await {
             let taken = sent.saturating_sub(encoder.head.len());
@@ -112,42 +111,39 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
 
 /// Turns a writer gives senders still adding to a small batch.
 const MAX_GATHER_TURNS: usize = 4;
-/// A batch this large (bytes on the wire) is written without waiting.
+/// A batch about this large on the wire is taken without waiting.
 const GATHER_BYTES: usize = 32 * 1024;
 
-/// While senders are still adding to a small batch, gives them a few turns
-/// before it is written. On a multi-thread runtime a woken writer runs
-/// beside the sender and would otherwise write every few dozen messages, a
-/// system call each (a stream of 16-byte messages from `main` on 2 workers
-/// made about 100k writes a second, 47 messages each; 5 times fewer with
-/// this). The batch is written as soon as it stops growing, or once it is
-/// `GATHER_BYTES` long.
-async fn gather(
-    outbox: &Outbox,
-    room: &RoomSignal,
-    acks: &mut Vec<MsgId>,
-    batch: &mut VecDeque<Chunk>,
-    spare: &mut Option<BytesMut>,
-) {
-    // A lone message (a request, a reply) is written at once: only a batch
-    // that already holds several is a stream worth waiting on.
-    if batch.iter().map(Chunk::messages).sum::<u64>() < 2 {
+/// About what `queued` takes on the wire: its payloads, and a length
+/// prefix and type byte a frame (an at-least-once id is not counted).
+fn wire_estimate(queued: Queued) -> usize {
+    queued.bytes + queued.frames * (LENGTH_PREFIX_LEN + 1)
+}
+
+/// While senders are still adding to a small batch in the outbox, gives
+/// them a few turns before the writer takes it. On a multi-thread runtime a
+/// woken writer runs beside the sender and would otherwise write every few
+/// dozen messages, a system call each (a stream of 16-byte messages from
+/// `main` on 2 workers made about 100k writes a second, 47 messages each;
+/// 5 times fewer with this). Returns as soon as the batch stops growing,
+/// reaches the outbox's mark or about `GATHER_BYTES`; at once for a lone
+/// message (a request, a reply). Takes nothing: the batch stays in the
+/// outbox, within its marks, until the writer takes it whole.
+async fn gather(outbox: &Outbox) {
+    let mut queued = outbox.queued();
+    if queued.frames < 2 {
         return;
     }
     for _ in 0..MAX_GATHER_TURNS {
-        if batch.iter().map(Chunk::wire_len).sum::<usize>() >= GATHER_BYTES {
+        if queued.at_mark || wire_estimate(queued) >= GATHER_BYTES {
             return;
         }
         tokio::task::yield_now().await;
-        let messages = batch.iter().map(Chunk::messages).sum();
-        let payload = batch.iter().map(Chunk::payload_bytes).sum();
-        if !outbox.joins_batch(messages, payload) {
-            // Nothing came (the stream paused), or it would make the batch
-            // more than one outbox-full: written now, the rest next time.
+        let now = outbox.queued();
+        if now.frames <= queued.frames {
             return;
         }
-        // Ready at once: only this writer takes from the outbox.
-        std::future::poll_fn(|cx| outbox.poll_drain(cx, room, acks, batch, spare)).await;
+        queued = now;
     }
 }
 
@@ -306,6 +302,7 @@ mod tests {
 
     use super::*;
     use crate::outbox::Outbox;
+    use crate::room::RoomSignal;
 
     /// Takes `room` bytes, at most `step` per write, then fails every write.
     struct Breaks {
@@ -407,98 +404,88 @@ mod tests {
         assert_eq!(ledger.unwritten.len(), frames.len());
     }
 
-    /// An outbox holding `queued` small frames, and a writer's batch holding
-    /// what it took of them.
-    fn taken(queued: usize) -> (std::sync::Arc<Outbox>, VecDeque<Chunk>) {
-        taken_from(4096, queued)
-    }
-
-    fn taken_from(capacity: usize, queued: usize) -> (std::sync::Arc<Outbox>, VecDeque<Chunk>) {
+    /// An outbox of `capacity` frames holding `queued` small ones.
+    fn outbox_with(capacity: usize, queued: usize) -> std::sync::Arc<Outbox> {
         let outbox = std::sync::Arc::new(Outbox::new(capacity, 1 << 20, 16, 1 << 20));
         for i in 0..queued {
             outbox.try_push_frame(&data(i as u8, 10), true).unwrap();
         }
-        let mut batch = VecDeque::new();
-        let mut spare = None;
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        let took =
-            outbox.poll_drain(&mut cx, &RoomSignal::default(), &mut Vec::new(), &mut batch, &mut spare);
-        assert_eq!(took, Poll::Ready(true));
-        (outbox, batch)
+        outbox
     }
 
-    fn messages(batch: &VecDeque<Chunk>) -> u64 {
-        batch.iter().map(Chunk::messages).sum()
+    fn waiting(outbox: &Outbox) -> usize {
+        outbox.queued().frames
     }
 
     /// A task that pushes `per_turn` frames into `outbox` each time it
-    /// runs, for `turns` turns, yielding in between.
+    /// runs (those that find it full are dropped), for `turns` turns,
+    /// yielding in between.
     fn pusher(outbox: &std::sync::Arc<Outbox>, per_turn: usize, turns: usize) -> tokio::task::JoinHandle<()> {
         let outbox = outbox.clone();
         tokio::spawn(async move {
             for _ in 0..turns {
                 for _ in 0..per_turn {
-                    outbox.try_push_frame(&data(9, 10), true).unwrap();
+                    let _ = outbox.try_push_frame(&data(9, 10), true);
                 }
                 tokio::task::yield_now().await;
             }
         })
     }
 
-    async fn gathered(outbox: &Outbox, batch: &mut VecDeque<Chunk>) {
-        gather(outbox, &RoomSignal::default(), &mut Vec::new(), batch, &mut None).await;
-    }
-
     #[tokio::test(flavor = "current_thread")]
     async fn a_stream_is_gathered_until_it_stops_growing() {
-        let (outbox, mut batch) = taken(2);
+        let outbox = outbox_with(4096, 2);
         // Three turns of three frames, then the sender stops.
         let sender = pusher(&outbox, 3, 3);
-        gathered(&outbox, &mut batch).await;
-        assert_eq!(messages(&batch), 2 + 9);
-        assert!(!outbox.has_queued());
+        gather(&outbox).await;
+        assert_eq!(waiting(&outbox), 2 + 9);
         sender.await.unwrap();
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn a_lone_message_is_written_at_once() {
-        let (outbox, mut batch) = taken(1);
+    async fn a_lone_message_is_taken_at_once() {
+        let outbox = outbox_with(4096, 1);
         let sender = pusher(&outbox, 3, 1);
-        gathered(&outbox, &mut batch).await;
+        gather(&outbox).await;
         // Not one turn given: the sender has not run yet.
-        assert_eq!(messages(&batch), 1);
+        assert_eq!(waiting(&outbox), 1);
         sender.await.unwrap();
-        assert!(outbox.has_queued());
+        assert_eq!(waiting(&outbox), 4);
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn gathering_stops_at_its_byte_mark_and_after_its_turns() {
         // One frame short of the byte mark, then a turn that passes it: no
         // turn after that.
-        let frame_len = data(0, 10).encoded_len();
-        let short = GATHER_BYTES / frame_len;
-        let (outbox, mut batch) = taken(short);
+        let per_frame = wire_estimate(Queued { frames: 1, bytes: 10, at_mark: false });
+        let short = GATHER_BYTES / per_frame - 1;
+        let outbox = outbox_with(4096, short);
         let sender = pusher(&outbox, 2, 2);
-        gathered(&outbox, &mut batch).await;
-        assert_eq!(messages(&batch), short as u64 + 2);
+        gather(&outbox).await;
+        assert_eq!(waiting(&outbox), short + 2);
         sender.await.unwrap();
         // A sender that never pauses gets exactly MAX_GATHER_TURNS turns.
-        let (outbox, mut batch) = taken(2);
+        let outbox = outbox_with(4096, 2);
         let sender = pusher(&outbox, 1, 100);
-        gathered(&outbox, &mut batch).await;
-        assert_eq!(messages(&batch), 2 + MAX_GATHER_TURNS as u64);
+        gather(&outbox).await;
+        assert_eq!(waiting(&outbox), 2 + MAX_GATHER_TURNS);
         sender.abort();
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn gathering_never_makes_a_batch_of_more_than_one_outbox_full() {
-        // Capacity 8: 2 taken, then 4 a turn. 2 + 4 fits; 6 + 4 would not,
-        // so those 4 wait in the outbox for the next batch.
-        let (outbox, mut batch) = taken_from(8, 2);
+    async fn a_gathered_batch_is_one_outbox_full_at_most() {
+        // Capacity 8: 2 queued, then 4 a turn: 6, then 8 (the outbox is
+        // full, the sender's last two are refused), and gathering stops.
+        let outbox = outbox_with(8, 2);
         let sender = pusher(&outbox, 4, 2);
-        gathered(&outbox, &mut batch).await;
-        assert_eq!(messages(&batch), 6);
+        gather(&outbox).await;
+        assert_eq!(outbox.queued(), Queued { frames: 8, bytes: 80, at_mark: true });
         sender.await.unwrap();
-        assert!(outbox.has_queued());
+        // The writer's take is that outbox-full, whole.
+        let mut batch = VecDeque::new();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let took = outbox.poll_drain(&mut cx, &RoomSignal::default(), &mut Vec::new(), &mut batch, &mut None);
+        assert_eq!(took, Poll::Ready(true));
+        assert_eq!(batch.iter().map(Chunk::messages).sum::<u64>(), 8);
     }
 }
