@@ -184,7 +184,10 @@ impl Codec {
         if length == 0
             || kind != FrameKind::Data.type_byte()
             || length > self.max_frame_length
-            || src.len() < LENGTH_PREFIX_LEN + length
+            // Subtracted, not added: on a 32-bit target a length near
+            // `u32::MAX` would overflow the sum. Past this check the sum
+            // fits, being at most `src.len()`.
+            || src.len() - LENGTH_PREFIX_LEN < length
         {
             return None;
         }
@@ -261,7 +264,9 @@ impl Decoder for Codec {
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         let length = match self.state {
             DecodeState::Head => match self.decode_head(src)? {
-                Some(length) if src.len() >= LENGTH_PREFIX_LEN + length => {
+                // `decode_head` saw the prefix, so the subtraction cannot
+                // underflow; an addition could overflow on 32-bit targets.
+                Some(length) if src.len() - LENGTH_PREFIX_LEN >= length => {
                     // The whole frame is here (the usual case). A frame with
                     // no payload (ACK, HEARTBEAT, HELLO) is parsed where it
                     // lies: splitting it off would make the buffer shared,
