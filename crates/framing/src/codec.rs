@@ -177,16 +177,12 @@ impl Codec {
         if !matches!(self.state, DecodeState::Head) {
             return None;
         }
-        let (&[a, b, c, d, kind], _) = src.split_first_chunk::<{ LENGTH_PREFIX_LEN + 1 }>()?;
-        let length = u32::from_be_bytes([a, b, c, d]) as usize;
-        // An empty envelope has no type byte of its own (the byte read as
-        // one is the next frame's): `decode` refuses it.
-        if length == 0
-            || kind != FrameKind::Data.type_byte()
-            || length > self.max_frame_length
-            // Subtracted, not added: on a 32-bit target a length near
-            // `u32::MAX` would overflow the sum. Past this check the sum
-            // fits, being at most `src.len()`.
+        // The prefix is checked as `decode` checks it; a bad one is left to
+        // `decode`, which refuses it.
+        let length = self.decode_head(src).ok().flatten()?;
+        // `decode_head` saw the prefix, so the subtraction cannot underflow;
+        // an addition could overflow on 32-bit targets.
+        if src.get(LENGTH_PREFIX_LEN) != Some(&FrameKind::Data.type_byte())
             || src.len() - LENGTH_PREFIX_LEN < length
         {
             return None;
@@ -207,7 +203,8 @@ impl Codec {
         Ok(())
     }
 
-    fn decode_head(&mut self, src: &mut BytesMut) -> Result<Option<usize>, FrameError> {
+    #[inline]
+    fn decode_head(&self, src: &BytesMut) -> Result<Option<usize>, FrameError> {
         if src.len() < LENGTH_PREFIX_LEN {
             return Ok(None);
         }

@@ -354,20 +354,16 @@ impl Socket {
     /// The next message from any peer, or `None` once the socket is closed
     /// and every message received before has been taken.
     pub async fn recv(&self) -> Option<Bytes> {
-        // The usual case, a message queued, takes it without entering the
-        // waiting part's future (nor moving its result out of one); that
-        // part is boxed, as it waits anyway, so that this future stays small
-        // (it is moved into its caller's on every receive).
-        match self.try_recv_from() {
-            Ok((_, message)) => Some(message),
-            Err(TryRecvError::Closed) => None,
-            Err(_) => Box::pin(self.wait_and_recv_from()).await.map(|(_, message)| message),
-        }
+        self.recv_from().await.map(|(_, message)| message)
     }
 
     /// Like [`recv`](Socket::recv), with the sender's identity (to answer it
     /// with [`send_to`](Socket::send_to)).
     pub async fn recv_from(&self) -> Option<(PeerId, Bytes)> {
+        // The usual case, a message queued, is taken in a plain call; the
+        // waiting part is boxed, as it waits anyway, so that this future
+        // stays small (it is moved into its caller's on every receive: at
+        // 272 bytes that showed in the receiver's profile).
         match self.try_recv_from() {
             Ok(message) => Some(message),
             Err(TryRecvError::Closed) => None,

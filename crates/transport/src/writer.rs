@@ -125,7 +125,7 @@ fn wire_estimate(queued: Queued) -> usize {
 /// woken writer runs beside the sender and would otherwise write every few
 /// dozen messages, a system call each (a stream of 16-byte messages from
 /// `main` on 2 workers made about 100k writes a second, 47 messages each;
-/// 5 times fewer with this). Returns as soon as the batch stops growing,
+/// with this, about half as many, of about 100). Returns as soon as the batch stops growing,
 /// reaches the outbox's mark or about `GATHER_BYTES`; at once for a lone
 /// message (a request, a reply). Takes nothing: the batch stays in the
 /// outbox, within its marks, until the writer takes it whole.
