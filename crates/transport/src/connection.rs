@@ -15,8 +15,9 @@ use tokio_util::codec::Decoder;
 use tracing::{Instrument, debug, field, warn};
 
 use crate::admission::Ticket;
+use crate::direct::SharedWriter;
 use crate::event::{DisconnectReason, DropReason, Event, RefusedReason, Side};
-use crate::outbox::{Chunk, Outbox};
+use crate::outbox::{Chunk, Direct, Outbox};
 use crate::peer::{Orphans, Outgoing, PeerHandle};
 use crate::reader::{INITIAL_READ_BUFFER, read_loop};
 use crate::shared::Shared;
@@ -40,6 +41,18 @@ pub(crate) enum Served {
     Rejected,
 }
 
+/// Who may write to a connection's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writes {
+    /// Its writer, and a sender while the writer is idle (see
+    /// [`Outbox`]): for a socket or a pipe, which a write made without a
+    /// waker cannot upset.
+    Direct,
+    /// Only its writer: TLS and WebSocket (their writes drive their own
+    /// state), and streams of the user's, which we do not know.
+    WriterOnly,
+}
+
 /// Runs a connection on `stream` to its end.
 pub(crate) async fn serve<S>(
     shared: Arc<Shared>,
@@ -47,12 +60,13 @@ pub(crate) async fn serve<S>(
     side: Side,
     addr: Arc<str>,
     ticket: Option<Ticket>,
+    direct: Writes,
 ) -> Served
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let span = tracing::debug_span!("connection", peer = field::Empty, remote = %addr, role = %side);
-    serve_in_span(shared, stream, side, addr, ticket, span.clone()).instrument(span).await
+    serve_in_span(shared, stream, side, addr, ticket, direct, span.clone()).instrument(span).await
 }
 
 async fn serve_in_span<S>(
@@ -61,13 +75,15 @@ async fn serve_in_span<S>(
     side: Side,
     addr: Arc<str>,
     ticket: Option<Ticket>,
+    direct: Writes,
     span: tracing::Span,
 ) -> Served
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let config = &shared.config;
-    let (mut reader, mut writer) = tokio::io::split(stream);
+    let (mut reader, writer) = tokio::io::split(stream);
+    let mut writer = SharedWriter::new(writer);
     // Small until the peer shows it has something to say: an idle
     // connection should cost little (the reader grows it as bytes arrive).
     let mut read_buf = BytesMut::with_capacity(INITIAL_READ_BUFFER);
@@ -111,13 +127,19 @@ where
     };
     span.record("peer", field::display(peer));
 
-    let outbox = Arc::new(Outbox::new(
+    let counters = Arc::new(PeerCounters::new(peer, addr.clone(), side, shared.stats.totals.clone()));
+    let outbox = Outbox::new(
         config.outbox_capacity,
         config.outbox_bytes,
         config.ack_capacity,
         config.max_frame_length,
-    ));
-    let counters = Arc::new(PeerCounters::new(peer, addr.clone(), side, shared.stats.totals.clone()));
+    );
+    let outbox = Arc::new(match direct {
+        Writes::Direct => {
+            outbox.with_direct(Direct { stream: Box::new(writer.for_senders()), counters: counters.clone() })
+        }
+        Writes::WriterOnly => outbox,
+    });
     let handle = PeerHandle {
         id: peer,
         addr: addr.clone(),
@@ -203,8 +225,15 @@ where
     };
     // Closed before anyone hears of the disconnect, so that a handle is seen
     // closed by whoever reacts to the event; what is queued is handed back below.
-    let WriteLedger { written, in_write, unwritten: mut queued } = ledger;
-    queued.extend(outbox.close(&mut Vec::new()));
+    let WriteLedger { written, mut in_write, unwritten: mut queued } = ledger;
+    let written = written + outbox.direct_written();
+    for chunk in outbox.close_chunks(&mut Vec::new()) {
+        match chunk {
+            // Part of it reached the peer: like a frame cut in a write.
+            Chunk::Tail { .. } => in_write.push_back(chunk),
+            chunk => chunk.decode_into(&mut queued),
+        }
+    }
     shared.unregister(&handle);
     match &reason {
         DisconnectReason::Protocol(_) | DisconnectReason::Io(_) => warn!(%reason, "peer disconnected"),
@@ -344,7 +373,7 @@ mod tests {
         assert!(std::mem::size_of_val(&accepted) <= 512, "{} bytes", std::mem::size_of_val(&accepted));
         // The protocol itself: reader and writer side by side.
         let (stream, _peer) = tokio::io::duplex(64);
-        let serve = serve(shared, stream, Side::Bind, "x".into(), None);
+        let serve = serve(shared, stream, Side::Bind, "x".into(), None, Writes::Direct);
         assert!(std::mem::size_of_val(&serve) <= 3 * 1024, "{} bytes", std::mem::size_of_val(&serve));
     }
 }

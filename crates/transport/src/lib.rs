@@ -166,6 +166,7 @@ mod address;
 mod admission;
 mod config;
 mod connection;
+mod direct;
 mod error;
 mod event;
 mod inbound;

@@ -13,6 +13,11 @@
 //! before registering (the classic lost wake-up) makes loom report a
 //! deadlock in `a_peer_leaving_hands_back_or_writes_every_frame_and_wakes_everyone`
 //! (tried on purpose while writing this model).
+//!
+//! Senders that write a frame to the stream themselves while the writer is
+//! idle share the stream with the writer: the last model checks that every
+//! frame reaches it exactly once, each sender's in its order, and that a
+//! frame queued behind a sender's write still wakes the writer.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -22,7 +27,8 @@ use loom::future::block_on;
 use loom::thread;
 use smartsock_framing::Frame;
 
-use crate::outbox::{Outbox, TrySendError, decode};
+use crate::direct::{WriteNow, WroteNow};
+use crate::outbox::{Direct, Outbox, TrySendError, decode};
 use crate::peer::Outgoing;
 use crate::room::{RoomSignal, RoomWaiter};
 
@@ -139,5 +145,92 @@ fn a_frame_pushed_while_the_writer_parks_is_never_stranded() {
             assert!(sender.join().unwrap());
         }
         assert_eq!(taken.len(), 2);
+    });
+}
+
+/// A stream that takes every write whole, into a shared record of what
+/// reached the wire.
+struct Wire(Arc<loom::sync::Mutex<Vec<u8>>>);
+
+impl WriteNow for Wire {
+    fn write_now(&self, bytes: &[u8]) -> WroteNow {
+        self.0.lock().unwrap().extend(payloads(bytes));
+        WroteNow { bytes: bytes.len(), flushed: true }
+    }
+}
+
+/// The one-byte payloads of the DATA frames encoded in `bytes`.
+fn payloads(bytes: &[u8]) -> Vec<u8> {
+    let mut chunks = VecDeque::new();
+    let encoded = bytes::BytesMut::from(bytes);
+    chunks.push_back(crate::outbox::Chunk::Encoded {
+        bytes: encoded,
+        messages: 0,
+        payload: 0,
+        reroutable: true,
+    });
+    decode(chunks).iter().map(payload).collect()
+}
+
+#[test]
+fn senders_writing_to_the_stream_themselves_keep_every_frame_once_and_in_order() {
+    loom::model(|| {
+        let wire = Arc::new(loom::sync::Mutex::new(Vec::new()));
+        let totals = Arc::default();
+        let id = smartsock_framing::PeerId::from_bytes([1; 16]);
+        let counters = Arc::new(crate::stats::PeerCounters::new(id, "x".into(), crate::Side::Bind, totals));
+        let direct = Direct { stream: Box::new(Wire(wire.clone())), counters };
+        let outbox = Arc::new(Outbox::new(4, usize::MAX, 4, usize::MAX).with_direct(direct));
+        let room = Arc::new(RoomSignal::default());
+        // The writer, as `write_loop` is one: take, write, and only then
+        // park again (on an empty outbox: idle, so senders may write).
+        let writer = {
+            let (outbox, room, wire) = (outbox.clone(), room.clone(), wire.clone());
+            thread::spawn(move || {
+                let (mut acks, mut batch, mut spare) = (Vec::new(), VecDeque::new(), None);
+                loop {
+                    let open = block_on(std::future::poll_fn(|cx| {
+                        outbox.poll_drain(cx, &room, &mut acks, &mut batch, &mut spare)
+                    }));
+                    let written: Vec<u8> = decode(std::mem::take(&mut batch)).iter().map(payload).collect();
+                    wire.lock().unwrap().extend(written);
+                    if !open {
+                        return;
+                    }
+                }
+            })
+        };
+        // One sender sends three frames in a row; the other is the reader
+        // re-arming the direct write (a message came) and a reply to it.
+        let first = {
+            let outbox = outbox.clone();
+            thread::spawn(move || {
+                for n in 1..=3 {
+                    outbox.try_push(frame(n)).unwrap();
+                }
+            })
+        };
+        let reply = {
+            let outbox = outbox.clone();
+            thread::spawn(move || {
+                outbox.arm_direct();
+                outbox.try_push(frame(4)).unwrap();
+            })
+        };
+        first.join().unwrap();
+        reply.join().unwrap();
+        // The connection ends once the senders are done.
+        let handed_back: Vec<u8> = outbox.close(&mut Vec::new()).iter().map(payload).collect();
+        writer.join().unwrap();
+        let wire = wire.lock().unwrap().clone();
+        let in_order: Vec<u8> = wire.iter().copied().filter(|&n| n <= 3).collect();
+        assert!(in_order.is_sorted(), "a sender's frames reach the wire in its order: {wire:?}");
+        let mut seen: Vec<u8> = wire.iter().chain(&handed_back).copied().collect();
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            [1, 2, 3, 4],
+            "every frame exactly once: wire {wire:?}, handed back {handed_back:?}"
+        );
     });
 }

@@ -14,16 +14,25 @@
 //! allocator). A large payload is queued as it is, to be written from its
 //! own buffer (vectored write, no copy). What was never written is decoded
 //! back into frames when the connection ends, to be routed again.
+//!
+//! A sender may also write a small frame to the stream itself, under the
+//! outbox's lock, when nothing is queued and the writer is parked idle (a
+//! reply, the next request: no hand-off to the writer's task). It does so
+//! once per read that brought messages from the peer (the reader arms it),
+//! so that a stream of sends still goes out in the writer's batches, not a
+//! write each.
 
 use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use smartsock_framing::{Frame, MsgId};
 use tracing::warn;
 
+use crate::direct::WriteNow;
 use crate::peer::Outgoing;
 use crate::room::RoomSignal;
+use crate::stats::PeerCounters;
 use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering, lock};
 
 /// Why [`PeerHandle::try_send`](crate::PeerHandle::try_send) handed a frame back.
@@ -78,13 +87,22 @@ pub(crate) enum Chunk {
     },
     /// A frame with a large payload, written from the payload's own buffer.
     Own(Outgoing),
+    /// The rest of a frame a sender began to write itself (the stream took
+    /// only part of it): written first, and if the connection ends before
+    /// it is, lost like a frame cut in a write.
+    Tail {
+        bytes: BytesMut,
+        /// 1 for a DATA or DATA_REQ frame.
+        messages: u32,
+        payload: usize,
+    },
 }
 
 impl Chunk {
     /// The DATA and DATA_REQ frames in the chunk.
     pub(crate) fn messages(&self) -> u64 {
         match self {
-            Self::Encoded { messages, .. } => u64::from(*messages),
+            Self::Encoded { messages, .. } | Self::Tail { messages, .. } => u64::from(*messages),
             Self::Own(item) => u64::from(is_message(&item.frame)),
         }
     }
@@ -92,16 +110,18 @@ impl Chunk {
     /// Their payload bytes.
     pub(crate) fn payload_bytes(&self) -> u64 {
         match self {
-            Self::Encoded { payload, .. } => *payload as u64,
+            Self::Encoded { payload, .. } | Self::Tail { payload, .. } => *payload as u64,
             Self::Own(item) if is_message(&item.frame) => item.frame.payload().len() as u64,
             Self::Own(_) => 0,
         }
     }
 
-    /// The frames of the chunk again, appended to `out`.
-    fn decode_into(self, out: &mut Vec<Outgoing>) {
+    /// The frames of the chunk again, appended to `out` (a tail is not
+    /// one: see [`Outbox::close_chunks`]).
+    pub(crate) fn decode_into(self, out: &mut Vec<Outgoing>) {
         match self {
             Self::Own(item) => out.push(item),
+            Self::Tail { .. } => {}
             Self::Encoded { mut bytes, reroutable, .. } => {
                 // Our own encoding, so it parses; a frame that would not is
                 // left out rather than guessed at.
@@ -136,6 +156,21 @@ pub(crate) struct Outbox {
     max_frame_length: usize,
     /// Mirrors `State::closed` for lock-free checks.
     closed: AtomicBool,
+    /// The stream, for a sender to write a frame itself (see the module's
+    /// docs); `None` where only the writer may write (TLS, WebSocket, a
+    /// stream of the user's).
+    direct: Option<Direct>,
+    /// A sender may write the next frame itself: set by the reader when a
+    /// message arrives, cleared by the sender that does (so not set before
+    /// the first message: a sender's first frames are the writer's to
+    /// batch, and the outbox's capacity is what they can fill).
+    direct_armed: AtomicBool,
+}
+
+/// A stream senders may write to, and the counters their writes count in.
+pub(crate) struct Direct {
+    pub(crate) stream: Box<dyn WriteNow>,
+    pub(crate) counters: std::sync::Arc<PeerCounters>,
 }
 
 struct State {
@@ -153,6 +188,13 @@ struct State {
     /// An emptied encode buffer the writer gave back, for the next run of
     /// small frames.
     spare: Option<BytesMut>,
+    /// A sender's write left the stream holding bytes back: the writer
+    /// must flush it.
+    flush_due: bool,
+    /// Messages senders wrote themselves.
+    direct_written: u64,
+    /// Where a sender encodes the frame it writes itself.
+    direct_buf: BytesMut,
 }
 
 impl Outbox {
@@ -166,13 +208,40 @@ impl Outbox {
                 closed: false,
                 writer: None,
                 spare: None,
+                flush_due: false,
+                direct_written: 0,
+                direct_buf: BytesMut::new(),
             }),
             max_frames,
             max_bytes,
             max_acks,
             max_frame_length,
             closed: AtomicBool::new(false),
+            direct: None,
+            direct_armed: AtomicBool::new(false),
         }
+    }
+
+    /// Lets senders write a small frame to `direct` themselves when the
+    /// writer is idle and nothing is queued. Only for a stream that a write
+    /// without a waker cannot upset (a socket or pipe): not TLS or
+    /// WebSocket, whose writes also drive their own state.
+    pub(crate) fn with_direct(mut self, direct: Direct) -> Self {
+        self.direct = Some(direct);
+        self
+    }
+
+    /// A message came from the peer: the next frame sent may be written by
+    /// its sender (a reply). Cheap when already armed (no store).
+    pub(crate) fn arm_direct(&self) {
+        if self.direct.is_some() && !self.direct_armed.load(Ordering::Relaxed) {
+            self.direct_armed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Messages senders wrote to the stream themselves.
+    pub(crate) fn direct_written(&self) -> u64 {
+        self.lock().direct_written
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -209,6 +278,16 @@ impl Outbox {
             warn!(len = frame.envelope_len(), "dropping a frame over the maximum frame length");
             return Ok(());
         }
+        if let Some(direct) = self.direct_now(&state, payload) {
+            let (written, wake_writer) = Self::write_direct(&mut state, direct, frame, reroutable);
+            let writer = if wake_writer { state.writer.take() } else { None };
+            drop(state);
+            direct.counters.wrote(u64::from(written), if written > 0 { payload as u64 } else { 0 });
+            if let Some(writer) = writer {
+                writer.wake();
+            }
+            return Ok(());
+        }
         state.frames += 1;
         state.bytes += payload;
         if payload >= VECTORED_MIN {
@@ -236,6 +315,53 @@ impl Outbox {
             writer.wake();
         }
         Ok(())
+    }
+
+    /// Whether the writer is parked on an empty outbox, with nothing of a
+    /// sender's write to flush: a sender's frame may go out now, in order.
+    fn writer_idle(state: &State) -> bool {
+        state.writer.is_some() && !state.flush_due && state.chunks.is_empty() && state.acks.is_empty()
+    }
+
+    /// The stream, if a sender's frame of `payload` bytes may be written to
+    /// it now: armed, small, and the writer idle (disarms it).
+    fn direct_now(&self, state: &State, payload: usize) -> Option<&Direct> {
+        let direct = self.direct.as_ref()?;
+        if payload >= VECTORED_MIN || !Self::writer_idle(state) || !self.direct_armed.load(Ordering::Relaxed)
+        {
+            return None;
+        }
+        self.direct_armed.store(false, Ordering::Relaxed);
+        Some(direct)
+    }
+
+    /// A sender writes `frame` to the stream itself (the writer idle, the
+    /// outbox empty, the lock held: nothing can come between). Returns the
+    /// messages written whole (0 or 1), and whether the writer must be
+    /// woken: for what the stream did not take, queued (the whole frame,
+    /// or its tail), or for a flush.
+    fn write_direct(state: &mut State, direct: &Direct, frame: &Frame, reroutable: bool) -> (u32, bool) {
+        let messages = u32::from(is_message(frame));
+        let payload = frame.payload().len();
+        let buf = &mut state.direct_buf;
+        buf.clear();
+        frame.encode_into(buf);
+        let wrote = direct.stream.write_now(buf);
+        state.flush_due = !wrote.flushed;
+        if wrote.bytes == buf.len() {
+            state.direct_written += u64::from(messages);
+            return (messages, state.flush_due);
+        }
+        let mut bytes = std::mem::take(buf);
+        state.frames += 1;
+        state.bytes += payload;
+        state.chunks.push_back(if wrote.bytes == 0 {
+            Chunk::Encoded { bytes, messages, payload, reroutable }
+        } else {
+            bytes.advance(wrote.bytes);
+            Chunk::Tail { bytes, messages, payload }
+        });
+        (0, true)
     }
 
     /// Queues an ACK on the ACK lane; false if the lane is full or closed.
@@ -266,6 +392,12 @@ impl Outbox {
     pub(crate) fn room(&self) -> usize {
         let state = self.lock();
         if state.closed || state.bytes >= self.max_bytes { 0 } else { self.max_frames - state.frames }
+    }
+
+    /// The writer is about to write something of its own (a heartbeat): no
+    /// sender may write to the stream until it parks again.
+    pub(crate) fn writer_busy(&self) {
+        self.lock().writer = None;
     }
 
     /// Frames queued now.
@@ -315,6 +447,7 @@ impl Outbox {
         if let waiting @ (Poll::Pending | Poll::Ready(false)) = ready_or_park(&mut state, cx) {
             return waiting;
         }
+        state.flush_due = false;
         acks.extend(state.acks.drain(..));
         if chunks.is_empty() {
             std::mem::swap(chunks, &mut state.chunks);
@@ -384,7 +517,9 @@ pub(crate) struct Queued {
 /// and empty (`false`); else the writer's waker is registered, under the
 /// lock, so that the next push wakes it.
 fn ready_or_park(state: &mut State, cx: &mut Context<'_>) -> Poll<bool> {
-    if !state.acks.is_empty() || !state.chunks.is_empty() {
+    if !state.acks.is_empty() || !state.chunks.is_empty() || state.flush_due {
+        // Not parked any more: no sender writes to the stream meanwhile.
+        state.writer = None;
         return Poll::Ready(true);
     }
     if state.closed {
@@ -409,7 +544,7 @@ pub(crate) fn decode(chunks: VecDeque<Chunk>) -> Vec<Outgoing> {
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
-    use std::task::{Context, Waker};
+    use std::task::{Context, Poll, Waker};
 
     use bytes::BytesMut;
 
@@ -431,5 +566,175 @@ mod tests {
     fn an_emptied_encode_buffer_is_kept_up_to_its_bound_and_not_past_it() {
         assert!(keeps_a_spare_of(MAX_KEPT_ENCODED));
         assert!(!keeps_a_spare_of(MAX_KEPT_ENCODED + 1));
+    }
+
+    /// A stream that takes at most `room` bytes a write (all it is asked
+    /// for by default), and says whether it needs a flush.
+    struct Takes {
+        room: std::sync::Mutex<usize>,
+        flushed: bool,
+        wire: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    }
+
+    impl WriteNow for Takes {
+        fn write_now(&self, bytes: &[u8]) -> crate::direct::WroteNow {
+            let n = bytes.len().min(*self.room.lock().unwrap());
+            self.wire.lock().unwrap().extend_from_slice(&bytes[..n]);
+            crate::direct::WroteNow { bytes: n, flushed: self.flushed || n == 0 }
+        }
+    }
+
+    /// A waker that counts its wake-ups.
+    struct Counts(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counts {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    struct Direct {
+        outbox: Outbox,
+        wire: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+        counters: std::sync::Arc<PeerCounters>,
+        wakes: std::sync::Arc<Counts>,
+    }
+
+    impl Direct {
+        /// An outbox whose stream takes `room` bytes a write, its writer
+        /// parked on it (as it is when idle).
+        fn new(room: usize, flushed: bool) -> Self {
+            let wire = std::sync::Arc::default();
+            let totals = std::sync::Arc::default();
+            let id = smartsock_framing::PeerId::from_bytes([7; 16]);
+            let counters =
+                std::sync::Arc::new(PeerCounters::new(id, "x".into(), crate::Side::Connect, totals));
+            let stream = Box::new(Takes { room: room.into(), flushed, wire: std::sync::Arc::clone(&wire) });
+            let outbox = Outbox::new(16, 1 << 20, 16, 1 << 24)
+                .with_direct(super::Direct { stream, counters: counters.clone() });
+            let wakes = std::sync::Arc::new(Counts(0.into()));
+            let direct = Self { outbox, wire, counters, wakes };
+            direct.park_writer();
+            // A message came from the peer.
+            direct.outbox.arm_direct();
+            direct
+        }
+
+        fn park_writer(&self) {
+            let waker = Waker::from(self.wakes.clone());
+            assert!(self.outbox.poll_queued(&mut Context::from_waker(&waker)).is_pending());
+        }
+
+        fn push(&self, byte: u8) {
+            self.outbox.try_push_frame(&Frame::Data(bytes::Bytes::from(vec![byte])), true).unwrap();
+        }
+
+        fn wakes(&self) -> usize {
+            self.wakes.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+
+        /// What the writer takes now, as it writes it: a leading tail, then
+        /// the rest.
+        fn take(&self) -> Vec<u8> {
+            let mut chunks = VecDeque::new();
+            let mut cx = Context::from_waker(Waker::noop());
+            let taken = self.outbox.poll_take(&mut cx, &mut Vec::new(), &mut chunks, &mut None);
+            assert!(matches!(taken, Poll::Ready(true)));
+            let mut wire = Vec::new();
+            for chunk in chunks {
+                match chunk {
+                    Chunk::Encoded { bytes, .. } | Chunk::Tail { bytes, .. } => {
+                        wire.extend_from_slice(&bytes)
+                    }
+                    Chunk::Own(_) => unreachable!("small frames only"),
+                }
+            }
+            wire
+        }
+    }
+
+    fn data(byte: u8) -> Vec<u8> {
+        let mut encoded = BytesMut::new();
+        Frame::Data(bytes::Bytes::from(vec![byte])).encode_into(&mut encoded);
+        encoded.to_vec()
+    }
+
+    #[test]
+    fn a_sender_writes_once_per_message_from_the_peer_while_the_writer_idles() {
+        let direct = Direct::new(usize::MAX, true);
+        direct.push(1);
+        assert_eq!(*direct.wire.lock().unwrap(), data(1), "written by the sender");
+        assert_eq!((direct.outbox.len(), direct.wakes()), (0, 0), "nothing queued, the writer left parked");
+        assert_eq!(direct.counters.snapshot(0, None).traffic.messages_out, 1);
+        assert_eq!(direct.outbox.direct_written(), 1);
+
+        // Not re-armed: a stream of sends goes out in the writer's batches.
+        direct.push(2);
+        assert_eq!((direct.outbox.len(), direct.wakes()), (1, 1), "queued, and the writer woken");
+        direct.push(3);
+        assert_eq!(direct.take(), [data(2), data(3)].concat());
+
+        // A message from the peer re-arms it.
+        direct.park_writer();
+        direct.outbox.arm_direct();
+        direct.push(4);
+        assert_eq!(*direct.wire.lock().unwrap(), [data(1), data(4)].concat());
+        assert_eq!(direct.outbox.direct_written(), 2);
+    }
+
+    #[test]
+    fn no_sender_writes_while_the_writer_is_busy_or_something_is_queued() {
+        let direct = Direct::new(usize::MAX, true);
+        direct.outbox.writer_busy();
+        direct.push(1);
+        assert_eq!(direct.outbox.len(), 1, "queued: the writer is writing a heartbeat");
+        direct.outbox.arm_direct();
+        direct.push(2);
+        assert_eq!(direct.outbox.len(), 2, "queued behind the first, in order");
+        assert!(direct.wire.lock().unwrap().is_empty());
+        assert_eq!(direct.take(), [data(1), data(2)].concat());
+    }
+
+    #[test]
+    fn what_the_stream_does_not_take_is_queued_ahead_of_everything() {
+        // The stream takes 3 bytes of the frame: the tail is queued, the
+        // writer woken, and the tail goes out before the next frame.
+        let direct = Direct::new(3, true);
+        direct.push(1);
+        assert_eq!(*direct.wire.lock().unwrap(), data(1)[..3]);
+        assert_eq!((direct.outbox.len(), direct.wakes()), (1, 1));
+        assert_eq!(direct.counters.snapshot(0, None).traffic.messages_out, 0, "counted once written whole");
+        direct.push(2);
+        assert_eq!(direct.take(), [&data(1)[3..], &data(2)[..]].concat());
+        assert_eq!(direct.outbox.direct_written(), 0);
+
+        // A stream that takes nothing: the whole frame is queued.
+        let direct = Direct::new(0, true);
+        direct.push(1);
+        assert_eq!((direct.outbox.len(), direct.wakes()), (1, 1));
+        assert_eq!(direct.take(), data(1));
+    }
+
+    #[test]
+    fn a_stream_holding_bytes_back_gets_the_writer_to_flush_it() {
+        let direct = Direct::new(usize::MAX, false);
+        direct.push(1);
+        assert_eq!(*direct.wire.lock().unwrap(), data(1));
+        assert_eq!(direct.wakes(), 1, "the writer is woken to flush");
+        assert!(direct.take().is_empty(), "with nothing to write but the flush");
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(direct.outbox.poll_queued(&mut cx).is_pending(), "flushed once, then idle");
+    }
+
+    #[test]
+    fn a_connection_ending_keeps_a_tail_apart_from_the_frames_to_route_again() {
+        let direct = Direct::new(3, true);
+        direct.push(1);
+        direct.push(2);
+        let chunks = direct.outbox.close_chunks(&mut Vec::new());
+        assert!(matches!(chunks.front(), Some(Chunk::Tail { messages: 1, .. })));
+        let frames = decode(chunks);
+        assert_eq!(frames.len(), 1, "the tail is no frame: only the second is routed again");
+        assert_eq!(frames[0].frame.payload()[..], [2]);
     }
 }

@@ -182,6 +182,11 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
             // Counted once per read (a few atomic adds), not per message.
             counters.received(messages, payload_bytes, Instant::now());
         }
+        if messages > 0 {
+            // Before the messages are handed on: a reply sent as soon as one
+            // is taken may go out from its sender's task.
+            outbox.arm_direct();
+        }
         // Registered by `offer` if messages are left waiting, so that the
         // application's next take wakes this reader.
         let room = shared.inbound.room();

@@ -10,12 +10,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep, timeout};
 use tracing::{debug, info, warn};
 
-use crate::connection::{self, Served};
+use crate::connection::{self, Served, Writes};
 use crate::event::{ConnectError, Event, RefusedReason, Side};
 use crate::shared::Shared;
 
-pub(crate) async fn reconnect_loop<F, Fut, S>(shared: Arc<Shared>, label: Arc<str>, mut connector: F)
-where
+pub(crate) async fn reconnect_loop<F, Fut, S>(
+    shared: Arc<Shared>,
+    label: Arc<str>,
+    writes: Writes,
+    mut connector: F,
+) where
     F: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = io::Result<(S, String)>> + Send + 'static,
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -34,8 +38,15 @@ where
             Ok(Ok((stream, remote))) => {
                 // Boxed: the reconnect loop's task need not hold room for a
                 // connection while it dials.
-                match Box::pin(connection::serve(shared.clone(), stream, Side::Connect, remote.into(), None))
-                    .await
+                match Box::pin(connection::serve(
+                    shared.clone(),
+                    stream,
+                    Side::Connect,
+                    remote.into(),
+                    None,
+                    writes,
+                ))
+                .await
                 {
                     Served::Up => {
                         if warned {

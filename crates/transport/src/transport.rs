@@ -19,6 +19,7 @@ use tracing::debug;
 
 use crate::address::{Address, Endpoint};
 use crate::admission::Admission;
+use crate::connection::Writes;
 use crate::connection::{self};
 use crate::event::{Event, Side};
 use crate::inbound::Inbound;
@@ -302,7 +303,7 @@ impl Transport {
                     });
                 }
                 let target: Arc<str> = host_port.into();
-                self.connect_with(addr, move || {
+                self.connect_direct(addr, move || {
                     let target = target.clone();
                     async move {
                         // Resolved apart from the connect, so that a name that
@@ -330,14 +331,14 @@ impl Transport {
                     _ => unreachable!("matched above"),
                 };
                 let label: Arc<str> = address.to_string().into();
-                self.connect_with(addr, move || {
+                self.connect_direct(addr, move || {
                     let (path, label) = (path.clone(), label.clone());
                     async move { crate::unix::connect(&path, &label).await }
                 })
             }
             Address::Inproc(name) => {
                 let name: Arc<str> = name.into();
-                self.connect_with(addr, move || {
+                self.connect_direct(addr, move || {
                     let name = name.clone();
                     async move { crate::inproc::connect(&name).await }
                 })
@@ -360,9 +361,34 @@ impl Transport {
         Fut: Future<Output = io::Result<(S, String)>> + Send + 'static,
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
+        self.keep_connecting(label, Writes::WriterOnly, connector)
+    }
+
+    /// [`connect_with`](Transport::connect_with) for a connector that yields
+    /// plain sockets or pipes, which senders may write to themselves.
+    fn connect_direct<F, Fut, S>(&self, label: &str, connector: F) -> Result<(), TransportError>
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = io::Result<(S, String)>> + Send + 'static,
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        self.keep_connecting(label, Writes::Direct, connector)
+    }
+
+    fn keep_connecting<F, Fut, S>(
+        &self,
+        label: &str,
+        writes: Writes,
+        connector: F,
+    ) -> Result<(), TransportError>
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = io::Result<(S, String)>> + Send + 'static,
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
         self.check_open()?;
         let shared = self.shared.clone();
-        self.spawn(reconnect_loop(shared, label.into(), connector));
+        self.spawn(reconnect_loop(shared, label.into(), writes, connector));
         Ok(())
     }
 
@@ -376,7 +402,7 @@ impl Transport {
         let shared = self.shared.clone();
         let remote: Arc<str> = remote.into();
         self.spawn(async move {
-            connection::serve(shared, stream, side, remote, None).await;
+            connection::serve(shared, stream, side, remote, None, Writes::WriterOnly).await;
         });
         Ok(())
     }

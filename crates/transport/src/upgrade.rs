@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, timeout, timeout_at};
 use tracing::warn;
 
-use crate::connection;
+use crate::connection::{self, Writes};
 use crate::event::{Event, RefusedReason, Side};
 use crate::shared::Shared;
 
@@ -60,7 +60,7 @@ pub(crate) async fn accepted<S>(
     // a WebSocket upgrade, the protocol over each kind of stream): tens of
     // KiB per idle connection otherwise.
     if upgrade.is_plain() {
-        Box::pin(connection::serve(shared, stream, Side::Bind, remote, permit)).await;
+        Box::pin(connection::serve(shared, stream, Side::Bind, remote, permit, Writes::Direct)).await;
         return;
     }
     let deadline = Instant::now() + shared.config.handshake_timeout;
@@ -69,7 +69,8 @@ pub(crate) async fn accepted<S>(
         Box::pin(tls_then_detect(shared, stream, remote, permit, upgrade, config, deadline)).await;
         return;
     }
-    Box::pin(detect(shared, stream, remote, permit, &upgrade, Checks { certified: None, deadline })).await;
+    let checks = Checks { certified: None, deadline, writes: Writes::Direct };
+    Box::pin(detect(shared, stream, remote, permit, &upgrade, checks)).await;
 }
 
 /// The TLS server handshake, then the first byte.
@@ -97,7 +98,7 @@ async fn tls_then_detect<S>(
                 .bind_identity_to_certificate
                 .then(|| certificate.as_ref().map(crate::tls::certified_identities).unwrap_or_default());
             let stream = Guarded::new(&shared, &remote, certificate, stream);
-            let checks = Checks { certified, deadline };
+            let checks = Checks { certified, deadline, writes: Writes::WriterOnly };
             Box::pin(detect(shared, stream, remote, permit, &upgrade, checks)).await;
         }
         Err(failure) => refuse(&shared, &remote, RefusedReason::Tls(failure), None::<&mut S>).await,
@@ -110,6 +111,8 @@ struct Checks {
     /// (none if it presented no certificate).
     certified: Option<Vec<smartsock_framing::PeerId>>,
     deadline: Instant,
+    /// Whether senders may write to the stream (not over TLS or WebSocket).
+    writes: Writes,
 }
 
 /// Reads the first byte and serves the raw protocol or a WebSocket.
@@ -159,6 +162,7 @@ async fn detect<S>(
             };
             let reason = match upgraded {
                 Ok(Ok(ws)) => {
+                    let checks = Checks { writes: Writes::WriterOnly, ..checks };
                     Box::pin(serve_checked(shared, Rewind::new(Vec::new(), ws), remote, permit, checks))
                         .await;
                     return;
@@ -207,7 +211,7 @@ async fn serve_checked<S>(
             return;
         }
     }
-    connection::serve(shared, stream, Side::Bind, remote, permit).await;
+    connection::serve(shared, stream, Side::Bind, remote, permit, checks.writes).await;
 }
 
 /// Logs and reports a connection refused before the protocol started.

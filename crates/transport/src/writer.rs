@@ -10,7 +10,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, sleep_until};
 
 use crate::event::DisconnectReason;
-use crate::outbox::{Chunk, Outbox, Queued, decode};
+use crate::outbox::{Chunk, Outbox, Queued};
 use crate::peer::Outgoing;
 use crate::reader::MAX_KEPT_BUFFER;
 use crate::shared::Shared;
@@ -74,13 +74,14 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
                 false
             }
             () = &mut idle => {
+                outbox.writer_busy();
                 heartbeat = true;
                 false
             }
         };
         let mut sent = 0;
         if let Err(e) = encoder.write(writer, &acks, batch, heartbeat, &mut sent).await {
-            let taken = sent.saturating_sub(encoder.head.len());
+            let taken = encoder.chunk_bytes_taken(batch, sent);
             let (messages, bytes) = settle_failed_write(batch, taken, &mut ledger.unwritten);
             ledger.written += messages;
             counters.wrote(messages, bytes);
@@ -180,16 +181,21 @@ impl BatchEncoder {
         self.headers.clear();
         self.headers.extend(batch.iter().filter_map(|chunk| match chunk {
             Chunk::Own(item) => Some(item.frame.header()),
-            Chunk::Encoded { .. } => None,
+            Chunk::Encoded { .. } | Chunk::Tail { .. } => None,
         }));
         let mut headers = self.headers.iter();
         let mut segments: Vec<&[u8]> = Vec::with_capacity(1 + 2 * batch.len());
+        let mut chunks = batch.iter().peekable();
+        // The rest of a frame a sender began goes out before anything else.
+        if let Some(Chunk::Tail { bytes, .. }) = chunks.next_if(|chunk| matches!(chunk, Chunk::Tail { .. })) {
+            segments.push(bytes);
+        }
         if !self.head.is_empty() {
             segments.push(&self.head);
         }
-        for chunk in batch {
+        for chunk in chunks {
             match chunk {
-                Chunk::Encoded { bytes, .. } => segments.push(bytes),
+                Chunk::Encoded { bytes, .. } | Chunk::Tail { bytes, .. } => segments.push(bytes),
                 Chunk::Own(item) => {
                     segments.push(headers.next().expect("a header per large frame"));
                     segments.push(item.frame.payload());
@@ -204,6 +210,17 @@ impl BatchEncoder {
         }
         write_all_vectored(writer, &mut segments, sent).await?;
         writer.flush().await
+    }
+
+    /// Of the `sent` bytes a write of `batch` got onto the stream, those of
+    /// its chunks (not of the ACKs and heartbeat, which follow a leading
+    /// tail and precede everything else).
+    fn chunk_bytes_taken(&self, batch: &VecDeque<Chunk>, sent: usize) -> usize {
+        let tail = match batch.front() {
+            Some(Chunk::Tail { bytes, .. }) => bytes.len(),
+            _ => 0,
+        };
+        sent.min(tail) + sent.saturating_sub(tail + self.head.len())
     }
 
     /// Empties `batch`, keeping one encode buffer for the outbox to reuse.
@@ -272,19 +289,35 @@ fn settle_failed_write(
     unwritten: &mut Vec<Outgoing>,
 ) -> (u64, u64) {
     let (mut messages, mut bytes) = (0, 0);
-    for item in decode(std::mem::take(batch)) {
-        let len = item.frame.encoded_len();
-        if taken >= len {
-            taken -= len;
-            if matches!(item.frame, Frame::Data(_) | Frame::DataReq { .. }) {
-                messages += 1;
-                bytes += item.frame.payload().len() as u64;
+    let mut items = Vec::new();
+    for chunk in std::mem::take(batch) {
+        if let Chunk::Tail { bytes: tail, messages: n, payload } = &chunk {
+            // The rest of a frame a sender began: first in the batch.
+            if taken >= tail.len() {
+                taken -= tail.len();
+                messages += u64::from(*n);
+                bytes += *payload as u64;
+            } else {
+                taken = 0;
+                batch.push_back(chunk);
             }
-        } else if taken > 0 {
-            taken = 0;
-            batch.push_back(Chunk::Own(item));
-        } else {
-            unwritten.push(item);
+            continue;
+        }
+        chunk.decode_into(&mut items);
+        for item in items.drain(..) {
+            let len = item.frame.encoded_len();
+            if taken >= len {
+                taken -= len;
+                if matches!(item.frame, Frame::Data(_) | Frame::DataReq { .. }) {
+                    messages += 1;
+                    bytes += item.frame.payload().len() as u64;
+                }
+            } else if taken > 0 {
+                taken = 0;
+                batch.push_back(Chunk::Own(item));
+            } else {
+                unwritten.push(item);
+            }
         }
     }
     (messages, bytes)
