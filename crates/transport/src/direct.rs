@@ -177,3 +177,188 @@ mod tests {
         assert_eq!(stats.peers[0].traffic.messages_out, u64::from(ROUNDS) + 200);
     }
 }
+
+#[cfg(test)]
+mod outbox_tests {
+    //! The outbox's side of a sender's own write: when it may write, what it
+    //! queues when the stream takes less, and what the writer then does.
+
+    use std::collections::VecDeque;
+    use std::task::{Context, Poll, Waker};
+
+    use bytes::BytesMut;
+    use smartsock_framing::Frame;
+
+    use crate::outbox::{Chunk, Outbox, decode};
+    use crate::stats::PeerCounters;
+
+    /// A stream that takes at most `room` bytes a write (all it is asked
+    /// for by default), and says whether it needs a flush.
+    struct Takes {
+        room: std::sync::Mutex<usize>,
+        flushed: bool,
+        wire: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    }
+
+    impl super::WriteNow for Takes {
+        fn write_now(&self, bytes: &[u8]) -> super::WroteNow {
+            let n = bytes.len().min(*self.room.lock().unwrap());
+            self.wire.lock().unwrap().extend_from_slice(&bytes[..n]);
+            super::WroteNow { bytes: n, flushed: self.flushed || n == 0 }
+        }
+    }
+
+    /// A waker that counts its wake-ups.
+    struct Counts(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counts {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    struct Direct {
+        outbox: Outbox,
+        wire: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+        counters: std::sync::Arc<PeerCounters>,
+        wakes: std::sync::Arc<Counts>,
+    }
+
+    impl Direct {
+        /// An outbox whose stream takes `room` bytes a write, its writer
+        /// parked on it (as it is when idle).
+        fn new(room: usize, flushed: bool) -> Self {
+            let wire = std::sync::Arc::default();
+            let totals = std::sync::Arc::default();
+            let id = smartsock_framing::PeerId::from_bytes([7; 16]);
+            let counters =
+                std::sync::Arc::new(PeerCounters::new(id, "x".into(), crate::Side::Connect, totals));
+            let stream = Box::new(Takes { room: room.into(), flushed, wire: std::sync::Arc::clone(&wire) });
+            let outbox = Outbox::new(16, 1 << 20, 16, 1 << 24)
+                .with_direct(crate::outbox::Direct { stream, counters: counters.clone() });
+            let wakes = std::sync::Arc::new(Counts(0.into()));
+            let direct = Self { outbox, wire, counters, wakes };
+            direct.park_writer();
+            // A message came from the peer.
+            direct.outbox.arm_direct();
+            direct
+        }
+
+        fn park_writer(&self) {
+            let waker = Waker::from(self.wakes.clone());
+            assert!(self.outbox.poll_queued(&mut Context::from_waker(&waker)).is_pending());
+        }
+
+        fn push(&self, byte: u8) {
+            self.outbox.try_push_frame(&Frame::Data(bytes::Bytes::from(vec![byte])), true).unwrap();
+        }
+
+        fn wakes(&self) -> usize {
+            self.wakes.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+
+        /// What the writer takes now, as it writes it: a leading tail, then
+        /// the rest.
+        fn take(&self) -> Vec<u8> {
+            let mut chunks = VecDeque::new();
+            let mut cx = Context::from_waker(Waker::noop());
+            let taken = self.outbox.poll_take(&mut cx, &mut Vec::new(), &mut chunks, &mut None);
+            assert!(matches!(taken, Poll::Ready(true)));
+            let mut wire = Vec::new();
+            for chunk in chunks {
+                match chunk {
+                    Chunk::Encoded { bytes, .. } | Chunk::Tail { bytes, .. } => {
+                        wire.extend_from_slice(&bytes)
+                    }
+                    Chunk::Own(_) => unreachable!("small frames only"),
+                }
+            }
+            wire
+        }
+    }
+
+    fn data(byte: u8) -> Vec<u8> {
+        let mut encoded = BytesMut::new();
+        Frame::Data(bytes::Bytes::from(vec![byte])).encode_into(&mut encoded);
+        encoded.to_vec()
+    }
+
+    #[test]
+    fn a_sender_writes_once_per_message_from_the_peer_while_the_writer_idles() {
+        let direct = Direct::new(usize::MAX, true);
+        direct.push(1);
+        assert_eq!(*direct.wire.lock().unwrap(), data(1), "written by the sender");
+        assert_eq!((direct.outbox.len(), direct.wakes()), (0, 0), "nothing queued, the writer left parked");
+        assert_eq!(direct.counters.snapshot(0, None).traffic.messages_out, 1);
+        assert_eq!(direct.outbox.direct_written(), 1);
+
+        // Not re-armed: a stream of sends goes out in the writer's batches.
+        direct.push(2);
+        assert_eq!((direct.outbox.len(), direct.wakes()), (1, 1), "queued, and the writer woken");
+        direct.push(3);
+        assert_eq!(direct.take(), [data(2), data(3)].concat());
+
+        // A message from the peer re-arms it.
+        direct.park_writer();
+        direct.outbox.arm_direct();
+        direct.push(4);
+        assert_eq!(*direct.wire.lock().unwrap(), [data(1), data(4)].concat());
+        assert_eq!(direct.outbox.direct_written(), 2);
+    }
+
+    #[test]
+    fn no_sender_writes_while_the_writer_is_busy_or_something_is_queued() {
+        let direct = Direct::new(usize::MAX, true);
+        direct.outbox.writer_busy();
+        direct.push(1);
+        assert_eq!(direct.outbox.len(), 1, "queued: the writer is writing a heartbeat");
+        direct.outbox.arm_direct();
+        direct.push(2);
+        assert_eq!(direct.outbox.len(), 2, "queued behind the first, in order");
+        assert!(direct.wire.lock().unwrap().is_empty());
+        assert_eq!(direct.take(), [data(1), data(2)].concat());
+    }
+
+    #[test]
+    fn what_the_stream_does_not_take_is_queued_ahead_of_everything() {
+        // The stream takes 3 bytes of the frame: the tail is queued, the
+        // writer woken, and the tail goes out before the next frame.
+        let direct = Direct::new(3, true);
+        direct.push(1);
+        assert_eq!(*direct.wire.lock().unwrap(), data(1)[..3]);
+        assert_eq!((direct.outbox.len(), direct.wakes()), (1, 1));
+        assert_eq!(direct.counters.snapshot(0, None).traffic.messages_out, 0, "counted once written whole");
+        direct.push(2);
+        assert_eq!(direct.take(), [&data(1)[3..], &data(2)[..]].concat());
+        assert_eq!(direct.outbox.direct_written(), 0);
+
+        // A stream that takes nothing: the whole frame is queued.
+        let direct = Direct::new(0, true);
+        direct.push(1);
+        assert_eq!((direct.outbox.len(), direct.wakes()), (1, 1));
+        assert_eq!(direct.take(), data(1));
+    }
+
+    #[test]
+    fn a_stream_holding_bytes_back_gets_the_writer_to_flush_it() {
+        let direct = Direct::new(usize::MAX, false);
+        direct.push(1);
+        assert_eq!(*direct.wire.lock().unwrap(), data(1));
+        assert_eq!(direct.wakes(), 1, "the writer is woken to flush");
+        assert!(direct.take().is_empty(), "with nothing to write but the flush");
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(direct.outbox.poll_queued(&mut cx).is_pending(), "flushed once, then idle");
+    }
+
+    #[test]
+    fn a_connection_ending_keeps_a_tail_apart_from_the_frames_to_route_again() {
+        let direct = Direct::new(3, true);
+        direct.push(1);
+        direct.push(2);
+        let chunks = direct.outbox.close_chunks(&mut Vec::new());
+        assert!(matches!(chunks.front(), Some(Chunk::Tail { messages: 1, .. })));
+        let frames = decode(chunks);
+        assert_eq!(frames.len(), 1, "the tail is no frame: only the second is routed again");
+        assert_eq!(frames[0].frame.payload()[..], [2]);
+    }
+}
