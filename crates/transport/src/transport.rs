@@ -354,7 +354,9 @@ impl Transport {
 
     /// Like [`connect`](Transport::connect), over any byte stream: `connector`
     /// is called for every try and yields a stream and the remote address to
-    /// report. This is how TLS, WebSocket or Unix sockets plug in.
+    /// report. This is how TLS, WebSocket or Unix sockets plug in. As with
+    /// [`attach`](Transport::attach), such a stream is written to only by
+    /// its connection's writer task.
     pub fn connect_with<F, Fut, S>(&self, label: &str, connector: F) -> Result<(), TransportError>
     where
         F: FnMut() -> Fut + Send + 'static,
@@ -417,6 +419,12 @@ impl Transport {
     /// open it again: it is never reconnected. Its end is reported as
     /// [`Event::PeerDisconnected`] (or [`Event::HandshakeRefused`], if it
     /// ended before the handshake completed).
+    ///
+    /// Everything sent to such a peer goes out through its connection's
+    /// writer task. Over the transport's own TCP, Unix and in-process
+    /// connections, a reply is written by the task that sends it when the
+    /// writer is idle (one hand-off less per message); a stream of unknown
+    /// kind is not written to from outside its writer.
     pub fn attach<S>(&self, stream: S, side: Side) -> Result<String, TransportError>
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
