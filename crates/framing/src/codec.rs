@@ -174,6 +174,70 @@ impl Codec {
     /// ```
     #[inline]
     pub fn next_whole_data(&mut self, src: &mut BytesMut) -> Option<Bytes> {
+        let length = self.whole_envelope(src, FrameKind::Data)?;
+        let mut frame = src.split_to(LENGTH_PREFIX_LEN + length).freeze();
+        frame.advance(LENGTH_PREFIX_LEN + 1);
+        Some(frame)
+    }
+
+    /// Like [`next_whole_data`](Codec::next_whole_data), for a DATA_REQ
+    /// frame: its id and payload, split off `src`, if it is next and whole
+    /// there (and long enough to hold an id: a shorter one is left to
+    /// `decode`, which refuses it).
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use smartsock_framing::{Codec, MsgId};
+    ///
+    /// let mut codec = Codec::new();
+    /// let mut buf = BytesMut::from(&[0, 0, 0, 19, 0x04][..]);
+    /// buf.extend_from_slice(&[7; 16]);
+    /// buf.extend_from_slice(b"ok");
+    /// let (id, payload) = codec.next_whole_request(&mut buf).unwrap();
+    /// assert_eq!((id, &payload[..]), (MsgId::from_bytes([7; 16]), &b"ok"[..]));
+    /// assert!(buf.is_empty());
+    /// ```
+    #[inline]
+    pub fn next_whole_request(&mut self, src: &mut BytesMut) -> Option<(MsgId, Bytes)> {
+        let length = self.whole_envelope(src, FrameKind::DataReq)?;
+        if length < 1 + 16 {
+            return None;
+        }
+        let mut frame = src.split_to(LENGTH_PREFIX_LEN + length).freeze();
+        let id = MsgId::from_bytes(take_id(&frame[LENGTH_PREFIX_LEN + 1..]));
+        frame.advance(LENGTH_PREFIX_LEN + 1 + 16);
+        Some((id, frame))
+    }
+
+    /// Like [`next_whole_data`](Codec::next_whole_data), for an ACK frame:
+    /// its id, with the frame taken off `src` (an ACK of any other length
+    /// is left to `decode`, which refuses it).
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use smartsock_framing::{Codec, MsgId};
+    ///
+    /// let mut codec = Codec::new();
+    /// let mut buf = BytesMut::from(&[0, 0, 0, 17, 0x05][..]);
+    /// buf.extend_from_slice(&[7; 16]);
+    /// assert_eq!(codec.next_whole_ack(&mut buf), Some(MsgId::from_bytes([7; 16])));
+    /// assert!(buf.is_empty());
+    /// ```
+    #[inline]
+    pub fn next_whole_ack(&mut self, src: &mut BytesMut) -> Option<MsgId> {
+        let length = self.whole_envelope(src, FrameKind::Ack)?;
+        if length != 1 + 16 {
+            return None;
+        }
+        let id = MsgId::from_bytes(take_id(&src[LENGTH_PREFIX_LEN + 1..]));
+        src.advance(LENGTH_PREFIX_LEN + length);
+        Some(id)
+    }
+
+    /// The envelope length of the next frame, if it is of `kind` and whole
+    /// in `src` (and nothing of a frame is in progress).
+    #[inline]
+    fn whole_envelope(&self, src: &BytesMut, kind: FrameKind) -> Option<usize> {
         if !matches!(self.state, DecodeState::Head) {
             return None;
         }
@@ -182,14 +246,10 @@ impl Codec {
         let length = self.decode_head(src).ok().flatten()?;
         // `decode_head` saw the prefix, so the subtraction cannot underflow;
         // an addition could overflow on 32-bit targets.
-        if src.get(LENGTH_PREFIX_LEN) != Some(&FrameKind::Data.type_byte())
-            || src.len() - LENGTH_PREFIX_LEN < length
-        {
+        if src.get(LENGTH_PREFIX_LEN) != Some(&kind.type_byte()) || src.len() - LENGTH_PREFIX_LEN < length {
             return None;
         }
-        let mut frame = src.split_to(LENGTH_PREFIX_LEN + length).freeze();
-        frame.advance(LENGTH_PREFIX_LEN + 1);
-        Some(frame)
+        Some(length)
     }
 
     /// Refuses `frame` if its envelope is over this codec's maximum. The
@@ -395,8 +455,8 @@ mod tests {
     }
 
     /// Frames from `buf` as the receive path takes them (`with_shortcut`:
-    /// the DATA shortcut first, then `decode`), until a frame is not whole
-    /// or is refused; with what is left undecoded.
+    /// the DATA and DATA_REQ shortcuts first, then `decode`), until a frame
+    /// is not whole or is refused; with what is left undecoded.
     fn take_frames(max: usize, bytes: &[u8], with_shortcut: bool) -> (Vec<Frame>, Option<String>, usize) {
         let mut codec = Codec::builder().max_frame_length(max).build();
         let mut buf = BytesMut::from(bytes);
@@ -404,6 +464,14 @@ mod tests {
         loop {
             if with_shortcut && let Some(payload) = codec.next_whole_data(&mut buf) {
                 frames.push(Frame::Data(payload));
+                continue;
+            }
+            if with_shortcut && let Some((id, payload)) = codec.next_whole_request(&mut buf) {
+                frames.push(Frame::DataReq { id, payload });
+                continue;
+            }
+            if with_shortcut && let Some(id) = codec.next_whole_ack(&mut buf) {
+                frames.push(Frame::Ack(id));
                 continue;
             }
             match codec.decode(&mut buf) {
@@ -415,7 +483,7 @@ mod tests {
     }
 
     #[test]
-    fn the_data_shortcut_takes_exactly_what_decode_takes() {
+    fn the_shortcuts_take_exactly_what_decode_takes() {
         let mut wire = BytesMut::new();
         let frames = [
             Frame::Data(Bytes::from_static(b"first")),
@@ -423,6 +491,7 @@ mod tests {
             Frame::Data(Bytes::new()),
             Frame::DataReq { id: MsgId::from_bytes([7; 16]), payload: Bytes::from_static(b"req") },
             Frame::Ack(MsgId::from_bytes([8; 16])),
+            Frame::DataReq { id: MsgId::from_bytes([9; 16]), payload: Bytes::new() },
             Frame::Data(Bytes::from(vec![5; 300])),
         ];
         for frame in &frames {
@@ -438,6 +507,33 @@ mod tests {
         let refused = take_frames(100, &wire, true);
         assert_eq!(refused, take_frames(100, &wire, false));
         assert!(refused.1.unwrap().contains("exceeds"), "over the maximum must be refused");
+    }
+
+    #[test]
+    fn the_request_shortcut_leaves_a_request_too_short_for_its_id_to_decode() {
+        // A DATA_REQ envelope of 16 bytes: type byte and 15 of an id.
+        let mut bytes = vec![0, 0, 0, 16, 0x04];
+        bytes.extend_from_slice(&[1; 15]);
+        let mut buf = BytesMut::from(&bytes[..]);
+        assert!(Codec::new().next_whole_request(&mut buf).is_none());
+        assert_eq!(buf.len(), bytes.len(), "left untouched");
+        let refused = take_frames(1024, &bytes, true);
+        assert_eq!(refused, take_frames(1024, &bytes, false));
+        assert!(refused.1.is_some(), "decode refuses it");
+    }
+
+    #[test]
+    fn the_ack_shortcut_leaves_an_ack_of_the_wrong_length_to_decode() {
+        for len in [16u8, 18] {
+            let mut bytes = vec![0, 0, 0, len, 0x05];
+            bytes.extend(std::iter::repeat_n(1, usize::from(len) - 1));
+            let mut buf = BytesMut::from(&bytes[..]);
+            assert!(Codec::new().next_whole_ack(&mut buf).is_none());
+            assert_eq!(buf.len(), bytes.len(), "left untouched");
+            let refused = take_frames(1024, &bytes, true);
+            assert_eq!(refused, take_frames(1024, &bytes, false));
+            assert!(refused.1.is_some(), "decode refuses an ACK of {len} bytes");
+        }
     }
 
     #[test]

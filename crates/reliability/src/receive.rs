@@ -1,11 +1,13 @@
 //! The receiving side, for every socket whatever its own guarantee:
 //! acknowledging DATA_REQs and dropping repeats.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 use smartsock_transport::{AckError, AckHandle, Incoming, MsgId, PeerId};
 use tracing::debug;
 
@@ -24,13 +26,28 @@ use tracing::debug;
 /// assert!(!filter.first_time(alice, id)); // a repeat
 /// assert!(filter.first_time(bob, id)); // another sender's message
 /// ```
-#[derive(Debug)]
 pub struct DuplicateFilter {
     capacity: usize,
     /// A fast hash, seeded per filter: peers choose their ids, but cannot
     /// see the seed to aim at collisions (and the window is bounded).
-    seen: HashSet<(PeerId, MsgId), foldhash::fast::RandomState>,
-    order: VecDeque<(PeerId, MsgId)>,
+    hasher: foldhash::fast::RandomState,
+    /// The window, oldest first, each with its hash: a message's hash is
+    /// computed once, when it arrives (the oldest leaves by its stored one).
+    order: VecDeque<(PeerId, MsgId, u64)>,
+    /// Where each message of the window is in `order`, found by its hash;
+    /// a position counts from the first message ever recorded.
+    index: HashTable<u64>,
+    /// The position of `order`'s front.
+    base: u64,
+}
+
+impl std::fmt::Debug for DuplicateFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DuplicateFilter")
+            .field("capacity", &self.capacity)
+            .field("len", &self.order.len())
+            .finish()
+    }
 }
 
 impl DuplicateFilter {
@@ -39,27 +56,45 @@ impl DuplicateFilter {
         let capacity = capacity.max(1);
         Self {
             capacity,
-            seen: HashSet::with_capacity_and_hasher(capacity, foldhash::fast::RandomState::default()),
+            hasher: foldhash::fast::RandomState::default(),
             order: VecDeque::with_capacity(capacity),
+            index: HashTable::with_capacity(capacity),
+            base: 0,
         }
     }
 
     /// Whether the message is in the window, without recording it.
     pub fn contains(&self, peer: PeerId, id: MsgId) -> bool {
-        self.seen.contains(&(peer, id))
+        self.find(peer, id, self.hasher.hash_one((peer, id))).is_some()
+    }
+
+    fn find(&self, peer: PeerId, id: MsgId, hash: u64) -> Option<&u64> {
+        let (order, base) = (&self.order, self.base);
+        self.index.find(hash, |&at| {
+            let (p, i, _) = order[(at - base) as usize];
+            p == peer && i == id
+        })
     }
 
     /// Records the message; false if it was already in the window.
     pub fn first_time(&mut self, peer: PeerId, id: MsgId) -> bool {
-        if !self.seen.insert((peer, id)) {
+        let hash = self.hasher.hash_one((peer, id));
+        if self.find(peer, id, hash).is_some() {
             return false;
         }
         if self.order.len() == self.capacity {
-            if let Some(oldest) = self.order.pop_front() {
-                self.seen.remove(&oldest);
+            if let Some((_, _, oldest)) = self.order.pop_front() {
+                let base = self.base;
+                if let Ok(entry) = self.index.find_entry(oldest, |&at| at == base) {
+                    entry.remove();
+                }
+                self.base += 1;
             }
         }
-        self.order.push_back((peer, id));
+        let at = self.base + self.order.len() as u64;
+        self.order.push_back((peer, id, hash));
+        let (order, base) = (&self.order, self.base);
+        self.index.insert_unique(hash, at, |&at| order[(at - base) as usize].2);
         true
     }
 }

@@ -192,3 +192,30 @@ fn the_duplicate_window_forgets_the_oldest_first() {
     assert!(!filter.first_time(peer, c));
     assert!(filter.first_time(peer, a), "older than the window: seen as new");
 }
+
+#[test]
+fn the_duplicate_window_answers_as_a_plain_list_of_the_last_messages_would() {
+    // Many turns of the window (and rehashes of its index), over ids that
+    // repeat at every distance: each answer checked against the plain model.
+    const CAPACITY: usize = 37;
+    let mut filter = DuplicateFilter::new(CAPACITY);
+    let mut model: std::collections::VecDeque<(PeerId, MsgId)> = Default::default();
+    let peers = [PeerId::from_bytes([1; 16]), PeerId::from_bytes([2; 16])];
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    for _ in 0..20_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let peer = peers[(state & 1) as usize];
+        let id = MsgId::from_bytes([(state >> 8) as u8 % 61; 16]);
+        let expected = !model.contains(&(peer, id));
+        if expected {
+            if model.len() == CAPACITY {
+                model.pop_front();
+            }
+            model.push_back((peer, id));
+        }
+        assert_eq!(filter.first_time(peer, id), expected);
+        assert!(filter.contains(peer, id), "just recorded or already there");
+    }
+}
