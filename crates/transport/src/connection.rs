@@ -223,11 +223,14 @@ where
             () = &mut grace => (DisconnectReason::Closing, false),
         }
     };
-    // Closed before anyone hears of the disconnect, so that a handle is seen
-    // closed by whoever reacts to the event; what is queued is handed back below.
+    // Closed first of all: from here no sender writes to the stream (the
+    // writer's future may have been dropped parked, which let them), and a
+    // handle is seen closed by whoever reacts to the disconnect event. What
+    // is queued is handed back below.
+    let unsent = outbox.close_chunks(&mut Vec::new());
     let WriteLedger { written, mut in_write, unwritten: mut queued } = ledger;
     let written = written + outbox.direct_written();
-    for chunk in outbox.close_chunks(&mut Vec::new()) {
+    for chunk in unsent {
         match chunk {
             // Part of it reached the peer: like a frame cut in a write.
             Chunk::Tail { .. } => in_write.push_back(chunk),

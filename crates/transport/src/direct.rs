@@ -309,7 +309,7 @@ mod outbox_tests {
     #[test]
     fn no_sender_writes_while_the_writer_is_busy_or_something_is_queued() {
         let direct = Direct::new(usize::MAX, true);
-        direct.outbox.writer_busy();
+        assert!(!direct.outbox.take_for_heartbeat(&mut Vec::new(), &mut VecDeque::new()));
         direct.push(1);
         assert_eq!(direct.outbox.len(), 1, "queued: the writer is writing a heartbeat");
         direct.outbox.arm_direct();
@@ -337,6 +337,19 @@ mod outbox_tests {
         direct.push(1);
         assert_eq!((direct.outbox.len(), direct.wakes()), (1, 1));
         assert_eq!(direct.take(), data(1));
+    }
+
+    #[test]
+    fn a_heartbeat_takes_a_senders_tail_to_write_it_first() {
+        // The writer's heartbeat comes due right after a sender's partial
+        // write: the tail is taken with it (and the writer's encoder puts a
+        // leading tail before the heartbeat, see writer.rs).
+        let direct = Direct::new(3, true);
+        direct.push(1);
+        let (mut acks, mut chunks) = (Vec::new(), VecDeque::new());
+        assert!(direct.outbox.take_for_heartbeat(&mut acks, &mut chunks));
+        assert!(matches!(chunks.front(), Some(Chunk::Tail { bytes, .. }) if bytes[..] == data(1)[3..]));
+        assert_eq!(direct.outbox.len(), 0);
     }
 
     #[test]

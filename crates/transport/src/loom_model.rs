@@ -28,7 +28,7 @@ use loom::thread;
 use smartsock_framing::Frame;
 
 use crate::direct::{WriteNow, WroteNow};
-use crate::outbox::{Direct, Outbox, TrySendError, decode};
+use crate::outbox::{Chunk, Direct, Outbox, TrySendError, decode};
 use crate::peer::Outgoing;
 use crate::room::{RoomSignal, RoomWaiter};
 
@@ -148,28 +148,34 @@ fn a_frame_pushed_while_the_writer_parks_is_never_stranded() {
     });
 }
 
-/// A stream that takes every write whole, into a shared record of what
-/// reached the wire.
-struct Wire(Arc<loom::sync::Mutex<Vec<u8>>>);
+/// A stream whose first write takes only 3 bytes (so the rest of that
+/// frame is queued as a tail), every later one whole; the bytes go into a
+/// shared record of the wire.
+struct Wire {
+    bytes: Arc<loom::sync::Mutex<Vec<u8>>>,
+    writes: loom::sync::atomic::AtomicUsize,
+}
 
 impl WriteNow for Wire {
     fn write_now(&self, bytes: &[u8]) -> WroteNow {
-        self.0.lock().unwrap().extend(payloads(bytes));
-        WroteNow { bytes: bytes.len(), flushed: true }
+        let first = self.writes.fetch_add(1, loom::sync::atomic::Ordering::Relaxed) == 0;
+        let n = if first { bytes.len().min(3) } else { bytes.len() };
+        self.bytes.lock().unwrap().extend_from_slice(&bytes[..n]);
+        WroteNow { bytes: n, flushed: true }
     }
 }
 
-/// The one-byte payloads of the DATA frames encoded in `bytes`.
-fn payloads(bytes: &[u8]) -> Vec<u8> {
-    let mut chunks = VecDeque::new();
-    let encoded = bytes::BytesMut::from(bytes);
-    chunks.push_back(crate::outbox::Chunk::Encoded {
-        bytes: encoded,
-        messages: 0,
-        payload: 0,
-        reroutable: true,
-    });
-    decode(chunks).iter().map(payload).collect()
+/// The one-byte payloads of the DATA frames on `wire`; panics if the bytes
+/// do not decode (a frame cut into by another).
+fn payloads(wire: &[u8]) -> Vec<u8> {
+    use tokio_util::codec::Decoder;
+    let mut codec = smartsock_framing::Codec::new();
+    let mut bytes = bytes::BytesMut::from(wire);
+    let mut payloads = Vec::new();
+    while let Some(frame) = codec.decode_eof(&mut bytes).expect("the wire decodes") {
+        payloads.push(frame.payload()[0]);
+    }
+    payloads
 }
 
 #[test]
@@ -179,11 +185,13 @@ fn senders_writing_to_the_stream_themselves_keep_every_frame_once_and_in_order()
         let totals = Arc::default();
         let id = smartsock_framing::PeerId::from_bytes([1; 16]);
         let counters = Arc::new(crate::stats::PeerCounters::new(id, "x".into(), crate::Side::Bind, totals));
-        let direct = Direct { stream: Box::new(Wire(wire.clone())), counters };
+        let stream = Wire { bytes: wire.clone(), writes: loom::sync::atomic::AtomicUsize::new(0) };
+        let direct = Direct { stream: Box::new(stream), counters };
         let outbox = Arc::new(Outbox::new(4, usize::MAX, 4, usize::MAX).with_direct(direct));
         let room = Arc::new(RoomSignal::default());
-        // The writer, as `write_loop` is one: take, write, and only then
-        // park again (on an empty outbox: idle, so senders may write).
+        // The writer, as `write_loop` is one: take, write (a leading tail
+        // first), and only then park again (on an empty outbox: idle, so
+        // senders may write).
         let writer = {
             let (outbox, room, wire) = (outbox.clone(), room.clone(), wire.clone());
             thread::spawn(move || {
@@ -192,8 +200,16 @@ fn senders_writing_to_the_stream_themselves_keep_every_frame_once_and_in_order()
                     let open = block_on(std::future::poll_fn(|cx| {
                         outbox.poll_drain(cx, &room, &mut acks, &mut batch, &mut spare)
                     }));
-                    let written: Vec<u8> = decode(std::mem::take(&mut batch)).iter().map(payload).collect();
-                    wire.lock().unwrap().extend(written);
+                    let mut written = wire.lock().unwrap();
+                    for chunk in batch.drain(..) {
+                        match chunk {
+                            Chunk::Encoded { bytes, .. } | Chunk::Tail { bytes, .. } => {
+                                written.extend_from_slice(&bytes)
+                            }
+                            Chunk::Own(_) => unreachable!("small frames only"),
+                        }
+                    }
+                    drop(written);
                     if !open {
                         return;
                     }
@@ -219,18 +235,25 @@ fn senders_writing_to_the_stream_themselves_keep_every_frame_once_and_in_order()
         };
         first.join().unwrap();
         reply.join().unwrap();
-        // The connection ends once the senders are done.
-        let handed_back: Vec<u8> = outbox.close(&mut Vec::new()).iter().map(payload).collect();
+        // The socket closes once the senders are done: what is still queued
+        // (a sender's tail first) goes out last, in the writer's closing
+        // write (`write_loop`'s cancel branch).
+        let unsent = outbox.close_chunks(&mut Vec::new());
         writer.join().unwrap();
-        let wire = wire.lock().unwrap().clone();
+        let mut bytes = wire.lock().unwrap().clone();
+        for chunk in unsent {
+            match chunk {
+                Chunk::Encoded { bytes: run, .. } | Chunk::Tail { bytes: run, .. } => {
+                    bytes.extend_from_slice(&run)
+                }
+                Chunk::Own(_) => unreachable!("small frames only"),
+            }
+        }
+        let wire = payloads(&bytes);
         let in_order: Vec<u8> = wire.iter().copied().filter(|&n| n <= 3).collect();
         assert!(in_order.is_sorted(), "a sender's frames reach the wire in its order: {wire:?}");
-        let mut seen: Vec<u8> = wire.iter().chain(&handed_back).copied().collect();
+        let mut seen = wire.clone();
         seen.sort_unstable();
-        assert_eq!(
-            seen,
-            [1, 2, 3, 4],
-            "every frame exactly once: wire {wire:?}, handed back {handed_back:?}"
-        );
+        assert_eq!(seen, [1, 2, 3, 4], "every frame exactly once, whole: {wire:?}");
     });
 }

@@ -73,6 +73,9 @@ pub(crate) const VECTORED_MIN: usize = 16 * 1024;
 /// burst of big frames must not pin its buffer for the connection's life.
 const MAX_KEPT_ENCODED: usize = 1024 * 1024;
 
+/// A sender's encode buffer for its own writes larger than this is not kept.
+const MAX_KEPT_DIRECT: usize = 4 * 1024;
+
 /// What the writer takes out of the outbox, in order.
 #[derive(Debug)]
 pub(crate) enum Chunk {
@@ -349,6 +352,11 @@ impl Outbox {
         let wrote = direct.stream.write_now(buf);
         state.flush_due = !wrote.flushed;
         if wrote.bytes == buf.len() {
+            if buf.capacity() > MAX_KEPT_DIRECT {
+                // One large reply must not pin its buffer for the
+                // connection's life.
+                *buf = BytesMut::new();
+            }
             state.direct_written += u64::from(messages);
             return (messages, state.flush_due);
         }
@@ -392,12 +400,6 @@ impl Outbox {
     pub(crate) fn room(&self) -> usize {
         let state = self.lock();
         if state.closed || state.bytes >= self.max_bytes { 0 } else { self.max_frames - state.frames }
-    }
-
-    /// The writer is about to write something of its own (a heartbeat): no
-    /// sender may write to the stream until it parks again.
-    pub(crate) fn writer_busy(&self) {
-        self.lock().writer = None;
     }
 
     /// Frames queued now.
@@ -447,16 +449,20 @@ impl Outbox {
         if let waiting @ (Poll::Pending | Poll::Ready(false)) = ready_or_park(&mut state, cx) {
             return waiting;
         }
-        state.flush_due = false;
-        acks.extend(state.acks.drain(..));
-        if chunks.is_empty() {
-            std::mem::swap(chunks, &mut state.chunks);
-        } else {
-            chunks.extend(state.chunks.drain(..));
-        }
-        state.frames = 0;
-        state.bytes = 0;
+        take_all(&mut state, acks, chunks);
         Poll::Ready(true)
+    }
+
+    /// For the writer, about to write a heartbeat: from now until it parks
+    /// again no sender writes to the stream, and whatever is queued (the
+    /// tail of a sender's write first) is appended to `acks` and `chunks`,
+    /// to go out with it. Whether anything was taken.
+    pub(crate) fn take_for_heartbeat(&self, acks: &mut Vec<MsgId>, chunks: &mut VecDeque<Chunk>) -> bool {
+        let mut state = self.lock();
+        state.writer = None;
+        let queued = !state.acks.is_empty() || !state.chunks.is_empty();
+        take_all(&mut state, acks, chunks);
+        queued
     }
 
     /// The writer's step: [`poll_take`](Outbox::poll_take), then, after a
@@ -532,7 +538,23 @@ fn ready_or_park(state: &mut State, cx: &mut Context<'_>) -> Poll<bool> {
     Poll::Pending
 }
 
-/// The frames of `chunks`, in order.
+/// Moves everything queued to the writer's `acks` and `chunks` (swapping
+/// queues when `chunks` is empty, so that a batch costs no copy); the flush
+/// a sender left due is the writer's now, done after its write.
+fn take_all(state: &mut State, acks: &mut Vec<MsgId>, chunks: &mut VecDeque<Chunk>) {
+    state.flush_due = false;
+    acks.extend(state.acks.drain(..));
+    if chunks.is_empty() {
+        std::mem::swap(chunks, &mut state.chunks);
+    } else {
+        chunks.extend(state.chunks.drain(..));
+    }
+    state.frames = 0;
+    state.bytes = 0;
+}
+
+/// The frames of `chunks`, in order (a tail, part of a frame a sender
+/// wrote, is none: see [`Chunk::Tail`]).
 pub(crate) fn decode(chunks: VecDeque<Chunk>) -> Vec<Outgoing> {
     let mut frames = Vec::new();
     for chunk in chunks {

@@ -420,11 +420,11 @@ impl Transport {
     /// [`Event::PeerDisconnected`] (or [`Event::HandshakeRefused`], if it
     /// ended before the handshake completed).
     ///
-    /// Everything sent to such a peer goes out through its connection's
-    /// writer task. Over the transport's own TCP, Unix and in-process
-    /// connections, a reply is written by the task that sends it when the
-    /// writer is idle (one hand-off less per message); a stream of unknown
-    /// kind is not written to from outside its writer.
+    /// Everything sent to such a peer is written by its connection's writer
+    /// task: a stream of unknown kind is never written to from elsewhere.
+    /// (On the connections the transport opens or accepts itself over TCP,
+    /// Unix sockets and `inproc`, a reply may be written by the task that
+    /// sends it, when the writer is idle: one hand-off less.)
     pub fn attach<S>(&self, stream: S, side: Side) -> Result<String, TransportError>
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,

@@ -34,7 +34,8 @@ pub(crate) struct WriteLedger {
 }
 
 /// Drains the outbox in batches, one write each (ACKs first); sends a
-/// HEARTBEAT after the heartbeat interval with nothing sent; on close,
+/// HEARTBEAT after the heartbeat interval with nothing written by it (a
+/// sender's own writes do not count: a heartbeat more at worst); on close,
 /// flushes what is queued and shuts the write side down. The HELLO was the
 /// last frame sent before it starts.
 pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
@@ -74,7 +75,11 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
                 false
             }
             () = &mut idle => {
-                outbox.writer_busy();
+                // A sender may have just written part of a frame itself:
+                // its tail goes before the heartbeat.
+                if outbox.take_for_heartbeat(&mut acks, batch) {
+                    shared.room.notify();
+                }
                 heartbeat = true;
                 false
             }
@@ -419,6 +424,33 @@ mod tests {
             assert_eq!(unwritten, frames[2..]);
             assert!(ledger.unwritten.iter().all(|item| item.reroutable));
         }
+    }
+
+    #[tokio::test]
+    async fn a_senders_tail_goes_out_before_the_acks_and_heartbeat_then_the_rest() {
+        let tail = BytesMut::from(&b"tail"[..]);
+        let mut run = BytesMut::new();
+        data(9, 3).encode_into(&mut run);
+        let batch: VecDeque<Chunk> = [
+            Chunk::Tail { bytes: tail, messages: 1, payload: 1 },
+            Chunk::Encoded { bytes: run.clone(), messages: 1, payload: 3, reroutable: true },
+        ]
+        .into();
+        let id = MsgId::from_bytes([4; 16]);
+        let (mut wire, mut sent) = (Vec::new(), 0);
+        let mut encoder = BatchEncoder::default();
+        encoder.write(&mut wire, &[id], &batch, true, &mut sent).await.unwrap();
+        let mut expected = BytesMut::from(&b"tail"[..]);
+        Frame::Ack(id).encode_into(&mut expected);
+        Frame::Heartbeat.encode_into(&mut expected);
+        expected.extend_from_slice(&run);
+        assert_eq!(wire, expected);
+        // Of what the stream took, the chunks' bytes: the tail, then after
+        // the ACK and heartbeat, the rest.
+        let head = encoder.head.len();
+        assert_eq!(encoder.chunk_bytes_taken(&batch, 2), 2);
+        assert_eq!(encoder.chunk_bytes_taken(&batch, 4 + head), 4);
+        assert_eq!(encoder.chunk_bytes_taken(&batch, 4 + head + 5), 9);
     }
 
     #[tokio::test]
