@@ -176,6 +176,69 @@ mod tests {
         let stats = client.transport.stats();
         assert_eq!(stats.peers[0].traffic.messages_out, u64::from(ROUNDS) + 200);
     }
+
+    // Paused time, over an in-memory pipe: the writer's heartbeat clock.
+    #[tokio::test(start_paused = true)]
+    async fn a_senders_own_writes_put_the_writers_heartbeat_off() {
+        use std::sync::Arc;
+
+        use bytes::BytesMut;
+        use tokio::io::AsyncReadExt;
+        use tokio_util::codec::Decoder;
+
+        use crate::outbox::{Direct, Outbox};
+        use crate::writer::{WriteLedger, write_loop};
+
+        let config = TransportConfig { heartbeat_interval: Duration::from_secs(1), ..Default::default() };
+        let parts = Transport::new(config).unwrap();
+        let shared = parts.transport.shared.clone();
+        let (near, mut far) = tokio::io::duplex(1 << 16);
+        let mut writer = super::SharedWriter::new(near);
+        let id = smartsock_framing::PeerId::from_bytes([3; 16]);
+        let counters =
+            Arc::new(crate::stats::PeerCounters::new(id, "x".into(), crate::Side::Bind, Arc::default()));
+        let direct = Direct { stream: Box::new(writer.for_senders()), counters: counters.clone() };
+        let outbox = Arc::new(Outbox::new(16, 1 << 20, 16, 1 << 24).with_direct(direct));
+        let start = tokio::time::Instant::now();
+        let task = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move {
+                let mut ledger = WriteLedger::default();
+                write_loop(&shared, &mut writer, &outbox, &counters, &mut ledger, start).await
+            })
+        };
+        // What reached the far end: payloads, and heartbeats as 0.
+        let mut wire = BytesMut::new();
+        let mut codec = smartsock_framing::Codec::new();
+        let mut read = async |wire: &mut BytesMut| {
+            while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), far.read_buf(wire)).await {
+                assert!(n > 0);
+            }
+            let mut seen = Vec::new();
+            while let Some(frame) = codec.decode(wire).unwrap() {
+                seen.push(if matches!(frame, Frame::Heartbeat) { 0 } else { frame.payload()[0] });
+            }
+            seen
+        };
+        // A reply every 0.6 s for 3 s, each written by its sender: no
+        // heartbeat meanwhile.
+        let mut got = Vec::new();
+        for n in 1..=5u8 {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            outbox.arm_direct();
+            outbox.try_push_frame(&Frame::Data(vec![n].into()), true).unwrap();
+            got.extend(read(&mut wire).await);
+        }
+        assert_eq!(got, [1, 2, 3, 4, 5], "no heartbeat while senders write");
+        assert_eq!(outbox.direct_written(), 5);
+        // Then quiet: one heartbeat an interval after the last write.
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert_eq!(read(&mut wire).await, [], "not yet");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(read(&mut wire).await, [0], "one heartbeat");
+        parts.transport.close().await;
+        let _ = task.await;
+    }
 }
 
 #[cfg(test)]

@@ -196,6 +196,9 @@ struct State {
     flush_due: bool,
     /// Messages senders wrote themselves.
     direct_written: u64,
+    /// When a sender last wrote to the stream itself: the writer's
+    /// heartbeat waits an interval after it, as after its own writes.
+    direct_at: Option<tokio::time::Instant>,
     /// Where a sender encodes the frame it writes itself.
     direct_buf: BytesMut,
 }
@@ -213,6 +216,7 @@ impl Outbox {
                 spare: None,
                 flush_due: false,
                 direct_written: 0,
+                direct_at: None,
                 direct_buf: BytesMut::new(),
             }),
             max_frames,
@@ -245,6 +249,11 @@ impl Outbox {
     /// Messages senders wrote to the stream themselves.
     pub(crate) fn direct_written(&self) -> u64 {
         self.lock().direct_written
+    }
+
+    /// When a sender last wrote to the stream itself (any part of a frame).
+    pub(crate) fn last_direct_write(&self) -> Option<tokio::time::Instant> {
+        self.lock().direct_at
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -351,6 +360,9 @@ impl Outbox {
         frame.encode_into(buf);
         let wrote = direct.stream.write_now(buf);
         state.flush_due = !wrote.flushed;
+        if wrote.bytes > 0 {
+            state.direct_at = Some(tokio::time::Instant::now());
+        }
         if wrote.bytes == buf.len() {
             if buf.capacity() > MAX_KEPT_DIRECT {
                 // One large reply must not pin its buffer for the

@@ -34,8 +34,8 @@ pub(crate) struct WriteLedger {
 }
 
 /// Drains the outbox in batches, one write each (ACKs first); sends a
-/// HEARTBEAT after the heartbeat interval with nothing written by it (a
-/// sender's own writes do not count: a heartbeat more at worst); on close,
+/// HEARTBEAT after the heartbeat interval with nothing written (by it, or
+/// by a sender itself); on close,
 /// flushes what is queued and shuts the write side down. The HELLO was the
 /// last frame sent before it starts.
 pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
@@ -75,6 +75,15 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
                 false
             }
             () = &mut idle => {
+                // Senders' own writes count as traffic too: no heartbeat
+                // until an interval after the last of them.
+                if let Some(at) = outbox.last_direct_write() {
+                    let due = at + config.heartbeat_interval;
+                    if due > Instant::now() {
+                        idle.as_mut().reset(due);
+                        continue;
+                    }
+                }
                 // A sender may have just written part of a frame itself:
                 // its tail goes before the heartbeat.
                 if outbox.take_for_heartbeat(&mut acks, batch) {
