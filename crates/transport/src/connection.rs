@@ -15,9 +15,10 @@ use tokio_util::codec::Decoder;
 use tracing::{Instrument, debug, field, warn};
 
 use crate::admission::Ticket;
+use crate::chunk::Chunk;
 use crate::direct::SharedWriter;
 use crate::event::{DisconnectReason, DropReason, Event, RefusedReason, Side};
-use crate::outbox::{Chunk, Direct, Outbox};
+use crate::outbox::{Direct, Outbox};
 use crate::peer::{Orphans, Outgoing, PeerHandle};
 use crate::reader::{INITIAL_READ_BUFFER, read_loop};
 use crate::shared::Shared;

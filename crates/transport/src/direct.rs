@@ -252,7 +252,8 @@ mod outbox_tests {
     use bytes::BytesMut;
     use smartsock_framing::Frame;
 
-    use crate::outbox::{Chunk, Outbox, decode};
+    use crate::chunk::{Chunk, decode};
+    use crate::outbox::Outbox;
     use crate::stats::PeerCounters;
 
     /// A stream that takes at most `room` bytes a write (all it is asked

@@ -164,6 +164,7 @@
 
 mod address;
 mod admission;
+mod chunk;
 mod config;
 mod connection;
 mod direct;
@@ -177,6 +178,7 @@ mod loom_model;
 mod outbox;
 mod peer;
 mod peer_info;
+mod per_second;
 mod reader;
 mod reconnect;
 mod room;

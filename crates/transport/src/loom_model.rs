@@ -27,8 +27,9 @@ use loom::future::block_on;
 use loom::thread;
 use smartsock_framing::Frame;
 
+use crate::chunk::{Chunk, decode};
 use crate::direct::{WriteNow, WroteNow};
-use crate::outbox::{Chunk, Direct, Outbox, TrySendError, decode};
+use crate::outbox::{Direct, Outbox, TrySendError};
 use crate::peer::Outgoing;
 use crate::room::{RoomSignal, RoomWaiter};
 

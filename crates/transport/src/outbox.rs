@@ -29,6 +29,7 @@ use bytes::{Buf, BytesMut};
 use smartsock_framing::{Frame, MsgId};
 use tracing::warn;
 
+use crate::chunk::{Chunk, decode, is_message};
 use crate::direct::WriteNow;
 use crate::peer::Outgoing;
 use crate::room::RoomSignal;
@@ -75,71 +76,6 @@ const MAX_KEPT_ENCODED: usize = 1024 * 1024;
 
 /// A sender's encode buffer for its own writes larger than this is not kept.
 const MAX_KEPT_DIRECT: usize = 4 * 1024;
-
-/// What the writer takes out of the outbox, in order.
-#[derive(Debug)]
-pub(crate) enum Chunk {
-    /// Small frames encoded back to back, all equally reroutable.
-    Encoded {
-        bytes: BytesMut,
-        /// DATA and DATA_REQ frames in `bytes`.
-        messages: u32,
-        /// Their payload bytes.
-        payload: usize,
-        reroutable: bool,
-    },
-    /// A frame with a large payload, written from the payload's own buffer.
-    Own(Outgoing),
-    /// The rest of a frame a sender began to write itself (the stream took
-    /// only part of it): written first, and if the connection ends before
-    /// it is, lost like a frame cut in a write.
-    Tail {
-        bytes: BytesMut,
-        /// 1 for a DATA or DATA_REQ frame.
-        messages: u32,
-        payload: usize,
-    },
-}
-
-impl Chunk {
-    /// The DATA and DATA_REQ frames in the chunk.
-    pub(crate) fn messages(&self) -> u64 {
-        match self {
-            Self::Encoded { messages, .. } | Self::Tail { messages, .. } => u64::from(*messages),
-            Self::Own(item) => u64::from(is_message(&item.frame)),
-        }
-    }
-
-    /// Their payload bytes.
-    pub(crate) fn payload_bytes(&self) -> u64 {
-        match self {
-            Self::Encoded { payload, .. } | Self::Tail { payload, .. } => *payload as u64,
-            Self::Own(item) if is_message(&item.frame) => item.frame.payload().len() as u64,
-            Self::Own(_) => 0,
-        }
-    }
-
-    /// The frames of the chunk again, appended to `out` (a tail is not
-    /// one: see [`Outbox::close_chunks`]).
-    pub(crate) fn decode_into(self, out: &mut Vec<Outgoing>) {
-        match self {
-            Self::Own(item) => out.push(item),
-            Self::Tail { .. } => {}
-            Self::Encoded { mut bytes, reroutable, .. } => {
-                // Our own encoding, so it parses; a frame that would not is
-                // left out rather than guessed at.
-                let mut codec = smartsock_framing::Codec::builder().max_frame_length(usize::MAX >> 1).build();
-                while let Ok(Some(frame)) = tokio_util::codec::Decoder::decode(&mut codec, &mut bytes) {
-                    out.push(Outgoing { frame, reroutable });
-                }
-            }
-        }
-    }
-}
-
-fn is_message(frame: &Frame) -> bool {
-    matches!(frame, Frame::Data(_) | Frame::DataReq { .. })
-}
 
 /// Why [`PeerHandle::try_send_frame`](crate::PeerHandle::try_send_frame)
 /// did not queue a frame (the caller still holds it).
@@ -294,7 +230,7 @@ impl Outbox {
             let (written, wake_writer) = Self::write_direct(&mut state, direct, frame, reroutable);
             let writer = if wake_writer { state.writer.take() } else { None };
             drop(state);
-            direct.counters.wrote(u64::from(written), if written > 0 { payload as u64 } else { 0 });
+            direct.counters.wrote(u64::from(written), payload as u64);
             if let Some(writer) = writer {
                 writer.wake();
             }
@@ -563,16 +499,6 @@ fn take_all(state: &mut State, acks: &mut Vec<MsgId>, chunks: &mut VecDeque<Chun
     }
     state.frames = 0;
     state.bytes = 0;
-}
-
-/// The frames of `chunks`, in order (a tail, part of a frame a sender
-/// wrote, is none: see [`Chunk::Tail`]).
-pub(crate) fn decode(chunks: VecDeque<Chunk>) -> Vec<Outgoing> {
-    let mut frames = Vec::new();
-    for chunk in chunks {
-        chunk.decode_into(&mut frames);
-    }
-    frames
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use crate::MAX_DURATION;
 use crate::event::{DisconnectReason, DropReason, Event};
 use crate::outbox::Outbox;
 use crate::peer::{AckHandle, Incoming};
+use crate::per_second::PerSecond;
 use crate::shared::Shared;
 use crate::stats::PeerCounters;
 
@@ -104,8 +105,8 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
             }
             decoded += 1;
             // The usual frames, whole DATA, DATA_REQ and (for a sink) ACK,
-            // by the codec's shortcuts: no `Frame` made, no result to unwrap (a quarter of
-            // the receiver's time on 64-byte messages).
+            // by the codec's shortcuts: no `Frame` made, no result to unwrap
+            // (a quarter of the receiver's time on 64-byte messages).
             let incoming = if let Some(payload) = codec.next_whole_data(read_buf) {
                 frame_completed = true;
                 received = true;
@@ -406,41 +407,6 @@ fn size_read_buffer(read_buf: &mut BytesMut, envelope: Option<usize>, oversized:
         }
     }
     *oversized |= read_buf.capacity() > MAX_KEPT_BUFFER;
-}
-
-/// Counts frames of one kind a connection sent within a second, and
-/// closes it past a limit.
-struct PerSecond {
-    limit: usize,
-    what: &'static str,
-    window_start: Instant,
-    count: usize,
-}
-
-impl PerSecond {
-    fn new(limit: usize, what: &'static str) -> Self {
-        Self { limit, what, window_start: Instant::now(), count: 0 }
-    }
-
-    fn add(&mut self, count: usize) -> Result<(), DisconnectReason> {
-        if count == 0 {
-            return Ok(());
-        }
-        // The clock is read only for reads that carried such frames.
-        let now = Instant::now();
-        if now.duration_since(self.window_start) >= std::time::Duration::from_secs(1) {
-            self.window_start = now;
-            self.count = 0;
-        }
-        self.count += count;
-        if self.count > self.limit {
-            return Err(DisconnectReason::Protocol(format!(
-                "more than {} {} within a second",
-                self.limit, self.what
-            )));
-        }
-        Ok(())
-    }
 }
 
 /// The ACK of a DATA_REQ that just arrived, sent now if `on_arrival`.

@@ -9,8 +9,9 @@ use smartsock_framing::{Frame, FrameHeader, LENGTH_PREFIX_LEN, MsgId};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, sleep_until};
 
+use crate::chunk::Chunk;
 use crate::event::DisconnectReason;
-use crate::outbox::{Chunk, Outbox, Queued};
+use crate::outbox::{Outbox, Queued};
 use crate::peer::Outgoing;
 use crate::reader::MAX_KEPT_BUFFER;
 use crate::shared::Shared;
