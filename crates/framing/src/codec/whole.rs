@@ -12,9 +12,9 @@ use crate::{FrameKind, LENGTH_PREFIX_LEN, MsgId};
 impl Codec {
     /// The payload of the next frame, split off `src`, if that frame is a
     /// DATA frame already whole there; else `None`, with `src` untouched,
-    /// for [`decode`](Decoder::decode) to take whatever comes next (and to
+    /// for [`decode`](tokio_util::codec::Decoder::decode) to take whatever comes next (and to
     /// refuse what is malformed). The receive path's shortcut for the frame
-    /// it sees most: no [`Frame`] is made, and no result wraps it.
+    /// it sees most: no [`Frame`](crate::Frame) is made, and no result wraps it.
     ///
     /// ```
     /// use bytes::BytesMut;
