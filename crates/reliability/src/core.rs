@@ -3,17 +3,16 @@
 //! and the driver task.
 //!
 //! Per message, sending costs two short locks: one for an id (a counter and
-//! a random tag) before the send, one to insert the request in a table
-//! keyed by the counter after it (so the route only borrows the request,
-//! and the payload is kept without being shared). No timer entry, no
+//! a random tag) before the send, one to insert the request in the table
+//! of pending messages, a ring indexed by the counter, after it (so the
+//! route only borrows the request, and the payload is kept without being
+//! shared). No timer entry, no
 //! channel, no clock read: the driver cuts the stream of counters into
 //! coarse time buckets on its own ticks, and every message of a bucket
 //! shares one deadline. ACKs arrive in batches, one lock per read; an ACK
 //! counts if its id is exactly that of a pending message.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -26,67 +25,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::AtLeastOnceConfig;
+use crate::pending::{Pending, PendingTable, SeqMap, request_id};
 use crate::stats::AtLeastOnceStats;
-
-/// Fibonacci hashing of counters: spreads consecutive keys over the whole
-/// table; the keys are ours, so there is nothing to defend against.
-#[derive(Default)]
-pub(crate) struct SeqHasher(u64);
-
-impl Hasher for SeqHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
 
 /// Maps by peer identity, touched once or twice per message: a fast hash,
 /// seeded per map so that peers (who choose their identities) cannot aim
 /// at its collisions; the maps hold at most one entry per peer.
 pub(crate) type PeerMap<V> = HashMap<PeerId, V, foldhash::fast::RandomState>;
-
-/// One message waiting for its ACK.
-pub(crate) struct Pending {
-    /// The DATA_REQ, as sent.
-    pub(crate) message: Message,
-    pub(crate) attempts: u32,
-    /// When its first send's bucket was cut (no earlier than the send);
-    /// `None` until the driver has seen it.
-    pub(crate) first_sent: Option<Instant>,
-    /// The peer it went to last, when the route said so; an ACK from any
-    /// other peer does not count.
-    pub(crate) peer: Option<PeerId>,
-    /// When it was last sent, in send order (first sends and resends share
-    /// one counter): a peer that has acknowledged only messages sent before
-    /// this one is still working through its queue.
-    pub(crate) order: u64,
-}
-
-impl Pending {
-    /// The id the message went out with.
-    pub(crate) fn id(&self) -> Option<MsgId> {
-        request_id(&self.message)
-    }
-}
-
-/// The id a DATA_REQ goes out with (`None` for any other frame).
-fn request_id(message: &Message) -> Option<MsgId> {
-    match message.frame {
-        Frame::DataReq { id, .. } => Some(id),
-        _ => None,
-    }
-}
 
 /// What a peer last acknowledged.
 #[derive(Clone, Copy)]
@@ -106,7 +51,7 @@ pub(crate) struct Table {
     sent: u64,
     /// The next send order (see [`Pending::order`]).
     pub(crate) next_order: u64,
-    pub(crate) pending: SeqMap<Pending>,
+    pub(crate) pending: PendingTable,
     /// Sends reserved by `poll_ready` and not made yet.
     pub(crate) reserved: usize,
     /// Messages tracked by the direct path and not handed over yet (see
@@ -201,13 +146,16 @@ pub(crate) struct Core {
 
 impl Core {
     pub(crate) fn new(config: AtLeastOnceConfig) -> Arc<Self> {
+        // Twice the limit: ACKs that come back out of order by up to that
+        // many sends leave the ring alone.
+        let ring_span = config.max_in_flight.saturating_mul(2);
         Arc::new(Self {
             config,
             table: Mutex::new(Table {
                 next_seq: 0,
                 sent: 0,
                 next_order: 0,
-                pending: SeqMap::default(),
+                pending: PendingTable::new(ring_span),
                 reserved: 0,
                 in_send: 0,
                 early_acks: SeqMap::default(),
@@ -428,7 +376,7 @@ impl Core {
     /// Message `seq`, resent at its `attempts`th send, went to `peer`.
     pub(crate) fn resent_to(&self, seq: u64, attempts: u32, peer: PeerId) {
         let mut table = self.table();
-        if let Some(entry) = table.pending.get_mut(&seq) {
+        if let Some(entry) = table.pending.get_mut(seq) {
             if entry.attempts == attempts && entry.peer.is_none() {
                 entry.peer = Some(peer);
                 table.hold(peer);
@@ -441,7 +389,7 @@ impl Core {
     /// stands, and tries again.
     pub(crate) fn resend_not_made(&self, seq: u64, attempts: u32) {
         let mut table = self.table();
-        let Some(entry) = table.pending.get_mut(&seq) else { return };
+        let Some(entry) = table.pending.get_mut(seq) else { return };
         if entry.attempts != attempts || attempts <= 1 {
             return;
         }
@@ -476,7 +424,7 @@ impl Core {
 
     pub(crate) fn forget(&self, seq: u64) {
         let mut table = self.table();
-        let removed = table.pending.remove(&seq).map(|entry| table.release(entry.peer)).is_some();
+        let removed = table.pending.remove(seq).map(|entry| table.release(entry.peer)).is_some();
         let empty = table.pending.is_empty();
         drop(table);
         if removed {
@@ -536,12 +484,11 @@ impl AckSink for Core {
             // An ACK counts only with the message's whole id, and only from
             // the peer the message last went to (when the route said which).
             let seq = Self::seq_of(id);
-            if let Entry::Occupied(entry) = table.pending.entry(seq) {
-                let pending = entry.get();
+            if let Some(pending) = table.pending.get(seq) {
                 if pending.id() == Some(id) && pending.peer.is_none_or(|to| to == peer) {
                     newest = newest.max(Some(pending.order));
                     released += usize::from(pending.peer.is_some());
-                    entry.remove();
+                    table.pending.remove(seq);
                     acked += 1;
                     continue;
                 }

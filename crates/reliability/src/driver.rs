@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 use tracing::{debug, warn};
 
-use crate::core::{Core, Pending, Table};
+use crate::core::{Core, Table};
+use crate::pending::Pending;
 
 /// A message that ran out of attempts (or was still unacknowledged when the
 /// sender shut down), handed back to the application.
@@ -314,7 +315,7 @@ pub(crate) async fn drive<R: Resend>(core: Arc<Core>, mut resender: R, parts: Dr
         let mut table = core.table();
         // From here on a hand-over is refused (see `Core::sent_to`).
         table.drained = true;
-        table.pending.drain().collect()
+        table.pending.drain()
     };
     for (seq, entry) in pending {
         give_up(request_id(&entry.message, seq), entry);
@@ -348,7 +349,7 @@ fn cut_and_collect(core: &Core, table: &mut Table, now: Instant) -> Due {
         }
         table.cuts.pop_front();
         for seq in table.unchecked..end {
-            if let Some(entry) = table.pending.get_mut(&seq) {
+            if let Some(entry) = table.pending.get_mut(seq) {
                 entry.first_sent = Some(cut);
             }
             check(core, table, now, seq, 1, &mut due);
@@ -370,7 +371,7 @@ fn cut_and_collect(core: &Core, table: &mut Table, now: Instant) -> Due {
 /// postpone it, or give it up.
 fn check(core: &Core, table: &mut Table, now: Instant, seq: u64, attempts: u32, due: &mut Due) {
     let config = &core.config;
-    let Some(entry) = table.pending.get(&seq) else { return };
+    let Some(entry) = table.pending.get(seq) else { return };
     if entry.attempts != attempts {
         // Resent since (its peer left): a later deadline stands.
         return;
@@ -378,7 +379,7 @@ fn check(core: &Core, table: &mut Table, now: Instant, seq: u64, attempts: u32, 
     let first_sent = entry.first_sent.unwrap_or(now);
     let give_up_at = first_sent + config.give_up_after;
     if entry.attempts >= config.max_attempts || now >= give_up_at {
-        let entry = table.pending.remove(&seq).expect("present");
+        let entry = table.pending.remove(seq).expect("present");
         table.release(entry.peer);
         due.give_up.push((request_id(&entry.message, seq), entry));
         return;
@@ -389,7 +390,7 @@ fn check(core: &Core, table: &mut Table, now: Instant, seq: u64, attempts: u32, 
         progress.at + config.resend_timeout > now && progress.newest < entry.order
     });
     let next = (now + config.resend_timeout).min(give_up_at);
-    let entry = table.pending.get_mut(&seq).expect("present");
+    let entry = table.pending.get_mut(seq).expect("present");
     if still_working {
         core.stats.postponed.fetch_add(1, Ordering::Relaxed);
         table.resends.push_back((next, seq, entry.attempts));
@@ -423,11 +424,11 @@ fn lost_with_peer(core: &Core, table: &mut Table, gone: Option<PeerId>, transpor
         .pending
         .iter()
         .filter(|(_, entry)| entry.peer.is_some_and(has_gone))
-        .map(|(&seq, _)| seq)
+        .map(|(seq, _)| seq)
         .collect();
     lost.sort_unstable();
     for seq in lost {
-        let entry = table.pending.get_mut(&seq).expect("listed");
+        let entry = table.pending.get_mut(seq).expect("listed");
         if entry.attempts >= core.config.max_attempts {
             // Its deadline gives it up.
             continue;

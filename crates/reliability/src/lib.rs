@@ -129,6 +129,7 @@ mod at_least_once;
 mod config;
 mod core;
 mod driver;
+mod pending;
 mod receive;
 mod stats;
 

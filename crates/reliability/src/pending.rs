@@ -1,0 +1,334 @@
+//! The messages waiting for their ACKs, by counter.
+//!
+//! Counters are handed out in order and ACKs come back mostly in order, so
+//! the table is a ring indexed by counter: a send writes at its back, an
+//! ACK clears a slot near its front, and the cleared front is dropped. Both
+//! touch memory that was just touched, where a hash table keyed by counter
+//! wrote every entry to a cold slot of its own (the insert's copy into
+//! that slot was a fifth of the at-least-once sender's bookkeeping).
+//!
+//! What the ring cannot hold goes to a small map: a message whose slot was
+//! dropped before its hand-over (counters taken in one order and handed
+//! over in another), and the oldest messages once the ring would span more
+//! than its limit. So one message that is never acknowledged costs a map
+//! entry, not a ring that grows with every message sent after it.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use smartsock_patterns::Message;
+use smartsock_transport::{Frame, MsgId, PeerId};
+use tokio::time::Instant;
+
+/// Fibonacci hashing of counters: spreads consecutive keys over the whole
+/// table; the keys are ours, so there is nothing to defend against.
+#[derive(Default)]
+pub(crate) struct SeqHasher(u64);
+
+impl Hasher for SeqHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+pub(crate) type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
+
+/// One message waiting for its ACK.
+pub(crate) struct Pending {
+    /// The DATA_REQ, as sent.
+    pub(crate) message: Message,
+    pub(crate) attempts: u32,
+    /// When its first send's bucket was cut (no earlier than the send);
+    /// `None` until the driver has seen it.
+    pub(crate) first_sent: Option<Instant>,
+    /// The peer it went to last, when the route said so; an ACK from any
+    /// other peer does not count.
+    pub(crate) peer: Option<PeerId>,
+    /// When it was last sent, in send order (first sends and resends share
+    /// one counter): a peer that has acknowledged only messages sent before
+    /// this one is still working through its queue.
+    pub(crate) order: u64,
+}
+
+impl Pending {
+    /// The id the message went out with.
+    pub(crate) fn id(&self) -> Option<MsgId> {
+        request_id(&self.message)
+    }
+}
+
+/// The id a DATA_REQ goes out with (`None` for any other frame).
+pub(crate) fn request_id(message: &Message) -> Option<MsgId> {
+    match message.frame {
+        Frame::DataReq { id, .. } => Some(id),
+        _ => None,
+    }
+}
+
+/// The pending messages by counter: a ring from `base`, and a map for what
+/// lies before it.
+pub(crate) struct PendingTable {
+    /// The counter of `ring[0]`.
+    base: u64,
+    /// Slot `i` holds message `base + i`, or nothing (acknowledged, given
+    /// up, not handed over yet, or never sent). Never starts with an empty
+    /// slot, and never spans more than `span_limit` counters.
+    ring: VecDeque<Option<Pending>>,
+    /// Pending messages below `base`.
+    before: SeqMap<Pending>,
+    /// Entries in the ring and in `before`.
+    len: usize,
+    span_limit: usize,
+}
+
+impl PendingTable {
+    /// A table whose ring spans at most `span_limit` counters (at least 1).
+    pub(crate) fn new(span_limit: usize) -> Self {
+        Self {
+            base: 0,
+            ring: VecDeque::new(),
+            before: SeqMap::default(),
+            len: 0,
+            span_limit: span_limit.max(1),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Index of `seq` in the ring, if it lies at or past `base`.
+    fn index(&self, seq: u64) -> Option<usize> {
+        seq.checked_sub(self.base).map(|offset| usize::try_from(offset).unwrap_or(usize::MAX))
+    }
+
+    /// Puts message `seq` in the table (replacing one of the same counter).
+    pub(crate) fn insert(&mut self, seq: u64, entry: Pending) {
+        let Some(index) = self.index(seq) else {
+            if self.before.insert(seq, entry).is_none() {
+                self.len += 1;
+            }
+            return;
+        };
+        if index >= self.span_limit {
+            // The ring would span too far: its oldest messages move out.
+            self.move_before(seq - (self.span_limit as u64 - 1));
+        }
+        if self.ring.is_empty() {
+            // The ring starts at this message (never with an empty slot).
+            self.base = seq;
+        }
+        let index = self.index(seq).expect("at or past the base");
+        if index < self.ring.len() {
+            if self.ring[index].replace(entry).is_none() {
+                self.len += 1;
+            }
+            return;
+        }
+        // Past the back (usually just past it): empty slots for the
+        // counters in between, taken but not handed over yet.
+        self.ring.resize_with(index, || None);
+        self.ring.push_back(Some(entry));
+        self.len += 1;
+    }
+
+    /// Moves every message below `new_base` to the map, and the ring's
+    /// start to `new_base` (or past the empty slots after it).
+    fn move_before(&mut self, new_base: u64) {
+        while self.base < new_base {
+            let Some(slot) = self.ring.pop_front() else {
+                self.base = new_base;
+                break;
+            };
+            if let Some(entry) = slot {
+                self.before.insert(self.base, entry);
+            }
+            self.base += 1;
+        }
+        self.trim_front();
+    }
+
+    /// Drops the empty slots at the ring's start.
+    fn trim_front(&mut self) {
+        while let Some(None) = self.ring.front() {
+            self.ring.pop_front();
+            self.base += 1;
+        }
+    }
+
+    pub(crate) fn get(&self, seq: u64) -> Option<&Pending> {
+        match self.index(seq) {
+            Some(index) => self.ring.get(index)?.as_ref(),
+            None => self.before.get(&seq),
+        }
+    }
+
+    pub(crate) fn get_mut(&mut self, seq: u64) -> Option<&mut Pending> {
+        match self.index(seq) {
+            Some(index) => self.ring.get_mut(index)?.as_mut(),
+            None => self.before.get_mut(&seq),
+        }
+    }
+
+    pub(crate) fn remove(&mut self, seq: u64) -> Option<Pending> {
+        let entry = match self.index(seq) {
+            Some(0) => {
+                let entry = self.ring.front_mut()?.take();
+                self.trim_front();
+                entry
+            }
+            Some(index) => self.ring.get_mut(index)?.take(),
+            None => self.before.remove(&seq),
+        };
+        self.len -= usize::from(entry.is_some());
+        entry
+    }
+
+    /// Every pending message with its counter, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &Pending)> {
+        let ring = self.ring.iter().zip(self.base..).filter_map(|(slot, seq)| Some((seq, slot.as_ref()?)));
+        ring.chain(self.before.iter().map(|(&seq, entry)| (seq, entry)))
+    }
+
+    /// Takes every pending message out, in counter order.
+    pub(crate) fn drain(&mut self) -> Vec<(u64, Pending)> {
+        let mut all: Vec<(u64, Pending)> = self.before.drain().collect();
+        let base = self.base;
+        all.extend(self.ring.drain(..).zip(base..).filter_map(|(slot, seq)| Some((seq, slot?))));
+        all.sort_unstable_by_key(|&(seq, _)| seq);
+        self.len = 0;
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bytes::Bytes;
+    use smartsock_patterns::Destination;
+
+    use super::*;
+
+    fn entry(seq: u64) -> Pending {
+        let mut id = [0; 16];
+        id[..8].copy_from_slice(&seq.to_be_bytes());
+        let frame = Frame::DataReq { id: MsgId::from_bytes(id), payload: Bytes::new() };
+        Pending {
+            message: Message { to: Destination::AnyOne, frame },
+            attempts: 1,
+            first_sent: None,
+            peer: None,
+            order: seq,
+        }
+    }
+
+    fn counters(table: &PendingTable) -> Vec<u64> {
+        let mut seqs: Vec<u64> = table
+            .iter()
+            .map(|(seq, entry)| {
+                assert_eq!(entry.order, seq, "each entry under its own counter");
+                seq
+            })
+            .collect();
+        seqs.sort_unstable();
+        seqs
+    }
+
+    #[test]
+    fn the_ring_spans_exactly_its_limit_and_one_more_moves_the_oldest_out() {
+        let mut table = PendingTable::new(4);
+        for seq in 10..14 {
+            table.insert(seq, entry(seq));
+        }
+        assert_eq!((table.base, table.ring.len(), table.before.len()), (10, 4, 0));
+        table.insert(14, entry(14));
+        assert_eq!((table.base, table.ring.len(), table.before.len()), (11, 4, 1));
+        assert_eq!(table.get(10).map(|e| e.order), Some(10), "moved, still found");
+        assert_eq!(counters(&table), vec![10, 11, 12, 13, 14]);
+        // A far jump moves everything out.
+        table.insert(100, entry(100));
+        assert_eq!((table.base, table.ring.len(), table.before.len()), (100, 1, 5));
+        assert_eq!(table.len(), 6);
+        assert_eq!(table.remove(10).map(|e| e.order), Some(10));
+        assert_eq!(table.remove(10).map(|e| e.order), None);
+        assert_eq!(table.len(), 5);
+    }
+
+    #[test]
+    fn the_ring_drops_its_cleared_front_and_a_late_hand_over_goes_before_it() {
+        let mut table = PendingTable::new(8);
+        // 0 is taken but handed over late; 1..4 are in.
+        for seq in 1..4 {
+            table.insert(seq, entry(seq));
+        }
+        assert_eq!(table.base, 1);
+        table.remove(2);
+        assert_eq!((table.base, table.ring.len()), (1, 3), "a hole in the middle stays");
+        table.remove(1);
+        assert_eq!((table.base, table.ring.len()), (3, 1), "the cleared front goes");
+        table.insert(0, entry(0));
+        assert_eq!(table.before.len(), 1);
+        assert_eq!(counters(&table), vec![0, 3]);
+        let drained: Vec<u64> = table.drain().into_iter().map(|(seq, _)| seq).collect();
+        assert_eq!(drained, vec![0, 3]);
+        assert!(table.is_empty());
+    }
+
+    /// The table against a plain ordered map, over inserts in and out of
+    /// order, removals near the front and far from it, and jumps past the
+    /// ring's limit.
+    #[test]
+    fn the_table_agrees_with_an_ordered_map() {
+        let mut table = PendingTable::new(16);
+        let mut model: BTreeMap<u64, ()> = BTreeMap::new();
+        let mut next = 0u64;
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for step in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let pick = state % 100;
+            if pick < 45 {
+                // A send, at times handed over out of order, at times far on.
+                let seq = match pick {
+                    0..=4 => next.saturating_sub(state >> 8 & 31),
+                    5 => next + 40,
+                    _ => next,
+                };
+                next = next.max(seq + 1);
+                table.insert(seq, entry(seq));
+                model.insert(seq, ());
+            } else if let Some(&oldest) = model.keys().next() {
+                // An ACK: mostly of old messages, at times of any.
+                let seq = if pick < 80 {
+                    oldest + (state >> 8 & 3)
+                } else {
+                    oldest + (state >> 8) % (next - oldest)
+                };
+                assert_eq!(table.remove(seq).is_some(), model.remove(&seq).is_some(), "step {step}");
+            }
+            assert_eq!(table.len(), model.len(), "step {step}");
+            assert!(table.ring.len() <= 16, "step {step}: the ring spans {}", table.ring.len());
+            assert!(!matches!(table.ring.front(), Some(None)), "step {step}: starts with an empty slot");
+            assert!(table.before.keys().all(|&seq| seq < table.base), "step {step}");
+            if step % 1000 == 0 {
+                assert_eq!(counters(&table), model.keys().copied().collect::<Vec<_>>(), "step {step}");
+            }
+        }
+    }
+}
