@@ -253,7 +253,7 @@ mod outbox_tests {
     use smartsock_framing::Frame;
 
     use crate::chunk::{Chunk, decode};
-    use crate::outbox::Outbox;
+    use crate::outbox::{Outbox, VECTORED_MIN};
     use crate::stats::PeerCounters;
 
     /// A stream that takes at most `room` bytes a write (all it is asked
@@ -334,17 +334,21 @@ mod outbox_tests {
                     Chunk::Encoded { bytes, .. } | Chunk::Tail { bytes, .. } => {
                         wire.extend_from_slice(&bytes)
                     }
-                    Chunk::Own(_) => unreachable!("small frames only"),
+                    Chunk::Own(item) => wire.extend_from_slice(&encoded(&item.frame)),
                 }
             }
             wire
         }
     }
 
-    fn data(byte: u8) -> Vec<u8> {
+    fn encoded(frame: &Frame) -> Vec<u8> {
         let mut encoded = BytesMut::new();
-        Frame::Data(bytes::Bytes::from(vec![byte])).encode_into(&mut encoded);
+        frame.encode_into(&mut encoded);
         encoded.to_vec()
+    }
+
+    fn data(byte: u8) -> Vec<u8> {
+        encoded(&Frame::Data(bytes::Bytes::from(vec![byte])))
     }
 
     #[test]
@@ -368,6 +372,32 @@ mod outbox_tests {
         direct.push(4);
         assert_eq!(*direct.wire.lock().unwrap(), [data(1), data(4)].concat());
         assert_eq!(direct.outbox.direct_written(), 2);
+    }
+
+    #[test]
+    fn a_sender_writes_payloads_below_the_vectored_size_and_leaves_the_rest_to_the_writer() {
+        // The cut-off is on the payload, not on the encoded frame: the
+        // largest frame a sender writes is longer than VECTORED_MIN.
+        let largest = Frame::Data(vec![1; VECTORED_MIN - 1].into());
+        assert!(largest.encoded_len() > VECTORED_MIN);
+        let direct = Direct::new(usize::MAX, true);
+        direct.outbox.try_push_frame(&largest, true).unwrap();
+        // Lengths first, and the bytes without printing 16 KiB on failure.
+        let wire = direct.wire.lock().unwrap().clone();
+        assert_eq!(wire.len(), largest.encoded_len(), "written by the sender");
+        assert!(wire == encoded(&largest));
+        assert_eq!((direct.outbox.len(), direct.wakes()), (0, 0), "nothing queued, the writer left parked");
+        assert_eq!(direct.outbox.direct_written(), 1);
+
+        let smallest = Frame::Data(vec![2; VECTORED_MIN].into());
+        let direct = Direct::new(usize::MAX, true);
+        direct.outbox.try_push_frame(&smallest, true).unwrap();
+        assert!(direct.wire.lock().unwrap().is_empty(), "not written by the sender");
+        assert_eq!((direct.outbox.len(), direct.wakes()), (1, 1), "queued, and the writer woken");
+        let taken = direct.take();
+        assert_eq!(taken.len(), smallest.encoded_len(), "written by the writer");
+        assert!(taken == encoded(&smallest));
+        assert_eq!(direct.outbox.direct_written(), 0);
     }
 
     #[test]

@@ -527,4 +527,38 @@ mod tests {
         assert!(keeps_a_spare_of(MAX_KEPT_ENCODED));
         assert!(!keeps_a_spare_of(MAX_KEPT_ENCODED + 1));
     }
+
+    /// A stream that takes every byte it is given.
+    struct TakesAll;
+
+    impl WriteNow for TakesAll {
+        fn write_now(&self, bytes: &[u8]) -> crate::direct::WroteNow {
+            crate::direct::WroteNow { bytes: bytes.len(), flushed: true }
+        }
+    }
+
+    /// A sender writes a small frame itself with an encode buffer of
+    /// `capacity` bytes (grown by an earlier, larger write); whether the
+    /// outbox kept that buffer for the next one.
+    fn keeps_a_direct_buffer_of(capacity: usize) -> bool {
+        let id = smartsock_framing::PeerId::from_bytes([5; 16]);
+        let counters = PeerCounters::new(id, "x".into(), crate::Side::Connect, Default::default());
+        let direct = Direct { stream: Box::new(TakesAll), counters: std::sync::Arc::new(counters) };
+        let outbox = Outbox::new(16, 1 << 20, 16, 1 << 24).with_direct(direct);
+        assert!(outbox.poll_queued(&mut Context::from_waker(Waker::noop())).is_pending());
+        outbox.arm_direct();
+        outbox.lock().direct_buf = BytesMut::with_capacity(capacity);
+        assert_eq!(outbox.lock().direct_buf.capacity(), capacity);
+        outbox.try_push_frame(&Frame::Data(vec![1].into()), true).unwrap();
+        assert_eq!(outbox.direct_written(), 1, "written by the sender");
+        // Clearing keeps the capacity and a 1-byte frame needs no more: any
+        // other capacity means the buffer was let go.
+        outbox.lock().direct_buf.capacity() == capacity
+    }
+
+    #[test]
+    fn a_senders_encode_buffer_is_kept_up_to_its_bound_and_not_past_it() {
+        assert!(keeps_a_direct_buffer_of(MAX_KEPT_DIRECT));
+        assert!(!keeps_a_direct_buffer_of(MAX_KEPT_DIRECT + 1));
+    }
 }
