@@ -118,6 +118,38 @@ impl Table {
     }
 }
 
+/// The DATA message a DATA_REQ was made from.
+fn data_of(request: Message) -> Message {
+    let frame = match request.frame {
+        Frame::DataReq { payload, .. } => Frame::Data(payload),
+        other => other,
+    };
+    Message { to: request.to, frame }
+}
+
+/// Where the DATA_REQ went, as the `send` of
+/// [`AtLeastOnceHandle::try_send_tracked`](crate::AtLeastOnceHandle::try_send_tracked) reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Went {
+    /// Out (into a peer's queue, or a buffer that sends it later), to this
+    /// peer when the route said which: an ACK then counts only from it.
+    To(Option<PeerId>),
+    /// Nowhere: it was not sent.
+    Nowhere,
+}
+
+/// Why [`AtLeastOnceHandle::try_send_tracked`](crate::AtLeastOnceHandle::try_send_tracked)
+/// tracks nothing; each holds the message, as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Untracked {
+    /// The in-flight limit is reached (wait with
+    /// [`room`](crate::AtLeastOnceHandle::room)), or the sender shut down:
+    /// nothing was sent.
+    NoRoom(Message),
+    /// The send said it did not go ([`Went::Nowhere`]).
+    NotSent(Message),
+}
+
 /// A message being tracked, from [`AtLeastOnceHandle::try_track`](crate::AtLeastOnceHandle::try_track):
 /// report what became of its send with
 /// [`sent`](crate::AtLeastOnceHandle::sent) or
@@ -269,6 +301,53 @@ impl Core {
         Ok((Tracked { seq }, request))
     }
 
+    /// Tracks `message` and has `send` send its DATA_REQ, in one turn of
+    /// the table's lock: what `track`, the send and `sent_to` do in three
+    /// steps, two lock turns. No ACK can overtake the hand-over, so there
+    /// is nothing to keep for one. `send` must not use this sender (its
+    /// lock is held).
+    pub(crate) fn send_tracked(
+        &self,
+        message: Message,
+        send: impl FnOnce(&Message) -> Went,
+    ) -> Result<(), Untracked> {
+        if self.is_shut_down() {
+            return Err(Untracked::NoRoom(message));
+        }
+        let Frame::Data(payload) = message.frame else {
+            return Err(Untracked::NoRoom(message));
+        };
+        let mut table = self.table();
+        if table.drained || !table.has_room(self.config.max_in_flight) {
+            drop(table);
+            return Err(Untracked::NoRoom(Message { to: message.to, frame: Frame::Data(payload) }));
+        }
+        let seq = table.next_seq;
+        let tag = table.rng.next_u64();
+        let request = Message { to: message.to, frame: Frame::DataReq { id: Self::id(seq, tag), payload } };
+        let Went::To(peer) = send(&request) else {
+            drop(table);
+            return Err(Untracked::NotSent(data_of(request)));
+        };
+        table.next_seq += 1;
+        table.sent += 1;
+        self.stats.sent.store(table.sent, Ordering::Relaxed);
+        let order = table.next_order;
+        table.next_order += 1;
+        // Its counter is past every bucket cut so far: the driver's next
+        // cut takes it.
+        table.pending.insert(seq, Pending { message: request, attempts: 1, first_sent: None, peer, order });
+        if let Some(peer) = peer {
+            table.hold(peer);
+        }
+        let wake = std::mem::take(&mut table.driver_idle);
+        drop(table);
+        if wake {
+            self.work.notify_one();
+        }
+        Ok(())
+    }
+
     /// The message tracked with `deferred` went out, to `peer` if the route
     /// said which (an ACK then counts only from that peer): its request goes
     /// into the table now, kept for resends.
@@ -415,11 +494,7 @@ impl Core {
         if settled {
             self.settled.notify_waiters();
         }
-        let frame = match request.frame {
-            Frame::DataReq { payload, .. } => Frame::Data(payload),
-            other => other,
-        };
-        Message { to: request.to, frame }
+        data_of(request)
     }
 
     pub(crate) fn forget(&self, seq: u64) {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 use tracing::{debug, warn};
 
-use crate::core::{Core, Table};
+use crate::core::{Core, Table, Untracked, Went};
 use crate::pending::Pending;
 
 /// A message that ran out of attempts (or was still unacknowledged when the
@@ -80,6 +80,62 @@ impl AtLeastOnceHandle {
     /// [`Undelivered`], and the driver task ends.
     pub fn shutdown(&self) {
         self.core.shut_down();
+    }
+
+    /// Sends `message` (a DATA message) as a DATA_REQ with a fresh id and
+    /// tracks it, in one step: `send` sends the request it is given (the
+    /// route only borrows it) and says where it went. Cheaper than
+    /// [`try_track`](Self::try_track), the send and [`sent`](Self::sent):
+    /// one turn of this sender's lock instead of two, and no ACK can come
+    /// before the hand-over. `send` runs under that lock: it must not call
+    /// this sender (a least-loaded route that asks
+    /// [`outstanding`](Self::outstanding), say), nor wait.
+    ///
+    /// Without waiting: at the in-flight limit (or after shutdown) `send`
+    /// is not called.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use smartsock_patterns::{Message, Outcome, PeerSet, PeerSetConfig};
+    /// use smartsock_reliability::{AtLeastOnceConfig, AtLeastOnceLayer, ReceiveSide, Untracked, Went};
+    /// use smartsock_transport::{Transport, TransportConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let receiver = Transport::new(TransportConfig::default())?;
+    /// let addr = receiver.transport.bind("127.0.0.1:0").await?;
+    /// let sender = Transport::new(TransportConfig::default())?;
+    /// sender.transport.connect(&addr.to_string())?;
+    /// let peers = PeerSet::new(&sender.transport, sender.orphans, PeerSetConfig::default());
+    /// let (layer, _undelivered) = AtLeastOnceLayer::new(AtLeastOnceConfig::default(), sender.acks)?;
+    /// layer.start_direct(peers.clone()); // resends go straight into `peers`
+    /// let handle = layer.handle();
+    ///
+    /// // Into the peers' queues (or the buffer, before the connection is up).
+    /// let route = |request: &Message| match peers.try_send_borrowed(request) {
+    ///     Ok(Outcome::Sent(peer)) => Went::To(peer),
+    ///     _ => Went::Nowhere,
+    /// };
+    /// assert_eq!(handle.try_send_tracked(Message::new("important"), route), Ok(()));
+    /// assert_eq!(handle.in_flight(), 1);
+    /// // A send that did not go hands the message back, untracked.
+    /// let back = handle.try_send_tracked(Message::new("not now"), |_| Went::Nowhere);
+    /// assert_eq!(back, Err(Untracked::NotSent(Message::new("not now"))));
+    ///
+    /// // Taking the message acknowledges it, and the ACK settles it.
+    /// let (_from, payload) = ReceiveSide::new(64).take(receiver.inbound.recv().await?).expect("new");
+    /// assert_eq!(payload, "important");
+    /// tokio::time::timeout(Duration::from_secs(5), handle.settled()).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn try_send_tracked(
+        &self,
+        message: Message,
+        send: impl FnOnce(&Message) -> Went,
+    ) -> Result<(), Untracked> {
+        self.core.send_tracked(message, send)
     }
 
     /// Starts tracking `message` (a DATA message) as a DATA_REQ with a fresh

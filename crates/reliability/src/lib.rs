@@ -135,7 +135,7 @@ mod stats;
 
 pub use at_least_once::{AtLeastOnce, AtLeastOnceLayer, ResponseFuture};
 pub use config::AtLeastOnceConfig;
-pub use core::Tracked;
+pub use core::{Tracked, Untracked, Went};
 pub use driver::{AtLeastOnceHandle, Undelivered, UndeliveredReceiver};
 pub use receive::{AckTiming, AckToken, DuplicateFilter, ReceiveSide};
 pub use stats::AtLeastOnceStats;

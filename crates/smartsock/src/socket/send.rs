@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use smartsock_patterns::{Destination, Message, Outcome, SendError, SendErrorKind};
+use smartsock_reliability::{AtLeastOnceHandle, Untracked, Went};
 use tokio::sync::Mutex;
 use tokio::time::{Instant, timeout, timeout_at};
 use tower::{BoxError, Service};
 
 use super::{SendStack, Socket};
-use crate::Error;
+use crate::{Error, SendMode};
 
 impl Socket {
     /// A send's first step, taken without making a future: queued at once
@@ -123,6 +124,11 @@ impl Socket {
                 Err(kind) => Tried::Failed(send_error(kind, message)),
             };
         };
+        if self.inner.mode != SendMode::LeastLoaded {
+            return self.try_once_tracked(reliable, message);
+        }
+        // A least-loaded route asks the sender for each peer's load, so it
+        // cannot route under the sender's lock: track, send, hand over.
         match reliable.try_track(message) {
             Ok((tracked, request)) => match peer_set.try_send_borrowed(&request) {
                 Ok(Outcome::Sent(peer)) => match reliable.sent(tracked, peer, request) {
@@ -139,6 +145,35 @@ impl Socket {
             },
             Err(back) if reliable.is_shut_down() => Tried::Failed(send_error(SendErrorKind::Closed, back)),
             Err(back) => Tried::AtInFlightLimit(back),
+        }
+    }
+}
+
+impl Socket {
+    /// [`try_once`](Socket::try_once) under at-least-once, tracked and
+    /// routed in one turn of the sender's lock.
+    fn try_once_tracked(&self, reliable: &AtLeastOnceHandle, message: Message) -> Tried {
+        let mut routed = None;
+        let tracked = reliable.try_send_tracked(message, |request| {
+            let outcome = self.inner.peer_set.try_send_borrowed(request);
+            let went = match &outcome {
+                Ok(Outcome::Sent(peer)) => Went::To(*peer),
+                // Publish is refused under at-least-once: no copies wait.
+                Ok(Outcome::CopiesWaiting(_)) => Went::To(None),
+                Ok(Outcome::WouldWait) | Err(_) => Went::Nowhere,
+            };
+            routed = Some(outcome);
+            went
+        });
+        match (tracked, routed) {
+            (Ok(()), Some(Ok(outcome))) => Tried::Queued(outcome),
+            (Err(Untracked::NotSent(back)), Some(Err(kind))) => Tried::Failed(send_error(kind, back)),
+            (Err(Untracked::NotSent(back)), _) => Tried::NoRoom(back),
+            (Err(Untracked::NoRoom(back)), _) if reliable.is_shut_down() => {
+                Tried::Failed(send_error(SendErrorKind::Closed, back))
+            }
+            (Err(Untracked::NoRoom(back)), _) => Tried::AtInFlightLimit(back),
+            (Ok(()), _) => unreachable!("tracked only what the route took"),
         }
     }
 }
