@@ -2,11 +2,12 @@
 //! facade's direct path, the ACK sink (called from the connections' tasks)
 //! and the driver task.
 //!
-//! Per message, sending costs two short locks: one for an id (a counter and
-//! a random tag) before the send, one to insert the request in the table
-//! of pending messages, a ring indexed by the counter, after it (so the
-//! route only borrows the request, and the payload is kept without being
-//! shared). No timer entry, no
+//! Per message, sending costs one short lock, held across the send: an id
+//! (a counter and a random tag), the route (which only borrows the request,
+//! so the payload is kept without being shared), and an insert in the
+//! table of pending messages, a ring indexed by the counter. A caller that
+//! cannot route under the lock (a least-loaded route asks for loads) takes
+//! it twice: for the id before the send, for the insert after it. No timer entry, no
 //! channel, no clock read: the driver cuts the stream of counters into
 //! coarse time buckets on its own ticks, and every message of a bucket
 //! shares one deadline. ACKs arrive in batches, one lock per read; an ACK

@@ -113,9 +113,10 @@
 //! # Cost
 //!
 //! Tracking a message costs one short lock: a counter and a random tag for
-//! its id, and an insert in a table keyed by the counter (the facade's
-//! direct path inserts after the send, in a second lock, so that the route
-//! only borrows the request and the payload is kept unshared). No timer entry, no
+//! its id, and an insert in a table indexed by the counter (a ring: ACKs
+//! come back mostly in order). The facade's direct path routes under that
+//! same lock ([`AtLeastOnceHandle::try_send_tracked`]), so that the route
+//! only borrows the request and the payload is kept unshared. No timer entry, no
 //! channel, no clock read per message: one driver task per layer cuts the
 //! stream of counters into time buckets on its own ticks (a tenth of the
 //! resend timeout), and every message of a bucket shares one deadline, so

@@ -3,7 +3,7 @@
 //! only from the peer the message was sent to. Everything else is an
 //! unknown ACK: ignored and counted. Also the hand-over of a tracked
 //! message to the pending table after its send: an ACK that overtakes it,
-//! and a deadline checked before it.
+//! and a deadline checked before it; and tracking and sending in one step.
 //!
 //! Paused time over in-memory peers played by the test.
 
@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::{MemPeer, Sender, WAIT, reliable, within};
 use smartsock_patterns::Message;
+use smartsock_reliability::{Untracked, Went};
 use smartsock_transport::{Frame, MsgId, Outgoing, PeerId};
 use tower::{Service, ServiceExt};
 
@@ -305,4 +306,72 @@ async fn at_shutdown_a_message_handed_over_after_the_wait_is_handed_back_to_its_
     assert_eq!(back.frame, Frame::Data("x".into()));
     assert_eq!(sender.handle.in_flight(), 0);
     assert_eq!(sender.handle.stats().sent(), 0);
+}
+
+/// Tracks and queues `payload` for `to` in one step
+/// ([`try_send_tracked`](smartsock_reliability::AtLeastOnceHandle::try_send_tracked));
+/// returns its id.
+fn send_in_one_turn(sender: &Sender, to: PeerId, payload: &'static str) -> MsgId {
+    let mut sent = None;
+    let table = sender.transport.peer_table();
+    let peer = table.iter().find(|p| p.id() == to).expect("connected");
+    let went = sender.handle.try_send_tracked(Message::new(payload), |request| {
+        let Frame::DataReq { id, .. } = request.frame else { panic!("not a DATA_REQ: {:?}", request.frame) };
+        sent = Some(id);
+        peer.try_send(Outgoing::to_this_peer(request.frame.clone())).expect("room in the outbox");
+        Went::To(Some(to))
+    });
+    assert_eq!(went, Ok(()));
+    sent.expect("the send was called")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_tracked_in_one_turn_counts_an_ack_only_from_its_peer() {
+    let sender = Sender::new(reliable(RESEND, 6));
+    let mut to = MemPeer::attach(&sender.transport, "to").await;
+    let mut other = MemPeer::attach(&sender.transport, "other").await;
+    sender.wait_for_peers(2).await;
+
+    let id = send_in_one_turn(&sender, to.id, "x");
+    assert_eq!(to.expect_data_req(WAIT).await.0, id);
+    assert_eq!(sender.handle.in_flight(), 1);
+    other.ack(id).await;
+    unknown_acks(&sender, 1).await;
+    assert_eq!(sender.handle.in_flight(), 1);
+    to.ack(id).await;
+    sender.settled().await;
+    assert_eq!((sender.handle.stats().sent(), sender.handle.stats().acked()), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_send_in_one_turn_that_did_not_go_is_handed_back_untracked() {
+    let mut config = reliable(RESEND, 6);
+    config.max_in_flight = 1;
+    let sender = Sender::new(config);
+    let mut to = MemPeer::attach(&sender.transport, "to").await;
+    sender.wait_for_peers(1).await;
+
+    // The route took nothing: the message comes back as it was given, the
+    // sender holds nothing, and its counter is not used up.
+    let back = sender.handle.try_send_tracked(Message::new("no room"), |_| Went::Nowhere);
+    assert_eq!(back, Err(Untracked::NotSent(Message::new("no room"))));
+    assert_eq!((sender.handle.in_flight(), sender.handle.stats().sent()), (0, 0));
+
+    // At the in-flight limit, the send is not even called.
+    let id = send_in_one_turn(&sender, to.id, "first");
+    assert_eq!(counter(id), 0, "the first counter, unused by the send that did not go");
+    let mut called = false;
+    let back = sender.handle.try_send_tracked(Message::new("second"), |_| {
+        called = true;
+        Went::To(None)
+    });
+    assert_eq!((back, called), (Err(Untracked::NoRoom(Message::new("second"))), false));
+
+    // Room again once the first is acknowledged; none after shutdown.
+    assert_eq!(to.expect_data_req(WAIT).await.0, id);
+    to.ack(id).await;
+    sender.settled().await;
+    sender.handle.shutdown();
+    let back = sender.handle.try_send_tracked(Message::new("third"), |_| Went::To(None));
+    assert_eq!(back, Err(Untracked::NoRoom(Message::new("third"))));
 }
