@@ -564,7 +564,7 @@ impl AckSink for Core {
                 if pending.id() == Some(id) && pending.peer.is_none_or(|to| to == peer) {
                     newest = newest.max(Some(pending.order));
                     released += usize::from(pending.peer.is_some());
-                    table.pending.remove(seq);
+                    table.pending.discard(seq);
                     acked += 1;
                     continue;
                 }
