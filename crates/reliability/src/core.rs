@@ -84,14 +84,38 @@ pub(crate) struct Table {
     pub(crate) last_cut: Instant,
     pub(crate) progress: PeerMap<Progress>,
     /// Pending messages per peer they last went to (when known): the load
-    /// a least-loaded route counts.
-    pub(crate) outstanding: PeerMap<usize>,
+    /// a least-loaded route counts. Read it through
+    /// [`outstanding`](Table::outstanding): the latest run of holds for
+    /// one peer is counted in `recent_holds` first.
+    outstanding: PeerMap<usize>,
+    /// Holds not added to `outstanding` yet: a run of sends to one peer is
+    /// counted here, and the map is touched when the peer changes or the
+    /// counts are read (not once a message).
+    recent_holds: Option<(PeerId, usize)>,
 }
 
 impl Table {
     /// A pending message now counts against `peer`.
     pub(crate) fn hold(&mut self, peer: PeerId) {
-        *self.outstanding.entry(peer).or_default() += 1;
+        match &mut self.recent_holds {
+            Some((recent, count)) if *recent == peer => *count += 1,
+            _ => {
+                self.add_recent_holds();
+                self.recent_holds = Some((peer, 1));
+            }
+        }
+    }
+
+    fn add_recent_holds(&mut self) {
+        if let Some((peer, count)) = self.recent_holds.take() {
+            *self.outstanding.entry(peer).or_default() += count;
+        }
+    }
+
+    /// The messages pending against `peer`.
+    pub(crate) fn outstanding(&mut self, peer: PeerId) -> usize {
+        self.add_recent_holds();
+        self.outstanding.get(&peer).copied().unwrap_or(0)
     }
 
     /// A pending message no longer counts against `peer` (if it did).
@@ -106,6 +130,7 @@ impl Table {
         if n == 0 {
             return;
         }
+        self.add_recent_holds();
         if let std::collections::hash_map::Entry::Occupied(mut entry) = self.outstanding.entry(peer) {
             *entry.get_mut() = entry.get().saturating_sub(n);
             if *entry.get() == 0 {
@@ -201,6 +226,7 @@ impl Core {
                 last_cut: Instant::now(),
                 progress: PeerMap::default(),
                 outstanding: PeerMap::default(),
+                recent_holds: None,
             }),
             stats: AtLeastOnceStats::default(),
             room_signal: Arc::new(Notify::new()),
@@ -450,7 +476,7 @@ impl Core {
 
     /// Messages sent to `peer` and not yet acknowledged.
     pub(crate) fn outstanding(&self, peer: PeerId) -> usize {
-        self.table().outstanding.get(&peer).copied().unwrap_or(0)
+        self.table().outstanding(peer)
     }
 
     /// Message `seq`, resent at its `attempts`th send, went to `peer`.

@@ -375,3 +375,41 @@ async fn a_send_in_one_turn_that_did_not_go_is_handed_back_untracked() {
     let back = sender.handle.try_send_tracked(Message::new("third"), |_| Went::To(None));
     assert_eq!(back, Err(Untracked::NoRoom(Message::new("third"))));
 }
+
+#[tokio::test(start_paused = true)]
+async fn outstanding_counts_each_peers_pending_messages_across_runs_of_sends() {
+    let sender = Sender::new(reliable(RESEND, 6));
+    let mut a = MemPeer::attach(&sender.transport, "a").await;
+    let mut b = MemPeer::attach(&sender.transport, "b").await;
+    sender.wait_for_peers(2).await;
+    let handle = &sender.handle;
+    let acked = |n: u64| {
+        within("ACKs", WAIT, async move {
+            while handle.stats().acked() < n {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    // A run of sends to one peer, and an ACK for one of them before the
+    // counts are read.
+    let first = send_in_one_turn(&sender, a.id, "a1");
+    let second = send_in_one_turn(&sender, a.id, "a2");
+    assert_eq!(a.expect_data_req(WAIT).await.0, first);
+    assert_eq!(a.expect_data_req(WAIT).await.0, second);
+    a.ack(first).await;
+    acked(1).await;
+    assert_eq!((sender.handle.outstanding(a.id), sender.handle.outstanding(b.id)), (1, 0));
+    // Then the other peer, then back.
+    let to_b = send_in_one_turn(&sender, b.id, "b");
+    let third = send_in_one_turn(&sender, a.id, "a3");
+    assert_eq!((sender.handle.outstanding(a.id), sender.handle.outstanding(b.id)), (2, 1));
+    assert_eq!(b.expect_data_req(WAIT).await.0, to_b);
+    b.ack(to_b).await;
+    acked(2).await;
+    assert_eq!((sender.handle.outstanding(a.id), sender.handle.outstanding(b.id)), (2, 0));
+    assert_eq!(a.expect_data_req(WAIT).await.0, third);
+    a.ack(second).await;
+    a.ack(third).await;
+    sender.settled().await;
+    assert_eq!((sender.handle.outstanding(a.id), sender.handle.outstanding(b.id)), (0, 0));
+}
