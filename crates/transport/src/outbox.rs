@@ -87,6 +87,10 @@ pub enum NotQueued {
     Closed,
 }
 
+// Aligned so that the reference counts of the `Arc` it lives in (touched by
+// the reader for every message's ACK handle) share no cache line with its
+// lock (taken by senders, the writer and the ACKs).
+#[repr(align(128))]
 pub(crate) struct Outbox {
     state: Mutex<State>,
     max_frames: usize,
