@@ -359,11 +359,25 @@ impl Core {
         table.next_seq += 1;
         table.sent += 1;
         self.stats.sent.store(table.sent, Ordering::Relaxed);
-        let order = table.next_order;
-        table.next_order += 1;
         // Its counter is past every bucket cut so far: the driver's next
         // cut takes it.
-        table.pending.insert(seq, Pending { message: request, attempts: 1, first_sent: None, peer, order });
+        self.keep_sent(table, seq, request, None, peer);
+        Ok(())
+    }
+
+    /// Puts a request just sent for the first time into the pending table,
+    /// releases the table and wakes an idle driver.
+    fn keep_sent(
+        &self,
+        mut table: MutexGuard<'_, Table>,
+        seq: u64,
+        request: Message,
+        first_sent: Option<Instant>,
+        peer: Option<PeerId>,
+    ) {
+        let order = table.next_order;
+        table.next_order += 1;
+        table.pending.insert(seq, Pending { message: request, attempts: 1, first_sent, peer, order });
         if let Some(peer) = peer {
             table.hold(peer);
         }
@@ -372,7 +386,6 @@ impl Core {
         if wake {
             self.work.notify_one();
         }
-        Ok(())
     }
 
     /// The message tracked with `deferred` went out, to `peer` if the route
@@ -407,8 +420,6 @@ impl Core {
             self.after_acks(1, settled);
             return Ok(());
         }
-        let order = table.next_order;
-        table.next_order += 1;
         let mut first_sent = None;
         if tracked.seq < table.unchecked {
             let at = table.last_cut;
@@ -417,15 +428,7 @@ impl Core {
             let place = table.resends.partition_point(|&(due, ..)| due <= deadline);
             table.resends.insert(place, (deadline, tracked.seq, 1));
         }
-        table.pending.insert(tracked.seq, Pending { message: request, attempts: 1, first_sent, peer, order });
-        if let Some(peer) = peer {
-            table.hold(peer);
-        }
-        let wake = std::mem::take(&mut table.driver_idle);
-        drop(table);
-        if wake {
-            self.work.notify_one();
-        }
+        self.keep_sent(table, tracked.seq, request, first_sent, peer);
         Ok(())
     }
 

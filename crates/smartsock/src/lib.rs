@@ -162,10 +162,11 @@
 //! A socket can also have a runtime of its own, as the blocking API's sockets
 //! do: build it inside that runtime, and use it from any other. Its
 //! connections (and listeners, wherever `bind` is awaited) then live on
-//! their own thread, whatever the application's code does. From `main` on a
-//! 2-worker runtime, one-way 64 B went from 3.2M to 4.0-5.0M msg/s this way
-//! (request/reply p50 unchanged); on a current-thread runtime it is slower
-//! than sharing that runtime (4.4-5.5M against 6.0M), since every hand-off
+//! their own thread, whatever the application's code does. The blocking
+//! API's sockets run this way, on one worker under `SCHED_BATCH`: in the
+//! README's benchmarks, one-way 64 B from them is about 1.5x the async
+//! socket driven from `main` on 2 workers, and about two thirds of the
+//! async socket sharing a current-thread runtime, since every hand-off
 //! then crosses threads.
 //!
 //! ```
