@@ -7,9 +7,9 @@
 //! so the payload is kept without being shared), and an insert in the
 //! table of pending messages, a ring indexed by the counter. A caller that
 //! cannot route under the lock (a least-loaded route asks for loads) takes
-//! it twice: for the id before the send, for the insert after it. No timer entry, no
-//! channel, no clock read: the driver cuts the stream of counters into
-//! coarse time buckets on its own ticks, and every message of a bucket
+//! it twice: for the id before the send, for the insert after it. No timer
+//! entry, no channel, no clock read: the driver cuts the stream of counters
+//! into coarse time buckets on its own ticks, and every message of a bucket
 //! shares one deadline. ACKs arrive in batches, one lock per read; an ACK
 //! counts if its id is exactly that of a pending message.
 
@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use smartsock_patterns::Message;
-use smartsock_transport::{AckSink, Frame, MsgId, PeerId};
+use smartsock_transport::{Frame, MsgId, PeerId};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -42,9 +42,6 @@ pub(crate) struct Progress {
     pub(crate) newest: u64,
 }
 
-/// Peers whose progress is remembered before the oldest are forgotten.
-const MAX_PEERS_TRACKED: usize = 4096;
-
 pub(crate) struct Table {
     pub(crate) next_seq: u64,
     /// Messages sent for the first time and not untracked: what
@@ -64,7 +61,7 @@ pub(crate) struct Table {
     /// preempt it there). Keyed by counter, with the whole id and the peer
     /// it came from; never more entries than `in_send`, and emptied when no
     /// hand-over is due (what is left then matched nothing).
-    early_acks: SeqMap<(MsgId, PeerId)>,
+    pub(crate) early_acks: SeqMap<(MsgId, PeerId)>,
     /// Draws the random half of each id: what a peer sees of some ids says
     /// nothing of the others.
     rng: StdRng,
@@ -126,7 +123,7 @@ impl Table {
     }
 
     /// `n` pending messages no longer count against `peer`.
-    fn release_many(&mut self, peer: PeerId, n: usize) {
+    pub(crate) fn release_many(&mut self, peer: PeerId, n: usize) {
         if n == 0 {
             return;
         }
@@ -264,7 +261,7 @@ impl Core {
 
     /// The counter `id` names, if it is one of ours at all (pending, its
     /// id is then compared whole).
-    fn seq_of(id: MsgId) -> u64 {
+    pub(crate) fn seq_of(id: MsgId) -> u64 {
         let mut seq = [0; 8];
         seq.copy_from_slice(&id.as_bytes()[..8]);
         u64::from_be_bytes(seq)
@@ -469,7 +466,7 @@ impl Core {
 
     /// After `acked` messages were acknowledged: counts them and wakes those
     /// waiting for room, and for no message pending (`settled`).
-    fn after_acks(&self, acked: u64, settled: bool) {
+    pub(crate) fn after_acks(&self, acked: u64, settled: bool) {
         self.stats.acked.fetch_add(acked, Ordering::Relaxed);
         self.room_signal.notify_waiters();
         if settled {
@@ -574,55 +571,5 @@ impl Core {
             }
             room.await;
         }
-    }
-}
-
-impl AckSink for Core {
-    fn acknowledged(&self, peer: PeerId, ids: &[MsgId]) -> usize {
-        let mut unknown = 0;
-        let mut acked = 0u64;
-        let mut newest = None;
-        // Every ACK here is from `peer`: its count is settled once.
-        let mut released = 0;
-        let mut table = self.table();
-        for &id in ids {
-            // An ACK counts only with the message's whole id, and only from
-            // the peer the message last went to (when the route said which).
-            let seq = Self::seq_of(id);
-            if let Some(pending) = table.pending.get(seq) {
-                if pending.id() == Some(id) && pending.peer.is_none_or(|to| to == peer) {
-                    newest = newest.max(Some(pending.order));
-                    released += usize::from(pending.peer.is_some());
-                    table.pending.discard(seq);
-                    acked += 1;
-                    continue;
-                }
-            } else if seq < table.next_seq && table.early_acks.len() < table.in_send {
-                // Perhaps the ACK of a message sent and not handed over
-                // yet: kept for its hand-over, which decides.
-                table.early_acks.insert(seq, (id, peer));
-                continue;
-            }
-            unknown += 1;
-        }
-        table.release_many(peer, released);
-        if let Some(newest) = newest {
-            if table.progress.len() >= MAX_PEERS_TRACKED && !table.progress.contains_key(&peer) {
-                table.progress.clear();
-            }
-            let at = table.last_cut;
-            let entry = table.progress.entry(peer).or_insert(Progress { at, newest });
-            entry.at = at;
-            entry.newest = entry.newest.max(newest);
-        }
-        let empty = table.pending.is_empty();
-        drop(table);
-        if acked > 0 {
-            self.after_acks(acked, empty);
-        }
-        if unknown > 0 {
-            self.stats.unknown_acks.fetch_add(unknown as u64, Ordering::Relaxed);
-        }
-        unknown
     }
 }

@@ -126,6 +126,7 @@
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
+mod acks;
 mod at_least_once;
 mod config;
 mod core;
