@@ -435,6 +435,14 @@ impl PeerSet {
         let _ = self.shared.load.set(load);
     }
 
+    /// Whether routing asks the load hook ([`set_load`](Self::set_load))
+    /// about peers: under [`Share::LeastLoaded`](crate::Share::LeastLoaded).
+    /// A caller that routes while holding a lock the hook takes must not
+    /// route through this set.
+    pub fn routes_by_load(&self) -> bool {
+        self.shared.config.share == crate::Share::LeastLoaded
+    }
+
     /// Sends `message` by its destination, through `&self`. The returned
     /// future is ready at once unless the send must wait for room; dropping
     /// it before it completes abandons the message.

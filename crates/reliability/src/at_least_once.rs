@@ -305,8 +305,9 @@ impl AtLeastOnceLayer {
     /// Starts the driver with `resender` as the route for resends (the
     /// first [`layer`](Layer::layer) call does this with the service it
     /// wraps), for a caller that sends through
-    /// [`AtLeastOnceHandle::try_track`] instead of a service. Does nothing
-    /// if the driver runs already.
+    /// [`AtLeastOnceHandle::try_send_tracked`] (or
+    /// [`try_track`](AtLeastOnceHandle::try_track)) instead of a service.
+    /// Does nothing if the driver runs already.
     pub fn start<R>(&self, resender: R)
     where
         R: Service<Message, Response = (), Error = SendError> + Send + 'static,

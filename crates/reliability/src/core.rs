@@ -28,11 +28,15 @@ use tokio_util::sync::CancellationToken;
 use crate::AtLeastOnceConfig;
 use crate::pending::{Pending, PendingTable, SeqMap, request_id};
 use crate::stats::AtLeastOnceStats;
+use crate::tracked::{Tracked, Untracked, Went};
 
 /// Maps by peer identity, touched once or twice per message: a fast hash,
 /// seeded per map so that peers (who choose their identities) cannot aim
 /// at its collisions; the maps hold at most one entry per peer.
 pub(crate) type PeerMap<V> = HashMap<PeerId, V, foldhash::fast::RandomState>;
+
+/// The most counters the pending ring spans (about 9 MiB of entries).
+const MAX_RING_SPAN: usize = 1 << 16;
 
 /// What a peer last acknowledged.
 #[derive(Clone, Copy)]
@@ -52,7 +56,8 @@ pub(crate) struct Table {
     pub(crate) pending: PendingTable,
     /// Sends reserved by `poll_ready` and not made yet.
     pub(crate) reserved: usize,
-    /// Messages tracked by the direct path and not handed over yet (see
+    /// Messages tracked by `track` with `deferred` (least-loaded routing,
+    /// and callers of `try_track`) and not handed over yet (see
     /// [`Core::sent_to`]): they count against the in-flight limit.
     pub(crate) in_send: usize,
     /// ACKs that matched no pending message while hand-overs were due: the
@@ -97,13 +102,13 @@ impl Table {
         match &mut self.recent_holds {
             Some((recent, count)) if *recent == peer => *count += 1,
             _ => {
-                self.add_recent_holds();
+                self.flush_recent_holds();
                 self.recent_holds = Some((peer, 1));
             }
         }
     }
 
-    fn add_recent_holds(&mut self) {
+    fn flush_recent_holds(&mut self) {
         if let Some((peer, count)) = self.recent_holds.take() {
             *self.outstanding.entry(peer).or_default() += count;
         }
@@ -111,7 +116,7 @@ impl Table {
 
     /// The messages pending against `peer`.
     pub(crate) fn outstanding(&mut self, peer: PeerId) -> usize {
-        self.add_recent_holds();
+        self.flush_recent_holds();
         self.outstanding.get(&peer).copied().unwrap_or(0)
     }
 
@@ -127,7 +132,7 @@ impl Table {
         if n == 0 {
             return;
         }
-        self.add_recent_holds();
+        self.flush_recent_holds();
         if let std::collections::hash_map::Entry::Occupied(mut entry) = self.outstanding.entry(peer) {
             *entry.get_mut() = entry.get().saturating_sub(n);
             if *entry.get() == 0 {
@@ -150,39 +155,6 @@ fn data_of(request: Message) -> Message {
     Message { to: request.to, frame }
 }
 
-/// Where the DATA_REQ went, as the `send` of
-/// [`AtLeastOnceHandle::try_send_tracked`](crate::AtLeastOnceHandle::try_send_tracked) reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Went {
-    /// Out (into a peer's queue, or a buffer that sends it later), to this
-    /// peer when the route said which: an ACK then counts only from it.
-    To(Option<PeerId>),
-    /// Nowhere: it was not sent.
-    Nowhere,
-}
-
-/// Why [`AtLeastOnceHandle::try_send_tracked`](crate::AtLeastOnceHandle::try_send_tracked)
-/// tracks nothing; each holds the message, as given.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Untracked {
-    /// The in-flight limit is reached (wait with
-    /// [`room`](crate::AtLeastOnceHandle::room)), or the sender shut down:
-    /// nothing was sent.
-    NoRoom(Message),
-    /// The send said it did not go ([`Went::Nowhere`]).
-    NotSent(Message),
-}
-
-/// A message being tracked, from [`AtLeastOnceHandle::try_track`](crate::AtLeastOnceHandle::try_track):
-/// report what became of its send with
-/// [`sent`](crate::AtLeastOnceHandle::sent) or
-/// [`untrack`](crate::AtLeastOnceHandle::untrack).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use = "a tracked message must be marked sent or untracked"]
-pub struct Tracked {
-    pub(crate) seq: u64,
-}
-
 pub(crate) struct Core {
     pub(crate) config: AtLeastOnceConfig,
     table: Mutex<Table>,
@@ -201,9 +173,11 @@ pub(crate) struct Core {
 
 impl Core {
     pub(crate) fn new(config: AtLeastOnceConfig) -> Arc<Self> {
-        // Twice the limit: ACKs that come back out of order by up to that
-        // many sends leave the ring alone.
-        let ring_span = config.max_in_flight.saturating_mul(2);
+        // The ring spans from the oldest pending message to the newest send:
+        // twice the limit lets a message wait for its ACK while as many
+        // again are sent and settled after it, before it moves to the map.
+        // Capped, so that a large limit does not mean a large ring.
+        let ring_span = config.max_in_flight.saturating_mul(2).min(MAX_RING_SPAN);
         Arc::new(Self {
             config,
             table: Mutex::new(Table {
@@ -336,20 +310,26 @@ impl Core {
         send: impl FnOnce(&Message) -> Went,
     ) -> Result<(), Untracked> {
         if self.is_shut_down() {
-            return Err(Untracked::NoRoom(message));
+            return Err(Untracked::Closed(message));
         }
-        let Frame::Data(payload) = message.frame else {
-            return Err(Untracked::NoRoom(message));
+        let Message { to, frame } = message;
+        let payload = match frame {
+            Frame::Data(payload) => payload,
+            frame => return Err(Untracked::NotData(Message { to, frame })),
         };
         let mut table = self.table();
-        if table.drained || !table.has_room(self.config.max_in_flight) {
+        if table.drained {
             drop(table);
-            return Err(Untracked::NoRoom(Message { to: message.to, frame: Frame::Data(payload) }));
+            return Err(Untracked::Closed(Message { to, frame: Frame::Data(payload) }));
+        }
+        if !table.has_room(self.config.max_in_flight) {
+            drop(table);
+            return Err(Untracked::NoRoom(Message { to, frame: Frame::Data(payload) }));
         }
         let seq = table.next_seq;
         let tag = table.rng.next_u64();
-        let request = Message { to: message.to, frame: Frame::DataReq { id: Self::id(seq, tag), payload } };
-        let Went::To(peer) = send(&request) else {
+        let request = Message { to, frame: Frame::DataReq { id: Self::id(seq, tag), payload } };
+        let Went::Out(peer) = send(&request) else {
             drop(table);
             return Err(Untracked::NotSent(data_of(request)));
         };

@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 use tracing::{debug, warn};
 
-use crate::core::{Core, Table, Untracked, Went};
+use crate::core::{Core, Table};
 use crate::pending::Pending;
+use crate::tracked::{Untracked, Went};
 
 /// A message that ran out of attempts (or was still unacknowledged when the
 /// sender shut down), handed back to the application.
@@ -114,7 +115,7 @@ impl AtLeastOnceHandle {
     ///
     /// // Into the peers' queues (or the buffer, before the connection is up).
     /// let route = |request: &Message| match peers.try_send_borrowed(request) {
-    ///     Ok(Outcome::Sent(peer)) => Went::To(peer),
+    ///     Ok(Outcome::Sent(peer)) => Went::Out(peer),
     ///     _ => Went::Nowhere,
     /// };
     /// assert_eq!(handle.try_send_tracked(Message::new("important"), route), Ok(()));

@@ -116,7 +116,9 @@
 //! its id, and an insert in a table indexed by the counter (a ring: ACKs
 //! come back mostly in order). The facade's direct path routes under that
 //! same lock ([`AtLeastOnceHandle::try_send_tracked`]), so that the route
-//! only borrows the request and the payload is kept unshared. No timer entry, no
+//! only borrows the request and the payload is kept unshared; least-loaded
+//! routing, which asks the sender for loads, takes the lock twice (before
+//! and after the route). No timer entry, no
 //! channel, no clock read per message: one driver task per layer cuts the
 //! stream of counters into time buckets on its own ticks (a tenth of the
 //! resend timeout), and every message of a bucket shares one deadline, so
@@ -134,10 +136,11 @@ mod driver;
 mod pending;
 mod receive;
 mod stats;
+mod tracked;
 
 pub use at_least_once::{AtLeastOnce, AtLeastOnceLayer, ResponseFuture};
 pub use config::AtLeastOnceConfig;
-pub use core::{Tracked, Untracked, Went};
 pub use driver::{AtLeastOnceHandle, Undelivered, UndeliveredReceiver};
 pub use receive::{AckTiming, AckToken, DuplicateFilter, ReceiveSide};
 pub use stats::AtLeastOnceStats;
+pub use tracked::{Tracked, Untracked, Went};

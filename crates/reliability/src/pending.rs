@@ -10,8 +10,10 @@
 //! What the ring cannot hold goes to a small map: a message whose slot was
 //! dropped before its hand-over (counters taken in one order and handed
 //! over in another), and the oldest messages once the ring would span more
-//! than its limit. So one message that is never acknowledged costs a map
-//! entry, not a ring that grows with every message sent after it.
+//! than its limit. So one message that is never acknowledged costs, past
+//! that limit, a map entry, not a ring that grows with every message sent
+//! after it. The ring's memory is bounded by its limit (it keeps its
+//! capacity once grown).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};

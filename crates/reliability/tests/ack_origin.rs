@@ -319,7 +319,7 @@ fn send_in_one_turn(sender: &Sender, to: PeerId, payload: &'static str) -> MsgId
         let Frame::DataReq { id, .. } = request.frame else { panic!("not a DATA_REQ: {:?}", request.frame) };
         sent = Some(id);
         peer.try_send(Outgoing::to_this_peer(request.frame.clone())).expect("room in the outbox");
-        Went::To(Some(to))
+        Went::Out(Some(to))
     });
     assert_eq!(went, Ok(()));
     sent.expect("the send was called")
@@ -357,23 +357,28 @@ async fn a_send_in_one_turn_that_did_not_go_is_handed_back_untracked() {
     assert_eq!(back, Err(Untracked::NotSent(Message::new("no room"))));
     assert_eq!((sender.handle.in_flight(), sender.handle.stats().sent()), (0, 0));
 
+    // Only DATA messages are tracked.
+    let heartbeat = Message { to: smartsock_patterns::Destination::AnyOne, frame: Frame::Heartbeat };
+    let back = sender.handle.try_send_tracked(heartbeat.clone(), |_| Went::Out(None));
+    assert_eq!(back, Err(Untracked::NotData(heartbeat)));
+
     // At the in-flight limit, the send is not even called.
     let id = send_in_one_turn(&sender, to.id, "first");
     assert_eq!(counter(id), 0, "the first counter, unused by the send that did not go");
     let mut called = false;
     let back = sender.handle.try_send_tracked(Message::new("second"), |_| {
         called = true;
-        Went::To(None)
+        Went::Out(None)
     });
     assert_eq!((back, called), (Err(Untracked::NoRoom(Message::new("second"))), false));
 
-    // Room again once the first is acknowledged; none after shutdown.
+    // Room again once the first is acknowledged; closed after shutdown.
     assert_eq!(to.expect_data_req(WAIT).await.0, id);
     to.ack(id).await;
     sender.settled().await;
     sender.handle.shutdown();
-    let back = sender.handle.try_send_tracked(Message::new("third"), |_| Went::To(None));
-    assert_eq!(back, Err(Untracked::NoRoom(Message::new("third"))));
+    let back = sender.handle.try_send_tracked(Message::new("third"), |_| Went::Out(None));
+    assert_eq!(back, Err(Untracked::Closed(Message::new("third"))));
 }
 
 #[tokio::test(start_paused = true)]

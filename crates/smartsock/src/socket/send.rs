@@ -13,7 +13,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tower::{BoxError, Service};
 
 use super::{SendStack, Socket};
-use crate::{Error, SendMode};
+use crate::Error;
 
 impl Socket {
     /// A send's first step, taken without making a future: queued at once
@@ -124,11 +124,11 @@ impl Socket {
                 Err(kind) => Tried::Failed(send_error(kind, message)),
             };
         };
-        if self.inner.mode != SendMode::LeastLoaded {
-            return self.try_once_tracked(reliable, message);
-        }
         // A least-loaded route asks the sender for each peer's load, so it
         // cannot route under the sender's lock: track, send, hand over.
+        if !peer_set.routes_by_load() {
+            return self.try_once_tracked(reliable, message);
+        }
         match reliable.try_track(message) {
             Ok((tracked, request)) => match peer_set.try_send_borrowed(&request) {
                 Ok(Outcome::Sent(peer)) => match reliable.sent(tracked, peer, request) {
@@ -159,12 +159,12 @@ impl Socket {
         let mut copies = None;
         let tracked = reliable.try_send_tracked(message, |request| {
             match self.inner.peer_set.try_send_borrowed(request) {
-                Ok(Outcome::Sent(peer)) => Went::To(peer),
+                Ok(Outcome::Sent(peer)) => Went::Out(peer),
                 // Publish is refused under at-least-once; were copies
                 // waiting, the send would finish them.
                 Ok(waiting @ Outcome::CopiesWaiting(_)) => {
                     copies = Some(waiting);
-                    Went::To(None)
+                    Went::Out(None)
                 }
                 Ok(Outcome::WouldWait) => Went::Nowhere,
                 Err(kind) => {
@@ -180,10 +180,13 @@ impl Socket {
                 Some(kind) => Tried::Failed(send_error(kind, back)),
                 None => Tried::NoRoom(back),
             },
-            Err(Untracked::NoRoom(back)) if reliable.is_shut_down() => {
-                Tried::Failed(send_error(SendErrorKind::Closed, back))
-            }
             Err(Untracked::NoRoom(back)) => Tried::AtInFlightLimit(back),
+            Err(Untracked::Closed(back)) => Tried::Failed(send_error(SendErrorKind::Closed, back)),
+            // The facade sends only DATA messages: not a case it meets.
+            Err(other) => {
+                let why = SendErrorKind::Refused("not tracked for at-least-once delivery");
+                Tried::Failed(send_error(why, other.into_message()))
+            }
         }
     }
 }
