@@ -343,7 +343,10 @@ impl Core {
     }
 
     /// Puts a request just sent for the first time into the pending table,
-    /// releases the table and wakes an idle driver.
+    /// releases the table and wakes an idle driver. Inlined: as a call it
+    /// moved the request and the guard through memory on every send (a
+    /// few percent of an at-least-once sender, in paired runs).
+    #[inline(always)]
     fn keep_sent(
         &self,
         mut table: MutexGuard<'_, Table>,
