@@ -38,6 +38,14 @@ pub(crate) type PeerMap<V> = HashMap<PeerId, V, foldhash::fast::RandomState>;
 /// The most counters the pending ring spans (about 9 MiB of entries).
 const MAX_RING_SPAN: usize = 1 << 16;
 
+/// How many counters the pending ring spans, from the oldest pending
+/// message to the newest send: twice the limit lets a message wait for its
+/// ACK while as many again are sent and settled after it, before it moves
+/// to the map. Capped, so that a large limit does not mean a large ring.
+fn ring_span(max_in_flight: usize) -> usize {
+    max_in_flight.saturating_mul(2).min(MAX_RING_SPAN)
+}
+
 /// What a peer last acknowledged.
 #[derive(Clone, Copy)]
 pub(crate) struct Progress {
@@ -173,11 +181,7 @@ pub(crate) struct Core {
 
 impl Core {
     pub(crate) fn new(config: AtLeastOnceConfig) -> Arc<Self> {
-        // The ring spans from the oldest pending message to the newest send:
-        // twice the limit lets a message wait for its ACK while as many
-        // again are sent and settled after it, before it moves to the map.
-        // Capped, so that a large limit does not mean a large ring.
-        let ring_span = config.max_in_flight.saturating_mul(2).min(MAX_RING_SPAN);
+        let ring_span = ring_span(config.max_in_flight);
         Arc::new(Self {
             config,
             table: Mutex::new(Table {
@@ -281,20 +285,11 @@ impl Core {
         self.stats.sent.store(table.sent, Ordering::Relaxed);
         let tag = table.rng.next_u64();
         let request = Message { to: message.to, frame: Frame::DataReq { id: Self::id(seq, tag), payload } };
-        let wake = if deferred {
+        if deferred {
             table.in_send += 1;
-            false
         } else {
-            let order = table.next_order;
-            table.next_order += 1;
-            let entry =
-                Pending { message: request.clone(), attempts: 1, first_sent: None, peer: None, order };
-            table.pending.insert(seq, entry);
-            std::mem::take(&mut table.driver_idle)
-        };
-        drop(table);
-        if wake {
-            self.work.notify_one();
+            // The caller gives its request away: the table keeps a copy.
+            self.keep_sent(table, seq, request.clone(), None, None);
         }
         Ok((Tracked { seq }, request))
     }
@@ -554,5 +549,19 @@ impl Core {
             }
             room.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ring_spans_twice_the_in_flight_limit_up_to_its_cap() {
+        assert_eq!(ring_span(1), 2);
+        assert_eq!(ring_span(MAX_RING_SPAN / 2 - 1), MAX_RING_SPAN - 2);
+        assert_eq!(ring_span(MAX_RING_SPAN / 2), MAX_RING_SPAN);
+        assert_eq!(ring_span(MAX_RING_SPAN / 2 + 1), MAX_RING_SPAN, "capped");
+        assert_eq!(ring_span(usize::MAX), MAX_RING_SPAN);
     }
 }

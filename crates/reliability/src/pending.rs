@@ -151,16 +151,13 @@ impl PendingTable {
     /// Moves every message below `new_base` to the map, and the ring's
     /// start to `new_base` (or past the empty slots after it).
     fn move_before(&mut self, new_base: u64) {
-        while self.base < new_base {
-            let Some(slot) = self.ring.pop_front() else {
-                self.base = new_base;
-                break;
-            };
+        let below = usize::try_from(new_base - self.base).map_or(self.ring.len(), |n| n.min(self.ring.len()));
+        for (seq, slot) in (self.base..).zip(self.ring.drain(..below)) {
             if let Some(entry) = slot {
-                self.before.insert(self.base, entry);
+                self.before.insert(seq, entry);
             }
-            self.base += 1;
         }
+        self.base = new_base;
         self.trim_front();
     }
 
@@ -190,15 +187,10 @@ impl PendingTable {
 
     pub(crate) fn remove(&mut self, seq: u64) -> Option<Pending> {
         let entry = match self.index(seq) {
-            Some(0) => {
-                let entry = self.ring.front_mut()?.take();
-                self.trim_front();
-                entry
-            }
             Some(index) => self.ring.get_mut(index)?.take(),
             None => self.before.remove(&seq),
         };
-        self.len -= usize::from(entry.is_some());
+        self.removed(seq, entry.is_some());
         entry
     }
 
@@ -208,7 +200,6 @@ impl PendingTable {
         let found = match self.index(seq) {
             Some(index) => match self.ring.get_mut(index) {
                 Some(slot @ Some(_)) => {
-                    // Dropped in place, not moved out first.
                     *slot = None;
                     true
                 }
@@ -216,11 +207,16 @@ impl PendingTable {
             },
             None => self.before.remove(&seq).is_some(),
         };
+        self.removed(seq, found);
+        found
+    }
+
+    /// Counts a removal, and drops the ring's cleared front.
+    fn removed(&mut self, seq: u64, found: bool) {
         self.len -= usize::from(found);
         if found && seq == self.base {
             self.trim_front();
         }
-        found
     }
 
     /// Every pending message with its counter, in no particular order.
