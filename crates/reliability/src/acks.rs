@@ -26,7 +26,7 @@ impl AckSink for Core {
                 if pending.id() == Some(id) && pending.peer.is_none_or(|to| to == peer) {
                     newest = newest.max(Some(pending.order));
                     released += usize::from(pending.peer.is_some());
-                    table.pending.discard(seq);
+                    table.pending.discard_in_run(seq);
                     acked += 1;
                     continue;
                 }
@@ -38,6 +38,7 @@ impl AckSink for Core {
             }
             unknown += 1;
         }
+        table.pending.end_run();
         table.release_many(peer, released);
         if let Some(newest) = newest {
             if table.progress.len() >= MAX_PEERS_TRACKED && !table.progress.contains_key(&peer) {

@@ -323,17 +323,27 @@ impl Core {
         }
         let seq = table.next_seq;
         let tag = table.rng.next_u64();
+        let order = table.next_order;
+        // Made where it is kept, and sent from there: the request is not
+        // moved again after the send (an at-least-once sender's hottest
+        // copy). Its counter is past every bucket cut so far, so the
+        // driver's next cut takes it.
         let request = Message { to, frame: Frame::DataReq { id: Self::id(seq, tag), payload } };
-        let Went::Out(peer) = send(&request) else {
+        let kept = table.pending.insert(seq, Pending { message: request, attempts: 1, first_sent: None, peer: None, order });
+        let Went::Out(peer) = send(&kept.message) else {
+            let request = table.pending.remove(seq).expect("just put there").message;
             drop(table);
             return Err(Untracked::NotSent(data_of(request)));
         };
+        kept.peer = peer;
         table.next_seq += 1;
+        table.next_order += 1;
         table.sent += 1;
         self.stats.sent.store(table.sent, Ordering::Relaxed);
-        // Its counter is past every bucket cut so far: the driver's next
-        // cut takes it.
-        self.keep_sent(table, seq, request, None, peer);
+        if let Some(peer) = peer {
+            table.hold(peer);
+        }
+        self.release_and_wake(table);
         Ok(())
     }
 
@@ -356,6 +366,13 @@ impl Core {
         if let Some(peer) = peer {
             table.hold(peer);
         }
+        self.release_and_wake(table);
+    }
+
+    /// Lets go of the table after a first send went into it, waking the
+    /// driver if it sleeps (it ticks only while messages wait).
+    #[inline(always)]
+    fn release_and_wake(&self, mut table: MutexGuard<'_, Table>) {
         let wake = std::mem::take(&mut table.driver_idle);
         drop(table);
         if wake {

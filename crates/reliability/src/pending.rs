@@ -15,6 +15,7 @@
 //! after it. The ring's memory is bounded by its limit (it keeps its
 //! capacity once grown).
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -118,13 +119,20 @@ impl PendingTable {
         seq.checked_sub(self.base).map(|offset| usize::try_from(offset).unwrap_or(usize::MAX))
     }
 
-    /// Puts message `seq` in the table (replacing one of the same counter).
-    pub(crate) fn insert(&mut self, seq: u64, entry: Pending) {
+    /// Puts message `seq` in the table (replacing one of the same counter);
+    /// returns it where it now lies.
+    pub(crate) fn insert(&mut self, seq: u64, entry: Pending) -> &mut Pending {
         let Some(index) = self.index(seq) else {
-            if self.before.insert(seq, entry).is_none() {
-                self.len += 1;
-            }
-            return;
+            return match self.before.entry(seq) {
+                Entry::Occupied(mut slot) => {
+                    slot.insert(entry);
+                    slot.into_mut()
+                }
+                Entry::Vacant(slot) => {
+                    self.len += 1;
+                    slot.insert(entry)
+                }
+            };
         };
         if index >= self.span_limit {
             // The ring would span too far: its oldest messages move out.
@@ -136,16 +144,16 @@ impl PendingTable {
         }
         let index = self.index(seq).expect("at or past the base");
         if index < self.ring.len() {
-            if self.ring[index].replace(entry).is_none() {
-                self.len += 1;
-            }
-            return;
+            let slot = &mut self.ring[index];
+            self.len += usize::from(slot.is_none());
+            return slot.insert(entry);
         }
         // Past the back (usually just past it): empty slots for the
         // counters in between, taken but not handed over yet.
         self.ring.resize_with(index, || None);
         self.ring.push_back(Some(entry));
         self.len += 1;
+        self.ring.back_mut().and_then(Option::as_mut).expect("just pushed")
     }
 
     /// Moves every message below `new_base` to the map, and the ring's
@@ -194,9 +202,13 @@ impl PendingTable {
         entry
     }
 
-    /// Drops message `seq` where it lies, if it is pending: for a caller
-    /// that has read what it needs of it (no copy of the entry out).
-    pub(crate) fn discard(&mut self, seq: u64) -> bool {
+    /// Drops message `seq` where it lies, if it is pending, as one of a run
+    /// of removals (a batch of ACKs), for a caller that has read what it
+    /// needs of it (no copy of the entry out). The ring's cleared front
+    /// stays until [`end_run`](Self::end_run) drops it once, which the
+    /// caller must call before it lets go of the table (until then the ring
+    /// may start with empty slots; lookups do not mind).
+    pub(crate) fn discard_in_run(&mut self, seq: u64) -> bool {
         let found = match self.index(seq) {
             Some(index) => match self.ring.get_mut(index) {
                 Some(slot @ Some(_)) => {
@@ -207,8 +219,14 @@ impl PendingTable {
             },
             None => self.before.remove(&seq).is_some(),
         };
-        self.removed(seq, found);
+        self.len -= usize::from(found);
         found
+    }
+
+    /// Ends a run of [`discard_in_run`](Self::discard_in_run): drops the
+    /// ring's cleared front, in one go.
+    pub(crate) fn end_run(&mut self) {
+        self.trim_front();
     }
 
     /// Counts a removal, and drops the ring's cleared front.
@@ -332,19 +350,25 @@ mod tests {
                     _ => next,
                 };
                 next = next.max(seq + 1);
-                table.insert(seq, entry(seq));
+                // What `insert` returns is the entry kept.
+                table.insert(seq, entry(seq)).attempts = 7;
+                assert_eq!(table.get(seq).map(|kept| kept.attempts), Some(7), "step {step}");
                 model.insert(seq, ());
-            } else if let Some(&oldest) = model.keys().next() {
-                // An ACK: mostly of old messages, at times of any.
-                let seq = if pick < 80 {
-                    oldest + (state >> 8 & 3)
-                } else {
-                    oldest + (state >> 8) % (next - oldest)
-                };
-                // Taken out, or dropped where it lies.
-                let found =
-                    if state >> 20 & 1 == 0 { table.remove(seq).is_some() } else { table.discard(seq) };
-                assert_eq!(found, model.remove(&seq).is_some(), "step {step}");
+            } else if !model.is_empty() {
+                // A batch of one to three ACKs, mostly of old messages, at
+                // times of any: taken out one by one, or dropped where they
+                // lie in one run.
+                let in_run = state >> 20 & 1 == 1;
+                for k in 0..=(state >> 21) % 3 {
+                    let Some(&oldest) = model.keys().next() else { break };
+                    let bits = state >> (8 + 4 * k);
+                    let seq = if pick < 80 { oldest + (bits & 3) } else { oldest + bits % (next - oldest) };
+                    let found = if in_run { table.discard_in_run(seq) } else { table.remove(seq).is_some() };
+                    assert_eq!(found, model.remove(&seq).is_some(), "step {step}");
+                }
+                if in_run {
+                    table.end_run();
+                }
             }
             assert_eq!(table.len(), model.len(), "step {step}");
             assert!(table.ring.len() <= 16, "step {step}: the ring spans {}", table.ring.len());
