@@ -324,12 +324,13 @@ impl Core {
         let seq = table.next_seq;
         let tag = table.rng.next_u64();
         let order = table.next_order;
-        // Made where it is kept, and sent from there: the request is not
-        // moved again after the send (an at-least-once sender's hottest
-        // copy). Its counter is past every bucket cut so far, so the
-        // driver's next cut takes it.
+        // Made where it is kept and sent from there, so that it is not
+        // moved again after the send. Its counter is past every bucket cut
+        // so far: the driver's next cut takes it.
         let request = Message { to, frame: Frame::DataReq { id: Self::id(seq, tag), payload } };
-        let kept = table.pending.insert(seq, Pending { message: request, attempts: 1, first_sent: None, peer: None, order });
+        let kept = table
+            .pending
+            .insert(seq, Pending { message: request, attempts: 1, first_sent: None, peer: None, order });
         let Went::Out(peer) = send(&kept.message) else {
             let request = table.pending.remove(seq).expect("just put there").message;
             drop(table);

@@ -2,10 +2,11 @@
 //!
 //! Counters are handed out in order and ACKs come back mostly in order, so
 //! the table is a ring indexed by counter: a send writes at its back, an
-//! ACK clears a slot near its front, and the cleared front is dropped. Both
-//! touch memory that was just touched, where a hash table keyed by counter
-//! wrote every entry to a cold slot of its own (the insert's copy into
-//! that slot was a fifth of the at-least-once sender's bookkeeping).
+//! ACK clears a slot near its front, and the cleared front is dropped
+//! (once per batch of ACKs). Both touch memory that was just touched, where
+//! a hash table keyed by counter wrote every entry to a cold slot of its
+//! own (the insert's copy into that slot was a fifth of the at-least-once
+//! sender's bookkeeping).
 //!
 //! What the ring cannot hold goes to a small map: a message whose slot was
 //! dropped before its hand-over (counters taken in one order and handed
