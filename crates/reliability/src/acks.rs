@@ -17,7 +17,8 @@ impl AckSink for Core {
         let mut newest = None;
         // Every ACK here is from `peer`: its count is settled once.
         let mut released = 0;
-        let mut table = self.table();
+        let mut guard = self.table();
+        let table = &mut *guard;
         for &id in ids {
             // An ACK counts only with the message's whole id, and only from
             // the peer the message last went to (when the route said which).
@@ -26,7 +27,7 @@ impl AckSink for Core {
                 if pending.id() == Some(id) && pending.peer.is_none_or(|to| to == peer) {
                     newest = newest.max(Some(pending.order));
                     released += usize::from(pending.peer.is_some());
-                    table.pending.discard_in_run(seq);
+                    table.pending.discard_in_run(seq, &mut table.retired);
                     acked += 1;
                     continue;
                 }
@@ -50,7 +51,7 @@ impl AckSink for Core {
             entry.newest = entry.newest.max(newest);
         }
         let empty = table.pending.is_empty();
-        drop(table);
+        drop(guard);
         if acked > 0 {
             self.after_acks(acked, empty);
         }

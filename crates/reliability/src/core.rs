@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::AtLeastOnceConfig;
-use crate::pending::{Pending, PendingTable, SeqMap, request_id};
+use crate::pending::{Pending, PendingTable, Retired, SeqMap, request_id};
 use crate::stats::AtLeastOnceStats;
 use crate::tracked::{Tracked, Untracked, Went};
 
@@ -102,6 +102,9 @@ pub(crate) struct Table {
     /// counted here, and the map is touched when the peer changes or the
     /// counts are read (not once a message).
     recent_holds: Option<(PeerId, usize)>,
+    /// Payloads of acknowledged messages, freed by the next sends or the
+    /// driver's next tick.
+    pub(crate) retired: Retired,
 }
 
 impl Table {
@@ -202,6 +205,7 @@ impl Core {
                 progress: PeerMap::default(),
                 outstanding: PeerMap::default(),
                 recent_holds: None,
+                retired: Retired::default(),
             }),
             stats: AtLeastOnceStats::default(),
             room_signal: Arc::new(Notify::new()),
@@ -371,11 +375,15 @@ impl Core {
     }
 
     /// Lets go of the table after a first send went into it, waking the
-    /// driver if it sleeps (it ticks only while messages wait).
+    /// driver if it sleeps (it ticks only while messages wait), and frees
+    /// one acknowledged payload.
     #[inline(always)]
     fn release_and_wake(&self, mut table: MutexGuard<'_, Table>) {
         let wake = std::mem::take(&mut table.driver_idle);
+        // An acknowledged payload, freed on this thread (see `Retired`).
+        let retired = table.retired.take_one();
         drop(table);
+        drop(retired);
         if wake {
             self.work.notify_one();
         }

@@ -214,6 +214,9 @@ pub(crate) fn tick_length(core: &Core) -> Duration {
 /// What the due messages of one tick come to.
 #[derive(Default)]
 struct Due {
+    /// Acknowledged payloads the sends have not freed yet (see
+    /// `Retired`): freed once the table is let go.
+    retired: Vec<bytes::Bytes>,
     /// `(seq, attempts, message)`.
     resend: Vec<(u64, u32, Message)>,
     /// For each resend whose last route named a peer, that peer: the one
@@ -319,6 +322,7 @@ pub(crate) async fn drive<R: Resend>(core: Arc<Core>, mut resender: R, parts: Dr
                 let now = Instant::now();
                 let mut table = core.table();
                 due = cut_and_collect(&core, &mut table, now);
+                due.retired = table.retired.take_all();
                 if table.pending.is_empty() {
                     // Sleep until a send wakes us: no tick while nothing waits.
                     table.driver_idle = true;
@@ -368,12 +372,13 @@ pub(crate) async fn drive<R: Resend>(core: Arc<Core>, mut resender: R, parts: Dr
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let pending: Vec<(u64, Pending)> = {
+    let (pending, retired): (Vec<(u64, Pending)>, _) = {
         let mut table = core.table();
         // From here on a hand-over is refused (see `Core::sent_to`).
         table.drained = true;
-        table.pending.drain()
+        (table.pending.drain(), table.retired.take_all())
     };
+    drop(retired);
     for (seq, entry) in pending {
         give_up(request_id(&entry.message, seq), entry);
     }

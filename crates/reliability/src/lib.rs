@@ -124,6 +124,15 @@
 //! resend timeout), and every message of a bucket shares one deadline, so
 //! a resend comes between one and 1.1 resend timeouts after the send. ACKs
 //! are handed over by the connections in batches, one lock per read.
+//!
+//! A message's payload is kept until its ACK, and then a little longer: a
+//! short payload (up to 1 KiB, at most 1,024 of them) is freed by the next
+//! send, on the sending thread, or by the driver's next tick if nothing
+//! more is sent. The application allocates its next payload on that
+//! thread, and the allocator's per-thread cache then serves it; freed
+//! where the ACKs are read, by the hundred, they went through the
+//! allocator's slower shared bins (7% of the sender's throughput on
+//! 64-byte messages).
 
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]

@@ -20,6 +20,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use bytes::Bytes;
 use smartsock_patterns::Message;
 use smartsock_transport::{Frame, MsgId, PeerId};
 use tokio::time::Instant;
@@ -76,6 +77,64 @@ pub(crate) fn request_id(message: &Message) -> Option<MsgId> {
     match message.frame {
         Frame::DataReq { id, .. } => Some(id),
         _ => None,
+    }
+}
+
+/// Payloads of acknowledged messages kept this long or shorter go to
+/// [`Retired`]; longer ones are freed where the ACK is read.
+pub(crate) const MAX_RETIRED_LEN: usize = 1024;
+
+/// [`Retired`] keeps at most this many payloads; past it, payloads are
+/// freed where the ACK is read.
+pub(crate) const MAX_RETIRED: usize = 1024;
+
+/// Payloads of acknowledged messages, freed one a send by the thread that
+/// sends, and all at once by the driver's next tick.
+///
+/// Why: an application that makes a fresh payload for each message
+/// allocates on its sending thread, and under at-most-once the payload is
+/// freed right after, so the allocator's per-thread cache serves every
+/// message. Under at-least-once the payloads come back by the hundred with
+/// each read of ACKs (on a multi-thread runtime, on another thread), more
+/// than that cache holds, and glibc's slower shared bins (a locked
+/// compare-and-swap each) took about a tenth of the sender's time. Freed
+/// one a send, each payload makes room for the next one allocated.
+///
+/// Bounded in count and in length ([`MAX_RETIRED`] payloads of at most
+/// [`MAX_RETIRED_LEN`] bytes); a payload kept here may share a larger
+/// buffer, which it keeps alive until then (at most one tick, a tenth of
+/// the resend timeout).
+#[derive(Default)]
+pub(crate) struct Retired(Vec<Bytes>);
+
+impl Retired {
+    /// Takes the payload of `entry` (acknowledged), if it is short and
+    /// there is room; else leaves it to be freed with the entry.
+    fn keep_from(&mut self, entry: &mut Pending) {
+        if self.0.len() >= MAX_RETIRED {
+            return;
+        }
+        if let Frame::DataReq { payload, .. } = &mut entry.message.frame {
+            if payload.len() <= MAX_RETIRED_LEN {
+                self.0.push(std::mem::take(payload));
+            }
+        }
+    }
+
+    /// One payload, for the caller to drop once it has let go of the table.
+    pub(crate) fn take_one(&mut self) -> Option<Bytes> {
+        self.0.pop()
+    }
+
+    /// Every payload kept, for the caller to drop once it has let go of
+    /// the table.
+    pub(crate) fn take_all(&mut self) -> Vec<Bytes> {
+        std::mem::take(&mut self.0)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
     }
 }
 
@@ -205,20 +264,30 @@ impl PendingTable {
 
     /// Drops message `seq` where it lies, if it is pending, as one of a run
     /// of removals (a batch of ACKs), for a caller that has read what it
-    /// needs of it (no copy of the entry out). The ring's cleared front
+    /// needs of it (no copy of the entry out); its payload goes to
+    /// `retired`. The ring's cleared front
     /// stays until [`end_run`](Self::end_run) drops it once, which the
     /// caller must call before it lets go of the table (until then the ring
     /// may start with empty slots; lookups do not mind).
-    pub(crate) fn discard_in_run(&mut self, seq: u64) -> bool {
+    pub(crate) fn discard_in_run(&mut self, seq: u64, retired: &mut Retired) -> bool {
         let found = match self.index(seq) {
             Some(index) => match self.ring.get_mut(index) {
                 Some(slot @ Some(_)) => {
+                    if let Some(entry) = slot {
+                        retired.keep_from(entry);
+                    }
                     *slot = None;
                     true
                 }
                 _ => false,
             },
-            None => self.before.remove(&seq).is_some(),
+            None => match self.before.remove(&seq) {
+                Some(mut entry) => {
+                    retired.keep_from(&mut entry);
+                    true
+                }
+                None => false,
+            },
         };
         self.len -= usize::from(found);
         found
@@ -329,12 +398,45 @@ mod tests {
         assert!(table.is_empty());
     }
 
+    /// An entry for counter `seq` whose payload is `len` bytes.
+    fn entry_of_len(seq: u64, len: usize) -> Pending {
+        let mut pending = entry(seq);
+        if let Frame::DataReq { payload, .. } = &mut pending.message.frame {
+            *payload = Bytes::from(vec![7; len]);
+        }
+        pending
+    }
+
+    #[test]
+    fn acknowledged_payloads_are_kept_up_to_their_length_and_count_and_not_past_them() {
+        let mut table = PendingTable::new(2 * MAX_RETIRED);
+        let mut retired = Retired::default();
+        // By length: one at the bound is kept, one byte more is not.
+        table.insert(0, entry_of_len(0, MAX_RETIRED_LEN));
+        table.insert(1, entry_of_len(1, MAX_RETIRED_LEN + 1));
+        assert!(table.discard_in_run(0, &mut retired) && table.discard_in_run(1, &mut retired));
+        table.end_run();
+        assert_eq!(retired.len(), 1);
+        assert_eq!(retired.take_one().map(|payload| payload.len()), Some(MAX_RETIRED_LEN));
+        // By count: the first MAX_RETIRED are kept, the next is freed.
+        for seq in 2..MAX_RETIRED as u64 + 3 {
+            table.insert(seq, entry_of_len(seq, 1));
+            assert!(table.discard_in_run(seq, &mut retired));
+        }
+        table.end_run();
+        assert_eq!(retired.len(), MAX_RETIRED);
+        assert!(table.is_empty());
+        assert_eq!(retired.take_all().len(), MAX_RETIRED);
+        assert_eq!(retired.len(), 0);
+    }
+
     /// The table against a plain ordered map, over inserts in and out of
     /// order, removals near the front and far from it, and jumps past the
     /// ring's limit.
     #[test]
     fn the_table_agrees_with_an_ordered_map() {
         let mut table = PendingTable::new(16);
+        let mut retired = Retired::default();
         let mut model: BTreeMap<u64, ()> = BTreeMap::new();
         let mut next = 0u64;
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
@@ -364,7 +466,11 @@ mod tests {
                     let Some(&oldest) = model.keys().next() else { break };
                     let bits = state >> (8 + 4 * k);
                     let seq = if pick < 80 { oldest + (bits & 3) } else { oldest + bits % (next - oldest) };
-                    let found = if in_run { table.discard_in_run(seq) } else { table.remove(seq).is_some() };
+                    let found = if in_run {
+                        table.discard_in_run(seq, &mut retired)
+                    } else {
+                        table.remove(seq).is_some()
+                    };
                     assert_eq!(found, model.remove(&seq).is_some(), "step {step}");
                 }
                 if in_run {
