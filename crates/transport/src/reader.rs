@@ -240,12 +240,15 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
             liveness.resumed(Instant::now(), progress);
             continue;
         }
+        if !drained {
+            // Decoding stopped at the look-ahead bound with whole frames
+            // still in the buffer, and the bound has room again: go on with
+            // them before reading. The stream may hold nothing more for now
+            // (the peer has said all it will, or has ended), and a read would
+            // leave them there until the peer next speaks.
+            continue;
+        }
         if ended {
-            if !drained {
-                // Decoding stopped at the look-ahead bound with whole frames
-                // still in the buffer: go on with them.
-                continue;
-            }
             // What was read before the end still goes up.
             if !waiting.is_empty() && !shared.inbound.push_batch(&mut waiting).await {
                 return DisconnectReason::Closing;

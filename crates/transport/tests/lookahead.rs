@@ -210,3 +210,68 @@ async fn frames_left_in_the_buffer_at_the_peers_end_are_all_delivered() {
         open.parts.transport.close().await;
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn frames_left_in_the_buffer_go_up_while_the_peer_stays_silent() {
+    // The peer does not end: it has sent all it will for now. Decoding
+    // stops at the look-ahead bound with whole frames still in the read
+    // buffer; then the application takes a queue's worth at once, and every
+    // waiting message moves up in one go. The reader must decode the frames
+    // left in its buffer before it waits for more bytes: it waited on the
+    // socket instead, and they went up only when the peer next spoke (a
+    // heartbeat, a resend: seconds later). Found by the benchmark, where an
+    // at-least-once receiver slower than its sender got the last messages
+    // of a run one resend timeout late. Where the frames fall against the
+    // bound depends on the look-ahead to the byte: a range of them is tried.
+    const QUEUE: usize = 8;
+    // Few and small enough to come in one read of a new connection's
+    // (512-byte) buffer, behind the queue's worth before them.
+    const SMALL: usize = 20;
+    const FRAMES: u8 = 12;
+    // A queue's worth, and one more that waits for room.
+    let mut queued = Vec::new();
+    for _ in 0..=QUEUE {
+        queued.extend(data(b"queued"));
+    }
+    let mut behind = Vec::new();
+    for i in 0..FRAMES {
+        behind.extend(data(&[i; SMALL]));
+    }
+    // Look-aheads from the one that lets a read take all of `behind` at
+    // once (behind the message waiting for room) to the one that would let
+    // all of it be decoded: whole frames are left in the buffer, and none
+    // in the stream.
+    let waiting = b"queued".len() + WAITING_MESSAGE_COST;
+    let cost = SMALL + WAITING_MESSAGE_COST;
+    for lookahead in waiting + behind.len()..waiting + usize::from(FRAMES) * cost {
+        let mut config = full_queue_config(lookahead);
+        config.inbound_capacity = QUEUE;
+        let mut open = open(config).await;
+        open.wire.write_all(&queued).await.unwrap();
+        sleep(Duration::from_millis(1)).await;
+        // The queue is full: what comes now is read up to the bound.
+        open.wire.write_all(&behind).await.unwrap();
+        sleep(Duration::from_millis(1)).await;
+        assert_eq!(open.parts.inbound.len(), QUEUE);
+        for _ in 0..QUEUE {
+            let message = open.parts.inbound.try_recv().expect("queued");
+            assert_eq!(&message.payload[..], b"queued");
+        }
+        sleep(Duration::from_millis(1)).await;
+        let message = within("the message that waited", open.parts.inbound.recv()).await.unwrap();
+        assert_eq!(&message.payload[..], b"queued");
+        for i in 0..FRAMES {
+            // Time for the reader to go on (well within the heartbeat
+            // timeout: the connection stays up), then a take.
+            sleep(Duration::from_millis(1)).await;
+            let message = tokio::time::timeout(Duration::from_millis(100), open.parts.inbound.recv())
+                .await
+                .unwrap_or_else(|_| panic!("look-ahead {lookahead}: message {i} of {FRAMES} never came"))
+                .unwrap();
+            assert_eq!(&message.payload[..], &[i; SMALL][..], "look-ahead {lookahead}: message {i}");
+        }
+        assert!(open.parts.inbound.is_empty());
+        no_event_queued(&mut open.events);
+        open.parts.transport.close().await;
+    }
+}
