@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{MemPeer, Sender, WAIT, reliable, within};
+use common::{MemPeer, Sender, WAIT, reliable, send_in_one_turn, within};
 use smartsock_patterns::Message;
 use smartsock_reliability::{Untracked, Went};
 use smartsock_transport::{Frame, MsgId, Outgoing, PeerId};
@@ -306,23 +306,6 @@ async fn at_shutdown_a_message_handed_over_after_the_wait_is_handed_back_to_its_
     assert_eq!(back.frame, Frame::Data("x".into()));
     assert_eq!(sender.handle.in_flight(), 0);
     assert_eq!(sender.handle.stats().sent(), 0);
-}
-
-/// Tracks and queues `payload` for `to` in one step
-/// ([`try_send_tracked`](smartsock_reliability::AtLeastOnceHandle::try_send_tracked));
-/// returns its id.
-fn send_in_one_turn(sender: &Sender, to: PeerId, payload: &'static str) -> MsgId {
-    let mut sent = None;
-    let table = sender.transport.peer_table();
-    let peer = table.iter().find(|p| p.id() == to).expect("connected");
-    let went = sender.handle.try_send_tracked(Message::new(payload), |request| {
-        let Frame::DataReq { id, .. } = request.frame else { panic!("not a DATA_REQ: {:?}", request.frame) };
-        sent = Some(id);
-        peer.try_send(Outgoing::to_this_peer(request.frame.clone())).expect("room in the outbox");
-        Went::Out(Some(to))
-    });
-    assert_eq!(went, Ok(()));
-    sent.expect("the send was called")
 }
 
 #[tokio::test(start_paused = true)]

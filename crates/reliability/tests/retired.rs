@@ -12,10 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{MemPeer, Sender, WAIT, reliable, within};
-use smartsock_patterns::Message;
-use smartsock_reliability::Went;
-use smartsock_transport::{Frame, MsgId, Outgoing, PeerId};
+use common::{MemPeer, Sender, WAIT, reliable, send_in_one_turn, within};
 use tokio::time::Instant;
 
 /// A payload's buffer that says when it is freed.
@@ -41,21 +38,6 @@ fn watched(text: &str) -> (Bytes, Arc<AtomicBool>) {
     let freed = Arc::new(AtomicBool::new(false));
     let payload = Bytes::from_owner(Watched { bytes: text.as_bytes().to_vec(), freed: freed.clone() });
     (payload, freed)
-}
-
-/// Tracks and queues `payload` for `to` in one step; returns its id.
-fn send_in_one_turn(sender: &Sender, to: PeerId, payload: Bytes) -> MsgId {
-    let mut sent = None;
-    let table = sender.transport.peer_table();
-    let peer = table.iter().find(|p| p.id() == to).expect("connected");
-    let went = sender.handle.try_send_tracked(Message::new(payload), |request| {
-        let Frame::DataReq { id, .. } = request.frame else { panic!("not a DATA_REQ: {:?}", request.frame) };
-        sent = Some(id);
-        peer.try_send(Outgoing::to_this_peer(request.frame.clone())).expect("room in the outbox");
-        Went::Out(Some(to))
-    });
-    assert_eq!(went, Ok(()));
-    sent.expect("the send was called")
 }
 
 /// Sends a watched payload to a new peer and has the peer acknowledge it.

@@ -15,9 +15,9 @@ use futures::{SinkExt, StreamExt};
 use smartsock_framing::{Codec, Frame, MsgId, PeerId};
 use smartsock_patterns::{Message, PeerSet, PeerSetConfig, RoundRobin, RoundRobinLayer, SendError};
 use smartsock_reliability::{
-    AtLeastOnce, AtLeastOnceConfig, AtLeastOnceHandle, AtLeastOnceLayer, UndeliveredReceiver,
+    AtLeastOnce, AtLeastOnceConfig, AtLeastOnceHandle, AtLeastOnceLayer, UndeliveredReceiver, Went,
 };
-use smartsock_transport::{Side, Transport, TransportConfig};
+use smartsock_transport::{Outgoing, Side, Transport, TransportConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
@@ -112,6 +112,23 @@ impl Sender {
     pub(crate) async fn settled(&self) {
         within("the sender to settle", WAIT, self.handle.settled()).await;
     }
+}
+
+/// Tracks and queues `payload` for `to` in one step
+/// ([`try_send_tracked`](smartsock_reliability::AtLeastOnceHandle::try_send_tracked)),
+/// queueing the DATA_REQ into `to`'s outbox by hand; returns its id.
+pub(crate) fn send_in_one_turn(sender: &Sender, to: PeerId, payload: impl Into<Bytes>) -> MsgId {
+    let mut sent = None;
+    let table = sender.transport.peer_table();
+    let peer = table.iter().find(|p| p.id() == to).expect("connected");
+    let went = sender.handle.try_send_tracked(Message::new(payload), |request| {
+        let Frame::DataReq { id, .. } = request.frame else { panic!("not a DATA_REQ: {:?}", request.frame) };
+        sent = Some(id);
+        peer.try_send(Outgoing::to_this_peer(request.frame.clone())).expect("room in the outbox");
+        Went::Out(Some(to))
+    });
+    assert_eq!(went, Ok(()));
+    sent.expect("the send was called")
 }
 
 /// A peer played by the test over an in-memory stream, through the codec.
