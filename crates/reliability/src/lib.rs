@@ -118,10 +118,10 @@
 //! same lock ([`AtLeastOnceHandle::try_send_tracked`]), so that the route
 //! only borrows the request and the payload is kept unshared; least-loaded
 //! routing, which asks the sender for loads, takes the lock twice (before
-//! and after the route). No timer entry, no
-//! channel, no clock read per message: one driver task per layer cuts the
-//! stream of counters into time buckets on its own ticks (a tenth of the
-//! resend timeout), and every message of a bucket shares one deadline, so
+//! and after the route). No timer entry, no channel, no clock read per
+//! message: one driver task per layer cuts the stream of counters into
+//! time buckets on its own ticks (a tenth of the resend timeout), and
+//! every message of a bucket shares one deadline, so
 //! a resend comes between one and 1.1 resend timeouts after the send. ACKs
 //! are handed over by the connections in batches, one lock per read.
 //!

@@ -19,6 +19,13 @@ fn layer_and_service() -> (AtLeastOnceLayer, AtLeastOnce<RoundRobin<PeerSet>>, U
     (layer, service, undelivered)
 }
 
+/// Waits for the driver's end: it owns the only sender of the undelivered
+/// channel, so its end closes it.
+async fn driver_ended(undelivered: &mut UndeliveredReceiver) {
+    let ended = tokio::time::timeout(Duration::from_secs(5), undelivered.recv()).await;
+    assert!(matches!(ended, Ok(None)), "driver still running: {ended:?}");
+}
+
 #[tokio::test]
 async fn driver_ends_when_every_service_and_the_layer_are_dropped() {
     let (layer, service, mut undelivered) = layer_and_service();
@@ -30,9 +37,7 @@ async fn driver_ends_when_every_service_and_the_layer_are_dropped() {
     assert!(tokio::time::timeout(Duration::from_millis(200), undelivered.recv()).await.is_err());
 
     drop(clone);
-    // The driver owned the only sender of this channel: its end closes it.
-    let ended = tokio::time::timeout(Duration::from_secs(5), undelivered.recv()).await;
-    assert!(matches!(ended, Ok(None)), "driver still running: {ended:?}");
+    driver_ended(&mut undelivered).await;
 }
 
 #[tokio::test]
@@ -41,8 +46,7 @@ async fn once_the_driver_has_ended_a_handle_tracks_nothing_and_says_so() {
     let handle = layer.handle();
     drop(service);
     drop(layer);
-    let ended = tokio::time::timeout(Duration::from_secs(5), undelivered.recv()).await;
-    assert!(matches!(ended, Ok(None)), "driver still running: {ended:?}");
+    driver_ended(&mut undelivered).await;
 
     // Not shut down, and the limit is far: only the driver's end says no.
     assert!(!handle.is_shut_down());

@@ -60,6 +60,20 @@ async fn fill(open: &mut Open) {
     assert_eq!(open.parts.inbound.len(), 1);
 }
 
+/// Takes `frames` messages, message `i` being `size` bytes of `i`, giving
+/// the reader time to go on before each take (well within the heartbeat
+/// timeout: the connection stays up); fails if one does not come.
+async fn take_in_order(open: &Open, lookahead: usize, frames: u8, size: usize) {
+    for i in 0..frames {
+        sleep(Duration::from_millis(1)).await;
+        let message = tokio::time::timeout(Duration::from_millis(100), open.parts.inbound.recv())
+            .await
+            .unwrap_or_else(|_| panic!("look-ahead {lookahead}: message {i} of {frames} never came"))
+            .unwrap();
+        assert_eq!(&message.payload[..], &vec![i; size][..], "look-ahead {lookahead}: message {i}");
+    }
+}
+
 const ACK_ID: [u8; 16] = [0xA1; 16];
 
 #[tokio::test(start_paused = true)]
@@ -191,15 +205,7 @@ async fn frames_left_in_the_buffer_at_the_peers_end_are_all_delivered() {
         assert_eq!(&first.payload[..], b"first");
         let waiting = within("the waiting message", open.parts.inbound.recv()).await.unwrap();
         assert_eq!(waiting.payload.len(), WAITING);
-        for i in 0..FRAMES {
-            // Time for the reader to go on, then a take.
-            sleep(Duration::from_millis(1)).await;
-            let message = tokio::time::timeout(Duration::from_secs(1), open.parts.inbound.recv())
-                .await
-                .unwrap_or_else(|_| panic!("look-ahead {lookahead}: message {i} of {FRAMES} never came"))
-                .unwrap();
-            assert_eq!(&message.payload[..], &[i; SMALL][..], "look-ahead {lookahead}: message {i}");
-        }
+        take_in_order(&open, lookahead, FRAMES, SMALL).await;
         let reason = next_event(&mut open.events, "PeerDisconnected", |e| match e {
             Event::PeerDisconnected { reason, .. } => Some(reason.clone()),
             _ => None,
@@ -260,16 +266,7 @@ async fn frames_left_in_the_buffer_go_up_while_the_peer_stays_silent() {
         sleep(Duration::from_millis(1)).await;
         let message = within("the message that waited", open.parts.inbound.recv()).await.unwrap();
         assert_eq!(&message.payload[..], b"queued");
-        for i in 0..FRAMES {
-            // Time for the reader to go on (well within the heartbeat
-            // timeout: the connection stays up), then a take.
-            sleep(Duration::from_millis(1)).await;
-            let message = tokio::time::timeout(Duration::from_millis(100), open.parts.inbound.recv())
-                .await
-                .unwrap_or_else(|_| panic!("look-ahead {lookahead}: message {i} of {FRAMES} never came"))
-                .unwrap();
-            assert_eq!(&message.payload[..], &[i; SMALL][..], "look-ahead {lookahead}: message {i}");
-        }
+        take_in_order(&open, lookahead, FRAMES, SMALL).await;
         assert!(open.parts.inbound.is_empty());
         no_event_queued(&mut open.events);
         open.parts.transport.close().await;
