@@ -183,6 +183,7 @@ mod reader;
 mod reconnect;
 mod room;
 mod shared;
+mod snapshot;
 mod stats;
 mod sync;
 #[cfg(feature = "tls")]

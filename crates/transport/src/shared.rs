@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
 use smartsock_framing::{MsgId, PeerId};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
@@ -19,6 +18,7 @@ use crate::inbound::Inbound;
 use crate::peer::{Orphans, PeerHandle, PeerSnapshot, PeerTable, SharedSink};
 use crate::peer_info::CertificateTable;
 use crate::room::RoomSignal;
+use crate::snapshot::Snapshots;
 use crate::stats::TransportCounters;
 use crate::watch::EventHub;
 
@@ -34,7 +34,7 @@ pub(crate) struct Shared {
     pub(crate) peers: Mutex<Vec<PeerHandle>>,
     pub(crate) table: watch::Sender<PeerTable>,
     /// The same peers, for senders: read without a lock on every send.
-    pub(crate) snapshot: ArcSwap<PeerSnapshot>,
+    pub(crate) snapshot: Snapshots,
     pub(crate) inbound: Inbound,
     pub(crate) acks: mpsc::Sender<(PeerId, MsgId)>,
     pub(crate) ack_sink: SharedSink,
@@ -100,7 +100,7 @@ impl Shared {
     /// that changes are published in the order they were made).
     fn publish(&self, peers: &[PeerHandle]) {
         let table: PeerTable = peers.into();
-        self.snapshot.store(Arc::new(PeerSnapshot::new(table.clone())));
+        self.snapshot.store(PeerSnapshot::new(table.clone()));
         self.table.send_replace(table);
         self.room.notify();
     }

@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
-
 use smartsock_framing::PeerId;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -29,6 +27,7 @@ use crate::peer_info::PeerInfo;
 use crate::reconnect::{NameNotResolved, reconnect_loop};
 use crate::room::RoomWaiter;
 use crate::shared::Shared;
+use crate::snapshot::Snapshots;
 use crate::upgrade::{Dialer, Upgrade};
 use crate::watch::{EventHub, Events, PeerWatch};
 use crate::{TransportConfig, TransportError};
@@ -101,7 +100,7 @@ impl Transport {
             runtime,
             peers: Mutex::new(Vec::new()),
             table: watch::Sender::new(PeerTable::from(Vec::new())),
-            snapshot: ArcSwap::from_pointee(PeerSnapshot::new(PeerTable::from(Vec::new()))),
+            snapshot: Snapshots::new(PeerSnapshot::new(PeerTable::from(Vec::new()))),
             inbound: inbound.clone(),
             acks: acks_tx,
             ack_sink: ack_sink.clone(),
@@ -449,7 +448,7 @@ impl Transport {
 
     /// The connected peers now.
     pub fn peer_table(&self) -> PeerTable {
-        self.shared.snapshot.load().table().clone()
+        self.shared.snapshot.load_full().table().clone()
     }
 
     /// The transport's figures now: every connected peer's traffic, the
@@ -473,9 +472,11 @@ impl Transport {
     }
 
     /// Runs `f` on the connected peers now, without taking a lock or a
-    /// reference count: the way the send path looks at the peers.
+    /// reference count, and (while the peers are unchanged) without an
+    /// atomic read-modify-write: the way the send path looks at the peers.
+    /// The thread keeps the table it read last (see `snapshot.rs`).
     pub fn with_peers<R>(&self, f: impl FnOnce(&PeerSnapshot) -> R) -> R {
-        f(&self.shared.snapshot.load())
+        self.shared.snapshot.with(f)
     }
 
     /// A stream of [`Event`]s from now on. A reader more than
