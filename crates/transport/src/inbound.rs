@@ -190,6 +190,15 @@ impl Inbound {
                 return Err(InboundClosed);
             }
             let (bytes_before, before) = (state.bytes, state.queue.len());
+            if before == 0 {
+                if let Some(bytes) = fits_whole(batch, max_messages, max_bytes) {
+                    // The usual case when the application keeps up: the batch
+                    // becomes the queue, and the reader decodes its next one
+                    // into the emptied queue's buffer, with no message moved.
+                    std::mem::swap(&mut state.queue, batch);
+                    state.bytes += bytes;
+                }
+            }
             while state.has_room(max_messages, max_bytes) {
                 let Some(message) = batch.pop_front() else { break };
                 state.bytes += message.payload.len();
@@ -217,6 +226,23 @@ impl Inbound {
     }
 }
 
+/// The payload bytes of `batch` if an empty queue would take all of it, one
+/// message at a time (each taken while the queue holds fewer than
+/// `max_messages` messages and fewer than `max_bytes` bytes).
+fn fits_whole(batch: &VecDeque<Incoming>, max_messages: usize, max_bytes: usize) -> Option<usize> {
+    if batch.len() > max_messages {
+        return None;
+    }
+    let mut bytes = 0;
+    for message in batch {
+        if bytes >= max_bytes {
+            return None;
+        }
+        bytes += message.payload.len();
+    }
+    Some(bytes)
+}
+
 impl fmt::Debug for Inbound {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.shared.lock();
@@ -225,5 +251,64 @@ impl fmt::Debug for Inbound {
             .field("bytes", &state.bytes)
             .field("closed", &state.closed)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use smartsock_framing::PeerId;
+
+    use super::*;
+
+    fn batch_of(lengths: &[usize]) -> VecDeque<Incoming> {
+        let peer = PeerId::from([7; 16]);
+        lengths
+            .iter()
+            .map(|&len| Incoming { peer, payload: Bytes::from(vec![0; len]), request: None })
+            .collect()
+    }
+
+    /// Offers `lengths` to a queue holding `queued` first; returns what the
+    /// queue then holds (lengths in order, bytes) and the lengths left over.
+    fn offer_to(
+        queued: &[usize],
+        lengths: &[usize],
+        max_messages: usize,
+        max_bytes: usize,
+    ) -> (Vec<usize>, usize, Vec<usize>) {
+        let inbound = Inbound::new(max_messages, max_bytes);
+        let room = inbound.room();
+        tokio::pin!(room);
+        inbound.offer(&mut batch_of(queued), room.as_mut()).expect("open");
+        let mut batch = batch_of(lengths);
+        inbound.offer(&mut batch, room.as_mut()).expect("open");
+        let state = inbound.shared.lock();
+        let held = state.queue.iter().map(|m| m.payload.len()).collect();
+        (held, state.bytes, batch.iter().map(|m| m.payload.len()).collect())
+    }
+
+    #[test]
+    fn an_empty_queue_takes_a_whole_batch_exactly_as_one_message_at_a_time() {
+        // 4 messages, 100 bytes: at the marks, each side of them.
+        for (lengths, expected_taken) in [
+            (&[10, 20, 30, 40][..], 4),    // exactly the message mark
+            (&[10, 20, 30, 40, 1][..], 4), // one past it
+            (&[50, 49, 5][..], 3),         // 99 bytes before the last: it passes the byte mark
+            (&[50, 50, 5][..], 2),         // at the byte mark: none taken after it
+            (&[100, 1][..], 1),            // one message at the byte mark
+            (&[][..], 0),
+        ] {
+            let (held, bytes, left) = offer_to(&[], lengths, 4, 100);
+            assert_eq!(held, lengths[..expected_taken], "{lengths:?}");
+            assert_eq!(bytes, lengths[..expected_taken].iter().sum::<usize>(), "{lengths:?}");
+            assert_eq!(left, lengths[expected_taken..], "{lengths:?}");
+        }
+    }
+
+    #[test]
+    fn a_queue_not_empty_takes_from_the_batch_up_to_its_marks() {
+        let (held, bytes, left) = offer_to(&[60], &[30, 15, 1], 4, 100);
+        assert_eq!((held, bytes, left), (vec![60, 30, 15], 105, vec![1]));
     }
 }
