@@ -193,8 +193,9 @@ impl Inbound {
             if before == 0 {
                 if let Some(bytes) = fits_whole(batch, max_messages, max_bytes) {
                     // The usual case when the application keeps up: the batch
-                    // becomes the queue, and the reader decodes its next one
-                    // into the emptied queue's buffer, with no message moved.
+                    // becomes the queue, no message copied one by one, and
+                    // the reader decodes its next one into the emptied
+                    // queue's buffer.
                     std::mem::swap(&mut state.queue, batch);
                     state.bytes += bytes;
                 }
@@ -270,7 +271,8 @@ mod tests {
     }
 
     /// Offers `lengths` to a queue holding `queued` first; returns what the
-    /// queue then holds (lengths in order, bytes) and the lengths left over.
+    /// queue then holds (lengths in order, bytes) and the lengths left over,
+    /// after checking what `offer` said it moved.
     fn offer_to(
         queued: &[usize],
         lengths: &[usize],
@@ -282,9 +284,11 @@ mod tests {
         tokio::pin!(room);
         inbound.offer(&mut batch_of(queued), room.as_mut()).expect("open");
         let mut batch = batch_of(lengths);
-        inbound.offer(&mut batch, room.as_mut()).expect("open");
+        let moved = inbound.offer(&mut batch, room.as_mut()).expect("open");
         let state = inbound.shared.lock();
-        let held = state.queue.iter().map(|m| m.payload.len()).collect();
+        let held: Vec<usize> = state.queue.iter().map(|m| m.payload.len()).collect();
+        let new = &held[queued.len()..];
+        assert_eq!(moved, (new.len(), new.iter().sum()), "what offer says it moved");
         (held, state.bytes, batch.iter().map(|m| m.payload.len()).collect())
     }
 

@@ -395,7 +395,7 @@ impl Outbox {
         spare: &mut Option<BytesMut>,
     ) -> Poll<bool> {
         let mut state = self.lock();
-        if state.spare.is_none() {
+        if state.spare.is_none() && !state.closed {
             state.spare = spare.take().filter(|buf| buf.capacity() <= MAX_KEPT_ENCODED);
         }
         if let waiting @ (Poll::Pending | Poll::Ready(false)) = ready_or_park(&mut state, cx) {
@@ -454,6 +454,11 @@ impl Outbox {
         acks.extend(state.acks.drain(..));
         let writer = state.writer.take();
         let chunks = std::mem::take(&mut state.chunks);
+        // Nothing is queued from now on: let the buffers go, for whoever
+        // still holds the outbox (an ACK handle, a sender's peer table).
+        state.acks = VecDeque::new();
+        state.spare = None;
+        state.direct_buf = BytesMut::new();
         drop(state);
         // A parked writer learns that it is over.
         if let Some(writer) = writer {
@@ -508,7 +513,7 @@ fn take_all(state: &mut State, acks: &mut Vec<MsgId>, chunks: &mut VecDeque<Chun
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
-    use std::task::{Context, Waker};
+    use std::task::{Context, Poll, Waker};
 
     use bytes::BytesMut;
 
@@ -530,6 +535,34 @@ mod tests {
     fn an_emptied_encode_buffer_is_kept_up_to_its_bound_and_not_past_it() {
         assert!(keeps_a_spare_of(MAX_KEPT_ENCODED));
         assert!(!keeps_a_spare_of(MAX_KEPT_ENCODED + 1));
+    }
+
+    #[test]
+    fn a_closed_outbox_lets_go_of_its_buffers() {
+        let outbox = Outbox::new(16, 1 << 20, 16, 1 << 24);
+        assert!(outbox.try_push_frame(&Frame::Data(bytes::Bytes::from_static(b"queued")), false).is_ok());
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut chunks = VecDeque::new();
+        assert!(outbox.poll_take(&mut cx, &mut Vec::new(), &mut chunks, &mut None).is_ready());
+        // The writer gives the emptied buffer back; the outbox keeps it...
+        let emptied = Some(BytesMut::with_capacity(4096));
+        let taken = outbox.poll_take(&mut cx, &mut Vec::new(), &mut VecDeque::new(), &mut emptied.clone());
+        assert!(taken.is_pending());
+        assert!(outbox.lock().spare.is_some());
+        outbox.lock().direct_buf = BytesMut::with_capacity(4096);
+        // ...until the connection ends.
+        let left = outbox.close_chunks(&mut Vec::new());
+        assert!(left.is_empty());
+        {
+            let state = outbox.lock();
+            assert!(state.spare.is_none());
+            assert_eq!(state.direct_buf.capacity(), 0);
+            assert_eq!(state.acks.capacity(), 0);
+        }
+        // A buffer given back after the end is not kept either.
+        let taken = outbox.poll_take(&mut cx, &mut Vec::new(), &mut VecDeque::new(), &mut emptied.clone());
+        assert_eq!(taken, Poll::Ready(false));
+        assert!(outbox.lock().spare.is_none());
     }
 
     /// A stream that takes every byte it is given.

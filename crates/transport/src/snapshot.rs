@@ -4,14 +4,22 @@
 //! The table lives in an [`ArcSwap`], replaced whenever the peers change.
 //! Reading it there costs two atomic read-modify-writes (the load's debt
 //! slot and the guard's release), about a seventh of a 16-byte send. So each
-//! thread keeps a copy of the table it read last, with the transport's
-//! generation at that time: a send whose transport has not changed its
-//! peers since (one plain load of the generation) reads the copy.
+//! thread keeps copies of the tables it read last, of up to [`SLOTS`]
+//! transports, each with its transport's generation at the time: a send
+//! whose transport has not changed its peers since (one plain load of the
+//! generation) reads the copy.
 //!
-//! The cost: a thread holds the last table it read, of one transport, until
-//! it reads another table or ends. That table's peers are handles to their
-//! outboxes (small once the connection has ended: the writer empties them),
-//! not their connections: a pinned table keeps no stream open.
+//! The generation is odd while a new table is being stored, and a copy is
+//! kept only when the generation was even and the same before and after
+//! the table was read: so a thread never reads a table older than one that
+//! any read (on any thread) returned before it.
+//!
+//! The cost: a thread holds the last table it read of each of up to
+//! [`SLOTS`] transports until it reads a newer one, reads other transports
+//! instead, or ends, after the transport itself may have closed. A table's
+//! peers are handles to their outboxes, not their connections: it keeps no
+//! stream open, and an outbox lets go of its buffers when its connection
+//! ends, so what a held table keeps is small.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -21,6 +29,15 @@ use arc_swap::ArcSwap;
 
 use crate::peer::PeerSnapshot;
 
+/// The transports whose tables a thread keeps copies of.
+pub(crate) const SLOTS: usize = 4;
+
+/// A thread that reads more transports than it has slots for reads the
+/// others from their shared tables, as before, and gives one slot to a new
+/// transport only after this many such reads: a thread that cycles through
+/// many transports does not pay for copies it would not keep.
+const READS_BEFORE_EVICTING: u32 = 64;
+
 /// Gives each transport's table an identity that no later transport reuses
 /// (an address could be).
 static NEXT_TRANSPORT: AtomicU64 = AtomicU64::new(0);
@@ -28,20 +45,49 @@ static NEXT_TRANSPORT: AtomicU64 = AtomicU64::new(0);
 /// One transport's peer table, for senders.
 pub(crate) struct Snapshots {
     transport: u64,
-    /// Bumped after each new table is stored.
+    /// Even when stable, odd while a new table is being stored.
     generation: AtomicU64,
     current: ArcSwap<PeerSnapshot>,
 }
 
-/// The table this thread read last.
-struct LastRead {
+/// The table a thread read last of one transport.
+struct Kept {
     transport: u64,
     generation: u64,
     table: Arc<PeerSnapshot>,
 }
 
+/// One thread's copies.
+#[derive(Default)]
+struct Copies {
+    slots: [Option<Kept>; SLOTS],
+    /// Reads of transports with no slot since the last eviction.
+    uncached: u32,
+    /// The slot to give up next.
+    next_evicted: usize,
+}
+
+impl Copies {
+    /// The slot for `transport`'s table: its own, a free one, or (now and
+    /// then) another transport's. `None`: read the shared table this time.
+    fn slot_for(&mut self, transport: u64) -> Option<usize> {
+        let own = self.slots.iter().position(|s| s.as_ref().is_some_and(|s| s.transport == transport));
+        if let Some(own) = own.or_else(|| self.slots.iter().position(Option::is_none)) {
+            return Some(own);
+        }
+        self.uncached += 1;
+        if self.uncached < READS_BEFORE_EVICTING {
+            return None;
+        }
+        self.uncached = 0;
+        let evicted = self.next_evicted;
+        self.next_evicted = (evicted + 1) % SLOTS;
+        Some(evicted)
+    }
+}
+
 thread_local! {
-    static LAST_READ: RefCell<Option<LastRead>> = const { RefCell::new(None) };
+    static COPIES: RefCell<Copies> = RefCell::new(Copies::default());
 }
 
 impl Snapshots {
@@ -53,9 +99,13 @@ impl Snapshots {
         }
     }
 
-    /// Replaces the table. A read on any thread that sees the new
-    /// generation reads this table or a newer one.
+    /// Replaces the table. The caller makes stores one at a time (the
+    /// transport stores under its peers' lock).
     pub(crate) fn store(&self, table: PeerSnapshot) {
+        // Odd from before the new table can be read until after: a thread
+        // that reads the new table, or hears of it from one that did, then
+        // finds its copy's generation out of date.
+        self.generation.fetch_add(1, Ordering::Relaxed);
         self.current.store(Arc::new(table));
         self.generation.fetch_add(1, Ordering::Release);
     }
@@ -67,30 +117,37 @@ impl Snapshots {
 
     /// Runs `f` on the table now: on this thread's copy when it is current.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&PeerSnapshot) -> R) -> R {
-        // Acquire: pairs with `store`'s bump, so the table read below is at
-        // least the one that generation announced.
+        // Acquire: pairs with `store`'s last bump, so a copy kept at this
+        // generation is the table it announced.
         let generation = self.generation.load(Ordering::Acquire);
         let mut f = Some(f);
-        let done = LAST_READ.try_with(|last| {
+        let done = COPIES.try_with(|copies| {
             // Taken already: `f` of an outer read called back in here.
-            let Ok(mut last) = last.try_borrow_mut() else {
+            let Ok(mut copies) = copies.try_borrow_mut() else {
                 return None;
             };
+            let index = copies.slot_for(self.transport)?;
+            let slot = &mut copies.slots[index];
             let current =
-                last.as_ref().is_some_and(|l| l.transport == self.transport && l.generation == generation);
+                slot.as_ref().is_some_and(|c| c.transport == self.transport && c.generation == generation);
             if !current {
                 let table = self.current.load_full();
-                // The table this replaces is dropped here, under the borrow:
-                // a read from its drop would take the path below.
-                *last = Some(LastRead { transport: self.transport, generation, table });
+                let settled = generation % 2 == 0 && self.generation.load(Ordering::Acquire) == generation;
+                if !settled {
+                    // A store came between: read what we have, keep no copy.
+                    return Some((f.take().expect("called once"))(&table));
+                }
+                // The copy this replaces is dropped here, under the borrow:
+                // a read from its drop would take the shared path below.
+                *slot = Some(Kept { transport: self.transport, generation, table });
             }
-            let table = &last.as_ref().expect("just filled").table;
+            let table = &slot.as_ref().expect("just filled").table;
             Some((f.take().expect("called once"))(table))
         });
         match done {
             Ok(Some(result)) => result,
-            // Called back from `f`, or while the thread's copies are being
-            // dropped at its end: read the shared table.
+            // No slot this time, called back from `f`, or while the thread's
+            // copies are being dropped at its end: read the shared table.
             _ => (f.take().expect("not called"))(&self.current.load()),
         }
     }
@@ -164,5 +221,61 @@ mod tests {
         assert_ne!(after, before);
         drop(ask);
         thread.join().expect("reader");
+    }
+
+    fn kept_generation(snapshots: &Snapshots) -> Option<u64> {
+        COPIES.with(|copies| {
+            let copies = copies.borrow();
+            copies.slots.iter().flatten().find(|c| c.transport == snapshots.transport).map(|c| c.generation)
+        })
+    }
+
+    #[test]
+    fn no_copy_is_kept_while_a_store_is_under_way() {
+        let snapshots = Snapshots::new(empty());
+        table_of(&snapshots);
+        assert_eq!(kept_generation(&snapshots), Some(0));
+        // As between `store`'s two bumps: the table read is the new one, but
+        // not kept as the generation's.
+        snapshots.generation.fetch_add(1, Ordering::Relaxed);
+        snapshots.current.store(Arc::new(empty()));
+        assert_eq!(table_of(&snapshots), Arc::as_ptr(&snapshots.load_full()));
+        assert_eq!(kept_generation(&snapshots), Some(0));
+        snapshots.generation.fetch_add(1, Ordering::Release);
+        assert_eq!(table_of(&snapshots), Arc::as_ptr(&snapshots.load_full()));
+        assert_eq!(kept_generation(&snapshots), Some(2));
+    }
+
+    #[test]
+    fn a_thread_of_more_transports_than_slots_gives_one_up_after_its_reads_elsewhere() {
+        let mut copies = Copies::default();
+        for transport in 0..SLOTS as u64 {
+            let slot = copies.slot_for(transport).expect("a free slot");
+            copies.slots[slot] = Some(Kept { transport, generation: 0, table: Arc::new(empty()) });
+        }
+        for round in 0..2 {
+            for _ in 1..READS_BEFORE_EVICTING {
+                assert_eq!(copies.slot_for(99), None, "read from the shared table");
+            }
+            assert_eq!(copies.slot_for(99), Some(round), "the next slot in turn");
+        }
+        assert_eq!(copies.slot_for(3), Some(3), "a transport with a slot keeps it");
+    }
+
+    #[test]
+    fn reads_of_more_transports_than_slots_each_see_their_own_table() {
+        let all: Vec<_> = (0..SLOTS + 2).map(|_| Snapshots::new(empty())).collect();
+        for round in 0..3 * READS_BEFORE_EVICTING {
+            for (i, snapshots) in all.iter().enumerate() {
+                if (round as usize + i) % 7 == 0 {
+                    snapshots.store(empty());
+                }
+                assert_eq!(
+                    table_of(snapshots),
+                    Arc::as_ptr(&snapshots.load_full()),
+                    "round {round}, transport {i}"
+                );
+            }
+        }
     }
 }

@@ -471,10 +471,11 @@ impl Transport {
         self.shared.stats.find(id, connected)
     }
 
-    /// Runs `f` on the connected peers now, without taking a lock or a
-    /// reference count, and (while the peers are unchanged) without an
-    /// atomic read-modify-write: the way the send path looks at the peers.
-    /// The thread keeps the table it read last (see `snapshot.rs`).
+    /// Runs `f` on the connected peers now, without taking a lock: the way
+    /// the send path looks at the peers. While the peers are unchanged, a
+    /// thread reads its own copy of the table, with no atomic
+    /// read-modify-write (see `snapshot.rs`: a thread keeps the tables of a
+    /// few transports it read last).
     pub fn with_peers<R>(&self, f: impl FnOnce(&PeerSnapshot) -> R) -> R {
         self.shared.snapshot.with(f)
     }
