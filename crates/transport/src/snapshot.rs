@@ -58,7 +58,6 @@ struct Kept {
 }
 
 /// One thread's copies.
-#[derive(Default)]
 struct Copies {
     slots: [Option<Kept>; SLOTS],
     /// Reads of transports with no slot since the last eviction.
@@ -68,6 +67,8 @@ struct Copies {
 }
 
 impl Copies {
+    const EMPTY: Copies = Copies { slots: [const { None }; SLOTS], uncached: 0, next_evicted: 0 };
+
     /// The slot for `transport`'s table: its own, a free one, or (now and
     /// then) another transport's. `None`: read the shared table this time.
     fn slot_for(&mut self, transport: u64) -> Option<usize> {
@@ -87,7 +88,7 @@ impl Copies {
 }
 
 thread_local! {
-    static COPIES: RefCell<Copies> = RefCell::new(Copies::default());
+    static COPIES: RefCell<Copies> = const { RefCell::new(Copies::EMPTY) };
 }
 
 impl Snapshots {
@@ -121,12 +122,18 @@ impl Snapshots {
         // generation is the table it announced.
         let generation = self.generation.load(Ordering::Acquire);
         let mut f = Some(f);
-        let done = COPIES.try_with(|copies| {
+        // Written through a borrow rather than returned through
+        // `try_with`'s `Result` and an `Option`: each layer was another copy
+        // of the routing's result on the send path.
+        let mut result = None;
+        let _ = COPIES.try_with(|copies| {
             // Taken already: `f` of an outer read called back in here.
             let Ok(mut copies) = copies.try_borrow_mut() else {
-                return None;
+                return;
             };
-            let index = copies.slot_for(self.transport)?;
+            let Some(index) = copies.slot_for(self.transport) else {
+                return;
+            };
             let slot = &mut copies.slots[index];
             let current =
                 slot.as_ref().is_some_and(|c| c.transport == self.transport && c.generation == generation);
@@ -135,20 +142,21 @@ impl Snapshots {
                 let settled = generation % 2 == 0 && self.generation.load(Ordering::Acquire) == generation;
                 if !settled {
                     // A store came between: read what we have, keep no copy.
-                    return Some((f.take().expect("called once"))(&table));
+                    result = Some((f.take().expect("called once"))(&table));
+                    return;
                 }
                 // The copy this replaces is dropped here, under the borrow:
                 // a read from its drop would take the shared path below.
                 *slot = Some(Kept { transport: self.transport, generation, table });
             }
             let table = &slot.as_ref().expect("just filled").table;
-            Some((f.take().expect("called once"))(table))
+            result = Some((f.take().expect("called once"))(table));
         });
-        match done {
-            Ok(Some(result)) => result,
+        match result {
+            Some(result) => result,
             // No slot this time, called back from `f`, or while the thread's
             // copies are being dropped at its end: read the shared table.
-            _ => (f.take().expect("not called"))(&self.current.load()),
+            None => (f.take().expect("not called"))(&self.current.load()),
         }
     }
 }
@@ -248,7 +256,7 @@ mod tests {
 
     #[test]
     fn a_thread_of_more_transports_than_slots_gives_one_up_after_its_reads_elsewhere() {
-        let mut copies = Copies::default();
+        let mut copies = Copies::EMPTY;
         for transport in 0..SLOTS as u64 {
             let slot = copies.slot_for(transport).expect("a free slot");
             copies.slots[slot] = Some(Kept { transport, generation: 0, table: Arc::new(empty()) });
