@@ -475,7 +475,8 @@ impl Transport {
     /// the send path looks at the peers. While the peers are unchanged, a
     /// thread reads its own copy of the table, with no atomic
     /// read-modify-write (see `snapshot.rs`: a thread keeps the tables of a
-    /// few transports it read last).
+    /// few transports it read last). `f` may read the peers again, or send,
+    /// through any transport: such a read inside it takes the shared table.
     pub fn with_peers<R>(&self, f: impl FnOnce(&PeerSnapshot) -> R) -> R {
         self.shared.snapshot.with(f)
     }
