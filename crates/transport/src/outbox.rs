@@ -553,12 +553,10 @@ mod tests {
         // ...until the connection ends.
         let left = outbox.close_chunks(&mut Vec::new());
         assert!(left.is_empty());
-        {
-            let state = outbox.lock();
-            assert!(state.spare.is_none());
-            assert_eq!(state.direct_buf.capacity(), 0);
-            assert_eq!(state.acks.capacity(), 0);
-        }
+        let state = outbox.lock();
+        assert!(state.spare.is_none());
+        assert_eq!((state.direct_buf.capacity(), state.acks.capacity()), (0, 0));
+        drop(state);
         // A buffer given back after the end is not kept either.
         let taken = outbox.poll_take(&mut cx, &mut Vec::new(), &mut VecDeque::new(), &mut emptied());
         assert_eq!(taken, Poll::Ready(false));
