@@ -451,12 +451,12 @@ impl Outbox {
         self.closed.store(true, Ordering::Release);
         state.frames = 0;
         state.bytes = 0;
-        acks.extend(state.acks.drain(..));
+        // Nothing is queued from now on: the queues and buffers go with
+        // their contents, for whoever still holds the outbox (an ACK handle,
+        // a sender's peer table).
+        acks.extend(std::mem::take(&mut state.acks));
         let writer = state.writer.take();
         let chunks = std::mem::take(&mut state.chunks);
-        // Nothing is queued from now on: let the buffers go, for whoever
-        // still holds the outbox (an ACK handle, a sender's peer table).
-        state.acks = VecDeque::new();
         state.spare = None;
         state.direct_buf = BytesMut::new();
         drop(state);
@@ -551,11 +551,12 @@ mod tests {
         assert_eq!(outbox.lock().spare.as_ref().map(BytesMut::capacity), Some(4096));
         outbox.lock().direct_buf = BytesMut::with_capacity(4096);
         // ...until the connection ends.
-        let left = outbox.close_chunks(&mut Vec::new());
-        assert!(left.is_empty());
+        assert!(outbox.try_push_ack(MsgId::from_bytes([1; 16])).is_ok());
+        let mut acks = Vec::new();
+        assert!(outbox.close_chunks(&mut acks).is_empty());
+        assert_eq!(acks, [MsgId::from_bytes([1; 16])], "the ACK not sent is handed out");
         let state = outbox.lock();
-        assert!(state.spare.is_none());
-        assert_eq!((state.direct_buf.capacity(), state.acks.capacity()), (0, 0));
+        assert_eq!((state.spare.is_none(), state.direct_buf.capacity(), state.acks.capacity()), (true, 0, 0));
         drop(state);
         // A buffer given back after the end is not kept either.
         let taken = outbox.poll_take(&mut cx, &mut Vec::new(), &mut VecDeque::new(), &mut emptied());
