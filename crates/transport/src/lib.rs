@@ -179,6 +179,7 @@ mod outbox;
 mod peer;
 mod peer_info;
 mod per_second;
+mod read_buffer;
 mod reader;
 mod reconnect;
 mod room;

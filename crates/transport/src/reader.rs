@@ -19,24 +19,16 @@ use crate::event::{DisconnectReason, DropReason, Event};
 use crate::outbox::Outbox;
 use crate::peer::{AckHandle, Incoming};
 use crate::per_second::PerSecond;
+use crate::read_buffer::ReadRoom;
 use crate::shared::Shared;
 use crate::stats::PeerCounters;
 
-/// Bytes the reader asks the OS for at once: big reads, many frames each.
-pub(crate) const READ_CHUNK: usize = 64 * 1024;
 /// Frames decoded from one connection before it lets others run.
 const MAX_FRAMES_PER_TURN: usize = 4096;
 /// HEARTBEAT, extra HELLO and unknown-type frames one connection may send
 /// in a second (an honest peer sends one HEARTBEAT per interval) before it
 /// is closed as a flood.
 pub const MAX_CONTROL_FRAMES_PER_SECOND: usize = 1024;
-/// The read buffer of a new connection, before any traffic: HELLO and
-/// HEARTBEATs fit, so an idle connection never needs more. The first read
-/// that fills it makes the connection read [`READ_CHUNK`]s.
-pub(crate) const INITIAL_READ_BUFFER: usize = 512;
-/// Buffer capacity kept between large frames or batches; more is given back.
-pub(crate) const MAX_KEPT_BUFFER: usize = 1024 * 1024;
-
 /// What a message waiting for room in the inbound queue counts for against
 /// [`TransportConfig::inbound_lookahead`](crate::TransportConfig::inbound_lookahead),
 /// on top of its payload: its record, so that a flood of empty messages is
@@ -73,11 +65,9 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
     let mut unknown_acks = PerSecond::new(crate::MAX_UNKNOWN_ACKS_PER_SECOND, "ACKs for no pending message");
     let mut control_frames =
         PerSecond::new(MAX_CONTROL_FRAMES_PER_SECOND, "HEARTBEAT, HELLO or unknown frames");
-    // Whether the read buffer has grown past what is kept between frames.
-    let mut oversized = false;
-    // The room a read gets between frames: an idle connection (HEARTBEATs
-    // only) keeps its small first buffer; a busy one reads big chunks.
-    let mut chunk = INITIAL_READ_BUFFER;
+    // An idle connection (HEARTBEATs only) keeps its small first buffer; a
+    // busy one reads big chunks.
+    let mut read_room = ReadRoom::new();
     // Since the liveness clock last looked: bytes arrived / a frame completed.
     let (mut bytes_arrived, mut frame_completed) = (false, false);
     // The peer's end was read: what is still in the buffer is decoded and
@@ -264,7 +254,7 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
         } else {
             (config.inbound_lookahead - waiting_bytes - progress) as u64
         };
-        size_read_buffer(read_buf, codec.envelope_in_progress(), &mut oversized, chunk);
+        let limit = limit.min(read_room.make_room(read_buf, codec.envelope_in_progress()) as u64);
         let spare = (read_buf.capacity() - read_buf.len()) as u64;
         deadline.as_mut().reset(liveness.deadline(progress));
         let mut limited = (&mut *reader).take(limit);
@@ -285,7 +275,7 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                 bytes_arrived = true;
                 if n as u64 >= spare.min(limit) {
                     // The peer has more to say than fits: read big from now on.
-                    chunk = READ_CHUNK;
+                    read_room.filled();
                 }
             }
             // The application made room: offer what waits again.
@@ -370,207 +360,8 @@ impl Liveness {
     }
 }
 
-/// Makes room in the read buffer for the next read. Inside a large frame,
-/// the buffer grows toward the frame's size with what has arrived (at most
-/// doubling), so it is read in place with few copies while memory follows
-/// the bytes received, not the length announced. Once a buffer has grown past
-/// [`MAX_KEPT_BUFFER`] (`oversized` remembers it), it is given back as soon
-/// as what is buffered and the frame in progress fit a small one again.
-///
-/// Between frames, a read gets `chunk` bytes of room (a quarter of it at
-/// least): small while the connection is quiet, [`READ_CHUNK`] once a read
-/// has filled the room it had.
-fn size_read_buffer(read_buf: &mut BytesMut, envelope: Option<usize>, oversized: &mut bool, chunk: usize) {
-    *oversized |= read_buf.capacity() > MAX_KEPT_BUFFER;
-    let needed = envelope.map_or(read_buf.len(), |envelope| envelope.max(read_buf.len()));
-    if *oversized && needed < READ_CHUNK {
-        // One large frame must not pin its buffer for the connection's whole
-        // life: neither the buffer itself, nor (once the frame is split off)
-        // its allocation through the small view left after the frame, whose
-        // capacity no longer shows how large that allocation is.
-        let mut fresh = BytesMut::with_capacity(READ_CHUNK);
-        fresh.extend_from_slice(read_buf);
-        *read_buf = fresh;
-        *oversized = false;
-        return;
-    }
-    let spare = read_buf.capacity() - read_buf.len();
-    match envelope {
-        Some(envelope) if envelope > read_buf.len() => {
-            let missing = envelope - read_buf.len();
-            let step = missing.min(read_buf.len().max(READ_CHUNK));
-            if spare < step {
-                read_buf.reserve(step);
-            }
-        }
-        _ => {
-            if spare < chunk / 4 {
-                read_buf.reserve(chunk);
-            }
-        }
-    }
-    *oversized |= read_buf.capacity() > MAX_KEPT_BUFFER;
-}
-
 /// The ACK of a DATA_REQ that just arrived, sent now if `on_arrival`.
 fn ack_handle(outbox: &Arc<Outbox>, id: MsgId, on_arrival: bool) -> AckHandle {
     let ack = AckHandle { id, outbox: outbox.clone(), already_sent: false };
     if on_arrival { AckHandle { already_sent: ack.send().is_ok(), ..ack } } else { ack }
-}
-
-#[cfg(test)]
-mod tests {
-    //! The read buffer's size, through the read loop's own steps: decode what
-    //! is buffered, size the buffer, then read into its spare capacity (as
-    //! `read_buf` does) no more than what has arrived.
-
-    use super::*;
-
-    const MIB: usize = 1024 * 1024;
-    /// The default maximum envelope.
-    const ANNOUNCED: usize = 16 * MIB;
-    /// Bytes the simulated socket hands over per read at most, by default.
-    const ARRIVAL: usize = 256 * 1024;
-
-    /// A DATA frame of `envelope` bytes (type byte included) on the wire.
-    fn data_frame(envelope: usize) -> Vec<u8> {
-        let mut wire = u32::try_from(envelope).unwrap().to_be_bytes().to_vec();
-        wire.push(0x03);
-        wire.extend((0..envelope - 1).map(|i| (i % 251) as u8));
-        wire
-    }
-
-    /// The read loop over `wire[..available]`, resuming at `sent`: decodes,
-    /// sizes, reads, until every available byte is in. Returns the frames
-    /// decoded and the largest capacity the buffer had.
-    fn run(
-        codec: &mut Codec,
-        buf: &mut BytesMut,
-        wire: &[u8],
-        sent: &mut usize,
-        available: usize,
-    ) -> (Vec<Frame>, usize) {
-        run_in_reads_of(ARRIVAL, codec, buf, wire, sent, available)
-    }
-
-    fn run_in_reads_of(
-        arrival: usize,
-        codec: &mut Codec,
-        buf: &mut BytesMut,
-        wire: &[u8],
-        sent: &mut usize,
-        available: usize,
-    ) -> (Vec<Frame>, usize) {
-        let mut frames = Vec::new();
-        let mut largest = buf.capacity();
-        let mut oversized = false;
-        loop {
-            while let Some(frame) = codec.decode(buf).expect("well-formed") {
-                frames.push(frame);
-            }
-            size_read_buffer(buf, codec.envelope_in_progress(), &mut oversized, READ_CHUNK);
-            largest = largest.max(buf.capacity());
-            if *sent == available {
-                return (frames, largest);
-            }
-            if buf.capacity() == buf.len() {
-                // What `read_buf` does with no spare capacity.
-                buf.reserve(64);
-            }
-            let n = (buf.capacity() - buf.len()).min(available - *sent).min(arrival);
-            buf.extend_from_slice(&wire[*sent..*sent + n]);
-            *sent += n;
-            largest = largest.max(buf.capacity());
-        }
-    }
-
-    #[test]
-    fn after_one_16_mib_frame_the_read_buffer_lets_go_of_the_frames_memory() {
-        let wire = data_frame(ANNOUNCED);
-        let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        let mut sent = 0;
-        let (frames, largest) = run(&mut codec, &mut buf, &wire, &mut sent, wire.len());
-        let [Frame::Data(payload)] = &frames[..] else { panic!("expected one DATA, got {}", frames.len()) };
-        assert_eq!(payload.len(), ANNOUNCED - 1);
-        assert!(payload[..] == wire[5..], "the payload arrived changed");
-        // Read in place: the buffer grew to about the frame, not far past it.
-        assert!(largest <= 2 * ANNOUNCED, "the buffer grew to {} MiB", largest / MIB);
-
-        // Idle now: the buffer left for the next frames is small, and is not
-        // a view into the frame's allocation (which it would keep alive for
-        // the connection's life once the application drops the payload).
-        assert!(buf.capacity() <= MAX_KEPT_BUFFER, "kept {} KiB", buf.capacity() / 1024);
-        let payload_end = payload.as_ptr() as usize + payload.len();
-        assert_ne!(buf.as_ptr() as usize, payload_end, "the read buffer still points into the 16 MiB frame");
-    }
-
-    #[test]
-    fn after_a_large_frame_and_the_start_of_a_small_one_the_buffer_is_given_back_too() {
-        let mut wire = data_frame(4 * MIB);
-        // The next frame's first bytes came in the same read.
-        wire.extend_from_slice(&[0, 0, 0, 6, 0x03, b'n']);
-        let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        let mut sent = 0;
-        let (frames, _) = run(&mut codec, &mut buf, &wire, &mut sent, wire.len());
-        let [Frame::Data(payload)] = &frames[..] else { panic!("expected one DATA, got {}", frames.len()) };
-        assert!(buf.capacity() <= MAX_KEPT_BUFFER, "kept {} KiB", buf.capacity() / 1024);
-        assert_ne!(buf.as_ptr() as usize, payload.as_ptr() as usize + payload.len());
-        // The partial frame carried over intact.
-        assert_eq!(codec.envelope_in_progress(), Some(6));
-        assert_eq!(&buf[..], &[0x03, b'n']);
-    }
-
-    #[test]
-    fn a_frame_announced_at_16_mib_grows_the_buffer_with_what_arrives_not_with_what_was_announced() {
-        let wire = data_frame(ANNOUNCED);
-        let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        let mut sent = 0;
-        for arrived in [5, 64 * 1024, 256 * 1024, MIB, 4 * MIB, ANNOUNCED - 1] {
-            // Up to `arrived` bytes of the body, then the peer holds still
-            // (the last step holds one byte short of the frame).
-            let (frames, largest) = run(&mut codec, &mut buf, &wire, &mut sent, 4 + arrived);
-            assert!(frames.is_empty());
-            assert_eq!(codec.envelope_in_progress(), Some(ANNOUNCED));
-            // Proportional to what arrived: a reserve step is at most what is
-            // buffered, and the allocation at most doubles on top of it.
-            let bound = 4 * arrived.max(READ_CHUNK);
-            assert!(
-                largest <= bound,
-                "with {arrived} bytes of a 16 MiB frame arrived the buffer reached {largest} (bound {bound})"
-            );
-        }
-        // The last byte completes it, intact.
-        let (frames, _) = run(&mut codec, &mut buf, &wire, &mut sent, wire.len());
-        let [Frame::Data(payload)] = &frames[..] else { panic!("expected one DATA, got {}", frames.len()) };
-        assert!(payload[..] == wire[5..], "the payload arrived changed");
-    }
-
-    #[test]
-    fn after_a_frame_just_over_a_mib_the_small_view_left_behind_does_not_keep_its_allocation() {
-        // Sizes and read lengths where the allocation ends up just over the
-        // frame: the view left after it has under 1 MiB of capacity, which
-        // alone does not show that it holds a 2 MiB allocation alive.
-        for envelope in [MIB + 3, MIB + 37 * 1024 + 3, MIB + 74 * 1024 + 3] {
-            let wire = data_frame(envelope);
-            let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
-            let mut buf = BytesMut::with_capacity(READ_CHUNK);
-            // A first small frame, as after any handshake: from then on the
-            // buffer shares its allocation with what it hands out.
-            buf.extend_from_slice(&[0, 0, 0, 2, 0x03, 1]);
-            assert!(codec.decode(&mut buf).unwrap().is_some());
-            let mut sent = 0;
-            let (frames, _) = run_in_reads_of(16 * 1024, &mut codec, &mut buf, &wire, &mut sent, wire.len());
-            let [Frame::Data(payload)] = &frames[..] else {
-                panic!("expected one DATA, got {}", frames.len())
-            };
-            assert_ne!(
-                buf.as_ptr() as usize,
-                payload.as_ptr() as usize + payload.len(),
-                "after a frame of {envelope} bytes the read buffer still points into its allocation"
-            );
-        }
-    }
 }

@@ -13,7 +13,7 @@ use crate::chunk::Chunk;
 use crate::event::DisconnectReason;
 use crate::outbox::{Outbox, Queued};
 use crate::peer::Outgoing;
-use crate::reader::MAX_KEPT_BUFFER;
+use crate::read_buffer::MAX_KEPT_BUFFER;
 use crate::shared::Shared;
 use crate::stats::PeerCounters;
 

@@ -1,0 +1,374 @@
+//! The reader's buffer: how much room each read gets, so that frames are
+//! read in place (split off, never copied) and a large buffer is not kept.
+
+use bytes::BytesMut;
+use smartsock_framing::LENGTH_PREFIX_LEN;
+
+/// Bytes the reader asks the OS for at once: big reads, many frames each.
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
+/// The read buffer of a new connection, before any traffic: HELLO and
+/// HEARTBEATs fit, so an idle connection never needs more. The first read
+/// that fills it makes the connection read [`READ_CHUNK`]s.
+pub(crate) const INITIAL_READ_BUFFER: usize = 512;
+/// Buffer capacity kept between large frames or batches; more is given back.
+pub(crate) const MAX_KEPT_BUFFER: usize = 1024 * 1024;
+/// A frame this long or longer on the wire (length prefix included) is
+/// large: a read that ends inside one leaves part of it to be copied when
+/// the buffer has no room for the rest.
+const LARGE_FRAME: usize = 16 * 1024;
+/// About what a read between large frames asks for: as many whole frames of
+/// the last large frame's length as fit. Frames longer than this are read
+/// as they arrive (see [`ReadRoom::make_room`]).
+const LARGE_READ: usize = 256 * 1024;
+
+/// A connection's rule for the room its read buffer gets before each read.
+pub(crate) struct ReadRoom {
+    /// The room a read gets between small frames: small while the
+    /// connection is quiet, [`READ_CHUNK`] once a read has filled its room.
+    chunk: usize,
+    /// The wire length of the last large frame seen in progress, if it was
+    /// at most [`LARGE_READ`] and no small one has been seen in progress
+    /// since; 0 otherwise.
+    large_frame: usize,
+    /// Whether the buffer has grown past [`MAX_KEPT_BUFFER`].
+    oversized: bool,
+}
+
+impl ReadRoom {
+    pub(crate) fn new() -> Self {
+        Self { chunk: INITIAL_READ_BUFFER, large_frame: 0, oversized: false }
+    }
+
+    /// A read took all the room it had: the peer has more to say than
+    /// fits, so reads between frames are big from now on.
+    pub(crate) fn filled(&mut self) {
+        self.chunk = READ_CHUNK;
+    }
+
+    /// Makes room in the read buffer for the next read; `envelope` is the
+    /// codec's frame in progress, if its length prefix has been read.
+    ///
+    /// Inside a large frame, the buffer grows toward the frame's size with
+    /// what has arrived (at most doubling), so it is read in place with few
+    /// copies while memory follows the bytes received, not the length
+    /// announced. Once a buffer has grown past [`MAX_KEPT_BUFFER`], it is
+    /// given back as soon as what is buffered and the frame in progress fit
+    /// a small one again.
+    ///
+    /// Between frames, a read gets `chunk` bytes of room (a quarter of it at
+    /// least). While frames of 16 to 256 KiB come, it gets room for a whole
+    /// number of them instead (about 256 KiB, and at least one frame), and
+    /// each read is told to stop at the end of a frame (the bytes it may
+    /// take are returned; otherwise `usize::MAX`): a run of equal frames
+    /// then fills each buffer exactly, and no read ends inside a frame for
+    /// want of room, whose start would be copied into the next buffer (at
+    /// 64 KiB, most of each frame was copied so). The length comes from
+    /// frames that arrived, never from one announced.
+    pub(crate) fn make_room(&mut self, read_buf: &mut BytesMut, envelope: Option<usize>) -> usize {
+        if let Some(envelope) = envelope {
+            let wire = LENGTH_PREFIX_LEN + envelope;
+            self.large_frame = if (LARGE_FRAME..=LARGE_READ).contains(&wire) { wire } else { 0 };
+        }
+        self.oversized |= read_buf.capacity() > MAX_KEPT_BUFFER;
+        let needed = envelope.map_or(read_buf.len(), |envelope| envelope.max(read_buf.len()));
+        if self.oversized && needed < READ_CHUNK {
+            // One large frame must not pin its buffer for the connection's
+            // whole life: neither the buffer itself, nor (once the frame is
+            // split off) its allocation through the small view left after
+            // the frame, whose capacity no longer shows how large that
+            // allocation is.
+            let mut fresh = BytesMut::with_capacity(READ_CHUNK);
+            fresh.extend_from_slice(read_buf);
+            *read_buf = fresh;
+            self.oversized = false;
+            return usize::MAX;
+        }
+        let spare = read_buf.capacity() - read_buf.len();
+        match envelope {
+            Some(envelope) if envelope > read_buf.len() => {
+                let missing = envelope - read_buf.len();
+                let step = missing.min(read_buf.len().max(READ_CHUNK));
+                if spare < step {
+                    read_buf.reserve(step);
+                }
+            }
+            _ => {
+                let (room, least) = match self.large_frame {
+                    0 => (self.chunk, self.chunk / 4),
+                    frame => (frame * (LARGE_READ / frame), frame),
+                };
+                if spare < least {
+                    read_buf.reserve(room);
+                }
+            }
+        }
+        self.oversized |= read_buf.capacity() > MAX_KEPT_BUFFER;
+        if self.large_frame == 0 {
+            return usize::MAX;
+        }
+        // Up to the end of the frame in progress, then whole frames of the
+        // same length (or the buffer's end, inside a frame still growing).
+        let missing = envelope.map_or(0, |envelope| envelope.saturating_sub(read_buf.len()));
+        let spare = read_buf.capacity() - read_buf.len();
+        match spare.checked_sub(missing) {
+            Some(after) if missing > 0 || after >= self.large_frame => missing + after - after % self.large_frame,
+            _ => spare,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The read buffer's size, through the read loop's own steps: decode what
+    //! is buffered, size the buffer, then read into its spare capacity (as
+    //! `read_buf` does) no more than what has arrived.
+
+    use smartsock_framing::{Codec, Frame};
+    use tokio_util::codec::Decoder;
+
+    use super::*;
+
+    const MIB: usize = 1024 * 1024;
+    /// The default maximum envelope.
+    const ANNOUNCED: usize = 16 * MIB;
+    /// Bytes the simulated socket hands over per read at most, by default.
+    const ARRIVAL: usize = 256 * 1024;
+
+    /// A DATA frame of `envelope` bytes (type byte included) on the wire.
+    fn data_frame(envelope: usize) -> Vec<u8> {
+        let mut wire = u32::try_from(envelope).unwrap().to_be_bytes().to_vec();
+        wire.push(0x03);
+        wire.extend((0..envelope - 1).map(|i| (i % 251) as u8));
+        wire
+    }
+
+    /// The read loop over `wire[..available]`, resuming at `sent`: decodes,
+    /// sizes, reads, until every available byte is in. Returns the frames
+    /// decoded and the largest capacity the buffer had.
+    fn run(
+        codec: &mut Codec,
+        buf: &mut BytesMut,
+        wire: &[u8],
+        sent: &mut usize,
+        available: usize,
+    ) -> (Vec<Frame>, usize) {
+        let run = run_in_reads_of(ARRIVAL, &mut busy_room(), codec, buf, wire, sent, available);
+        (run.frames, run.largest)
+    }
+
+    /// The room of a connection that has been busy.
+    fn busy_room() -> ReadRoom {
+        let mut room = ReadRoom::new();
+        room.filled();
+        room
+    }
+
+    /// What one run of the read loop saw.
+    struct Run {
+        frames: Vec<Frame>,
+        /// The largest capacity the buffer had.
+        largest: usize,
+        /// Bytes received once and copied into a new buffer after (the
+        /// start of a frame, when the buffer had no room for the rest).
+        copied: usize,
+    }
+
+    /// [`run`], in reads of at most `arrival` bytes, with `room`'s state.
+    fn run_in_reads_of(
+        arrival: usize,
+        room: &mut ReadRoom,
+        codec: &mut Codec,
+        buf: &mut BytesMut,
+        wire: &[u8],
+        sent: &mut usize,
+        available: usize,
+    ) -> Run {
+        let mut run = Run { frames: Vec::new(), largest: buf.capacity(), copied: 0 };
+        loop {
+            while let Some(frame) = codec.decode(buf).expect("well-formed") {
+                run.frames.push(frame);
+            }
+            let before = buf.as_ptr();
+            let most = room.make_room(buf, codec.envelope_in_progress());
+            if buf.as_ptr() != before {
+                run.copied += buf.len();
+            }
+            run.largest = run.largest.max(buf.capacity());
+            if *sent == available {
+                return run;
+            }
+            if buf.capacity() == buf.len() {
+                // What `read_buf` does with no spare capacity.
+                buf.reserve(64);
+            }
+            let n = (buf.capacity() - buf.len()).min(available - *sent).min(arrival).min(most);
+            buf.extend_from_slice(&wire[*sent..*sent + n]);
+            *sent += n;
+            run.largest = run.largest.max(buf.capacity());
+        }
+    }
+
+    #[test]
+    fn after_one_16_mib_frame_the_read_buffer_lets_go_of_the_frames_memory() {
+        let wire = data_frame(ANNOUNCED);
+        let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut sent = 0;
+        let (frames, largest) = run(&mut codec, &mut buf, &wire, &mut sent, wire.len());
+        let [Frame::Data(payload)] = &frames[..] else { panic!("expected one DATA, got {}", frames.len()) };
+        assert_eq!(payload.len(), ANNOUNCED - 1);
+        assert!(payload[..] == wire[5..], "the payload arrived changed");
+        // Read in place: the buffer grew to about the frame, not far past it.
+        assert!(largest <= 2 * ANNOUNCED, "the buffer grew to {} MiB", largest / MIB);
+
+        // Idle now: the buffer left for the next frames is small, and is not
+        // a view into the frame's allocation (which it would keep alive for
+        // the connection's life once the application drops the payload).
+        assert!(buf.capacity() <= MAX_KEPT_BUFFER, "kept {} KiB", buf.capacity() / 1024);
+        let payload_end = payload.as_ptr() as usize + payload.len();
+        assert_ne!(buf.as_ptr() as usize, payload_end, "the read buffer still points into the 16 MiB frame");
+    }
+
+    #[test]
+    fn after_a_large_frame_and_the_start_of_a_small_one_the_buffer_is_given_back_too() {
+        let mut wire = data_frame(4 * MIB);
+        // The next frame's first bytes came in the same read.
+        wire.extend_from_slice(&[0, 0, 0, 6, 0x03, b'n']);
+        let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut sent = 0;
+        let (frames, _) = run(&mut codec, &mut buf, &wire, &mut sent, wire.len());
+        let [Frame::Data(payload)] = &frames[..] else { panic!("expected one DATA, got {}", frames.len()) };
+        assert!(buf.capacity() <= MAX_KEPT_BUFFER, "kept {} KiB", buf.capacity() / 1024);
+        assert_ne!(buf.as_ptr() as usize, payload.as_ptr() as usize + payload.len());
+        // The partial frame carried over intact.
+        assert_eq!(codec.envelope_in_progress(), Some(6));
+        assert_eq!(&buf[..], &[0x03, b'n']);
+    }
+
+    #[test]
+    fn a_frame_announced_at_16_mib_grows_the_buffer_with_what_arrives_not_with_what_was_announced() {
+        let wire = data_frame(ANNOUNCED);
+        let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut sent = 0;
+        for arrived in [5, 64 * 1024, 256 * 1024, MIB, 4 * MIB, ANNOUNCED - 1] {
+            // Up to `arrived` bytes of the body, then the peer holds still
+            // (the last step holds one byte short of the frame).
+            let (frames, largest) = run(&mut codec, &mut buf, &wire, &mut sent, 4 + arrived);
+            assert!(frames.is_empty());
+            assert_eq!(codec.envelope_in_progress(), Some(ANNOUNCED));
+            // Proportional to what arrived: a reserve step is at most what is
+            // buffered, and the allocation at most doubles on top of it.
+            let bound = 4 * arrived.max(READ_CHUNK);
+            assert!(
+                largest <= bound,
+                "with {arrived} bytes of a 16 MiB frame arrived the buffer reached {largest} (bound {bound})"
+            );
+        }
+        // The last byte completes it, intact.
+        let (frames, _) = run(&mut codec, &mut buf, &wire, &mut sent, wire.len());
+        let [Frame::Data(payload)] = &frames[..] else { panic!("expected one DATA, got {}", frames.len()) };
+        assert!(payload[..] == wire[5..], "the payload arrived changed");
+    }
+
+    #[test]
+    fn after_a_frame_just_over_a_mib_the_small_view_left_behind_does_not_keep_its_allocation() {
+        // Sizes and read lengths where the allocation ends up just over the
+        // frame: the view left after it has under 1 MiB of capacity, which
+        // alone does not show that it holds a 2 MiB allocation alive.
+        for envelope in [MIB + 3, MIB + 37 * 1024 + 3, MIB + 74 * 1024 + 3] {
+            let wire = data_frame(envelope);
+            let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
+            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            // A first small frame, as after any handshake: from then on the
+            // buffer shares its allocation with what it hands out.
+            buf.extend_from_slice(&[0, 0, 0, 2, 0x03, 1]);
+            assert!(codec.decode(&mut buf).unwrap().is_some());
+            let mut sent = 0;
+            let Run { frames, .. } =
+                run_in_reads_of(16 * 1024, &mut busy_room(), &mut codec, &mut buf, &wire, &mut sent, wire.len());
+            let [Frame::Data(payload)] = &frames[..] else {
+                panic!("expected one DATA, got {}", frames.len())
+            };
+            assert_ne!(
+                buf.as_ptr() as usize,
+                payload.as_ptr() as usize + payload.len(),
+                "after a frame of {envelope} bytes the read buffer still points into its allocation"
+            );
+        }
+    }
+
+    /// `count` DATA frames of `envelope` bytes each, back to back, after a
+    /// first small frame already decoded from a buffer of `READ_CHUNK`: the
+    /// buffer shares its allocation with what it handed out, as it does
+    /// after any handshake.
+    fn run_of_frames(envelope: usize, count: usize, arrival: usize) -> (Run, ReadRoom) {
+        let frame = data_frame(envelope);
+        let wire: Vec<u8> = (0..count).flat_map(|_| frame.iter().copied()).collect();
+        let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        buf.extend_from_slice(&[0, 0, 0, 2, 0x03, 1]);
+        assert!(codec.decode(&mut buf).unwrap().is_some());
+        let mut room = busy_room();
+        let mut sent = 0;
+        let run = run_in_reads_of(arrival, &mut room, &mut codec, &mut buf, &wire, &mut sent, wire.len());
+        assert_eq!(run.frames.len(), count);
+        for decoded in &run.frames {
+            let Frame::Data(payload) = decoded else { panic!("expected DATA, got {decoded:?}") };
+            assert!(payload[..] == frame[5..], "a payload arrived changed");
+        }
+        (run, room)
+    }
+
+    #[test]
+    fn a_run_of_64_kib_frames_is_read_in_place_once_the_first_has_shown_their_length() {
+        let envelope = 64 * 1024 + 1;
+        let wire_len = LENGTH_PREFIX_LEN + envelope;
+        // Reads as large as the room, a quarter MiB, and a length that is no
+        // multiple of the frame's.
+        for arrival in [usize::MAX, ARRIVAL, 100_000] {
+            let (run, _) = run_of_frames(envelope, 40, arrival);
+            // Only the first frame, whose length was not known when the read
+            // that ended inside it was sized, is copied (part of it).
+            assert!(
+                run.copied < wire_len,
+                "reads of {arrival} bytes: {} KiB of 40 frames of 64 KiB were copied",
+                run.copied / 1024
+            );
+            assert!(run.largest <= LARGE_READ, "the buffer reached {} KiB", run.largest / 1024);
+        }
+    }
+
+    #[test]
+    fn the_room_between_frames_follows_frames_of_16_to_256_kib_only() {
+        for (envelope, followed) in [
+            (LARGE_FRAME - LENGTH_PREFIX_LEN - 1, false),
+            (LARGE_FRAME - LENGTH_PREFIX_LEN, true),
+            (LARGE_READ - LENGTH_PREFIX_LEN, true),
+            (LARGE_READ - LENGTH_PREFIX_LEN + 1, false),
+        ] {
+            let (run, room) = run_of_frames(envelope, 12, ARRIVAL);
+            let expected = if followed { LENGTH_PREFIX_LEN + envelope } else { 0 };
+            assert_eq!(room.large_frame, expected, "after frames of {envelope} bytes");
+            // Room for a whole number of frames, not more than about 256 KiB.
+            assert!(run.largest <= LARGE_READ.max(2 * (LENGTH_PREFIX_LEN + envelope)));
+        }
+    }
+
+    #[test]
+    fn small_frames_after_large_ones_bring_back_the_usual_room() {
+        let (_, mut room) = run_of_frames(64 * 1024 + 1, 4, ARRIVAL);
+        assert_eq!(room.large_frame, LENGTH_PREFIX_LEN + 64 * 1024 + 1);
+        // The next small frame caught in progress (its prefix read, not its body).
+        let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
+        let mut buf = BytesMut::from(&[0, 0, 0, 6, 0x03][..]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert_eq!(room.make_room(&mut buf, codec.envelope_in_progress()), usize::MAX);
+        assert_eq!(room.large_frame, 0);
+        // Between frames again, an empty buffer gets a chunk, not a quarter MiB.
+        let mut empty = BytesMut::new();
+        room.make_room(&mut empty, None);
+        assert_eq!(empty.capacity(), READ_CHUNK);
+    }
+}
