@@ -103,11 +103,21 @@ impl Snapshots {
     /// Replaces the table. The caller makes stores one at a time (the
     /// transport stores under its peers' lock).
     pub(crate) fn store(&self, table: PeerSnapshot) {
-        // Odd from before the new table can be read until after: a thread
-        // that reads the new table, or hears of it from one that did, then
-        // finds its copy's generation out of date.
+        self.publish(table);
+        self.settle();
+    }
+
+    /// A store's first steps: the new table can be read, and the generation
+    /// is odd. Odd from before the new table can be read until after: a
+    /// thread that reads the new table, or hears of it from one that did,
+    /// then finds its copy's generation out of date.
+    fn publish(&self, table: PeerSnapshot) {
         self.generation.fetch_add(1, Ordering::Relaxed);
         self.current.store(Arc::new(table));
+    }
+
+    /// A store's last step: the new table's generation, even again.
+    fn settle(&self) {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
@@ -243,13 +253,17 @@ mod tests {
         let snapshots = Snapshots::new(empty());
         table_of(&snapshots);
         assert_eq!(kept_generation(&snapshots), Some(0));
-        // As between `store`'s two bumps: the table read is the new one, but
-        // not kept as the generation's.
-        snapshots.generation.fetch_add(1, Ordering::Relaxed);
-        snapshots.current.store(Arc::new(empty()));
+        let old = snapshots.load_full();
+        // Between `store`'s steps, the new table readable and not settled:
+        // a read (after, say, `Transport::peers` on another thread listed a
+        // new peer) gets the new table, not this thread's copy of the old
+        // one, and keeps no copy of it as the generation's. Fails if
+        // `publish` does not make the generation odd first.
+        snapshots.publish(empty());
+        assert_ne!(Arc::as_ptr(&snapshots.load_full()), Arc::as_ptr(&old));
         assert_eq!(table_of(&snapshots), Arc::as_ptr(&snapshots.load_full()));
         assert_eq!(kept_generation(&snapshots), Some(0));
-        snapshots.generation.fetch_add(1, Ordering::Release);
+        snapshots.settle();
         assert_eq!(table_of(&snapshots), Arc::as_ptr(&snapshots.load_full()));
         assert_eq!(kept_generation(&snapshots), Some(2));
     }
