@@ -111,7 +111,9 @@ impl ReadRoom {
         let missing = envelope.map_or(0, |envelope| envelope.saturating_sub(read_buf.len()));
         let spare = read_buf.capacity() - read_buf.len();
         match spare.checked_sub(missing) {
-            Some(after) if missing > 0 || after >= self.large_frame => missing + after - after % self.large_frame,
+            Some(after) if missing > 0 || after >= self.large_frame => {
+                missing + after - after % self.large_frame
+            }
             _ => spare,
         }
     }
@@ -286,8 +288,15 @@ mod tests {
             buf.extend_from_slice(&[0, 0, 0, 2, 0x03, 1]);
             assert!(codec.decode(&mut buf).unwrap().is_some());
             let mut sent = 0;
-            let Run { frames, .. } =
-                run_in_reads_of(16 * 1024, &mut busy_room(), &mut codec, &mut buf, &wire, &mut sent, wire.len());
+            let Run { frames, .. } = run_in_reads_of(
+                16 * 1024,
+                &mut busy_room(),
+                &mut codec,
+                &mut buf,
+                &wire,
+                &mut sent,
+                wire.len(),
+            );
             let [Frame::Data(payload)] = &frames[..] else {
                 panic!("expected one DATA, got {}", frames.len())
             };
