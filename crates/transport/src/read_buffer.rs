@@ -16,6 +16,11 @@ pub(crate) const MAX_KEPT_BUFFER: usize = 1024 * 1024;
 /// large: a read that ends inside one leaves part of it to be copied when
 /// the buffer has no room for the rest.
 const LARGE_FRAME: usize = 16 * 1024;
+/// A frame announced no longer than one that the connection completed
+/// before, and at most this long on the wire, gets room for all of it as
+/// soon as its length is read; a longer one, room that grows with what
+/// arrives.
+const MAX_TRUSTED_FRAME: usize = 2 * MAX_KEPT_BUFFER;
 /// About what a read between large frames asks for: as many whole frames of
 /// the last large frame's length as fit. Frames longer than this are read
 /// as they arrive (see [`ReadRoom::make_room`]).
@@ -32,11 +37,17 @@ pub(crate) struct ReadRoom {
     large_frame: usize,
     /// Whether the buffer has grown past [`MAX_KEPT_BUFFER`].
     oversized: bool,
+    /// The envelope of the frame in progress at the last call, and its
+    /// bytes buffered then: the next call sees whether it completed.
+    in_progress: Option<(usize, usize)>,
+    /// The wire length of the frame last seen in progress and completed,
+    /// if at most [`MAX_TRUSTED_FRAME`]; 0 otherwise.
+    trusted: usize,
 }
 
 impl ReadRoom {
     pub(crate) fn new() -> Self {
-        Self { chunk: INITIAL_READ_BUFFER, large_frame: 0, oversized: false }
+        Self { chunk: INITIAL_READ_BUFFER, large_frame: 0, oversized: false, in_progress: None, trusted: 0 }
     }
 
     /// A read took all the room it had: the peer has more to say than
@@ -51,9 +62,13 @@ impl ReadRoom {
     /// Inside a large frame, the buffer grows toward the frame's size with
     /// what has arrived (at most doubling), so it is read in place with few
     /// copies while memory follows the bytes received, not the length
-    /// announced. Once a buffer has grown past [`MAX_KEPT_BUFFER`], it is
-    /// given back as soon as what is buffered and the frame in progress fit
-    /// a small one again.
+    /// announced; but a frame no longer than one this connection completed
+    /// before (up to 2 MiB) gets room for all of it at once, so that a run
+    /// of large frames copies at most what one read brought of each before
+    /// its length was known (at 1 MiB, doubling copied about a frame's
+    /// worth of each). Once a buffer has grown past [`MAX_KEPT_BUFFER`], it
+    /// is given back as soon as what is buffered and the frame in progress
+    /// fit a small one again.
     ///
     /// Between frames, a read gets `chunk` bytes of room (a quarter of it at
     /// least). While frames of 16 to 256 KiB come, it gets room for a whole
@@ -65,6 +80,16 @@ impl ReadRoom {
     /// 64 KiB, most of each frame was copied so). The length comes from
     /// frames that arrived, never from one announced.
     pub(crate) fn make_room(&mut self, read_buf: &mut BytesMut, envelope: Option<usize>) -> usize {
+        if let Some((previous, buffered)) = self.in_progress {
+            // Over if the codec is between frames now, or in a frame of
+            // another length or with fewer bytes buffered (a frame's only
+            // grow until it is split off).
+            if envelope.is_none_or(|envelope| envelope != previous || read_buf.len() < buffered) {
+                let wire = LENGTH_PREFIX_LEN + previous;
+                self.trusted = if wire <= MAX_TRUSTED_FRAME { wire } else { 0 };
+            }
+        }
+        self.in_progress = envelope.map(|envelope| (envelope, read_buf.len()));
         if let Some(envelope) = envelope {
             let wire = LENGTH_PREFIX_LEN + envelope;
             self.large_frame = if (LARGE_FRAME..=LARGE_READ).contains(&wire) { wire } else { 0 };
@@ -87,7 +112,11 @@ impl ReadRoom {
         match envelope {
             Some(envelope) if envelope > read_buf.len() => {
                 let missing = envelope - read_buf.len();
-                let step = missing.min(read_buf.len().max(READ_CHUNK));
+                let step = if LENGTH_PREFIX_LEN + envelope <= self.trusted {
+                    missing
+                } else {
+                    missing.min(read_buf.len().max(READ_CHUNK))
+                };
                 if spare < step {
                     read_buf.reserve(step);
                 }
@@ -379,5 +408,66 @@ mod tests {
         let mut empty = BytesMut::new();
         room.make_room(&mut empty, None);
         assert_eq!(empty.capacity(), READ_CHUNK);
+    }
+
+    #[test]
+    fn a_run_of_1_mib_frames_copies_at_most_one_read_of_each_after_the_first() {
+        let envelope = MIB + 1;
+        let count = 10;
+        let (run, room) = run_of_frames(envelope, count, ARRIVAL);
+        assert_eq!(room.trusted, LENGTH_PREFIX_LEN + envelope);
+        // The first frame's buffer grows with what arrives (copying up to
+        // twice the frame), and the read that completes it may bring a
+        // read's worth of the second; each frame after that copies at most
+        // the chunk read before its length was known. Growing each frame
+        // with what arrives copied about 1.7 MiB of every one.
+        let bound = 2 * envelope + ARRIVAL + (count - 2) * READ_CHUNK;
+        assert!(
+            run.copied <= bound,
+            "{} KiB copied for {count} frames of 1 MiB (bound {} KiB)",
+            run.copied / 1024,
+            bound / 1024
+        );
+    }
+
+    /// `room` after `make_room` for a frame of `envelope` bytes whose
+    /// length prefix and first 5 bytes have arrived; returns the buffer.
+    fn room_for_a_frame_begun(room: &mut ReadRoom, envelope: usize) -> BytesMut {
+        let wire = data_frame(envelope);
+        let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
+        let mut buf = BytesMut::from(&wire[..LENGTH_PREFIX_LEN + 5]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert_eq!(codec.envelope_in_progress(), Some(envelope));
+        room.make_room(&mut buf, codec.envelope_in_progress());
+        buf
+    }
+
+    #[test]
+    fn only_a_frame_no_longer_than_one_completed_gets_all_its_room_at_once() {
+        let completed = 300 * 1024 + 1;
+        let (_, mut room) = run_of_frames(completed, 3, ARRIVAL);
+        assert_eq!(room.trusted, LENGTH_PREFIX_LEN + completed);
+        // As long as the frame completed: room for all of it.
+        let buf = room_for_a_frame_begun(&mut room, completed);
+        assert!(buf.capacity() - buf.len() >= completed - 5, "room for {} of {completed}", buf.capacity());
+        // Longer: room that follows what has arrived, not the 16 MiB announced.
+        let buf = room_for_a_frame_begun(&mut room, ANNOUNCED);
+        assert!(
+            buf.capacity() <= 2 * READ_CHUNK,
+            "{} KiB for 5 bytes of a 16 MiB frame",
+            buf.capacity() / 1024
+        );
+    }
+
+    #[test]
+    fn frames_are_trusted_up_to_2_mib_on_the_wire() {
+        for (envelope, trusted) in [
+            (MAX_TRUSTED_FRAME - LENGTH_PREFIX_LEN, true),
+            (MAX_TRUSTED_FRAME - LENGTH_PREFIX_LEN + 1, false),
+        ] {
+            let (_, room) = run_of_frames(envelope, 2, ARRIVAL);
+            let expected = if trusted { LENGTH_PREFIX_LEN + envelope } else { 0 };
+            assert_eq!(room.trusted, expected, "after frames of {envelope} bytes");
+        }
     }
 }
