@@ -57,13 +57,16 @@ impl ReadRoom {
     }
 
     /// Makes room in the read buffer for the next read; `envelope` is the
-    /// codec's frame in progress, if its length prefix has been read.
+    /// codec's frame in progress, if its length prefix has been read, and
+    /// `messages_wait` whether decoded messages wait for room in the
+    /// inbound queue.
     ///
     /// Inside a large frame, the buffer grows toward the frame's size with
     /// what has arrived (at most doubling), so it is read in place with few
     /// copies while memory follows the bytes received, not the length
     /// announced; but a frame no longer than one this connection completed
-    /// before (up to 2 MiB) gets room for all of it at once, so that a run
+    /// before (up to 2 MiB) gets room for all of it at once (unless
+    /// messages wait), so that a run
     /// of large frames copies at most what one read brought of each before
     /// its length was known (at 1 MiB, doubling copied about a frame's
     /// worth of each). Once a buffer has grown past [`MAX_KEPT_BUFFER`], it
@@ -79,7 +82,12 @@ impl ReadRoom {
     /// want of room, whose start would be copied into the next buffer (at
     /// 64 KiB, most of each frame was copied so). The length comes from
     /// frames that arrived, never from one announced.
-    pub(crate) fn make_room(&mut self, read_buf: &mut BytesMut, envelope: Option<usize>) -> usize {
+    pub(crate) fn make_room(
+        &mut self,
+        read_buf: &mut BytesMut,
+        envelope: Option<usize>,
+        messages_wait: bool,
+    ) -> usize {
         if let Some((previous, buffered)) = self.in_progress {
             // Over if the codec is between frames now, or in a frame of
             // another length or with fewer bytes buffered (a frame's only
@@ -112,7 +120,9 @@ impl ReadRoom {
         match envelope {
             Some(envelope) if envelope > read_buf.len() => {
                 let missing = envelope - read_buf.len();
-                let step = if LENGTH_PREFIX_LEN + envelope <= self.trusted {
+                // Not while messages wait for room: reads are then held to
+                // the look-ahead bound, and the room would only sit there.
+                let step = if !messages_wait && LENGTH_PREFIX_LEN + envelope <= self.trusted {
                     missing
                 } else {
                     missing.min(read_buf.len().max(READ_CHUNK))
@@ -220,7 +230,7 @@ mod tests {
                 run.frames.push(frame);
             }
             let before = buf.as_ptr();
-            let most = room.make_room(buf, codec.envelope_in_progress());
+            let most = room.make_room(buf, codec.envelope_in_progress(), false);
             if buf.as_ptr() != before {
                 run.copied += buf.len();
             }
@@ -402,11 +412,11 @@ mod tests {
         let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
         let mut buf = BytesMut::from(&[0, 0, 0, 6, 0x03][..]);
         assert!(codec.decode(&mut buf).unwrap().is_none());
-        assert_eq!(room.make_room(&mut buf, codec.envelope_in_progress()), usize::MAX);
+        assert_eq!(room.make_room(&mut buf, codec.envelope_in_progress(), false), usize::MAX);
         assert_eq!(room.large_frame, 0);
         // Between frames again, an empty buffer gets a chunk, not a quarter MiB.
         let mut empty = BytesMut::new();
-        room.make_room(&mut empty, None);
+        room.make_room(&mut empty, None, false);
         assert_eq!(empty.capacity(), READ_CHUNK);
     }
 
@@ -432,26 +442,33 @@ mod tests {
 
     /// `room` after `make_room` for a frame of `envelope` bytes whose
     /// length prefix and first 5 bytes have arrived; returns the buffer.
-    fn room_for_a_frame_begun(room: &mut ReadRoom, envelope: usize) -> BytesMut {
+    fn room_for_a_frame_begun(room: &mut ReadRoom, envelope: usize, messages_wait: bool) -> BytesMut {
         let wire = data_frame(envelope);
         let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
         let mut buf = BytesMut::from(&wire[..LENGTH_PREFIX_LEN + 5]);
         assert!(codec.decode(&mut buf).unwrap().is_none());
         assert_eq!(codec.envelope_in_progress(), Some(envelope));
-        room.make_room(&mut buf, codec.envelope_in_progress());
+        room.make_room(&mut buf, codec.envelope_in_progress(), messages_wait);
         buf
     }
 
     #[test]
-    fn only_a_frame_no_longer_than_one_completed_gets_all_its_room_at_once() {
+    fn only_a_frame_no_longer_than_one_completed_gets_all_its_room_at_once_and_not_while_messages_wait() {
         let completed = 300 * 1024 + 1;
         let (_, mut room) = run_of_frames(completed, 3, ARRIVAL);
         assert_eq!(room.trusted, LENGTH_PREFIX_LEN + completed);
         // As long as the frame completed: room for all of it.
-        let buf = room_for_a_frame_begun(&mut room, completed);
+        let buf = room_for_a_frame_begun(&mut room, completed, false);
         assert!(buf.capacity() - buf.len() >= completed - 5, "room for {} of {completed}", buf.capacity());
+        // But not while messages wait: reads are held to the look-ahead.
+        let buf = room_for_a_frame_begun(&mut room, completed, true);
+        assert!(
+            buf.capacity() <= 2 * READ_CHUNK,
+            "{} KiB for 5 bytes while messages wait",
+            buf.capacity() / 1024
+        );
         // Longer: room that follows what has arrived, not the 16 MiB announced.
-        let buf = room_for_a_frame_begun(&mut room, ANNOUNCED);
+        let buf = room_for_a_frame_begun(&mut room, ANNOUNCED, false);
         assert!(
             buf.capacity() <= 2 * READ_CHUNK,
             "{} KiB for 5 bytes of a 16 MiB frame",

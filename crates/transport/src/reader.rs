@@ -254,7 +254,8 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
         } else {
             (config.inbound_lookahead - waiting_bytes - progress) as u64
         };
-        let limit = limit.min(read_room.make_room(read_buf, codec.envelope_in_progress()) as u64);
+        let limit = limit
+            .min(read_room.make_room(read_buf, codec.envelope_in_progress(), !waiting.is_empty()) as u64);
         let spare = (read_buf.capacity() - read_buf.len()) as u64;
         deadline.as_mut().reset(liveness.deadline(progress));
         let mut limited = (&mut *reader).take(limit);
