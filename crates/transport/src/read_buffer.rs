@@ -80,8 +80,8 @@ impl ReadRoom {
     /// take are returned; otherwise `usize::MAX`): a run of equal frames
     /// then fills each buffer exactly, and no read ends inside a frame for
     /// want of room, whose start would be copied into the next buffer (at
-    /// 64 KiB, most of each frame was copied so). The length comes from
-    /// frames that arrived, never from one announced.
+    /// 64 KiB, most of each frame was copied so). Both rules take their
+    /// lengths from frames that arrived, never from one only announced.
     pub(crate) fn make_room(
         &mut self,
         read_buf: &mut BytesMut,
@@ -90,8 +90,8 @@ impl ReadRoom {
     ) -> usize {
         if let Some((previous, buffered)) = self.in_progress {
             // Over if the codec is between frames now, or in a frame of
-            // another length or with fewer bytes buffered (a frame's only
-            // grow until it is split off).
+            // another length or with fewer bytes buffered (a frame's bytes
+            // only grow until it is split off).
             if envelope.is_none_or(|envelope| envelope != previous || read_buf.len() < buffered) {
                 let wire = LENGTH_PREFIX_LEN + previous;
                 self.trusted = if wire <= MAX_TRUSTED_FRAME { wire } else { 0 };
