@@ -113,7 +113,7 @@
 //!
 //! | limit | default | when reached |
 //! |---|---|---|
-//! | `max_frame_length` | 16 MiB | the peer is disconnected (`Protocol` reason); nothing is allocated for the announced length: the read buffer grows with the bytes that arrive, and is given back after a large frame |
+//! | `max_frame_length` | 16 MiB | the peer is disconnected (`Protocol` reason); nothing is allocated for the announced length: the read buffer grows with the bytes that arrive (unless a frame at least as long, and at most 2 MiB, already came on that connection and no messages wait for room), and is given back after a large frame |
 //! | `outbox_capacity` | 1024 frames per peer | [`PeerHandle::try_send`] hands the frame back; the caller waits, skips or drops |
 //! | `outbox_bytes` | 8 MiB of payload per peer | the same: a frame is taken while fewer bytes are queued (one large frame may pass the mark) |
 //! | `inbound_capacity` | 1024 messages | reading stops on every connection until the application takes one; TCP pushes back, nothing is dropped |
@@ -150,7 +150,9 @@
 //! buffer (64 MiB). An idle
 //! connection costs its task (about 3 KiB), 512-byte read and write buffers
 //! (a connection whose reads fill its buffer reads 64 KiB chunks from then
-//! on) and its records: under 10 KiB in all (`cargo xtask idle`). Lower
+//! on, and one that last received frames of 16 to 256 KiB keeps room for a
+//! few of them, about 256 KiB) and its records: under 10 KiB in all
+//! (`cargo xtask idle`). Lower
 //! `max_frame_length` and `max_peers` to bound the per-peer part tighter.
 //!
 //! # Errors

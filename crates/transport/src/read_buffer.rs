@@ -81,7 +81,8 @@ impl ReadRoom {
     /// then fills each buffer exactly, and no read ends inside a frame for
     /// want of room, whose start would be copied into the next buffer (at
     /// 64 KiB, most of each frame was copied so). Both rules take their
-    /// lengths from frames that arrived, never from one only announced.
+    /// lengths from frames seen in progress, and apply them only once those
+    /// have arrived whole, never to the frame whose length was announced.
     pub(crate) fn make_room(
         &mut self,
         read_buf: &mut BytesMut,
@@ -93,13 +94,15 @@ impl ReadRoom {
             // another length or with fewer bytes buffered (a frame's bytes
             // only grow until it is split off).
             if envelope.is_none_or(|envelope| envelope != previous || read_buf.len() < buffered) {
-                let wire = LENGTH_PREFIX_LEN + previous;
+                let wire = previous.saturating_add(LENGTH_PREFIX_LEN);
                 self.trusted = if wire <= MAX_TRUSTED_FRAME { wire } else { 0 };
             }
         }
         self.in_progress = envelope.map(|envelope| (envelope, read_buf.len()));
         if let Some(envelope) = envelope {
-            let wire = LENGTH_PREFIX_LEN + envelope;
+            // Saturating: `max_frame_length` may be up to `u32::MAX`, past
+            // `usize` on a 32-bit target once the prefix is added.
+            let wire = envelope.saturating_add(LENGTH_PREFIX_LEN);
             self.large_frame = if (LARGE_FRAME..=LARGE_READ).contains(&wire) { wire } else { 0 };
         }
         self.oversized |= read_buf.capacity() > MAX_KEPT_BUFFER;
@@ -122,7 +125,7 @@ impl ReadRoom {
                 let missing = envelope - read_buf.len();
                 // Not while messages wait for room: reads are then held to
                 // the look-ahead bound, and the room would only sit there.
-                let step = if !messages_wait && LENGTH_PREFIX_LEN + envelope <= self.trusted {
+                let step = if !messages_wait && envelope.saturating_add(LENGTH_PREFIX_LEN) <= self.trusted {
                     missing
                 } else {
                     missing.min(read_buf.len().max(READ_CHUNK))
@@ -145,14 +148,18 @@ impl ReadRoom {
         if self.large_frame == 0 {
             return usize::MAX;
         }
-        // Up to the end of the frame in progress, then whole frames of the
-        // same length (or the buffer's end, inside a frame still growing).
-        let missing = envelope.map_or(0, |envelope| envelope.saturating_sub(read_buf.len()));
+        // Up to the end of the frame in progress (between frames, of the
+        // frame whose length prefix has begun to arrive, if any), then whole
+        // frames of the same length (or the buffer's end, inside a frame
+        // still growing).
+        let frame = self.large_frame;
+        let missing = match envelope {
+            Some(envelope) => envelope.saturating_sub(read_buf.len()),
+            None => (frame - read_buf.len() % frame) % frame,
+        };
         let spare = read_buf.capacity() - read_buf.len();
         match spare.checked_sub(missing) {
-            Some(after) if missing > 0 || after >= self.large_frame => {
-                missing + after - after % self.large_frame
-            }
+            Some(after) if missing > 0 || after >= frame => missing + after - after % frame,
             _ => spare,
         }
     }
@@ -231,6 +238,7 @@ mod tests {
             }
             let before = buf.as_ptr();
             let most = room.make_room(buf, codec.envelope_in_progress(), false);
+            assert!(most > 0, "a read of 0 bytes is the peer's end");
             if buf.as_ptr() != before {
                 run.copied += buf.len();
             }
@@ -351,7 +359,8 @@ mod tests {
     /// first small frame already decoded from a buffer of `READ_CHUNK`: the
     /// buffer shares its allocation with what it handed out, as it does
     /// after any handshake.
-    fn run_of_frames(envelope: usize, count: usize, arrival: usize) -> (Run, ReadRoom) {
+    /// Returns what the run saw, the room's state and the buffer left.
+    fn run_of_frames(envelope: usize, count: usize, arrival: usize) -> (Run, ReadRoom, BytesMut) {
         let frame = data_frame(envelope);
         let wire: Vec<u8> = (0..count).flat_map(|_| frame.iter().copied()).collect();
         let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
@@ -366,17 +375,18 @@ mod tests {
             let Frame::Data(payload) = decoded else { panic!("expected DATA, got {decoded:?}") };
             assert!(payload[..] == frame[5..], "a payload arrived changed");
         }
-        (run, room)
+        (run, room, buf)
     }
 
     #[test]
     fn a_run_of_64_kib_frames_is_read_in_place_once_the_first_has_shown_their_length() {
         let envelope = 64 * 1024 + 1;
         let wire_len = LENGTH_PREFIX_LEN + envelope;
-        // Reads as large as the room, a quarter MiB, and a length that is no
-        // multiple of the frame's.
-        for arrival in [usize::MAX, ARRIVAL, 100_000] {
-            let (run, _) = run_of_frames(envelope, 40, arrival);
+        // Reads as large as the room, a quarter MiB, a length that is no
+        // multiple of the frame's, and one that stops inside the next
+        // frame's length prefix.
+        for arrival in [usize::MAX, ARRIVAL, 100_000, wire_len + 2] {
+            let (run, _, _) = run_of_frames(envelope, 40, arrival);
             // Only the first frame, whose length was not known when the read
             // that ended inside it was sized, is copied (part of it).
             assert!(
@@ -396,7 +406,7 @@ mod tests {
             (LARGE_READ - LENGTH_PREFIX_LEN, true),
             (LARGE_READ - LENGTH_PREFIX_LEN + 1, false),
         ] {
-            let (run, room) = run_of_frames(envelope, 12, ARRIVAL);
+            let (run, room, _) = run_of_frames(envelope, 12, ARRIVAL);
             let expected = if followed { LENGTH_PREFIX_LEN + envelope } else { 0 };
             assert_eq!(room.large_frame, expected, "after frames of {envelope} bytes");
             // Room for a whole number of frames, not more than about 256 KiB.
@@ -406,7 +416,7 @@ mod tests {
 
     #[test]
     fn small_frames_after_large_ones_bring_back_the_usual_room() {
-        let (_, mut room) = run_of_frames(64 * 1024 + 1, 4, ARRIVAL);
+        let (_, mut room, _) = run_of_frames(64 * 1024 + 1, 4, ARRIVAL);
         assert_eq!(room.large_frame, LENGTH_PREFIX_LEN + 64 * 1024 + 1);
         // The next small frame caught in progress (its prefix read, not its body).
         let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
@@ -424,7 +434,7 @@ mod tests {
     fn a_run_of_1_mib_frames_copies_at_most_one_read_of_each_after_the_first() {
         let envelope = MIB + 1;
         let count = 10;
-        let (run, room) = run_of_frames(envelope, count, ARRIVAL);
+        let (run, room, _) = run_of_frames(envelope, count, ARRIVAL);
         assert_eq!(room.trusted, LENGTH_PREFIX_LEN + envelope);
         // The first frame's buffer grows with what arrives (copying up to
         // twice the frame), and the read that completes it may bring a
@@ -455,7 +465,7 @@ mod tests {
     #[test]
     fn only_a_frame_no_longer_than_one_completed_gets_all_its_room_at_once_and_not_while_messages_wait() {
         let completed = 300 * 1024 + 1;
-        let (_, mut room) = run_of_frames(completed, 3, ARRIVAL);
+        let (_, mut room, _) = run_of_frames(completed, 3, ARRIVAL);
         assert_eq!(room.trusted, LENGTH_PREFIX_LEN + completed);
         // As long as the frame completed: room for all of it.
         let buf = room_for_a_frame_begun(&mut room, completed, false);
@@ -477,14 +487,18 @@ mod tests {
     }
 
     #[test]
-    fn frames_are_trusted_up_to_2_mib_on_the_wire() {
+    fn frames_are_trusted_up_to_2_mib_on_the_wire_and_their_buffers_given_back() {
         for (envelope, trusted) in [
             (MAX_TRUSTED_FRAME - LENGTH_PREFIX_LEN, true),
             (MAX_TRUSTED_FRAME - LENGTH_PREFIX_LEN + 1, false),
         ] {
-            let (_, room) = run_of_frames(envelope, 2, ARRIVAL);
+            let (run, room, buf) = run_of_frames(envelope, 3, ARRIVAL);
             let expected = if trusted { LENGTH_PREFIX_LEN + envelope } else { 0 };
             assert_eq!(room.trusted, expected, "after frames of {envelope} bytes");
+            // Either way, the frames' buffers are given back after them.
+            let Some(Frame::Data(last)) = run.frames.last() else { panic!("expected DATA") };
+            assert!(buf.capacity() <= MAX_KEPT_BUFFER, "kept {} KiB", buf.capacity() / 1024);
+            assert_ne!(buf.as_ptr() as usize, last.as_ptr() as usize + last.len());
         }
     }
 }
