@@ -31,23 +31,27 @@ pub(crate) struct ReadRoom {
     /// The room a read gets between small frames: small while the
     /// connection is quiet, [`READ_CHUNK`] once a read has filled its room.
     chunk: usize,
-    /// The wire length of the last large frame seen in progress, if it was
-    /// at most [`LARGE_READ`] and no small one has been seen in progress
-    /// since; 0 otherwise.
-    large_frame: usize,
     /// Whether the buffer has grown past [`MAX_KEPT_BUFFER`].
     oversized: bool,
     /// The envelope of the frame in progress at the last call, and its
     /// bytes buffered then: the next call sees whether it completed.
     in_progress: Option<(usize, usize)>,
     /// The wire length of the frame last seen in progress and completed,
-    /// if at most [`MAX_TRUSTED_FRAME`]; 0 otherwise.
+    /// if at most [`MAX_TRUSTED_FRAME`]; 0 otherwise. A frame announced no
+    /// longer gets all its room at once, and while it is 16 to 256 KiB,
+    /// reads between frames are sized and cut in whole frames of it.
     trusted: usize,
 }
 
 impl ReadRoom {
     pub(crate) fn new() -> Self {
-        Self { chunk: INITIAL_READ_BUFFER, large_frame: 0, oversized: false, in_progress: None, trusted: 0 }
+        Self { chunk: INITIAL_READ_BUFFER, oversized: false, in_progress: None, trusted: 0 }
+    }
+
+    /// The frame length that reads between frames follow: the trusted
+    /// one, if of 16 to 256 KiB; 0 otherwise.
+    fn whole_frame(&self) -> usize {
+        if (LARGE_FRAME..=LARGE_READ).contains(&self.trusted) { self.trusted } else { 0 }
     }
 
     /// A read took all the room it had: the peer has more to say than
@@ -66,45 +70,29 @@ impl ReadRoom {
     /// copies while memory follows the bytes received, not the length
     /// announced; but a frame no longer than one this connection completed
     /// before (up to 2 MiB) gets room for all of it at once (unless
-    /// messages wait), so that a run
-    /// of large frames copies at most what one read brought of each before
-    /// its length was known (at 1 MiB, doubling copied about a frame's
-    /// worth of each). Once a buffer has grown past [`MAX_KEPT_BUFFER`], it
-    /// is given back as soon as what is buffered and the frame in progress
-    /// fit a small one again.
+    /// messages wait), so that a run of large frames copies at most what
+    /// one read brought of each before its length was known (at 1 MiB,
+    /// doubling copied about a frame's worth of each). Once a buffer has
+    /// grown past [`MAX_KEPT_BUFFER`], it is given back as soon as what is
+    /// buffered and the frame in progress fit a small one again.
     ///
     /// Between frames, a read gets `chunk` bytes of room (a quarter of it at
-    /// least). While frames of 16 to 256 KiB come, it gets room for a whole
-    /// number of them instead (about 256 KiB, and at least one frame), and
-    /// each read is told to stop at the end of a frame (the bytes it may
-    /// take are returned; otherwise `usize::MAX`): a run of equal frames
-    /// then fills each buffer exactly, and no read ends inside a frame for
-    /// want of room, whose start would be copied into the next buffer (at
-    /// 64 KiB, most of each frame was copied so). Both rules take their
-    /// lengths from frames seen in progress, and apply them only once those
-    /// have arrived whole, never to the frame whose length was announced.
+    /// least). While the frame last completed was of 16 to 256 KiB, it gets
+    /// room for a whole number of frames of that length instead (about 256
+    /// KiB, and at least one frame), and each read is told to stop at the
+    /// end of a frame (the bytes it may take are returned; otherwise
+    /// `usize::MAX`): a run of equal frames then fills each buffer exactly,
+    /// and no read ends inside a frame for want of room, whose start would
+    /// be copied into the next buffer (at 64 KiB, most of each frame was
+    /// copied so). Both rules take their length from a frame that arrived
+    /// whole, never from one only announced.
     pub(crate) fn make_room(
         &mut self,
         read_buf: &mut BytesMut,
         envelope: Option<usize>,
         messages_wait: bool,
     ) -> usize {
-        if let Some((previous, buffered)) = self.in_progress {
-            // Over if the codec is between frames now, or in a frame of
-            // another length or with fewer bytes buffered (a frame's bytes
-            // only grow until it is split off).
-            if envelope.is_none_or(|envelope| envelope != previous || read_buf.len() < buffered) {
-                let wire = previous.saturating_add(LENGTH_PREFIX_LEN);
-                self.trusted = if wire <= MAX_TRUSTED_FRAME { wire } else { 0 };
-            }
-        }
-        self.in_progress = envelope.map(|envelope| (envelope, read_buf.len()));
-        if let Some(envelope) = envelope {
-            // Saturating: `max_frame_length` may be up to `u32::MAX`, past
-            // `usize` on a 32-bit target once the prefix is added.
-            let wire = envelope.saturating_add(LENGTH_PREFIX_LEN);
-            self.large_frame = if (LARGE_FRAME..=LARGE_READ).contains(&wire) { wire } else { 0 };
-        }
+        self.learn(envelope, read_buf.len());
         self.oversized |= read_buf.capacity() > MAX_KEPT_BUFFER;
         let needed = envelope.map_or(read_buf.len(), |envelope| envelope.max(read_buf.len()));
         if self.oversized && needed < READ_CHUNK {
@@ -135,7 +123,7 @@ impl ReadRoom {
                 }
             }
             _ => {
-                let (room, least) = match self.large_frame {
+                let (room, least) = match self.whole_frame() {
                     0 => (self.chunk, self.chunk / 4),
                     frame => (frame * (LARGE_READ / frame), frame),
                 };
@@ -145,14 +133,40 @@ impl ReadRoom {
             }
         }
         self.oversized |= read_buf.capacity() > MAX_KEPT_BUFFER;
-        if self.large_frame == 0 {
+        self.read_limit(read_buf, envelope)
+    }
+
+    /// Notes whether the frame seen in progress at the last call is over:
+    /// the codec is between frames now, or in a frame of another length or
+    /// with fewer bytes buffered (a frame's bytes only grow until it is
+    /// split off). Its length is then trusted, if short enough.
+    fn learn(&mut self, envelope: Option<usize>, buffered: usize) {
+        if let Some((previous, buffered_then)) = self.in_progress {
+            if envelope.is_none_or(|envelope| envelope != previous || buffered < buffered_then) {
+                // Saturating: `max_frame_length` may be up to `u32::MAX`,
+                // past `usize` on a 32-bit target once the prefix is added.
+                let wire = previous.saturating_add(LENGTH_PREFIX_LEN);
+                self.trusted = if wire <= MAX_TRUSTED_FRAME { wire } else { 0 };
+            }
+        }
+        self.in_progress = envelope.map(|envelope| (envelope, buffered));
+    }
+
+    /// The most the next read may take: up to the end of the frame in
+    /// progress (between frames, of the frame whose length prefix has begun
+    /// to arrive, if any), then whole frames of its length (or the followed
+    /// one), or the buffer's end inside a frame still growing; unlimited
+    /// when neither is of 16 to 256 KiB. A length only announced may cut a
+    /// read short, never size a buffer: so the first frame of a run already
+    /// ends its read at its end.
+    fn read_limit(&self, read_buf: &BytesMut, envelope: Option<usize>) -> usize {
+        let frame = match envelope.map(|envelope| envelope.saturating_add(LENGTH_PREFIX_LEN)) {
+            Some(wire) if (LARGE_FRAME..=LARGE_READ).contains(&wire) => wire,
+            _ => self.whole_frame(),
+        };
+        if frame == 0 {
             return usize::MAX;
         }
-        // Up to the end of the frame in progress (between frames, of the
-        // frame whose length prefix has begun to arrive, if any), then whole
-        // frames of the same length (or the buffer's end, inside a frame
-        // still growing).
-        let frame = self.large_frame;
         let missing = match envelope {
             Some(envelope) => envelope.saturating_sub(read_buf.len()),
             None => (frame - read_buf.len() % frame) % frame,
@@ -181,6 +195,17 @@ mod tests {
     const ANNOUNCED: usize = 16 * MIB;
     /// Bytes the simulated socket hands over per read at most, by default.
     const ARRIVAL: usize = 256 * 1024;
+
+    /// A codec and a read buffer of `READ_CHUNK` from which a first small
+    /// frame was decoded, as after any handshake: from then on the buffer
+    /// shares its allocation with what it hands out.
+    fn after_handshake() -> (Codec, BytesMut) {
+        let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        buf.extend_from_slice(&[0, 0, 0, 2, 0x03, 1]);
+        assert!(codec.decode(&mut buf).unwrap().is_some());
+        (codec, buf)
+    }
 
     /// A DATA frame of `envelope` bytes (type byte included) on the wire.
     fn data_frame(envelope: usize) -> Vec<u8> {
@@ -219,6 +244,8 @@ mod tests {
         /// Bytes received once and copied into a new buffer after (the
         /// start of a frame, when the buffer had no room for the rest).
         copied: usize,
+        /// Buffers the run moved to, each a new allocation.
+        buffers: usize,
     }
 
     /// [`run`], in reads of at most `arrival` bytes, with `room`'s state.
@@ -231,7 +258,7 @@ mod tests {
         sent: &mut usize,
         available: usize,
     ) -> Run {
-        let mut run = Run { frames: Vec::new(), largest: buf.capacity(), copied: 0 };
+        let mut run = Run { frames: Vec::new(), largest: buf.capacity(), copied: 0, buffers: 0 };
         loop {
             while let Some(frame) = codec.decode(buf).expect("well-formed") {
                 run.frames.push(frame);
@@ -241,6 +268,7 @@ mod tests {
             assert!(most > 0, "a read of 0 bytes is the peer's end");
             if buf.as_ptr() != before {
                 run.copied += buf.len();
+                run.buffers += 1;
             }
             run.largest = run.largest.max(buf.capacity());
             if *sent == available {
@@ -328,12 +356,7 @@ mod tests {
         // alone does not show that it holds a 2 MiB allocation alive.
         for envelope in [MIB + 3, MIB + 37 * 1024 + 3, MIB + 74 * 1024 + 3] {
             let wire = data_frame(envelope);
-            let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
-            let mut buf = BytesMut::with_capacity(READ_CHUNK);
-            // A first small frame, as after any handshake: from then on the
-            // buffer shares its allocation with what it hands out.
-            buf.extend_from_slice(&[0, 0, 0, 2, 0x03, 1]);
-            assert!(codec.decode(&mut buf).unwrap().is_some());
+            let (mut codec, mut buf) = after_handshake();
             let mut sent = 0;
             let Run { frames, .. } = run_in_reads_of(
                 16 * 1024,
@@ -355,18 +378,13 @@ mod tests {
         }
     }
 
-    /// `count` DATA frames of `envelope` bytes each, back to back, after a
-    /// first small frame already decoded from a buffer of `READ_CHUNK`: the
-    /// buffer shares its allocation with what it handed out, as it does
-    /// after any handshake.
-    /// Returns what the run saw, the room's state and the buffer left.
+    /// `count` DATA frames of `envelope` bytes each, back to back, read
+    /// [`after_handshake`]. Returns what the run saw, the room's state and
+    /// the buffer left.
     fn run_of_frames(envelope: usize, count: usize, arrival: usize) -> (Run, ReadRoom, BytesMut) {
         let frame = data_frame(envelope);
         let wire: Vec<u8> = (0..count).flat_map(|_| frame.iter().copied()).collect();
-        let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        buf.extend_from_slice(&[0, 0, 0, 2, 0x03, 1]);
-        assert!(codec.decode(&mut buf).unwrap().is_some());
+        let (mut codec, mut buf) = after_handshake();
         let mut room = busy_room();
         let mut sent = 0;
         let run = run_in_reads_of(arrival, &mut room, &mut codec, &mut buf, &wire, &mut sent, wire.len());
@@ -395,6 +413,15 @@ mod tests {
                 run.copied / 1024
             );
             assert!(run.largest <= LARGE_READ, "the buffer reached {} KiB", run.largest / 1024);
+            // Each buffer after the first is filled with whole frames, also
+            // after a read stopped inside a length prefix (without counting
+            // the prefix begun, two buffers more).
+            let per_buffer = LARGE_READ / wire_len;
+            assert!(
+                run.buffers <= 40_usize.div_ceil(per_buffer) + 1,
+                "reads of {arrival} bytes: {} buffers for 40 frames, {per_buffer} to a buffer",
+                run.buffers
+            );
         }
     }
 
@@ -408,7 +435,7 @@ mod tests {
         ] {
             let (run, room, _) = run_of_frames(envelope, 12, ARRIVAL);
             let expected = if followed { LENGTH_PREFIX_LEN + envelope } else { 0 };
-            assert_eq!(room.large_frame, expected, "after frames of {envelope} bytes");
+            assert_eq!(room.whole_frame(), expected, "after frames of {envelope} bytes");
             // Room for a whole number of frames, not more than about 256 KiB.
             assert!(run.largest <= LARGE_READ.max(2 * (LENGTH_PREFIX_LEN + envelope)));
         }
@@ -417,13 +444,18 @@ mod tests {
     #[test]
     fn small_frames_after_large_ones_bring_back_the_usual_room() {
         let (_, mut room, _) = run_of_frames(64 * 1024 + 1, 4, ARRIVAL);
-        assert_eq!(room.large_frame, LENGTH_PREFIX_LEN + 64 * 1024 + 1);
-        // The next small frame caught in progress (its prefix read, not its body).
+        assert_eq!(room.whole_frame(), LENGTH_PREFIX_LEN + 64 * 1024 + 1);
+        // The next small frame caught in progress (its prefix read, not its
+        // body): the read is held to its end, as to a large frame's...
         let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
         let mut buf = BytesMut::from(&[0, 0, 0, 6, 0x03][..]);
         assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert_eq!(room.make_room(&mut buf, codec.envelope_in_progress(), false), 5);
+        // ...and once it has arrived whole, reads go back to the usual room.
+        buf.extend_from_slice(b"hello");
+        assert!(codec.decode(&mut buf).unwrap().is_some());
         assert_eq!(room.make_room(&mut buf, codec.envelope_in_progress(), false), usize::MAX);
-        assert_eq!(room.large_frame, 0);
+        assert_eq!(room.whole_frame(), 0);
         // Between frames again, an empty buffer gets a chunk, not a quarter MiB.
         let mut empty = BytesMut::new();
         room.make_room(&mut empty, None, false);
