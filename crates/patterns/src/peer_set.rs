@@ -231,16 +231,27 @@ impl Shared {
         }
         let by_identity = matches!(message.to, Destination::Peer(_));
         // One look at the peers for both questions: any up, and where to.
-        let routed = if by_identity || !self.backlog_active.load(Ordering::Acquire) {
-            self.transport.with_peers(|peers| {
-                (by_identity || !peers.is_empty()).then(|| {
-                    route(peers, &self.cursor, self.share(), message, &mut |peer| self.count_slow_drop(peer))
-                })
-            })
-        } else {
-            None
-        };
-        let Some(routed) = routed else {
+        // The usual outcome, queued for one peer, comes out of the read of
+        // the peers as that peer alone, written straight to this frame:
+        // returned whole, the route's result was copied through each layer
+        // in chunks that straddled its fields as they were written
+        // (store-forwarding stalls, a tenth of a small send).
+        let mut sent_to = None;
+        let mut other = None;
+        let looked = (by_identity || !self.backlog_active.load(Ordering::Acquire))
+            && self.transport.with_peers(|peers| {
+                if !by_identity && peers.is_empty() {
+                    return false;
+                }
+                match route(peers, &self.cursor, self.share(), message, &mut |peer| {
+                    self.count_slow_drop(peer)
+                }) {
+                    Routed::Done(peer) => sent_to = peer,
+                    rare => other = Some(rare),
+                }
+                true
+            });
+        if !looked {
             // No peer is up, or earlier messages are still waiting in the
             // buffer: this one waits behind them, to keep send order.
             return match self.try_buffer(message.clone()) {
@@ -248,6 +259,9 @@ impl Shared {
                 Err(_) if self.config.buffer_when_full == WhenFull::Drop => Err(SendErrorKind::BufferFull),
                 Err(_) => Ok(Outcome::WouldWait),
             };
+        }
+        let Some(routed) = other else {
+            return Ok(Outcome::Sent(sent_to));
         };
         match routed {
             Routed::Done(peer) => Ok(Outcome::Sent(peer)),

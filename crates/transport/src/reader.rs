@@ -17,7 +17,7 @@ use tracing::{debug, trace, warn};
 use crate::MAX_DURATION;
 use crate::event::{DisconnectReason, DropReason, Event};
 use crate::outbox::Outbox;
-use crate::peer::{AckHandle, Incoming};
+use crate::peer::{AckHandle, AckSent, Incoming};
 use crate::per_second::PerSecond;
 use crate::read_buffer::ReadRoom;
 use crate::shared::Shared;
@@ -363,6 +363,9 @@ impl Liveness {
 
 /// The ACK of a DATA_REQ that just arrived, sent now if `on_arrival`.
 fn ack_handle(outbox: &Arc<Outbox>, id: MsgId, on_arrival: bool) -> AckHandle {
-    let ack = AckHandle { id, outbox: outbox.clone(), already_sent: false };
-    if on_arrival { AckHandle { already_sent: ack.send().is_ok(), ..ack } } else { ack }
+    let mut ack = AckHandle { id, outbox: outbox.clone(), sent: AckSent::Not };
+    if on_arrival && ack.send().is_ok() {
+        ack.sent = AckSent::OnArrival;
+    }
+    ack
 }
