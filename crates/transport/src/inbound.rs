@@ -9,12 +9,13 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
 use crate::peer::Incoming;
+use crate::sync::{ShortLock, ShortLockGuard};
 
 /// The receiving end of a transport's inbound queue: DATA and DATA_REQ
 /// payloads from every peer, in arrival order per peer.
@@ -33,8 +34,12 @@ pub struct Inbound {
 pub struct InboundClosed;
 
 /// Why [`Inbound::try_recv`] returned nothing.
+// A whole word: in a `Result` beside a message it sits in the message's
+// room, and as a byte it split that room at an odd offset, so that every
+// received message was copied in overlapping unaligned pieces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
+#[repr(u64)]
 pub enum TryRecvError {
     /// Nothing is queued now.
     #[error("no message is queued")]
@@ -45,7 +50,7 @@ pub enum TryRecvError {
 }
 
 struct Shared {
-    state: Mutex<State>,
+    state: ShortLock<State>,
     max_messages: usize,
     max_bytes: usize,
     /// Receivers waiting for a message.
@@ -69,9 +74,8 @@ impl State {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // No code path leaves the state half-changed on a panic.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> ShortLockGuard<'_, State> {
+        self.state.lock()
     }
 }
 
@@ -82,7 +86,7 @@ impl Inbound {
     pub(crate) fn new(max_messages: usize, max_bytes: usize) -> Self {
         Self {
             shared: Arc::new(Shared {
-                state: Mutex::new(State {
+                state: ShortLock::new(State {
                     queue: VecDeque::new(),
                     bytes: 0,
                     closed: false,

@@ -184,7 +184,13 @@ impl PeerSnapshot {
 }
 
 /// A message received from a peer.
+// Laid out in this order (`repr(C)`), each field at a multiple of 16 bytes
+// but the ACK handle's tail: every received message is moved out of the
+// inbound queue in 16-byte pieces, and a field that straddled two of them
+// (as the compiler's own order left the ACK's id) was read back with a
+// store-forwarding stall, a third of `Socket::try_recv_from`.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Incoming {
     /// Who sent it.
     pub peer: PeerId,
@@ -196,6 +202,7 @@ pub struct Incoming {
 
 /// The means to send the ACK a DATA_REQ asks for, on the connection it came on.
 #[derive(Clone)]
+#[repr(C)]
 pub struct AckHandle {
     pub(crate) id: MsgId,
     /// The connection's outbox, whose ACK lane its writer drains before data.
