@@ -235,7 +235,7 @@ impl Shared {
         // the peers as that peer alone, written straight to this frame:
         // returned whole, the route's result was copied through each layer
         // in chunks that straddled its fields as they were written
-        // (store-forwarding stalls, a tenth of a small send).
+        // (store-forwarding stalls, 7% of a 64-byte send).
         let mut sent_to = None;
         let mut other = None;
         let looked = (by_identity || !self.backlog_active.load(Ordering::Acquire))

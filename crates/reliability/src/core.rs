@@ -14,8 +14,8 @@
 //! counts if its id is exactly that of a pending message.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
@@ -45,15 +45,6 @@ const MAX_RING_SPAN: usize = 1 << 16;
 fn ring_span(max_in_flight: usize) -> usize {
     max_in_flight.saturating_mul(2).min(MAX_RING_SPAN)
 }
-
-/// The lock of the sender's table: taken by every at-least-once send and
-/// every batch of ACKs. A spin lock whose waiters yield the CPU between tries
-/// (as the transport's outboxes): releasing it is a plain store, where
-/// std's mutex spends an atomic exchange looking for sleepers. The driver's
-/// longer holds (a tick's scan of a bucket, a lost peer's messages) keep
-/// waiters yielding, not sleeping, for as long.
-type TableLock<T> = spin::mutex::SpinMutex<T, spin::relax::Yield>;
-pub(crate) type TableGuard<'a> = spin::mutex::SpinMutexGuard<'a, Table, spin::relax::Yield>;
 
 /// What a peer last acknowledged.
 #[derive(Clone, Copy)]
@@ -177,7 +168,7 @@ fn data_of(request: Message) -> Message {
 
 pub(crate) struct Core {
     pub(crate) config: AtLeastOnceConfig,
-    table: TableLock<Table>,
+    table: Mutex<Table>,
     pub(crate) stats: AtLeastOnceStats,
     /// Woken when in-flight room frees up, and on shutdown.
     pub(crate) room_signal: Arc<Notify>,
@@ -196,7 +187,7 @@ impl Core {
         let ring_span = ring_span(config.max_in_flight);
         Arc::new(Self {
             config,
-            table: TableLock::new(Table {
+            table: Mutex::new(Table {
                 next_seq: 0,
                 sent: 0,
                 next_order: 0,
@@ -236,8 +227,9 @@ impl Core {
         self.shut_down.load(Ordering::Acquire)
     }
 
-    pub(crate) fn table(&self) -> TableGuard<'_> {
-        self.table.lock()
+    pub(crate) fn table(&self) -> MutexGuard<'_, Table> {
+        // No code path leaves the table half-changed on a panic.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The id of message `seq`: the counter, then a random tag, so that a
@@ -370,7 +362,7 @@ impl Core {
     #[inline(always)]
     fn keep_sent(
         &self,
-        mut table: TableGuard<'_>,
+        mut table: MutexGuard<'_, Table>,
         seq: u64,
         request: Message,
         first_sent: Option<Instant>,
@@ -389,7 +381,7 @@ impl Core {
     /// driver if it sleeps (it ticks only while messages wait), and frees
     /// one acknowledged payload.
     #[inline(always)]
-    fn release_and_wake(&self, mut table: TableGuard<'_>) {
+    fn release_and_wake(&self, mut table: MutexGuard<'_, Table>) {
         let wake = std::mem::take(&mut table.driver_idle);
         // An acknowledged payload, freed on this thread (see `Retired`).
         let retired = table.retired.take_one();

@@ -1,18 +1,22 @@
 //! The synchronisation primitives of the send core ([`Outbox`](crate::outbox)
 //! and [`RoomSignal`](crate::room::RoomSignal)): a [`ShortLock`], or loom's
 //! mutex when the crate is built with `--cfg smartsock_loom` for the model
-//! checker (`cargo xtask loom`).
+//! checker (`cargo xtask loom`). The [`Inbound`](crate::Inbound) queue uses a
+//! [`ShortLock`] too (it is not in the model).
 
 /// The lock of the queues every message passes through (each outbox, the
-/// room signal, the inbound queue): held for a push or a swap, tens of
-/// nanoseconds, never across an await or a wait. A spin lock whose waiters
-/// give up the CPU (`sched_yield`) between tries, so that a holder that was
-/// preempted gets to run. Releasing it is a plain store, where std's mutex,
-/// which puts waiters to sleep, must also look for them with an atomic
-/// exchange: a second atomic read-modify-write on every message, 13-15% of
-/// a 16-byte sender's time (paired runs, both runtimes). The one longer hold
-/// is a sender's write to the stream under its outbox's lock (`direct.rs`),
-/// a single write that does not wait, taken only when the writer is idle.
+/// room signal, the inbound queue). It is held for a push (encoding a frame
+/// of under 16 KiB, now and then growing the queue's buffer), a swap, a
+/// batch moved into the inbound queue, or one write to the stream that does
+/// not wait (a sender writing itself while the writer is idle, `direct.rs`);
+/// never across an await or a wait, and never while a waker is woken. A
+/// spin lock whose waiters give up the CPU (`sched_yield`) between tries,
+/// so that a holder that was preempted gets to run. Releasing it is a plain
+/// store, where std's mutex, which puts waiters to sleep, must also look
+/// for them with an atomic exchange: a second atomic read-modify-write on
+/// every message (paired runs: +13% at 16 B on current-thread, +15-53% on
+/// the 2-worker runtime). Locks with longer holds keep std's mutex (the
+/// at-least-once table, whose driver scans it; the shared write half).
 pub(crate) type ShortLock<T> = spin::mutex::SpinMutex<T, spin::relax::Yield>;
 /// What [`ShortLock::lock`] returns.
 pub(crate) type ShortLockGuard<'a, T> = spin::mutex::SpinMutexGuard<'a, T, spin::relax::Yield>;
