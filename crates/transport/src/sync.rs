@@ -14,9 +14,9 @@
 /// so that a holder that was preempted gets to run. Releasing it is a plain
 /// store, where std's mutex, which puts waiters to sleep, must also look
 /// for them with an atomic exchange: a second atomic read-modify-write on
-/// every message (paired runs: +13% at 16 B on current-thread, +15-53% on
-/// the 2-worker runtime). Locks with longer holds keep std's mutex (the
-/// at-least-once table, whose driver scans it; the shared write half).
+/// every message (figures in docs/ARCHITECTURE.md). Locks with longer holds
+/// keep std's mutex (the at-least-once table, whose driver scans it; the
+/// shared write half).
 pub(crate) type ShortLock<T> = spin::mutex::SpinMutex<T, spin::relax::Yield>;
 /// What [`ShortLock::lock`] returns.
 pub(crate) type ShortLockGuard<'a, T> = spin::mutex::SpinMutexGuard<'a, T, spin::relax::Yield>;
@@ -36,11 +36,9 @@ pub(crate) use loom::sync::{Mutex, MutexGuard};
 /// Locks `mutex`. A [`ShortLock`] is not poisoned by a panic (no code path
 /// of the send core leaves its state half-changed); loom's mutex is, and its
 /// guard is taken back the same.
-#[cfg(not(smartsock_loom))]
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock()
-}
-#[cfg(smartsock_loom)]
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
+    #[cfg(not(smartsock_loom))]
+    return mutex.lock();
+    #[cfg(smartsock_loom)]
+    return mutex.lock().unwrap_or_else(|e| e.into_inner());
 }
