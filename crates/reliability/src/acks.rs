@@ -17,6 +17,8 @@ impl AckSink for Core {
         let mut newest = None;
         // Every ACK here is from `peer`: its count is settled once.
         let mut released = 0;
+        // Payloads not kept for the senders to free: freed after the lock.
+        let mut to_free = Vec::new();
         let mut guard = self.table();
         let table = &mut *guard;
         for &id in ids {
@@ -27,7 +29,7 @@ impl AckSink for Core {
                 if pending.id() == Some(id) && pending.peer.is_none_or(|to| to == peer) {
                     newest = newest.max(Some(pending.order));
                     released += usize::from(pending.peer.is_some());
-                    table.pending.discard_in_run(seq, &mut table.retired);
+                    table.pending.discard_in_run(seq, &mut table.retired, &mut to_free);
                     acked += 1;
                     continue;
                 }
@@ -52,6 +54,7 @@ impl AckSink for Core {
         }
         let empty = table.pending.is_empty();
         drop(guard);
+        drop(to_free);
         if acked > 0 {
             self.after_acks(acked, empty);
         }

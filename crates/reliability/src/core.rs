@@ -14,8 +14,8 @@
 //! counts if its id is exactly that of a pending message.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
@@ -45,6 +45,19 @@ const MAX_RING_SPAN: usize = 1 << 16;
 fn ring_span(max_in_flight: usize) -> usize {
     max_in_flight.saturating_mul(2).min(MAX_RING_SPAN)
 }
+
+/// The lock of the sender's table, taken by every at-least-once send and
+/// every batch of ACKs: a spin lock whose waiters yield the CPU between
+/// tries, as the transport's queues are (its `ShortLock`): releasing it is a
+/// plain store, where std's mutex spends an atomic exchange looking for
+/// sleepers. So every hold is short: a send (its route pushes to a queue
+/// and may wake the writer), a batch of ACKs, and the driver's tick, whose
+/// scan is bounded by the in-flight limit (it visits pending messages only,
+/// not every counter sent). Payloads are freed, and resends logged, after
+/// the release (see [`Retired`]). The one long hold is rare: a peer's
+/// disconnection scans every pending message for those it held.
+type TableLock<T> = spin::mutex::SpinMutex<T, spin::relax::Yield>;
+pub(crate) type TableGuard<'a> = spin::mutex::SpinMutexGuard<'a, Table, spin::relax::Yield>;
 
 /// What a peer last acknowledged.
 #[derive(Clone, Copy)]
@@ -168,7 +181,7 @@ fn data_of(request: Message) -> Message {
 
 pub(crate) struct Core {
     pub(crate) config: AtLeastOnceConfig,
-    table: Mutex<Table>,
+    table: TableLock<Table>,
     pub(crate) stats: AtLeastOnceStats,
     /// Woken when in-flight room frees up, and on shutdown.
     pub(crate) room_signal: Arc<Notify>,
@@ -187,7 +200,7 @@ impl Core {
         let ring_span = ring_span(config.max_in_flight);
         Arc::new(Self {
             config,
-            table: Mutex::new(Table {
+            table: TableLock::new(Table {
                 next_seq: 0,
                 sent: 0,
                 next_order: 0,
@@ -227,9 +240,9 @@ impl Core {
         self.shut_down.load(Ordering::Acquire)
     }
 
-    pub(crate) fn table(&self) -> MutexGuard<'_, Table> {
-        // No code path leaves the table half-changed on a panic.
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn table(&self) -> TableGuard<'_> {
+        // Not poisoned by a panic: no code path leaves it half-changed.
+        self.table.lock()
     }
 
     /// The id of message `seq`: the counter, then a random tag, so that a
@@ -362,7 +375,7 @@ impl Core {
     #[inline(always)]
     fn keep_sent(
         &self,
-        mut table: MutexGuard<'_, Table>,
+        mut table: TableGuard<'_>,
         seq: u64,
         request: Message,
         first_sent: Option<Instant>,
@@ -381,7 +394,7 @@ impl Core {
     /// driver if it sleeps (it ticks only while messages wait), and frees
     /// one acknowledged payload.
     #[inline(always)]
-    fn release_and_wake(&self, mut table: MutexGuard<'_, Table>) {
+    fn release_and_wake(&self, mut table: TableGuard<'_>) {
         let wake = std::mem::take(&mut table.driver_idle);
         // An acknowledged payload, freed on this thread (see `Retired`).
         let retired = table.retired.take_one();
@@ -533,10 +546,14 @@ impl Core {
 
     pub(crate) fn forget(&self, seq: u64) {
         let mut table = self.table();
-        let removed = table.pending.remove(seq).map(|entry| table.release(entry.peer)).is_some();
+        let removed = table.pending.remove(seq);
+        if let Some(entry) = &removed {
+            table.release(entry.peer);
+        }
         let empty = table.pending.is_empty();
         drop(table);
-        if removed {
+        // Its payload is freed after the lock.
+        if removed.is_some() {
             self.room_signal.notify_waiters();
             if empty {
                 self.settled.notify_waiters();

@@ -345,6 +345,7 @@ pub(crate) async fn drive<R: Resend>(core: Arc<Core>, mut resender: R, parts: Dr
             }
         }
         for (seq, attempts, message) in due.resend {
+            debug!(seq, attempt = attempts, "resending");
             core.stats.resent.fetch_add(1, Ordering::Relaxed);
             match resender.resend(message, core.config.resend_timeout).await {
                 Resent::To(Some(peer)) => core.resent_to(seq, attempts, peer),
@@ -410,7 +411,9 @@ fn cut_and_collect(core: &Core, table: &mut Table, now: Instant) -> Due {
             break;
         }
         table.cuts.pop_front();
-        for seq in table.unchecked..end {
+        // Only what is still pending: a tick's scan under the table's lock
+        // is bounded by the in-flight limit, not by the send rate.
+        for seq in table.pending.counters_between(table.unchecked, end) {
             if let Some(entry) = table.pending.get_mut(seq) {
                 entry.first_sent = Some(cut);
             }
@@ -464,7 +467,6 @@ fn check(core: &Core, table: &mut Table, now: Instant, seq: u64, attempts: u32, 
     due.resent_for.extend(was_with);
     entry.order = table.next_order;
     table.next_order += 1;
-    debug!(seq, attempt = entry.attempts, "resending");
     due.resend.push((seq, entry.attempts, entry.message.clone()));
     let attempts = entry.attempts;
     table.release(was_with);

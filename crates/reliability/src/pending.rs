@@ -110,11 +110,16 @@ pub(crate) struct Retired(Vec<Bytes>);
 
 impl Retired {
     /// Takes the payload of `entry` (acknowledged), if it is short and
-    /// there is room; else leaves it to be freed with the entry.
-    fn keep_from(&mut self, entry: &mut Pending) {
+    /// there is room; else moves it to `to_free`, for the caller to free
+    /// once it has let go of the table (a large payload's free can be a
+    /// system call).
+    fn keep_from(&mut self, entry: &mut Pending, to_free: &mut Vec<Bytes>) {
         if let Frame::DataReq { payload, .. } = &mut entry.message.frame {
+            let payload = std::mem::take(payload);
             if payload.len() <= MAX_RETIRED_LEN && self.0.len() < MAX_RETIRED {
-                self.0.push(std::mem::take(payload));
+                self.0.push(payload);
+            } else {
+                to_free.push(payload);
             }
         }
     }
@@ -263,21 +268,29 @@ impl PendingTable {
     /// Drops message `seq` where it lies, if it is pending, as one of a run
     /// of removals (a batch of ACKs), for a caller that has read what it
     /// needs of it (no copy of the entry out); its payload goes to
-    /// `retired`. The ring's cleared front stays until
+    /// `retired`, or to `to_free` (see [`Retired::keep_from`]). The ring's
+    /// cleared front stays until
     /// [`end_run`](Self::end_run) drops it once, which the caller must call
     /// before it lets go of the table (until then the ring may start with
     /// empty slots; lookups do not mind).
-    pub(crate) fn discard_in_run(&mut self, seq: u64, retired: &mut Retired) -> bool {
+    pub(crate) fn discard_in_run(
+        &mut self,
+        seq: u64,
+        retired: &mut Retired,
+        to_free: &mut Vec<Bytes>,
+    ) -> bool {
         let found = match self.index(seq) {
             Some(index) => match self.ring.get_mut(index) {
                 Some(Some(entry)) => {
-                    retired.keep_from(entry);
+                    retired.keep_from(entry, to_free);
                     self.ring[index] = None;
                     true
                 }
                 _ => false,
             },
-            None => self.before.remove(&seq).map(|mut entry| retired.keep_from(&mut entry)).is_some(),
+            None => {
+                self.before.remove(&seq).map(|mut entry| retired.keep_from(&mut entry, to_free)).is_some()
+            }
         };
         self.len -= usize::from(found);
         found
@@ -295,6 +308,23 @@ impl PendingTable {
         if found && seq == self.base {
             self.trim_front();
         }
+    }
+
+    /// The counters of the pending messages from `from` up to `to` (not
+    /// included), in order. Visits only what may be pending there (the map,
+    /// and the ring's slots in that range), not every counter of the range:
+    /// most of a tick's counters were acknowledged long before it.
+    pub(crate) fn counters_between(&self, from: u64, to: u64) -> Vec<u64> {
+        let mut counters: Vec<u64> =
+            self.before.keys().copied().filter(|seq| (from..to).contains(seq)).collect();
+        counters.sort_unstable();
+        let slot = |seq: u64| self.index(seq).map_or(0, |index| index.min(self.ring.len()));
+        let (first, end) = (slot(from), slot(to));
+        if first < end {
+            let ring = self.ring.range(first..end).zip(self.base + first as u64..);
+            counters.extend(ring.filter_map(|(entry, seq)| entry.as_ref().map(|_| seq)));
+        }
+        counters
     }
 
     /// Every pending message with its counter, in no particular order.
@@ -398,23 +428,28 @@ mod tests {
     }
 
     #[test]
-    fn acknowledged_payloads_are_kept_up_to_their_length_and_count_and_not_past_them() {
+    fn acknowledged_payloads_are_kept_up_to_their_length_and_count_and_the_rest_handed_out_to_free() {
         let mut table = PendingTable::new(2 * MAX_RETIRED);
         let mut retired = Retired::default();
+        let mut to_free = Vec::new();
         // By length: one at the bound is kept, one byte more is not.
         table.insert(0, entry_of_len(0, MAX_RETIRED_LEN));
         table.insert(1, entry_of_len(1, MAX_RETIRED_LEN + 1));
-        assert!(table.discard_in_run(0, &mut retired) && table.discard_in_run(1, &mut retired));
+        assert!(table.discard_in_run(0, &mut retired, &mut to_free));
+        assert!(table.discard_in_run(1, &mut retired, &mut to_free));
         table.end_run();
         assert_eq!(retired.len(), 1);
         assert_eq!(retired.take_one().map(|payload| payload.len()), Some(MAX_RETIRED_LEN));
-        // By count: the first MAX_RETIRED are kept, the next is freed.
-        for seq in 2..MAX_RETIRED as u64 + 3 {
+        let lengths: Vec<usize> = to_free.drain(..).map(|payload| payload.len()).collect();
+        assert_eq!(lengths, vec![MAX_RETIRED_LEN + 1], "not freed under the table's lock");
+        // By count: the first MAX_RETIRED are kept, the next two are not.
+        for seq in 2..MAX_RETIRED as u64 + 4 {
             table.insert(seq, entry_of_len(seq, 1));
-            assert!(table.discard_in_run(seq, &mut retired));
+            assert!(table.discard_in_run(seq, &mut retired, &mut to_free));
         }
         table.end_run();
         assert_eq!(retired.len(), MAX_RETIRED);
+        assert_eq!(to_free.len(), 2);
         assert!(table.is_empty());
         assert_eq!(retired.take_all().len(), MAX_RETIRED);
         assert_eq!(retired.len(), 0);
@@ -457,7 +492,7 @@ mod tests {
                     let bits = state >> (8 + 4 * k);
                     let seq = if pick < 80 { oldest + (bits & 3) } else { oldest + bits % (next - oldest) };
                     let found = if in_run {
-                        table.discard_in_run(seq, &mut retired)
+                        table.discard_in_run(seq, &mut retired, &mut Vec::new())
                     } else {
                         table.remove(seq).is_some()
                     };
@@ -474,6 +509,13 @@ mod tests {
             if step % 1000 == 0 {
                 assert_eq!(counters(&table), model.keys().copied().collect::<Vec<_>>(), "step {step}");
             }
+            // What the driver's tick asks: the pending counters of a range,
+            // one that starts and ends anywhere (before the ring, in it,
+            // past it, or empty).
+            let from = next.saturating_sub(state >> 32 & 63);
+            let to = from + (state >> 40 & 63);
+            let expected: Vec<u64> = model.range(from..to).map(|(&seq, _)| seq).collect();
+            assert_eq!(table.counters_between(from, to), expected, "step {step}: {from}..{to}");
         }
     }
 }
