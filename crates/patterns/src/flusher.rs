@@ -8,7 +8,7 @@ use smartsock_transport::{OrphanReceiver, Orphans, Outgoing, PeerWatch};
 use tracing::debug;
 
 use crate::peer_set::Shared;
-use crate::routing::{Routed, route};
+use crate::routing::{NO_PEER, Routed, route};
 use crate::{Destination, Message};
 
 pub(crate) async fn flusher(shared: Arc<Shared>, mut table: PeerWatch, mut orphans: OrphanReceiver) {
@@ -74,10 +74,13 @@ async fn flush(shared: &Shared) {
             }
         };
         let routed = shared.transport.with_peers(|peers| {
-            route(peers, &shared.cursor, shared.share(), &message, &mut |peer| shared.count_slow_drop(peer))
+            let mut sent_to = NO_PEER;
+            route(peers, &shared.cursor, shared.share(), &message, &mut sent_to, &mut |peer| {
+                shared.count_slow_drop(peer)
+            })
         });
         let back = match routed {
-            Routed::Done(_) => None,
+            Routed::ToPeer | Routed::Published => None,
             Routed::CopiesWaiting(subscribers) => {
                 for peer in subscribers {
                     // A subscriber that leaves while we wait simply misses it.

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use crate::backlog::Backlog;
 use crate::flusher::flusher;
 use crate::future::ResponseFuture;
-use crate::routing::{Routed, route};
+use crate::routing::{NO_PEER, Routed, route};
 use crate::{Destination, Message, SendError, SendErrorKind, WhenFull};
 
 /// Settings of a [`PeerSet`]'s no-peer buffer.
@@ -232,21 +232,19 @@ impl Shared {
         let by_identity = matches!(message.to, Destination::Peer(_));
         // One look at the peers for both questions: any up, and where to.
         // The usual outcome, queued for one peer, comes out of the read of
-        // the peers as that peer alone, written straight to this frame:
-        // returned whole, the route's result was copied through each layer
-        // in chunks that straddled its fields as they were written
-        // (store-forwarding stalls, 7% of a 64-byte send).
-        let mut sent_to = None;
+        // the peers as that peer's identity alone, written straight to this
+        // frame (see `route`); only the other outcomes are moved out whole.
+        let mut sent_to = NO_PEER;
         let mut other = None;
         let looked = (by_identity || !self.backlog_active.load(Ordering::Acquire))
             && self.transport.with_peers(|peers| {
                 if !by_identity && peers.is_empty() {
                     return false;
                 }
-                match route(peers, &self.cursor, self.share(), message, &mut |peer| {
+                match route(peers, &self.cursor, self.share(), message, &mut sent_to, &mut |peer| {
                     self.count_slow_drop(peer)
                 }) {
-                    Routed::Done(peer) => sent_to = peer,
+                    Routed::ToPeer => {}
                     rare => other = Some(rare),
                 }
                 true
@@ -260,11 +258,9 @@ impl Shared {
                 Err(_) => Ok(Outcome::WouldWait),
             };
         }
-        let Some(routed) = other else {
-            return Ok(Outcome::Sent(sent_to));
-        };
-        match routed {
-            Routed::Done(peer) => Ok(Outcome::Sent(peer)),
+        match other.unwrap_or(Routed::ToPeer) {
+            Routed::ToPeer => Ok(Outcome::Sent(Some(sent_to))),
+            Routed::Published => Ok(Outcome::Sent(None)),
             Routed::NoPeer => {
                 // Every peer turned out to be gone: the message waits for the next ones.
                 self.rebuffer(message.clone());

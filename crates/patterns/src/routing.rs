@@ -8,6 +8,10 @@ use smartsock_transport::{Frame, NotQueued, PeerHandle, PeerId, PeerSnapshot};
 use crate::peer_set::LoadFn;
 use crate::{Destination, Message, Share, WhenFull};
 
+/// What a caller's `sent_to` holds until [`route`] writes the identity of
+/// the peer a message went to; read only after [`Routed::ToPeer`].
+pub(crate) const NO_PEER: PeerId = PeerId::from_bytes([0; 16]);
+
 /// How a message for any one peer picks it: the policy, and what counts as
 /// a peer's load beyond its outbox.
 #[derive(Clone, Copy)]
@@ -20,10 +24,12 @@ pub(crate) struct Sharing<'a> {
 /// caller's: the outboxes took copies of it (small frames encoded, large
 /// ones sharing the payload).
 pub(crate) enum Routed {
-    /// In an outbox (publish: in every outbox that had room; the copies of
-    /// full subscribers were dropped under [`WhenFull::Drop`] and reported),
-    /// of this peer when there was only one.
-    Done(Option<PeerId>),
+    /// In the outbox of one peer, whose identity [`route`] wrote to the
+    /// caller's `sent_to`.
+    ToPeer,
+    /// Published: in every outbox that had room (the copies of full
+    /// subscribers were dropped under [`WhenFull::Drop`] and reported).
+    Published,
     /// No peer in the snapshot can ever take it: none is connected, or every
     /// one has gone.
     NoPeer,
@@ -49,11 +55,21 @@ pub(crate) enum Routed {
 ///   told). If every live subscriber is full, nothing is dropped: the
 ///   message is `Full`, to be tried again.
 /// - [`Destination::Peer`]: exactly that peer.
+///
+/// The peer a message went to, when only one ([`Routed::ToPeer`]), is
+/// written to `sent_to` (left as it is otherwise) as a plain identity,
+/// rather than returned as an `Option<PeerId>`: a copy of one made right
+/// after it was written reads back its tag and half its identity in one
+/// load that straddles the stores of the two (a store-forwarding stall, the
+/// costliest instruction of a small send). Inlined into its callers, for
+/// the same reason: as a call, the outcome went through memory.
+#[inline(always)]
 pub(crate) fn route(
     snapshot: &PeerSnapshot,
     cursor: &AtomicUsize,
     sharing: Sharing<'_>,
     message: &Message,
+    sent_to: &mut PeerId,
     on_slow_drop: &mut dyn FnMut(&PeerHandle),
 ) -> Routed {
     let frame = &message.frame;
@@ -63,15 +79,18 @@ pub(crate) fn route(
                 return Routed::UnknownPeer(id);
             };
             match peer.try_send_frame(frame, false) {
-                Ok(()) => Routed::Done(Some(id)),
+                Ok(()) => {
+                    *sent_to = id;
+                    Routed::ToPeer
+                }
                 Err(NotQueued::Full) => Routed::WaitFor(peer.clone()),
                 Err(NotQueued::Closed) => Routed::UnknownPeer(id),
             }
         }
         Destination::Everyone { when_full } => publish(snapshot, frame, when_full, on_slow_drop),
         Destination::AnyOne | Destination::Unresolved => match sharing.share {
-            Share::LeastLoaded => least_loaded(snapshot, cursor, sharing.load, frame),
-            _ => round_robin(snapshot, cursor, frame),
+            Share::LeastLoaded => least_loaded(snapshot, cursor, sharing.load, frame, sent_to),
+            _ => round_robin(snapshot, cursor, frame, sent_to),
         },
     }
 }
@@ -83,6 +102,7 @@ fn least_loaded(
     cursor: &AtomicUsize,
     load: Option<&LoadFn>,
     frame: &Frame,
+    sent_to: &mut PeerId,
 ) -> Routed {
     let peers = snapshot.table();
     let count = peers.len();
@@ -100,14 +120,18 @@ fn least_loaded(
         }
     }
     match best {
-        Some((_, i)) if peers[i].try_send_frame(frame, true).is_ok() => Routed::Done(Some(peers[i].id())),
+        Some((_, i)) if peers[i].try_send_frame(frame, true).is_ok() => {
+            *sent_to = peers[i].id();
+            Routed::ToPeer
+        }
         // Nobody has room (or everyone has gone), or the chosen one filled
         // up or left since the look: as round-robin says.
-        _ => round_robin(snapshot, cursor, frame),
+        _ => round_robin(snapshot, cursor, frame, sent_to),
     }
 }
 
-fn round_robin(snapshot: &PeerSnapshot, cursor: &AtomicUsize, frame: &Frame) -> Routed {
+#[inline(always)]
+fn round_robin(snapshot: &PeerSnapshot, cursor: &AtomicUsize, frame: &Frame, sent_to: &mut PeerId) -> Routed {
     let peers = snapshot.table();
     let count = peers.len();
     let mut any_live = false;
@@ -124,7 +148,8 @@ fn round_robin(snapshot: &PeerSnapshot, cursor: &AtomicUsize, frame: &Frame) -> 
                     // Skipped full peers: the next send starts after this one.
                     cursor.store(i.wrapping_add(1), Ordering::Relaxed);
                 }
-                return Routed::Done(Some(peers[i].id()));
+                *sent_to = peers[i].id();
+                return Routed::ToPeer;
             }
             Err(NotQueued::Full) => any_live = true,
             Err(NotQueued::Closed) => {}
@@ -149,7 +174,7 @@ fn publish(
         }
     }
     if full.is_empty() {
-        return if accepted { Routed::Done(None) } else { Routed::NoPeer };
+        return if accepted { Routed::Published } else { Routed::NoPeer };
     }
     match when_full {
         WhenFull::Wait => Routed::CopiesWaiting(full.into_iter().cloned().collect()),
@@ -160,7 +185,7 @@ fn publish(
             for peer in full {
                 on_slow_drop(peer);
             }
-            Routed::Done(None)
+            Routed::Published
         }
     }
 }

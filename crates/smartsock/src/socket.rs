@@ -311,7 +311,8 @@ impl Socket {
         }
         // The first try's result is not held across the wait: only the box.
         let rest = match self.send_message(message) {
-            FirstTry::Done(result) => return result,
+            FirstTry::Sent => return Ok(()),
+            FirstTry::Failed(error) => return Err(error),
             FirstTry::Rest(rest) => rest,
         };
         rest.await
@@ -322,7 +323,8 @@ impl Socket {
     pub async fn send_to(&self, to: PeerId, message: impl Into<Bytes>) -> Result<(), Error> {
         // The first try's result is not held across the wait: only the box.
         let rest = match self.send_message(Message::to_peer(to, message)) {
-            FirstTry::Done(result) => return result,
+            FirstTry::Sent => return Ok(()),
+            FirstTry::Failed(error) => return Err(error),
             FirstTry::Rest(rest) => rest,
         };
         rest.await

@@ -30,16 +30,16 @@ impl Socket {
         }
         if self.inner.tracker.is_none() {
             return match self.inner.peer_set.try_send_borrowed(&message) {
-                Ok(Outcome::Sent(_)) => FirstTry::Done(Ok(())),
+                Ok(Outcome::Sent(_)) => FirstTry::Sent,
                 Ok(Outcome::WouldWait) => self.rest_of_send(message),
                 Ok(copies @ Outcome::CopiesWaiting(_)) => FirstTry::Rest(Box::pin(finish(copies))),
-                Err(kind) => FirstTry::Done(Err(send_error(kind, message))),
+                Err(kind) => FirstTry::Failed(send_error(kind, message)),
             };
         }
         match self.try_once(message) {
             Tried::Queued(copies @ Outcome::CopiesWaiting(_)) => FirstTry::Rest(Box::pin(finish(copies))),
-            Tried::Queued(_) => FirstTry::Done(Ok(())),
-            Tried::Failed(error) => FirstTry::Done(Err(error)),
+            Tried::Queued(_) => FirstTry::Sent,
+            Tried::Failed(error) => FirstTry::Failed(error),
             Tried::NoRoom(message) | Tried::AtInFlightLimit(message) => self.rest_of_send(message),
         }
     }
@@ -198,9 +198,14 @@ impl Socket {
 }
 
 /// What became of [`Socket::send_message`]: the send's result, or the rest
-/// of it to await.
+/// of it to await. Success is a variant of its own, not an `Ok(())` inside:
+/// the caller then builds its own `Ok(())` instead of copying a whole
+/// `Result<(), Error>` (over a hundred bytes, most never written on
+/// success) whose tag was just stored, a store-forwarding stall on every
+/// send.
 pub(super) enum FirstTry<'a> {
-    Done(Result<(), Error>),
+    Sent,
+    Failed(Error),
     Rest(BoxFuture<'a, Result<(), Error>>),
 }
 
