@@ -14,9 +14,10 @@
 /// so that a holder that was preempted gets to run. Releasing it is a plain
 /// store, where std's mutex, which puts waiters to sleep, must also look
 /// for them with an atomic exchange: a second atomic read-modify-write on
-/// every message (figures in docs/ARCHITECTURE.md). Locks with longer holds
-/// keep std's mutex (the at-least-once table, whose driver scans it; the
-/// shared write half).
+/// every message (figures in docs/ARCHITECTURE.md). The shared write half,
+/// held across a write that may take long, keeps std's mutex. (The
+/// at-least-once table, in the reliability crate, is a lock of this kind
+/// too, with holds bounded alike.)
 pub(crate) type ShortLock<T> = spin::mutex::SpinMutex<T, spin::relax::Yield>;
 /// What [`ShortLock::lock`] returns.
 pub(crate) type ShortLockGuard<'a, T> = spin::mutex::SpinMutexGuard<'a, T, spin::relax::Yield>;
