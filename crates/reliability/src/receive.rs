@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 use smartsock_transport::{AckError, AckHandle, Incoming, MsgId, PeerId};
 use tracing::debug;
 
@@ -57,8 +58,9 @@ impl DuplicateFilter {
         Self {
             capacity,
             hasher: foldhash::fast::RandomState::default(),
-            order: VecDeque::with_capacity(capacity),
-            index: HashTable::with_capacity(capacity),
+            // One more than the window: see `first_time`.
+            order: VecDeque::with_capacity(capacity + 1),
+            index: HashTable::with_capacity(capacity + 1),
             base: 0,
         }
     }
@@ -77,12 +79,37 @@ impl DuplicateFilter {
     }
 
     /// Records the message; false if it was already in the window.
+    ///
+    /// One probe of the index both looks for the message and finds its
+    /// place (a look, then an insert, was two; a hash table operation per
+    /// received at-least-once message shows in the receiver's profile).
+    /// The message joins the window before the oldest leaves it, so a
+    /// repeat of the oldest is still recognised: for that moment the window
+    /// holds one more than its capacity, which the index has room for.
     pub fn first_time(&mut self, peer: PeerId, id: MsgId) -> bool {
         let hash = self.hasher.hash_one((peer, id));
-        if self.find(peer, id, hash).is_some() {
-            return false;
+        let at = self.base + self.order.len() as u64;
+        // In `order` first, so that the index can rehash it if it must.
+        self.order.push_back((peer, id, hash));
+        let (order, base) = (&self.order, self.base);
+        let entry = self.index.entry(
+            hash,
+            |&at| {
+                let (p, i, _) = order[(at - base) as usize];
+                p == peer && i == id
+            },
+            |&at| order[(at - base) as usize].2,
+        );
+        match entry {
+            Entry::Occupied(_) => {
+                self.order.pop_back();
+                return false;
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(at);
+            }
         }
-        if self.order.len() == self.capacity {
+        if self.order.len() > self.capacity {
             if let Some((_, _, oldest)) = self.order.pop_front() {
                 let base = self.base;
                 if let Ok(entry) = self.index.find_entry(oldest, |&at| at == base) {
@@ -91,10 +118,6 @@ impl DuplicateFilter {
                 self.base += 1;
             }
         }
-        let at = self.base + self.order.len() as u64;
-        self.order.push_back((peer, id, hash));
-        let (order, base) = (&self.order, self.base);
-        self.index.insert_unique(hash, at, |&at| order[(at - base) as usize].2);
         true
     }
 }
@@ -261,5 +284,33 @@ impl Drop for AckToken {
         if let Some(ack) = &self.ack {
             debug!(peer = %self.peer, id = %ack.id(), "dropped without an ACK: the sender will send it again");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u64) -> MsgId {
+        let mut bytes = [0; 16];
+        bytes[..8].copy_from_slice(&n.to_be_bytes());
+        MsgId::from_bytes(bytes)
+    }
+
+    #[test]
+    fn the_window_holds_exactly_its_capacity_and_its_index_no_more() {
+        const CAPACITY: u64 = 100;
+        let mut filter = DuplicateFilter::new(CAPACITY as usize);
+        let peer = PeerId::random();
+        for n in 0..10_000 {
+            assert!(filter.first_time(peer, id(n)), "message {n} is new");
+            assert!(filter.order.len() as u64 <= CAPACITY && filter.index.len() == filter.order.len());
+        }
+        // The last CAPACITY are repeats (the oldest of them too, at the
+        // boundary); the one before them has left the window.
+        assert!(!filter.first_time(peer, id(10_000 - CAPACITY)));
+        assert!(!filter.first_time(peer, id(9_999)));
+        assert!(filter.first_time(peer, id(10_000 - CAPACITY - 1)));
+        assert_eq!(filter.order.len() as u64, CAPACITY);
     }
 }
