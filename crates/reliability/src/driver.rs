@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 use tracing::{debug, warn};
 
-use crate::core::{Core, Table};
+use crate::core::{Core, PeerMap, Table};
 use crate::pending::Pending;
 use crate::tracked::{Untracked, Went};
 
@@ -308,11 +308,16 @@ pub(crate) async fn drive<R: Resend>(core: Arc<Core>, mut resender: R, parts: Dr
             event = async { peer_events.as_mut().expect("guarded").recv().await }, if peer_events.is_some() => {
                 match event {
                     Ok(Event::PeerDisconnected { peer, .. }) => {
-                        due = lost_with_peer(&core, &mut core.table(), Some(peer), events.as_ref().expect("events"));
+                        due = lost_with_peer(&core, &mut core.table(), |to| to == peer);
+                        log_lost(Some(peer), &due);
                     }
-                    // Missed events: look for pending messages whose peer has gone.
+                    // Missed events: look for pending messages whose peer has
+                    // gone (the peers are listed before the table is locked).
                     Err(EventsError::Lagged(_)) => {
-                        due = lost_with_peer(&core, &mut core.table(), None, events.as_ref().expect("events"));
+                        let table = events.as_ref().expect("events").peer_table();
+                        let connected: PeerMap<()> = table.iter().map(|peer| (peer.id(), ())).collect();
+                        due = lost_with_peer(&core, &mut core.table(), |to| !connected.contains_key(&to));
+                        log_lost(None, &due);
                     }
                     Err(_) => peer_events = None,
                     Ok(_) => {}
@@ -474,20 +479,18 @@ fn check(core: &Core, table: &mut Table, now: Instant, seq: u64, attempts: u32, 
 }
 
 /// The messages last sent to a peer that has gone could not have been
-/// acknowledged: resend them now. `gone` names the peer; with `None`
-/// (events were missed), every peer not connected to `transport` counts.
-fn lost_with_peer(core: &Core, table: &mut Table, gone: Option<PeerId>, transport: &Transport) -> Due {
+/// acknowledged: resend them now. `has_gone` says which peers have gone
+/// (one that disconnected, or, when events were missed, every peer not
+/// connected now); it runs under the table's lock, so it consults nothing
+/// else that locks.
+fn lost_with_peer(core: &Core, table: &mut Table, has_gone: impl Fn(PeerId) -> bool) -> Due {
     let mut due = Due::default();
     let now = Instant::now();
     let next = now + core.config.resend_timeout;
-    let has_gone = |to: PeerId| match gone {
-        Some(gone) => to == gone,
-        None => transport.with_peers(|peers| peers.get(to).is_none()),
-    };
     let mut lost: Vec<u64> = table
         .pending
         .iter()
-        .filter(|(_, entry)| entry.peer.is_some_and(has_gone))
+        .filter(|(_, entry)| entry.peer.is_some_and(&has_gone))
         .map(|(seq, _)| seq)
         .collect();
     lost.sort_unstable();
@@ -508,13 +511,19 @@ fn lost_with_peer(core: &Core, table: &mut Table, gone: Option<PeerId>, transpor
         table.resends.push_back((next, seq, attempts));
     }
     if !due.resend.is_empty() {
-        debug!(peer = ?gone, count = due.resend.len(), "resending what a disconnected peer held");
         // Keep the deadline queue in time order: these deadlines are later
         // than any already queued, but earlier entries may follow `next`
         // when `give_up_after` shortened them; sorting keeps it exact.
         table.resends.make_contiguous().sort_by_key(|&(deadline, ..)| deadline);
     }
     due
+}
+
+/// Logs what [`lost_with_peer`] found, after the table's lock is let go.
+fn log_lost(gone: Option<PeerId>, due: &Due) {
+    if !due.resend.is_empty() {
+        debug!(peer = ?gone, count = due.resend.len(), "resending what a disconnected peer held");
+    }
 }
 
 /// Sends again through the routing below, bounded in time so that a stuck
