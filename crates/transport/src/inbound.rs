@@ -250,12 +250,12 @@ fn fits_whole(batch: &VecDeque<Incoming>, max_messages: usize, max_bytes: usize)
 
 impl fmt::Debug for Inbound {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.shared.lock();
-        f.debug_struct("Inbound")
-            .field("len", &state.queue.len())
-            .field("bytes", &state.bytes)
-            .field("closed", &state.closed)
-            .finish()
+        // Read under the lock, formatted after it.
+        let (len, bytes, closed) = {
+            let state = self.shared.lock();
+            (state.queue.len(), state.bytes, state.closed)
+        };
+        f.debug_struct("Inbound").field("len", &len).field("bytes", &bytes).field("closed", &closed).finish()
     }
 }
 

@@ -394,9 +394,13 @@ impl Outbox {
         chunks: &mut VecDeque<Chunk>,
         spare: &mut Option<BytesMut>,
     ) -> Poll<bool> {
+        if spare.as_ref().is_some_and(|buf| buf.capacity() > MAX_KEPT_ENCODED) {
+            // Too large to keep: freed here, not under the lock.
+            *spare = None;
+        }
         let mut state = self.lock();
         if state.spare.is_none() && !state.closed {
-            state.spare = spare.take().filter(|buf| buf.capacity() <= MAX_KEPT_ENCODED);
+            state.spare = spare.take();
         }
         if let waiting @ (Poll::Pending | Poll::Ready(false)) = ready_or_park(&mut state, cx) {
             return waiting;
