@@ -23,6 +23,7 @@ pub(crate) fn run(args: &[String]) -> Result {
             .collect::<Vec<_>>(),
         &[],
     )?;
+    spin_guard_lint_fires()?;
     // Each feature of the facade alone, as a user who turns on only that one
     // builds it: all-features runs would hide a feature that leans on another.
     for feature in facade_features()? {
@@ -46,6 +47,41 @@ pub(crate) fn run(args: &[String]) -> Result {
     crate::examples::run(&[])?;
     crate::interop::run(&[])?;
     println!("\nxtask ci: all steps passed in {:.0}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Checks that clippy refuses a spin lock's guard held across an await
+/// (`crates/transport/src/lint_fixture.rs`): the one check that stands
+/// between the send core's spin locks and a task that sleeps holding one.
+fn spin_guard_lint_fires() -> Result {
+    let args = [
+        "clippy",
+        "-p",
+        "smartsock-transport",
+        "--lib",
+        "--",
+        "--cfg",
+        "smartsock_lint_fixture",
+        "-A",
+        "dead_code",
+        "-D",
+        "clippy::await_holding_invalid_type",
+    ];
+    println!("\n==> cargo {} (must fail)", args.join(" "));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args(args)
+        .current_dir(root())
+        .output()
+        .map_err(|e| format!("could not start clippy: {e}"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() || !stderr.contains("await_holding_invalid_type") {
+        return Err(format!(
+            "clippy no longer refuses a ShortLock guard held across an await: check clippy.toml's \
+             await-holding-invalid-types against the spin crate's guard type\n{stderr}"
+        ));
+    }
+    println!("<== refused, as it should be");
     Ok(())
 }
 

@@ -174,6 +174,8 @@ mod error;
 mod event;
 mod inbound;
 mod inproc;
+#[cfg(smartsock_lint_fixture)]
+mod lint_fixture;
 mod listener;
 #[cfg(all(test, smartsock_loom))]
 mod loom_model;
