@@ -50,12 +50,15 @@ fn ring_span(max_in_flight: usize) -> usize {
 /// every batch of ACKs: a spin lock whose waiters yield the CPU between
 /// tries, as the transport's queues are (its `ShortLock`): releasing it is a
 /// plain store, where std's mutex spends an atomic exchange looking for
-/// sleepers. So every hold is short: a send (its route pushes to a queue
-/// and may wake the writer), a batch of ACKs, and the driver's tick, whose
-/// scan is bounded by the in-flight limit (it visits pending messages only,
-/// not every counter sent). Payloads are freed, and resends logged, after
-/// the release (see [`Retired`]). The one long hold is rare: a peer's
-/// disconnection scans every pending message for those it held.
+/// sleepers. Its holds: a send, whose route pushes to a queue, may write a
+/// frame to the stream itself and wake the writer; a batch of ACKs; the
+/// driver's tick, whose scan is bounded by the in-flight limit (it visits
+/// pending messages only, not every counter sent). Payloads are freed, and
+/// resends logged, after the release (see [`Retired`]). Rare longer holds,
+/// which waiters spin through: a peer's disconnection scans every pending
+/// message for those it held; a send made while no peer is up goes to the
+/// no-peer buffer, whose lock (a std mutex) the flusher may hold while it
+/// moves a departed peer's frames.
 type TableLock<T> = spin::mutex::SpinMutex<T, spin::relax::Yield>;
 pub(crate) type TableGuard<'a> = spin::mutex::SpinMutexGuard<'a, Table, spin::relax::Yield>;
 
@@ -118,6 +121,10 @@ pub(crate) struct Table {
     /// Payloads of acknowledged messages, freed by the next sends or the
     /// driver's next tick.
     pub(crate) retired: Retired,
+    /// The driver's list of counters to check in a tick, kept so that a
+    /// tick allocates nothing under the lock. Its capacity is at most the
+    /// most messages pending at once.
+    pub(crate) tick_counters: Vec<u64>,
 }
 
 impl Table {
@@ -219,6 +226,7 @@ impl Core {
                 outstanding: PeerMap::default(),
                 recent_holds: None,
                 retired: Retired::default(),
+                tick_counters: Vec::new(),
             }),
             stats: AtLeastOnceStats::default(),
             room_signal: Arc::new(Notify::new()),
@@ -241,7 +249,10 @@ impl Core {
     }
 
     pub(crate) fn table(&self) -> TableGuard<'_> {
-        // Not poisoned by a panic: no code path leaves it half-changed.
+        // A spin lock is not poisoned by a panic. The one code that may
+        // panic under it is a tracked send's route (`send_tracked`'s
+        // `send`, which may be a caller's): its message is left in the
+        // table, counted in flight, until the next send takes its counter.
         self.table.lock()
     }
 

@@ -88,9 +88,11 @@ impl AtLeastOnceHandle {
     /// route only borrows it) and says where it went. Cheaper than
     /// [`try_track`](Self::try_track), the send and [`sent`](Self::sent):
     /// one turn of this sender's lock instead of two, and no ACK can come
-    /// before the hand-over. `send` runs under that lock: it must not call
-    /// this sender (a least-loaded route that asks
-    /// [`outstanding`](Self::outstanding), say), nor wait.
+    /// before the hand-over. `send` runs under that lock, a spin lock whose
+    /// waiters (other senders, this sender's ACKs as they are read) spin
+    /// for as long as it takes: it must be short, must not call this
+    /// sender (a least-loaded route that asks
+    /// [`outstanding`](Self::outstanding), say), and must not wait.
     ///
     /// Without waiting: at the in-flight limit (or after shutdown) `send`
     /// is not called.
@@ -418,12 +420,15 @@ fn cut_and_collect(core: &Core, table: &mut Table, now: Instant) -> Due {
         table.cuts.pop_front();
         // Only what is still pending: a tick's scan under the table's lock
         // is bounded by the in-flight limit, not by the send rate.
-        for seq in table.pending.counters_between(table.unchecked, end) {
+        let mut counters = std::mem::take(&mut table.tick_counters);
+        table.pending.counters_between(table.unchecked, end, &mut counters);
+        for &seq in &counters {
             if let Some(entry) = table.pending.get_mut(seq) {
                 entry.first_sent = Some(cut);
             }
             check(core, table, now, seq, 1, &mut due);
         }
+        table.tick_counters = counters;
         table.unchecked = end;
     }
     // Resends, in deadline order.

@@ -310,21 +310,24 @@ impl PendingTable {
         }
     }
 
-    /// The counters of the pending messages from `from` up to `to` (not
-    /// included), in order. Visits only what may be pending there (the map,
-    /// and the ring's slots in that range), not every counter of the range:
-    /// most of a tick's counters were acknowledged long before it.
-    pub(crate) fn counters_between(&self, from: u64, to: u64) -> Vec<u64> {
-        let mut counters: Vec<u64> =
-            self.before.keys().copied().filter(|seq| (from..to).contains(seq)).collect();
-        counters.sort_unstable();
+    /// Puts the counters of the pending messages from `from` up to `to`
+    /// (not included) in `counters`, in order (it is cleared first; the
+    /// caller keeps it, so that a tick allocates nothing under the table's
+    /// lock). Visits only what may be pending there (the map, when it holds
+    /// anything, and the ring's slots in that range), not every counter of
+    /// the range: most of a tick's counters were acknowledged long before it.
+    pub(crate) fn counters_between(&self, from: u64, to: u64, counters: &mut Vec<u64>) {
+        counters.clear();
+        if !self.before.is_empty() {
+            counters.extend(self.before.keys().copied().filter(|seq| (from..to).contains(seq)));
+            counters.sort_unstable();
+        }
         let slot = |seq: u64| self.index(seq).map_or(0, |index| index.min(self.ring.len()));
         let (first, end) = (slot(from), slot(to));
         if first < end {
             let ring = self.ring.range(first..end).zip(self.base + first as u64..);
             counters.extend(ring.filter_map(|(entry, seq)| entry.as_ref().map(|_| seq)));
         }
-        counters
     }
 
     /// Every pending message with its counter, in no particular order.
@@ -463,6 +466,7 @@ mod tests {
         let mut table = PendingTable::new(16);
         let mut retired = Retired::default();
         let mut model: BTreeMap<u64, ()> = BTreeMap::new();
+        let mut scratch = Vec::new();
         let mut next = 0u64;
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         for step in 0..20_000 {
@@ -515,7 +519,8 @@ mod tests {
             let from = next.saturating_sub(state >> 32 & 63);
             let to = from + (state >> 40 & 63);
             let expected: Vec<u64> = model.range(from..to).map(|(&seq, _)| seq).collect();
-            assert_eq!(table.counters_between(from, to), expected, "step {step}: {from}..{to}");
+            table.counters_between(from, to, &mut scratch);
+            assert_eq!(scratch, expected, "step {step}: {from}..{to}");
         }
     }
 }

@@ -7,7 +7,7 @@
 //! every registered waiter. Whichever comes first, the waiter either sees
 //! the change or is woken by it.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -24,10 +24,11 @@ pub(crate) struct RoomSignal {
 #[derive(Default)]
 struct Waiters {
     next_id: u64,
-    /// By waiter id: a drain wakes them all, and each registers again
-    /// (found by id, not by a scan: with n waiters, a scan made each drain
-    /// cost n² under the lock).
-    registered: HashMap<u64, Waker>,
+    /// By waiter id, so woken oldest waiter first (as fair as the order
+    /// they registered in, and the same from one drain to the next). A
+    /// drain wakes them all and each registers again: found by id, not by a
+    /// scan (with n waiters, a scan made each drain cost n² under the lock).
+    registered: BTreeMap<u64, Waker>,
 }
 
 impl RoomSignal {
@@ -167,6 +168,28 @@ mod tests {
         signal.notify();
         assert_eq!(count.0.load(Ordering::Relaxed), 2);
         assert_eq!(waiters[1].1.0.load(Ordering::Relaxed), 1);
+    }
+
+    /// A waker that notes its number in a shared log when woken.
+    struct Note(usize, Arc<std::sync::Mutex<Vec<usize>>>);
+
+    impl Wake for Note {
+        fn wake(self: Arc<Self>) {
+            self.1.lock().expect("not poisoned").push(self.0);
+        }
+    }
+
+    #[test]
+    fn waiters_are_woken_oldest_first_whatever_order_they_registered_in() {
+        let signal = Arc::new(RoomSignal::default());
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut waiters: Vec<RoomWaiter> = (0..5).map(|_| RoomWaiter::new(signal.clone())).collect();
+        for (i, waiter) in waiters.iter_mut().enumerate().rev() {
+            let waker = Waker::from(Arc::new(Note(i, log.clone())));
+            assert!(waiter.poll_until(&mut Context::from_waker(&waker), || false).is_pending());
+        }
+        signal.notify();
+        assert_eq!(*log.lock().expect("not poisoned"), vec![0, 1, 2, 3, 4]);
     }
 
     #[test]

@@ -17,7 +17,7 @@
 /// every message (figures in docs/ARCHITECTURE.md). The shared write half,
 /// held across a write that may take long, keeps std's mutex. (The
 /// at-least-once table, in the reliability crate, is a lock of this kind
-/// too, with holds bounded alike.)
+/// too; its holds are listed there.)
 pub(crate) type ShortLock<T> = spin::mutex::SpinMutex<T, spin::relax::Yield>;
 /// What [`ShortLock::lock`] returns.
 pub(crate) type ShortLockGuard<'a, T> = spin::mutex::SpinMutexGuard<'a, T, spin::relax::Yield>;
