@@ -61,8 +61,8 @@ pub(crate) enum Routed {
 /// rather than returned as an `Option<PeerId>`: a copy of one made right
 /// after it was written reads back its tag and half its identity in one
 /// load that straddles the stores of the two (a store-forwarding stall, the
-/// costliest instruction of a small send). Inlined into its callers, for
-/// the same reason: as a call, the outcome went through memory.
+/// costliest instruction in a small send's profile). Inlined into its
+/// callers, for the same reason: as a call, the outcome went through memory.
 #[inline(always)]
 pub(crate) fn route(
     snapshot: &PeerSnapshot,

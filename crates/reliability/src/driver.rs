@@ -316,8 +316,8 @@ pub(crate) async fn drive<R: Resend>(core: Arc<Core>, mut resender: R, parts: Dr
                     // Missed events: look for pending messages whose peer has
                     // gone (the peers are listed before the table is locked).
                     Err(EventsError::Lagged(_)) => {
-                        let table = events.as_ref().expect("events").peer_table();
-                        let connected: PeerMap<()> = table.iter().map(|peer| (peer.id(), ())).collect();
+                        let peers = events.as_ref().expect("events").peer_table();
+                        let connected: PeerMap<()> = peers.iter().map(|peer| (peer.id(), ())).collect();
                         due = lost_with_peer(&core, &mut core.table(), |to| !connected.contains_key(&to));
                         log_lost(None, &due);
                     }

@@ -59,8 +59,8 @@ impl DuplicateFilter {
             capacity,
             hasher: foldhash::fast::RandomState::default(),
             // One more than the window: see `first_time`.
-            order: VecDeque::with_capacity(capacity + 1),
-            index: HashTable::with_capacity(capacity + 1),
+            order: VecDeque::with_capacity(capacity.saturating_add(1)),
+            index: HashTable::with_capacity(capacity.saturating_add(1)),
             base: 0,
         }
     }
