@@ -150,6 +150,6 @@ mod tracked;
 pub use at_least_once::{AtLeastOnce, AtLeastOnceLayer, ResponseFuture};
 pub use config::AtLeastOnceConfig;
 pub use driver::{AtLeastOnceHandle, Undelivered, UndeliveredReceiver};
-pub use receive::{AckTiming, AckToken, DuplicateFilter, ReceiveSide};
+pub use receive::{AckTiming, AckToken, DuplicateFilter, MAX_DUPLICATE_WINDOW, ReceiveSide};
 pub use stats::AtLeastOnceStats;
 pub use tracked::{Tracked, Untracked, Went};

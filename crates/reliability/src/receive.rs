@@ -12,6 +12,10 @@ use hashbrown::hash_table::Entry;
 use smartsock_transport::{AckError, AckHandle, Incoming, MsgId, PeerId};
 use tracing::debug;
 
+/// The largest duplicate window a socket accepts: about 60 MiB of
+/// memory, all of it taken when the socket is built.
+pub const MAX_DUPLICATE_WINDOW: usize = 1 << 20;
+
 /// Remembers the last `capacity` (sender, message id) pairs seen, so that a
 /// repeat among them is recognised. Best effort: a repeat older than the
 /// window is not recognised.

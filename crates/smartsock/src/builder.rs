@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use smartsock_framing::PeerId;
 use smartsock_patterns::{Message, PeerSetConfig, WhenFull};
-use smartsock_reliability::{AckTiming, AtLeastOnceConfig};
+use smartsock_reliability::{AckTiming, AtLeastOnceConfig, MAX_DUPLICATE_WINDOW};
 use smartsock_transport::{ReconnectStrategy, TransportConfig};
 use tower::util::BoxService;
 use tower::{BoxError, Layer, Service, ServiceExt};
@@ -288,7 +288,11 @@ impl SocketBuilder {
     }
 
     /// Recent (sender, message id) pairs remembered to drop repeated
-    /// at-least-once messages; 0 turns the filter off. Default: 4096.
+    /// at-least-once messages; 0 turns the filter off. Default: 4096. The
+    /// window's memory (about 60 bytes a message) is taken when the socket
+    /// is built; more than
+    /// [`MAX_DUPLICATE_WINDOW`](crate::reliability::MAX_DUPLICATE_WINDOW)
+    /// (1,048,576) is refused by [`build`](SocketBuilder::build).
     pub fn duplicate_window(mut self, messages: usize) -> Self {
         self.duplicate_window = messages;
         self
@@ -423,6 +427,12 @@ impl SocketBuilder {
         }
         if self.peer_set.buffer_capacity == 0 {
             return Err(Error::Config("the no-peer buffer must hold at least 1 message".into()));
+        }
+        if self.duplicate_window > MAX_DUPLICATE_WINDOW {
+            return Err(Error::Config(format!(
+                "duplicate_window must be at most {MAX_DUPLICATE_WINDOW} messages (got {})",
+                self.duplicate_window
+            )));
         }
         self.transport.validate()?;
         if self.delivery == Delivery::AtLeastOnce {

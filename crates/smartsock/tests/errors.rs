@@ -194,6 +194,11 @@ async fn settings_out_of_range_are_refused_by_build() {
             "zero send attempts",
             Socket::builder().delivery(Delivery::AtLeastOnce).give_up(0, Duration::from_secs(1)).build(),
         ),
+        (
+            "a duplicate window one past its bound",
+            Socket::builder().duplicate_window(smartsock::reliability::MAX_DUPLICATE_WINDOW + 1).build(),
+        ),
+        ("a duplicate window of usize::MAX", Socket::builder().duplicate_window(usize::MAX).build()),
     ];
     for (what, result) in cases {
         let error = result.expect_err(what);
@@ -202,4 +207,13 @@ async fn settings_out_of_range_are_refused_by_build() {
             "{what}: {error:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_duplicate_window_at_its_bound_is_accepted() {
+    let socket = Socket::builder()
+        .duplicate_window(smartsock::reliability::MAX_DUPLICATE_WINDOW)
+        .build()
+        .expect("the bound itself is a valid window");
+    socket.close().await;
 }
