@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 
 use smartsock_transport::{AckSink, MsgId, PeerId};
 
-use crate::core::{Core, Progress};
+use crate::core::Core;
+use crate::table::Progress;
 
 /// Peers whose progress is remembered before the oldest are forgotten.
 const MAX_PEERS_TRACKED: usize = 4096;

@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 use tracing::{debug, warn};
 
-use crate::core::{Core, PeerMap, Table};
+use crate::core::Core;
 use crate::pending::Pending;
+use crate::table::{PeerMap, Table};
 use crate::tracked::{Untracked, Went};
 
 /// A message that ran out of attempts (or was still unacknowledged when the

@@ -145,6 +145,7 @@ mod driver;
 mod pending;
 mod receive;
 mod stats;
+mod table;
 mod tracked;
 
 pub use at_least_once::{AtLeastOnce, AtLeastOnceLayer, ResponseFuture};

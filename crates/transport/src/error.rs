@@ -1,6 +1,9 @@
-//! The transport's error type.
+//! The transport's error types: of its calls, and of a push into a
+//! peer's outbox.
 
 use std::io;
+
+use crate::Outgoing;
 
 /// What went wrong in a call to the transport.
 #[derive(Debug, thiserror::Error)]
@@ -51,5 +54,45 @@ pub enum TransportError {
     NoRuntime,
     /// The transport was closed.
     #[error("the transport is closed")]
+    Closed,
+}
+
+/// Why [`PeerHandle::try_send`](crate::PeerHandle::try_send) handed a frame back.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TrySendError {
+    /// The outbox is at its mark (in frames or in bytes): the frame is handed back.
+    Full(Outgoing),
+    /// The connection has ended: the frame is handed back.
+    Closed(Outgoing),
+}
+
+impl TrySendError {
+    /// The frame that was not queued.
+    pub fn into_inner(self) -> Outgoing {
+        match self {
+            Self::Full(item) | Self::Closed(item) => item,
+        }
+    }
+}
+
+impl std::fmt::Display for TrySendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Full(_) => f.write_str("the peer's outbox is full"),
+            Self::Closed(_) => f.write_str("the peer's connection has ended"),
+        }
+    }
+}
+
+impl std::error::Error for TrySendError {}
+
+/// Why [`PeerHandle::try_send_frame`](crate::PeerHandle::try_send_frame)
+/// did not queue a frame (the caller still holds it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotQueued {
+    /// The outbox is at its mark, in frames or in bytes.
+    Full,
+    /// The connection has ended.
     Closed,
 }

@@ -207,11 +207,10 @@ pub use config::{
     DEFAULT_INBOUND_BYTES, DEFAULT_INBOUND_LOOKAHEAD, DEFAULT_MIN_RECEIVE_RATE, DEFAULT_OUTBOX_BYTES,
     MAX_CAPACITY, MAX_DURATION, ReconnectStrategy, TransportConfig,
 };
-pub use error::TransportError;
+pub use error::{NotQueued, TransportError, TrySendError};
 pub use event::{ConnectError, DisconnectReason, DropReason, Event, RefusedReason, Side, TlsFailure};
 pub use inbound::{Inbound, InboundClosed, TryRecvError};
 pub use inproc::{INPROC_BACKLOG, INPROC_PIPE_BYTES};
-pub use outbox::{NotQueued, TrySendError};
 pub use peer::{
     AckError, AckHandle, AckReceiver, AckSink, Incoming, MAX_UNKNOWN_ACKS_PER_SECOND, OrphanReceiver,
     Orphans, Outgoing, PeerHandle, PeerSnapshot, PeerTable,

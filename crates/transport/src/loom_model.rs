@@ -29,7 +29,8 @@ use smartsock_framing::Frame;
 
 use crate::chunk::{Chunk, decode};
 use crate::direct::{WriteNow, WroteNow};
-use crate::outbox::{Direct, Outbox, TrySendError};
+use crate::error::TrySendError;
+use crate::outbox::{Direct, Outbox};
 use crate::peer::Outgoing;
 use crate::room::{RoomSignal, RoomWaiter};
 

@@ -31,40 +31,11 @@ use tracing::warn;
 
 use crate::chunk::{Chunk, decode, is_message};
 use crate::direct::WriteNow;
+use crate::error::{NotQueued, TrySendError};
 use crate::peer::Outgoing;
 use crate::room::RoomSignal;
 use crate::stats::PeerCounters;
 use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering, lock};
-
-/// Why [`PeerHandle::try_send`](crate::PeerHandle::try_send) handed a frame back.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum TrySendError {
-    /// The outbox is at its mark (in frames or in bytes): the frame is handed back.
-    Full(Outgoing),
-    /// The connection has ended: the frame is handed back.
-    Closed(Outgoing),
-}
-
-impl TrySendError {
-    /// The frame that was not queued.
-    pub fn into_inner(self) -> Outgoing {
-        match self {
-            Self::Full(item) | Self::Closed(item) => item,
-        }
-    }
-}
-
-impl std::fmt::Display for TrySendError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Full(_) => f.write_str("the peer's outbox is full"),
-            Self::Closed(_) => f.write_str("the peer's connection has ended"),
-        }
-    }
-}
-
-impl std::error::Error for TrySendError {}
 
 /// Payloads at least this long are queued as they are and written from
 /// their own buffer (vectored write) instead of being copied.
@@ -76,16 +47,6 @@ const MAX_KEPT_ENCODED: usize = 1024 * 1024;
 
 /// A sender's encode buffer for its own writes larger than this is not kept.
 const MAX_KEPT_DIRECT: usize = 4 * 1024;
-
-/// Why [`PeerHandle::try_send_frame`](crate::PeerHandle::try_send_frame)
-/// did not queue a frame (the caller still holds it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotQueued {
-    /// The outbox is at its mark, in frames or in bytes.
-    Full,
-    /// The connection has ended.
-    Closed,
-}
 
 // Aligned so that the reference counts of the `Arc` it lives in (touched by
 // the reader for every message's ACK handle) share no cache line with its

@@ -8,7 +8,8 @@ use bytes::Bytes;
 use smartsock_framing::{Frame, MsgId, PeerId};
 
 use crate::Side;
-use crate::outbox::{NotQueued, Outbox, TrySendError};
+use crate::error::{NotQueued, TrySendError};
+use crate::outbox::Outbox;
 use crate::room::{RoomSignal, RoomWaiter};
 use crate::stats::PeerCounters;
 
