@@ -189,6 +189,7 @@ mod reconnect;
 mod room;
 mod shared;
 mod snapshot;
+mod spent_buffers;
 mod stats;
 mod sync;
 #[cfg(feature = "tls")]
