@@ -477,6 +477,8 @@ impl Transport {
     /// read-modify-write (see `snapshot.rs`: a thread keeps the tables of a
     /// few transports it read last). `f` may read the peers again, or send,
     /// through any transport: such a read inside it takes the shared table.
+    // Always inlined, with the read inside it: see `Snapshots::with`.
+    #[inline(always)]
     pub fn with_peers<R>(&self, f: impl FnOnce(&PeerSnapshot) -> R) -> R {
         self.shared.snapshot.with(f)
     }
