@@ -134,6 +134,8 @@ impl AtLeastOnceHandle {
     /// # Ok(())
     /// # }
     /// ```
+    // Always inlined: see `Core::send_tracked`.
+    #[inline(always)]
     pub fn try_send_tracked(
         &self,
         message: Message,
