@@ -189,7 +189,6 @@ mod reconnect;
 mod room;
 mod shared;
 mod snapshot;
-mod spent_buffers;
 mod stats;
 mod sync;
 #[cfg(feature = "tls")]

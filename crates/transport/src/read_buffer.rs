@@ -4,8 +4,6 @@
 use bytes::BytesMut;
 use smartsock_framing::LENGTH_PREFIX_LEN;
 
-use crate::spent_buffers::{SPENT_BUFFERS, SpentBuffers};
-
 /// Bytes the reader asks the OS for at once: big reads, many frames each.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
 /// The read buffer of a new connection, before any traffic: HELLO and
@@ -13,8 +11,6 @@ pub(crate) const READ_CHUNK: usize = 64 * 1024;
 /// that fills it makes the connection read [`READ_CHUNK`]s.
 pub(crate) const INITIAL_READ_BUFFER: usize = 512;
 /// Buffer capacity kept between large frames or batches; more is given back.
-/// Between frames of 16 to 256 KiB, this covers the buffer read into and
-/// the spent ones kept to be read into again.
 pub(crate) const MAX_KEPT_BUFFER: usize = 1024 * 1024;
 /// A frame this long or longer on the wire (length prefix included) is
 /// large: a read that ends inside one leaves part of it to be copied when
@@ -29,7 +25,6 @@ const MAX_TRUSTED_FRAME: usize = 2 * MAX_KEPT_BUFFER;
 /// the last large frame's length as fit. Frames longer than this are read
 /// as they arrive (see [`ReadRoom::make_room`]).
 const LARGE_READ: usize = 256 * 1024;
-const _: () = assert!((SPENT_BUFFERS + 1) * LARGE_READ <= MAX_KEPT_BUFFER);
 
 /// A connection's rule for the room its read buffer gets before each read.
 pub(crate) struct ReadRoom {
@@ -46,20 +41,11 @@ pub(crate) struct ReadRoom {
     /// longer gets all its room at once, and while it is 16 to 256 KiB,
     /// reads between frames are sized and cut in whole frames of it.
     trusted: usize,
-    /// Buffers read full between large frames, read into again once the
-    /// application has dropped their frames.
-    spent: SpentBuffers,
 }
 
 impl ReadRoom {
     pub(crate) fn new() -> Self {
-        Self {
-            chunk: INITIAL_READ_BUFFER,
-            oversized: false,
-            in_progress: None,
-            trusted: 0,
-            spent: SpentBuffers::default(),
-        }
+        Self { chunk: INITIAL_READ_BUFFER, oversized: false, in_progress: None, trusted: 0 }
     }
 
     /// The frame length that reads between frames follow: the trusted
@@ -98,9 +84,7 @@ impl ReadRoom {
     /// `usize::MAX`): a run of equal frames then fills each buffer exactly,
     /// and no read ends inside a frame for want of room, whose start would
     /// be copied into the next buffer (at 64 KiB, most of each frame was
-    /// copied so); that room is taken from a spent buffer whose frames the
-    /// application has dropped, when there is one (see [`SpentBuffers`]).
-    /// Both rules take their length from a frame that arrived
+    /// copied so). Both rules take their length from a frame that arrived
     /// whole, never from one only announced.
     pub(crate) fn make_room(
         &mut self,
@@ -121,7 +105,6 @@ impl ReadRoom {
             fresh.extend_from_slice(read_buf);
             *read_buf = fresh;
             self.oversized = false;
-            self.spent.clear();
             return usize::MAX;
         }
         let spare = read_buf.capacity() - read_buf.len();
@@ -137,22 +120,17 @@ impl ReadRoom {
                 };
                 if spare < step {
                     read_buf.reserve(step);
-                    self.spent.current_sized_elsewhere();
                 }
             }
-            _ => match self.whole_frame() {
-                0 => {
-                    self.spent.clear();
-                    if spare < self.chunk / 4 {
-                        read_buf.reserve(self.chunk);
-                    }
+            _ => {
+                let (room, least) = match self.whole_frame() {
+                    0 => (self.chunk, self.chunk / 4),
+                    frame => (frame * (LARGE_READ / frame), frame),
+                };
+                if spare < least {
+                    read_buf.reserve(room);
                 }
-                frame => {
-                    if spare < frame {
-                        self.spent.renew(read_buf, frame * (LARGE_READ / frame));
-                    }
-                }
-            },
+            }
         }
         self.oversized |= read_buf.capacity() > MAX_KEPT_BUFFER;
         self.read_limit(read_buf, envelope)
