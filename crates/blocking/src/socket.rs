@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use smartsock::patterns::SendErrorKind;
-use smartsock::{Bytes, Endpoint, PeerId, TryRecvError};
+use smartsock::{Bytes, Endpoint, ErrorKind, PeerId, TryRecvError};
 use tokio::runtime::Handle;
 
 use crate::{Error, RecvTimeoutError, SocketBuilder, park};
@@ -110,21 +110,19 @@ impl Socket {
     pub fn send(&self, message: impl Into<Bytes>) -> Result<(), Error> {
         // A message that can go now goes from this thread; only a send that
         // has to wait enters the runtime.
-        match self.inner.send_now(message) {
-            Err(smartsock::Error::Send(e)) if *e.kind() == SendErrorKind::WouldWait => {
-                Ok(self.block_on(self.inner.send(e.into_message().into_payload()))?)
-            }
-            done => Ok(done?),
+        match self.inner.send_now(message).map_err(waiting_payload) {
+            Err(Ok(payload)) => Ok(self.block_on(self.inner.send(payload))?),
+            Err(Err(error)) => Err(error.into()),
+            Ok(()) => Ok(()),
         }
     }
 
     /// Sends to exactly one peer; fails at once (message inside) if it is not connected.
     pub fn send_to(&self, peer: PeerId, message: impl Into<Bytes>) -> Result<(), Error> {
-        match self.inner.send_to_now(peer, message) {
-            Err(smartsock::Error::Send(e)) if *e.kind() == SendErrorKind::WouldWait => {
-                Ok(self.block_on(self.inner.send_to(peer, e.into_message().into_payload()))?)
-            }
-            done => Ok(done?),
+        match self.inner.send_to_now(peer, message).map_err(waiting_payload) {
+            Err(Ok(payload)) => Ok(self.block_on(self.inner.send_to(peer, payload))?),
+            Err(Err(error)) => Err(error.into()),
+            Ok(()) => Ok(()),
         }
     }
 
@@ -227,5 +225,15 @@ impl<'a> IntoIterator for &'a Socket {
 
     fn into_iter(self) -> Messages<'a> {
         self.messages()
+    }
+}
+
+/// A send that does not wait, refused for want of room: its payload, to
+/// send again in the runtime, where it waits. Any other error as it is.
+fn waiting_payload(error: smartsock::Error) -> Result<Bytes, smartsock::Error> {
+    match error.into_kind() {
+        ErrorKind::Send(e) if *e.kind() == SendErrorKind::WouldWait => Ok(e.into_message().into_payload()),
+        // Boxed again: a failed send's path only.
+        other => Err(other.into()),
     }
 }

@@ -391,8 +391,10 @@ impl SocketBuilder {
     }
 
     /// Adds a tower layer around the send path (outermost last), e.g. a
-    /// rate or concurrency limit. Its errors come back as [`Error::Layer`];
-    /// [`Error::Send`] errors from below pass through with their message.
+    /// rate or concurrency limit. Its errors come back of kind
+    /// [`ErrorKind::Layer`](crate::ErrorKind::Layer); errors of kind
+    /// [`ErrorKind::Send`](crate::ErrorKind::Send) from below pass through
+    /// with their message.
     ///
     /// A send waits for the stack's readiness before it hands the message
     /// over, and tower's `Timeout` times only what follows: to bound the wait
@@ -423,20 +425,20 @@ impl SocketBuilder {
     /// Checks the settings and makes the socket. Call it inside a tokio runtime.
     pub fn build(self) -> Result<Socket, Error> {
         if self.mode == SendMode::Publish && self.delivery == Delivery::AtLeastOnce {
-            return Err(Error::Config(NO_RELIABLE_PUBLISH.into()));
+            return Err(Error::config(NO_RELIABLE_PUBLISH));
         }
         if self.peer_set.buffer_capacity == 0 {
-            return Err(Error::Config("the no-peer buffer must hold at least 1 message".into()));
+            return Err(Error::config("the no-peer buffer must hold at least 1 message"));
         }
         if self.duplicate_window > MAX_DUPLICATE_WINDOW {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "duplicate_window must be at most {MAX_DUPLICATE_WINDOW} messages (got {})",
                 self.duplicate_window
             )));
         }
         self.transport.validate()?;
         if self.delivery == Delivery::AtLeastOnce {
-            self.at_least_once.validate().map_err(Error::Config)?;
+            self.at_least_once.validate().map_err(Error::config)?;
         }
         Socket::from_builder(self)
     }

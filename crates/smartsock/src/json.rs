@@ -45,9 +45,9 @@ impl Socket {
 
     /// Receives the next message as JSON of type `T`: what
     /// `self.typed::<T, Json>().recv()` does. `None` once the socket is
-    /// closed and drained; `Some(Err(Error::Decode(_)))`, naming the peer
-    /// and holding the bytes, for a message that is not such JSON (the next
-    /// call goes on with the next message).
+    /// closed and drained; `Some(Err(e))`, of kind `ErrorKind::Decode`
+    /// naming the peer and holding the bytes, for a message that is not
+    /// such JSON (the next call goes on with the next message).
     pub async fn recv_json<T: DeserializeOwned>(&self) -> Option<Result<T, Error>> {
         Some(self.recv_json_from().await?.map(|(_, value)| value))
     }

@@ -302,7 +302,7 @@ pub use codec::Postcard;
 pub use codec::{Codec, DecodeError, EncodeError};
 #[cfg(feature = "msgpack")]
 pub use codec::{MsgPack, MsgPackError};
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use sched::prefer_batch_scheduling;
 pub use sender::Sender;
 pub use socket::{CloseReport, Received, Socket};

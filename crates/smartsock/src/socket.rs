@@ -189,7 +189,7 @@ impl Socket {
             ))),
             (SendMode::RoundRobin, Delivery::AtLeastOnce) => {
                 let (layer, given_up) =
-                    AtLeastOnceLayer::new(at_least_once, parts.acks).map_err(Error::Config)?;
+                    AtLeastOnceLayer::new(at_least_once, parts.acks).map_err(Error::config)?;
                 let buffered = peers.clone();
                 let layer = layer
                     .with_events(&parts.transport)
@@ -211,9 +211,9 @@ impl Socket {
                 }
             }
             (SendMode::Publish, Delivery::AtLeastOnce) => {
-                return Err(Error::Config(NO_RELIABLE_PUBLISH.into()));
+                return Err(Error::config(NO_RELIABLE_PUBLISH));
             }
-            (other, _) => return Err(Error::Config(format!("send mode {other:?} has no send stack"))),
+            (other, _) => return Err(Error::config(format!("send mode {other:?} has no send stack"))),
         };
         let stack = match stack {
             Some(stack) if !layers.is_empty() => {

@@ -89,8 +89,9 @@ impl Socket {
 
 impl<T, C: Codec<T>> TypedSocket<T, C> {
     /// Encodes `value` and sends it by the socket's send mode
-    /// ([`Socket::send`]). An encoding failure is [`Error::Encode`], before
-    /// anything is queued; a failed send hands back the encoded payload
+    /// ([`Socket::send`]). An encoding failure is of kind
+    /// [`ErrorKind::Encode`](crate::ErrorKind::Encode), before anything is
+    /// queued; a failed send hands back the encoded payload
     /// ([`Error::into_payload`]).
     pub async fn send(&self, value: &T) -> Result<(), Error> {
         self.socket.send(encode(&self.codec, value)?).await
@@ -282,7 +283,7 @@ pub(crate) fn encoded<T: ?Sized, E>(codec: &'static str, outcome: Result<Bytes, 
 where
     E: Into<tower::BoxError>,
 {
-    outcome.map_err(|source| Error::Encode(EncodeError::new::<T>(codec, source)))
+    outcome.map_err(|source| EncodeError::new::<T>(codec, source).into())
 }
 
 /// Runs `decode` on `payload`, and hands the payload back with the peer in

@@ -10,7 +10,7 @@ use common::{pair, recv, within};
 use futures::StreamExt;
 use smartsock::patterns::SendErrorKind;
 use smartsock::transport::TransportError;
-use smartsock::{Delivery, Error, PeerId, SendMode, Socket, Undelivered};
+use smartsock::{Delivery, Error, ErrorKind, PeerId, SendMode, Socket, Undelivered};
 
 /// "At once": far shorter than any wait for a peer or a resend.
 const AT_ONCE: Duration = Duration::from_secs(1);
@@ -20,10 +20,30 @@ async fn at_once<F: std::future::Future>(future: F) -> F::Output {
 }
 
 fn send_kind(error: &Error) -> &SendErrorKind {
-    match error {
-        Error::Send(send) => send.kind(),
-        other => panic!("expected Error::Send, got {other:?}"),
+    match error.kind() {
+        ErrorKind::Send(send) => send.kind(),
+        other => panic!("expected ErrorKind::Send, got {other:?}"),
     }
+}
+
+/// Every send returns a `Result<(), Error>` that its caller copies: the
+/// error stays one pointer wide, so that `Result` is too.
+#[test]
+fn an_error_is_one_pointer_wide() {
+    assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+    assert_eq!(std::mem::size_of::<Result<(), Error>>(), std::mem::size_of::<usize>());
+}
+
+#[tokio::test]
+async fn a_send_error_taken_apart_hands_back_the_message_and_shows_as_its_kind() {
+    let socket = Socket::builder().max_frame_length(16).build().expect("builds");
+    let error = at_once(socket.send(vec![7; 64])).await.expect_err("too large");
+    // Display, Debug and source are the kind's.
+    assert_eq!(error.to_string(), error.kind().to_string());
+    assert_eq!(format!("{error:?}"), format!("{:?}", error.kind()));
+    assert!(matches!(send_kind(&error), SendErrorKind::TooLarge { .. }), "{error:?}");
+    let ErrorKind::Send(send) = error.into_kind() else { panic!("a send error") };
+    assert_eq!(send.into_message().into_payload(), vec![7; 64]);
 }
 
 #[tokio::test]
@@ -33,7 +53,7 @@ async fn publish_with_at_least_once_is_refused_by_build() {
         .delivery(Delivery::AtLeastOnce)
         .build()
         .expect_err("refused");
-    assert!(matches!(error, Error::Config(_)), "{error:?}");
+    assert!(matches!(error.kind(), ErrorKind::Config(_)), "{error:?}");
     let text = error.to_string();
     assert!(text.contains("publish") && text.contains("at-least-once"), "a clear message: {text}");
     // The other three combinations build.
@@ -137,12 +157,12 @@ async fn bad_addresses_are_transport_errors_at_once() -> Result<(), Error> {
     for bad in ["", "localhost", "127.0.0.1", ":80", "127.0.0.1:http", "127.0.0.1:70000", "::1:80"] {
         let error = at_once(socket.bind(bad)).await.expect_err(bad);
         assert!(
-            matches!(error, Error::Transport(TransportError::BadAddress { .. })),
+            matches!(error.kind(), ErrorKind::Transport(TransportError::BadAddress { .. })),
             "bind {bad:?}: {error:?}"
         );
         let error = socket.connect(bad).expect_err(bad);
         assert!(
-            matches!(error, Error::Transport(TransportError::BadAddress { .. })),
+            matches!(error.kind(), ErrorKind::Transport(TransportError::BadAddress { .. })),
             "connect {bad:?}: {error:?}"
         );
         assert!(!error.is_closed());
@@ -150,7 +170,7 @@ async fn bad_addresses_are_transport_errors_at_once() -> Result<(), Error> {
     }
     // A well-formed address that is not local cannot be bound.
     let error = at_once(socket.bind("192.0.2.1:0")).await.expect_err("not a local address");
-    assert!(matches!(error, Error::Transport(TransportError::Bind { .. })), "{error:?}");
+    assert!(matches!(error.kind(), ErrorKind::Transport(TransportError::Bind { .. })), "{error:?}");
     // The socket is still usable.
     socket.bind("127.0.0.1:0").await?;
     Ok(())
@@ -162,17 +182,17 @@ async fn binding_a_port_in_use_fails() -> Result<(), Error> {
     let addr = first.bind("127.0.0.1:0").await?.to_string();
     let second = Socket::new()?;
     let error = at_once(second.bind(&addr)).await.expect_err("port in use");
-    assert!(matches!(error, Error::Transport(TransportError::Bind { .. })), "{error:?}");
+    assert!(matches!(error.kind(), ErrorKind::Transport(TransportError::Bind { .. })), "{error:?}");
     assert!(error.to_string().contains(&addr), "the message names the address: {error}");
     // The same socket twice on one port, too.
     let error = at_once(first.bind(&addr)).await.expect_err("port in use");
-    assert!(matches!(error, Error::Transport(TransportError::Bind { .. })), "{error:?}");
+    assert!(matches!(error.kind(), ErrorKind::Transport(TransportError::Bind { .. })), "{error:?}");
 
     // And a port held by someone else entirely.
     let foreign = std::net::TcpListener::bind("127.0.0.1:0").expect("std listener");
     let taken = foreign.local_addr().expect("addr").to_string();
     let error = at_once(second.bind(&taken)).await.expect_err("port in use");
-    assert!(matches!(error, Error::Transport(TransportError::Bind { .. })), "{error:?}");
+    assert!(matches!(error.kind(), ErrorKind::Transport(TransportError::Bind { .. })), "{error:?}");
     Ok(())
 }
 
@@ -203,7 +223,10 @@ async fn settings_out_of_range_are_refused_by_build() {
     for (what, result) in cases {
         let error = result.expect_err(what);
         assert!(
-            matches!(error, Error::Config(_) | Error::Transport(TransportError::InvalidConfig(_))),
+            matches!(
+                error.kind(),
+                ErrorKind::Config(_) | ErrorKind::Transport(TransportError::InvalidConfig(_))
+            ),
             "{what}: {error:?}"
         );
     }

@@ -30,8 +30,8 @@ async fn a_name_is_bound_once_until_its_socket_closes() -> Result<(), Error> {
     let first = Socket::new()?;
     first.bind(addr).await?;
     let second = Socket::new()?;
-    match second.bind(addr).await {
-        Err(Error::Transport(TransportError::Bind { addr: named, source })) => {
+    match second.bind(addr).await.map_err(Error::into_kind) {
+        Err(smartsock::ErrorKind::Transport(TransportError::Bind { addr: named, source })) => {
             assert_eq!(named, addr);
             assert_eq!(source.kind(), ErrorKind::AddrInUse);
         }
@@ -52,13 +52,20 @@ async fn a_name_is_bound_once_until_its_socket_closes() -> Result<(), Error> {
 #[tokio::test]
 async fn in_process_addresses_are_checked_at_once() -> Result<(), Error> {
     let socket = Socket::new()?;
-    assert!(matches!(socket.connect("inproc://"), Err(Error::Transport(TransportError::BadAddress { .. }))));
+    assert!(matches!(
+        socket.connect("inproc://").map_err(Error::into_kind),
+        Err(smartsock::ErrorKind::Transport(TransportError::BadAddress { .. }))
+    ));
     // TLS addresses with no TLS config are refused at once, saying what is
     // missing (or, without the `tls` feature, that the scheme is not built in).
     for addr in ["tls://localhost:1", "wss://localhost:1/"] {
-        let refused = |result: Result<_, Error>| match result {
-            Err(Error::Transport(TransportError::TlsNotConfigured { .. })) => cfg!(feature = "tls"),
-            Err(Error::Transport(TransportError::UnsupportedScheme { .. })) => !cfg!(feature = "tls"),
+        let refused = |result: Result<_, Error>| match result.map_err(Error::into_kind) {
+            Err(smartsock::ErrorKind::Transport(TransportError::TlsNotConfigured { .. })) => {
+                cfg!(feature = "tls")
+            }
+            Err(smartsock::ErrorKind::Transport(TransportError::UnsupportedScheme { .. })) => {
+                !cfg!(feature = "tls")
+            }
             _ => false,
         };
         assert!(refused(socket.connect(addr)), "{addr}");
@@ -66,8 +73,10 @@ async fn in_process_addresses_are_checked_at_once() -> Result<(), Error> {
     }
     // A WebSocket address without a port is malformed.
     assert!(matches!(
-        socket.connect("ws://localhost/feed"),
-        Err(Error::Transport(TransportError::BadAddress { .. } | TransportError::UnsupportedScheme { .. }))
+        socket.connect("ws://localhost/feed").map_err(Error::into_kind),
+        Err(smartsock::ErrorKind::Transport(
+            TransportError::BadAddress { .. } | TransportError::UnsupportedScheme { .. }
+        ))
     ));
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! Typed JSON messages (feature `json`): round trips, and payloads that are
-//! not the expected JSON handed back inside `Error::Decode`.
+//! not the expected JSON handed back inside `ErrorKind::Decode`.
 
 #![cfg(feature = "json")]
 
@@ -7,7 +7,7 @@ mod common;
 
 use common::{pair, recv, within};
 use serde::{Deserialize, Serialize};
-use smartsock::{Bytes, Error};
+use smartsock::{Bytes, Error, ErrorKind};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Job {
@@ -56,13 +56,13 @@ async fn a_payload_that_is_not_the_expected_json_is_handed_back() -> Result<(), 
     for expected in [&b"not json at all"[..], &br#"{"id": "not a number"}"#[..], &[0xff, 0x00, 0xfe][..]] {
         let error =
             within("a JSON error", server.recv_json::<Job>()).await.expect("open").expect_err("not a Job");
-        match &error {
-            Error::Decode(error) => {
+        match error.kind() {
+            ErrorKind::Decode(error) => {
                 assert_eq!(error.payload(), expected);
                 assert_eq!(error.peer(), client.identity());
                 assert!(error.cause().is::<serde_json::Error>(), "{:?}", error.cause());
             }
-            other => panic!("expected Error::Decode, got {other:?}"),
+            other => panic!("expected ErrorKind::Decode, got {other:?}"),
         }
         assert!(error.to_string().contains("JSON"), "{error}");
         assert_eq!(error.into_payload().expect("the bytes are handed back"), expected);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{numbered, recv, recv_from, within};
 use smartsock::patterns::SendErrorKind;
-use smartsock::{Delivery, Error, PeerId, SendMode, Socket, TryRecvError, WhenFull};
+use smartsock::{Delivery, Error, ErrorKind, PeerId, SendMode, Socket, TryRecvError, WhenFull};
 
 /// `client` (built by the caller) connected to a fresh server.
 async fn connect(client: &Socket) -> Result<Socket, Error> {
@@ -20,8 +20,8 @@ async fn connect(client: &Socket) -> Result<Socket, Error> {
 }
 
 fn kind(error: &Error) -> Option<&SendErrorKind> {
-    match error {
-        Error::Send(e) => Some(e.kind()),
+    match error.kind() {
+        ErrorKind::Send(e) => Some(e.kind()),
         _ => None,
     }
 }

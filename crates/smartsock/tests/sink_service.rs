@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{numbered, recv, within};
 use futures::{SinkExt, StreamExt};
 use smartsock::patterns::{Message, SendErrorKind};
-use smartsock::{Bytes, Error, PeerId, Socket, WhenFull};
+use smartsock::{Bytes, Error, ErrorKind, PeerId, Socket, WhenFull};
 use tower::limit::ConcurrencyLimitLayer;
 use tower::timeout::TimeoutLayer;
 use tower::{BoxError, Service, ServiceExt};
@@ -49,7 +49,7 @@ async fn sender_as_a_sink_reports_a_failed_send() -> Result<(), Error> {
     let mut sink = client.sender();
     let error = within("a failed send", sink.send(Bytes::from(vec![0u8; 100]))).await.expect_err("too large");
     assert!(
-        matches!(&error, Error::Send(e) if matches!(e.kind(), SendErrorKind::TooLarge { .. })),
+        matches!(error.kind(), ErrorKind::Send(e) if matches!(e.kind(), SendErrorKind::TooLarge { .. })),
         "{error:?}"
     );
     assert_eq!(error.into_payload().expect("handed back").len(), 100);
@@ -148,17 +148,17 @@ async fn a_timeout_and_limit_stack_still_delivers_and_keeps_send_errors() -> Res
     client.send_to(server.identity(), "by identity").await?;
     assert_eq!(recv(&server).await, "by identity");
 
-    // Errors from below the layers are still `Error::Send`, message inside.
+    // Errors from below the layers are still `ErrorKind::Send`, message inside.
     let stranger = PeerId::random();
     let error = within("unknown peer", client.send_to(stranger, "lost?")).await.expect_err("unknown peer");
     assert!(
-        matches!(&error, Error::Send(e) if *e.kind() == SendErrorKind::UnknownPeer(stranger)),
+        matches!(error.kind(), ErrorKind::Send(e) if *e.kind() == SendErrorKind::UnknownPeer(stranger)),
         "{error:?}"
     );
     assert_eq!(error.into_payload().expect("handed back"), "lost?");
     let error = within("too large", client.send(vec![0u8; 2048])).await.expect_err("too large");
     assert!(
-        matches!(&error, Error::Send(e) if matches!(e.kind(), SendErrorKind::TooLarge { .. })),
+        matches!(error.kind(), ErrorKind::Send(e) if matches!(e.kind(), SendErrorKind::TooLarge { .. })),
         "{error:?}"
     );
     assert_eq!(error.into_payload().expect("handed back").len(), 2048);
@@ -213,9 +213,9 @@ async fn a_layers_own_error_is_error_layer() -> Result<(), Error> {
     let client = Socket::builder().layer(tower::layer::layer_fn(RefuseForbidden)).build()?;
     let server = connect(&client).await?;
     let error = within("a refused send", client.send("forbidden")).await.expect_err("refused");
-    match &error {
-        Error::Layer(inner) => assert!(inner.is::<Forbidden>(), "{inner:?}"),
-        other => panic!("expected Error::Layer, got {other:?}"),
+    match error.kind() {
+        ErrorKind::Layer(inner) => assert!(inner.is::<Forbidden>(), "{inner:?}"),
+        other => panic!("expected ErrorKind::Layer, got {other:?}"),
     }
     assert!(error.to_string().contains("forbidden payload"), "{error}");
     assert!(!error.is_closed());
@@ -240,7 +240,7 @@ async fn send_timeout_bounds_a_send_waiting_for_room() -> Result<(), Error> {
     let error = outcome.expect("send_timeout ends the send").expect_err("timed out");
     assert!(started.elapsed() >= Duration::from_millis(200), "gave up early: {:?}", started.elapsed());
     assert!(
-        matches!(&error, Error::Send(e) if *e.kind() == smartsock::patterns::SendErrorKind::TimedOut),
+        matches!(error.kind(), ErrorKind::Send(e) if *e.kind() == smartsock::patterns::SendErrorKind::TimedOut),
         "{error:?}"
     );
     assert_eq!(error.into_payload().expect("handed back"), "waits");

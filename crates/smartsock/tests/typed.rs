@@ -8,7 +8,7 @@ use std::num::TryFromIntError;
 
 use common::{pair, recv, within};
 use futures::{SinkExt, StreamExt};
-use smartsock::{Bytes, Codec, DecodeError, Error, PeerId, Socket, TypedSocket};
+use smartsock::{Bytes, Codec, DecodeError, Error, ErrorKind, PeerId, Socket, TypedSocket};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Order {
@@ -116,14 +116,14 @@ mod json {
         client.send(Bytes::from_static(&[0xff])).await?;
         assert_eq!(within("typed", server.typed::<Order, Json>().recv()).await.expect("open")?, order(1));
         assert_eq!(within("helper", server.recv_json::<Order>()).await.expect("open")?, order(2));
-        match within("helper", server.recv_json::<Order>()).await.expect("open") {
-            Err(Error::Decode(error)) => {
+        match within("helper", server.recv_json::<Order>()).await.expect("open").map_err(Error::into_kind) {
+            Err(ErrorKind::Decode(error)) => {
                 assert_eq!(
                     (error.peer(), error.into_payload()),
                     (client.identity(), Bytes::from_static(&[0xff]))
                 );
             }
-            other => panic!("expected Error::Decode, got {other:?}"),
+            other => panic!("expected ErrorKind::Decode, got {other:?}"),
         }
         // An unsized value, which only the helper takes.
         client.send_json("text").await?;
@@ -137,9 +137,9 @@ mod json {
         let unencodable = std::collections::BTreeMap::from([(vec![1u8], 1u8)]);
         let (server, client) = pair().await;
         let error = client.typed::<_, Json>().send(&unencodable).await.expect_err("keys are not strings");
-        match &error {
-            Error::Encode(inner) => assert!(inner.cause().is::<serde_json::Error>(), "{inner:?}"),
-            other => panic!("expected Error::Encode, got {other:?}"),
+        match error.kind() {
+            ErrorKind::Encode(inner) => assert!(inner.cause().is::<serde_json::Error>(), "{inner:?}"),
+            other => panic!("expected ErrorKind::Encode, got {other:?}"),
         }
         assert!(
             error.to_string().starts_with("cannot encode a `alloc::collections::btree::map::BTreeMap<"),
@@ -335,7 +335,7 @@ async fn the_sink_encodes_each_value_and_survives_one_that_does_not_encode() -> 
     within("send_all", sink.send_all(&mut many)).await?;
 
     let error = sink.send(Point { x: i32::MAX, y: 0 }).await.expect_err("out of range");
-    assert!(matches!(error, Error::Encode(_)), "{error:?}");
+    assert!(matches!(error.kind(), ErrorKind::Encode(_)), "{error:?}");
     sink.send(Point { x: 5, y: 5 }).await?;
     sink.close().await?;
 

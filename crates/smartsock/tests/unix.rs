@@ -13,8 +13,8 @@ use smartsock::{Error, Event, Socket};
 
 /// The OS error kind behind a failed bind.
 fn bind_error_kind(error: &Error) -> ErrorKind {
-    match error {
-        Error::Transport(TransportError::Bind { source, .. }) => source.kind(),
+    match error.kind() {
+        smartsock::ErrorKind::Transport(TransportError::Bind { source, .. }) => source.kind(),
         other => panic!("expected a bind error, got {other:?}"),
     }
 }

@@ -114,9 +114,9 @@ impl Failure {
 
 impl From<smartsock::Error> for Failure {
     fn from(error: smartsock::Error) -> Self {
-        match &error {
-            smartsock::Error::Config(_)
-            | smartsock::Error::Transport(
+        match error.kind() {
+            smartsock::ErrorKind::Config(_)
+            | smartsock::ErrorKind::Transport(
                 TransportError::BadAddress { .. } | TransportError::TlsNotConfigured { .. },
             ) => Self::usage(error),
             _ => Self::runtime(error),

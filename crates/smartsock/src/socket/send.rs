@@ -302,15 +302,15 @@ async fn within(
 }
 
 pub(super) fn send_error(kind: SendErrorKind, message: Message) -> Error {
-    Error::Send(SendError::new(kind, message))
+    SendError::new(kind, message).into()
 }
 
 /// Errors from below user layers are `SendError`s with the message inside:
 /// keep them so.
 fn from_layer(error: BoxError) -> Error {
     match error.downcast::<SendError>() {
-        Ok(send) => Error::Send(*send),
-        Err(other) => Error::Layer(other),
+        Ok(send) => (*send).into(),
+        Err(other) => crate::ErrorKind::Layer(other).into(),
     }
 }
 
