@@ -228,7 +228,7 @@ impl<'a> IntoIterator for &'a Socket {
     }
 }
 
-/// A send that does not wait, refused for want of room: its payload, to
+/// A send that does not wait, refused because it would have to: its payload, to
 /// send again in the runtime, where it waits. Any other error as it is.
 fn waiting_payload(error: smartsock::Error) -> Result<Bytes, smartsock::Error> {
     match error.into_kind() {

@@ -87,7 +87,8 @@ impl Error {
         }
     }
 
-    /// Whether this is a send refused because the socket is closed.
+    /// Whether the socket was closed: a send refused, or a bind or connect
+    /// asked for, after [`close`](crate::Socket::close).
     pub fn is_closed(&self) -> bool {
         match self.kind() {
             ErrorKind::Send(e) => *e.kind() == SendErrorKind::Closed,

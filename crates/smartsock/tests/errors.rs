@@ -41,9 +41,18 @@ async fn a_send_error_taken_apart_hands_back_the_message_and_shows_as_its_kind()
     // Display, Debug and source are the kind's.
     assert_eq!(error.to_string(), error.kind().to_string());
     assert_eq!(format!("{error:?}"), format!("{:?}", error.kind()));
+    let source = std::error::Error::source(&error).expect("a source");
+    assert!(source.is::<smartsock::patterns::SendError>(), "{source:?}");
     assert!(matches!(send_kind(&error), SendErrorKind::TooLarge { .. }), "{error:?}");
+    assert!(!error.is_closed());
     let ErrorKind::Send(send) = error.into_kind() else { panic!("a send error") };
     assert_eq!(send.into_message().into_payload(), vec![7; 64]);
+
+    // After close, a send and a bind are both refused as closed.
+    socket.close().await;
+    assert!(at_once(socket.send("late")).await.expect_err("closed").is_closed());
+    let error = at_once(socket.bind("127.0.0.1:0")).await.expect_err("closed");
+    assert!(error.is_closed(), "{error:?}");
 }
 
 #[tokio::test]

@@ -209,7 +209,7 @@ where
 }
 
 #[tokio::test]
-async fn a_layers_own_error_is_error_layer() -> Result<(), Error> {
+async fn a_layers_own_error_is_of_kind_layer() -> Result<(), Error> {
     let client = Socket::builder().layer(tower::layer::layer_fn(RefuseForbidden)).build()?;
     let server = connect(&client).await?;
     let error = within("a refused send", client.send("forbidden")).await.expect_err("refused");
@@ -239,10 +239,7 @@ async fn send_timeout_bounds_a_send_waiting_for_room() -> Result<(), Error> {
     let outcome = tokio::time::timeout(Duration::from_secs(5), client.send("waits")).await;
     let error = outcome.expect("send_timeout ends the send").expect_err("timed out");
     assert!(started.elapsed() >= Duration::from_millis(200), "gave up early: {:?}", started.elapsed());
-    assert!(
-        matches!(error.kind(), ErrorKind::Send(e) if *e.kind() == smartsock::patterns::SendErrorKind::TimedOut),
-        "{error:?}"
-    );
+    assert!(matches!(error.kind(), ErrorKind::Send(e) if *e.kind() == SendErrorKind::TimedOut), "{error:?}");
     assert_eq!(error.into_payload().expect("handed back"), "waits");
     // try_send never waits: the buffer is still full.
     let refused = client.try_send("again").await.expect_err("would wait");

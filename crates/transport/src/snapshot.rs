@@ -127,12 +127,11 @@ impl Snapshots {
     }
 
     /// Runs `f` on the table now: on this thread's copy when it is current.
-    ///
-    /// Always inlined: as a call, `f` (the send path's routing closure, a
-    /// handful of references its caller had just stored) was copied into
-    /// `Some(f)` below in 16-byte loads from 8-byte stores, which stalled
-    /// on store forwarding; inlined, the references stay in registers. In
-    /// paired runs, 16 and 64 B one-way went up by a fifth.
+    // Always inlined: as a call, `f` (the send path's routing closure, a
+    // handful of references its caller had just stored) was copied into
+    // `Some(f)` below in 16-byte loads from 8-byte stores, which stalled on
+    // store forwarding; inlined, the references stay in registers. In
+    // paired runs, 16 and 64 B one-way went up by a fifth.
     #[inline(always)]
     pub(crate) fn with<R>(&self, f: impl FnOnce(&PeerSnapshot) -> R) -> R {
         // Acquire: pairs with `store`'s last bump, so a copy kept at this
