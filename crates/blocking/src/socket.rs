@@ -228,12 +228,15 @@ impl<'a> IntoIterator for &'a Socket {
     }
 }
 
-/// A send that does not wait, refused because it would have to: its payload, to
-/// send again in the runtime, where it waits. Any other error as it is.
+/// A send that does not wait, refused because it would have to: its
+/// payload, to send again in the runtime, where it waits. Any other error
+/// as it is.
 fn waiting_payload(error: smartsock::Error) -> Result<Bytes, smartsock::Error> {
+    if error.send_kind() != Some(&SendErrorKind::WouldWait) {
+        return Err(error);
+    }
     match error.into_kind() {
-        ErrorKind::Send(e) if *e.kind() == SendErrorKind::WouldWait => Ok(e.into_message().into_payload()),
-        // Boxed again: a failed send's path only.
+        ErrorKind::Send(refused) => Ok(refused.into_message().into_payload()),
         other => Err(other.into()),
     }
 }

@@ -178,8 +178,9 @@ impl Core {
     /// is nothing to keep for one. `send` must not use this sender (its
     /// lock is held).
     // Always inlined into the caller, where `send` is a known closure: as a
-    // call, the message and the routing closure went through memory once more (paired runs, at-least-once
-    // 64 B on current-thread: pairs 0.97 to 1.17, median 1.10).
+    // call, the message and the routing closure went through memory once
+    // more (paired runs, at-least-once 64 B on current-thread: pairs 0.97 to
+    // 1.17, median 1.10).
     #[inline(always)]
     pub(crate) fn send_tracked(
         &self,

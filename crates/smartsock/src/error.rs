@@ -72,6 +72,15 @@ impl Error {
         *self.0
     }
 
+    /// Why a send failed, if this is a failed send (its message is inside:
+    /// [`into_payload`](Error::into_payload)).
+    pub fn send_kind(&self) -> Option<&SendErrorKind> {
+        match self.kind() {
+            ErrorKind::Send(e) => Some(e.kind()),
+            _ => None,
+        }
+    }
+
     /// A builder setting, or a combination of them, is not usable.
     pub(crate) fn config(reason: impl Into<String>) -> Self {
         ErrorKind::Config(reason.into()).into()
@@ -90,11 +99,8 @@ impl Error {
     /// Whether the socket was closed: a send refused, or a bind or connect
     /// asked for, after [`close`](crate::Socket::close).
     pub fn is_closed(&self) -> bool {
-        match self.kind() {
-            ErrorKind::Send(e) => *e.kind() == SendErrorKind::Closed,
-            ErrorKind::Transport(e) => matches!(e, TransportError::Closed),
-            _ => false,
-        }
+        self.send_kind() == Some(&SendErrorKind::Closed)
+            || matches!(self.kind(), ErrorKind::Transport(TransportError::Closed))
     }
 }
 

@@ -20,10 +20,7 @@ async fn at_once<F: std::future::Future>(future: F) -> F::Output {
 }
 
 fn send_kind(error: &Error) -> &SendErrorKind {
-    match error.kind() {
-        ErrorKind::Send(send) => send.kind(),
-        other => panic!("expected ErrorKind::Send, got {other:?}"),
-    }
+    error.send_kind().unwrap_or_else(|| panic!("expected a send error, got {error:?}"))
 }
 
 /// Every send returns a `Result<(), Error>` that its caller copies: the
@@ -45,6 +42,8 @@ async fn a_send_error_taken_apart_hands_back_the_message_and_shows_as_its_kind()
     assert!(source.is::<smartsock::patterns::SendError>(), "{source:?}");
     assert!(matches!(send_kind(&error), SendErrorKind::TooLarge { .. }), "{error:?}");
     assert!(!error.is_closed());
+    let not_a_send = Socket::new().expect("builds").connect("no address").expect_err("bad address");
+    assert_eq!(not_a_send.send_kind(), None, "{not_a_send:?}");
     let ErrorKind::Send(send) = error.into_kind() else { panic!("a send error") };
     assert_eq!(send.into_message().into_payload(), vec![7; 64]);
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{numbered, recv, recv_from, within};
 use smartsock::patterns::SendErrorKind;
-use smartsock::{Delivery, Error, ErrorKind, PeerId, SendMode, Socket, TryRecvError, WhenFull};
+use smartsock::{Delivery, Error, PeerId, SendMode, Socket, TryRecvError, WhenFull};
 
 /// `client` (built by the caller) connected to a fresh server.
 async fn connect(client: &Socket) -> Result<Socket, Error> {
@@ -17,13 +17,6 @@ async fn connect(client: &Socket) -> Result<Socket, Error> {
     within("the peer", client.wait_for_peers(1)).await;
     within("the peer", server.wait_for_peers(1)).await;
     Ok(server)
-}
-
-fn kind(error: &Error) -> Option<&SendErrorKind> {
-    match error.kind() {
-        ErrorKind::Send(e) => Some(e.kind()),
-        _ => None,
-    }
 }
 
 /// Waits until `socket` holds `count` received messages, untaken.
@@ -103,13 +96,13 @@ async fn what_would_wait_is_handed_back() -> Result<(), Error> {
     socket.send_now("one")?;
     socket.send_now("two")?;
     let refused = socket.send_now("three").expect_err("the buffer is full");
-    assert_eq!(kind(&refused), Some(&SendErrorKind::WouldWait));
+    assert_eq!(refused.send_kind(), Some(&SendErrorKind::WouldWait));
     assert_eq!(refused.into_payload().expect("handed back"), "three");
 
     // A socket with tower layers of the user's: their readiness is async.
     let layered = Socket::builder().layer(tower::layer::util::Identity::new()).build()?;
     let refused = layered.send_now("layered").expect_err("layers are async");
-    assert_eq!(kind(&refused), Some(&SendErrorKind::WouldWait));
+    assert_eq!(refused.send_kind(), Some(&SendErrorKind::WouldWait));
     assert_eq!(refused.into_payload().expect("handed back"), "layered");
     // The async send takes it.
     layered.send("layered").await?;
@@ -119,7 +112,7 @@ async fn what_would_wait_is_handed_back() -> Result<(), Error> {
     let waiting =
         Socket::builder().send_mode(SendMode::Publish).when_subscriber_full(WhenFull::Wait).build()?;
     let refused = waiting.send_now("publish").expect_err("may wait inside");
-    assert_eq!(kind(&refused), Some(&SendErrorKind::WouldWait));
+    assert_eq!(refused.send_kind(), Some(&SendErrorKind::WouldWait));
     assert_eq!(waiting.stats().buffered, 0);
 
     // At-least-once at its in-flight limit.
@@ -127,7 +120,7 @@ async fn what_would_wait_is_handed_back() -> Result<(), Error> {
     reliable.send_now("tracked")?;
     assert_eq!(reliable.in_flight(), 1);
     let refused = reliable.send_now("over the limit").expect_err("in-flight limit");
-    assert_eq!(kind(&refused), Some(&SendErrorKind::WouldWait));
+    assert_eq!(refused.send_kind(), Some(&SendErrorKind::WouldWait));
     assert_eq!(refused.into_payload().expect("handed back"), "over the limit");
     assert_eq!(reliable.in_flight(), 1);
     Ok(())
@@ -137,11 +130,11 @@ async fn what_would_wait_is_handed_back() -> Result<(), Error> {
 async fn failures_are_those_of_send() -> Result<(), Error> {
     let socket = Socket::builder().max_frame_length(64).build()?;
     let refused = socket.send_now(vec![0u8; 100]).expect_err("too large");
-    assert!(matches!(kind(&refused), Some(SendErrorKind::TooLarge { .. })), "{refused:?}");
+    assert!(matches!(refused.send_kind(), Some(SendErrorKind::TooLarge { .. })), "{refused:?}");
 
     let stranger = PeerId::random();
     let refused = socket.send_to_now(stranger, "hello").expect_err("not connected");
-    assert_eq!(kind(&refused), Some(&SendErrorKind::UnknownPeer(stranger)));
+    assert_eq!(refused.send_kind(), Some(&SendErrorKind::UnknownPeer(stranger)));
     assert_eq!(refused.into_payload().expect("handed back"), "hello");
 
     socket.close().await;
