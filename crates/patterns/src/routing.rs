@@ -139,9 +139,11 @@ fn round_robin(snapshot: &PeerSnapshot, cursor: &AtomicUsize, frame: &Frame, sen
     // further on, so concurrent senders spread over the peers too. With one
     // peer there is nothing to spread, and the count (an atomic add, a
     // tenth of a small send's time) is skipped.
-    let start = if count == 1 { 0 } else { cursor.fetch_add(1, Ordering::Relaxed) };
+    // One division a send at most, none with one peer: a division per peer
+    // tried, on the way to the peer's outbox, was a twentieth of a small
+    // send's time.
+    let mut i = if count == 1 { 0 } else { cursor.fetch_add(1, Ordering::Relaxed) % count };
     for offset in 0..count {
-        let i = start.wrapping_add(offset) % count;
         match peers[i].try_send_frame(frame, true) {
             Ok(()) => {
                 if offset > 0 {
@@ -153,6 +155,10 @@ fn round_robin(snapshot: &PeerSnapshot, cursor: &AtomicUsize, frame: &Frame, sen
             }
             Err(NotQueued::Full) => any_live = true,
             Err(NotQueued::Closed) => {}
+        }
+        i += 1;
+        if i == count {
+            i = 0;
         }
     }
     if any_live { Routed::Full } else { Routed::NoPeer }
