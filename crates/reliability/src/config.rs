@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// Default [`AtLeastOnceConfig::max_in_flight_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_IN_FLIGHT_BYTES: usize = 64 * 1024 * 1024;
+
 /// Settings of [`AtLeastOnce`](crate::AtLeastOnce).
 ///
 /// ```
@@ -28,6 +31,14 @@ pub struct AtLeastOnceConfig {
     /// Messages sent and not yet acknowledged, at most. At the limit the
     /// service is not ready: a send waits for an ACK (or a give-up). Default: 4096.
     pub max_in_flight: usize,
+    /// Payload bytes of the messages sent and not yet acknowledged, at
+    /// most: a send is taken while fewer bytes than this are pending, so
+    /// one message may pass the mark, and none is taken after it. At the
+    /// mark, as at [`max_in_flight`](Self::max_in_flight), the service is
+    /// not ready and a send waits. The pending table holds on to each
+    /// payload until its ACK (to send it again), so this bounds the memory
+    /// that large messages keep. Default: 64 MiB.
+    pub max_in_flight_bytes: usize,
     /// Given-up messages kept for [`Undelivered`](crate::UndeliveredReceiver)
     /// readers. When full, further give-ups are counted and reported as
     /// events but not kept. Default: 1024.
@@ -41,6 +52,7 @@ impl Default for AtLeastOnceConfig {
             max_attempts: 6,
             give_up_after: Duration::from_secs(60),
             max_in_flight: 4096,
+            max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
             undelivered_capacity: 1024,
         }
     }
@@ -71,6 +83,9 @@ impl AtLeastOnceConfig {
                 tokio::sync::Semaphore::MAX_PERMITS,
                 self.max_in_flight
             ));
+        }
+        if self.max_in_flight_bytes == 0 {
+            return Err("max_in_flight_bytes must be at least 1".into());
         }
         if self.undelivered_capacity == 0 {
             return Err("undelivered_capacity must be at least 1".into());

@@ -151,7 +151,7 @@ impl Core {
         let mut table = self.table();
         if reserved {
             table.reserved -= 1;
-        } else if !table.has_room(self.config.max_in_flight) {
+        } else if !table.has_room(&self.config) {
             drop(table);
             return Err(Message { to: message.to, frame: Frame::Data(payload) });
         }
@@ -200,7 +200,7 @@ impl Core {
             drop(table);
             return Err(Untracked::Closed(Message { to, frame: Frame::Data(payload) }));
         }
-        if !table.has_room(self.config.max_in_flight) {
+        if !table.has_room(&self.config) {
             drop(table);
             return Err(Untracked::NoRoom(Message { to, frame: Frame::Data(payload) }));
         }
@@ -427,7 +427,7 @@ impl Core {
     /// Takes an in-flight place now, if one is free.
     pub(crate) fn try_reserve(&self) -> bool {
         let mut table = self.table();
-        if self.is_shut_down() || table.has_room(self.config.max_in_flight) {
+        if self.is_shut_down() || table.has_room(&self.config) {
             table.reserved += 1;
             true
         } else {
@@ -444,7 +444,7 @@ impl Core {
     /// Whether a send could be tracked now (or the sender is shut down, and
     /// a send fails at once).
     pub(crate) fn has_room(&self) -> bool {
-        self.is_shut_down() || self.table().has_room(self.config.max_in_flight)
+        self.is_shut_down() || self.table().has_room(&self.config)
     }
 
     /// Completes when [`has_room`](Core::has_room) may be true.

@@ -93,7 +93,9 @@
 //!   With [`AckTiming::Explicit`], that one is sent again too. A sender that dies loses what was pending: the
 //!   pending table lives in memory.
 //! - **Backpressure.** At most [`AtLeastOnceConfig::max_in_flight`] messages
-//!   are pending; at the limit the service is not ready and sends wait.
+//!   are pending, and a send is taken only while fewer than
+//!   [`AtLeastOnceConfig::max_in_flight_bytes`] payload bytes are; at either
+//!   limit the service is not ready and sends wait.
 //!   ACKs arrive in the same byte stream as the peer's messages, behind them.
 //!   While the receive queue is full, the transport reads on past the
 //!   messages waiting for room (up to `inbound_lookahead`, 128 KiB per
@@ -149,7 +151,7 @@ mod table;
 mod tracked;
 
 pub use at_least_once::{AtLeastOnce, AtLeastOnceLayer, ResponseFuture};
-pub use config::AtLeastOnceConfig;
+pub use config::{AtLeastOnceConfig, DEFAULT_MAX_IN_FLIGHT_BYTES};
 pub use driver::{AtLeastOnceHandle, Undelivered, UndeliveredReceiver};
 pub use receive::{AckTiming, AckToken, DuplicateFilter, MAX_DUPLICATE_WINDOW, ReceiveSide};
 pub use stats::AtLeastOnceStats;

@@ -141,6 +141,12 @@ impl Retired {
     }
 }
 
+/// The payload bytes `entry` holds on to: what the in-flight byte mark
+/// counts.
+fn payload_len(entry: &Pending) -> usize {
+    entry.message.frame.payload().len()
+}
+
 /// The pending messages by counter: a ring from `base`, and a map for what
 /// lies before it.
 pub(crate) struct PendingTable {
@@ -154,6 +160,8 @@ pub(crate) struct PendingTable {
     before: SeqMap<Pending>,
     /// Entries in the ring and in `before`.
     len: usize,
+    /// Their payload bytes.
+    bytes: usize,
     span_limit: usize,
 }
 
@@ -165,6 +173,7 @@ impl PendingTable {
             ring: VecDeque::new(),
             before: SeqMap::default(),
             len: 0,
+            bytes: 0,
             span_limit: span_limit.max(1),
         }
     }
@@ -177,6 +186,11 @@ impl PendingTable {
         self.len == 0
     }
 
+    /// The payload bytes of the pending messages.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Index of `seq` in the ring, if it lies at or past `base`.
     fn index(&self, seq: u64) -> Option<usize> {
         seq.checked_sub(self.base).map(|offset| usize::try_from(offset).unwrap_or(usize::MAX))
@@ -185,10 +199,11 @@ impl PendingTable {
     /// Puts message `seq` in the table (replacing one of the same counter);
     /// returns it where it now lies.
     pub(crate) fn insert(&mut self, seq: u64, entry: Pending) -> &mut Pending {
+        self.bytes += payload_len(&entry);
         let Some(index) = self.index(seq) else {
             return match self.before.entry(seq) {
                 Entry::Occupied(mut slot) => {
-                    slot.insert(entry);
+                    self.bytes -= payload_len(&slot.insert(entry));
                     slot.into_mut()
                 }
                 Entry::Vacant(slot) => {
@@ -208,7 +223,10 @@ impl PendingTable {
         let index = self.index(seq).expect("at or past the base");
         if index < self.ring.len() {
             let slot = &mut self.ring[index];
-            self.len += usize::from(slot.is_none());
+            match slot {
+                Some(replaced) => self.bytes -= payload_len(replaced),
+                None => self.len += 1,
+            }
             return slot.insert(entry);
         }
         // Past the back (usually just past it): empty slots for the
@@ -261,6 +279,7 @@ impl PendingTable {
             Some(index) => self.ring.get_mut(index)?.take(),
             None => self.before.remove(&seq),
         };
+        self.bytes -= entry.as_ref().map_or(0, payload_len);
         self.removed(seq, entry.is_some());
         entry
     }
@@ -282,15 +301,21 @@ impl PendingTable {
         let found = match self.index(seq) {
             Some(index) => match self.ring.get_mut(index) {
                 Some(Some(entry)) => {
+                    self.bytes -= payload_len(entry);
                     retired.keep_from(entry, to_free);
                     self.ring[index] = None;
                     true
                 }
                 _ => false,
             },
-            None => {
-                self.before.remove(&seq).map(|mut entry| retired.keep_from(&mut entry, to_free)).is_some()
-            }
+            None => self
+                .before
+                .remove(&seq)
+                .map(|mut entry| {
+                    self.bytes -= payload_len(&entry);
+                    retired.keep_from(&mut entry, to_free);
+                })
+                .is_some(),
         };
         self.len -= usize::from(found);
         found
@@ -343,6 +368,7 @@ impl PendingTable {
         all.extend(self.ring.drain(..).zip(base..).filter_map(|(slot, seq)| Some((seq, slot?))));
         all.sort_unstable_by_key(|&(seq, _)| seq);
         self.len = 0;
+        self.bytes = 0;
         all
     }
 }
@@ -357,9 +383,14 @@ mod tests {
     use super::*;
 
     fn entry(seq: u64) -> Pending {
+        entry_of(seq, 0)
+    }
+
+    /// An entry whose payload is `len` bytes.
+    fn entry_of(seq: u64, len: usize) -> Pending {
         let mut id = [0; 16];
         id[..8].copy_from_slice(&seq.to_be_bytes());
-        let frame = Frame::DataReq { id: MsgId::from_bytes(id), payload: Bytes::new() };
+        let frame = Frame::DataReq { id: MsgId::from_bytes(id), payload: Bytes::from(vec![0; len]) };
         Pending {
             message: Message { to: Destination::AnyOne, frame },
             attempts: 1,
@@ -460,12 +491,13 @@ mod tests {
 
     /// The table against a plain ordered map, over inserts in and out of
     /// order, removals near the front and far from it, and jumps past the
-    /// ring's limit.
+    /// ring's limit; its payload bytes too (what the in-flight byte mark
+    /// reads), through replacements and moves to the map.
     #[test]
     fn the_table_agrees_with_an_ordered_map() {
         let mut table = PendingTable::new(16);
         let mut retired = Retired::default();
-        let mut model: BTreeMap<u64, ()> = BTreeMap::new();
+        let mut model: BTreeMap<u64, usize> = BTreeMap::new();
         let mut scratch = Vec::new();
         let mut next = 0u64;
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
@@ -482,10 +514,12 @@ mod tests {
                     _ => next,
                 };
                 next = next.max(seq + 1);
-                // What `insert` returns is the entry kept.
-                table.insert(seq, entry(seq)).attempts = 7;
+                // What `insert` returns is the entry kept (a counter
+                // inserted again replaces its entry, payload and all).
+                let len = (state >> 50) as usize % 9;
+                table.insert(seq, entry_of(seq, len)).attempts = 7;
                 assert_eq!(table.get(seq).map(|kept| kept.attempts), Some(7), "step {step}");
-                model.insert(seq, ());
+                model.insert(seq, len);
             } else if !model.is_empty() {
                 // A batch of one to three ACKs, mostly of old messages, at
                 // times of any: taken out one by one, or dropped where they
@@ -507,6 +541,7 @@ mod tests {
                 }
             }
             assert_eq!(table.len(), model.len(), "step {step}");
+            assert_eq!(table.bytes(), model.values().sum::<usize>(), "step {step}");
             assert!(table.ring.len() <= 16, "step {step}: the ring spans {}", table.ring.len());
             assert!(!matches!(table.ring.front(), Some(None)), "step {step}: starts with an empty slot");
             assert!(table.before.keys().all(|&seq| seq < table.base), "step {step}");
@@ -522,5 +557,11 @@ mod tests {
             table.counters_between(from, to, &mut scratch);
             assert_eq!(scratch, expected, "step {step}: {from}..{to}");
         }
+        let drained = table.drain();
+        assert_eq!(
+            drained.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+            model.keys().copied().collect::<Vec<_>>()
+        );
+        assert_eq!((table.len(), table.bytes()), (0, 0), "drained");
     }
 }

@@ -10,6 +10,7 @@ use rand::rngs::StdRng;
 use smartsock_transport::{MsgId, PeerId};
 use tokio::time::Instant;
 
+use crate::AtLeastOnceConfig;
 use crate::pending::{PendingTable, Retired, SeqMap};
 
 /// Maps by peer identity, touched once or twice per message: a fast hash,
@@ -164,8 +165,12 @@ impl Table {
         }
     }
 
-    pub(crate) fn has_room(&self, max: usize) -> bool {
-        self.pending.len() + self.reserved + self.in_send < max
+    /// Whether one more message may be tracked: fewer than `max_in_flight`
+    /// messages pending, reserved or being handed over, and fewer than
+    /// `max_in_flight_bytes` payload bytes pending.
+    pub(crate) fn has_room(&self, config: &AtLeastOnceConfig) -> bool {
+        self.pending.len() + self.reserved + self.in_send < config.max_in_flight
+            && self.pending.bytes() < config.max_in_flight_bytes
     }
 }
 

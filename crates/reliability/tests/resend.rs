@@ -250,6 +250,48 @@ async fn the_in_flight_limit_holds_at_its_exact_boundary() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_in_flight_byte_mark_holds_at_its_exact_boundary() {
+    const MARK: usize = 10;
+    let mut config = reliable(RESEND, 100);
+    config.max_in_flight_bytes = MARK;
+    let mut sender = Sender::new(config);
+    let mut peer = MemPeer::attach(&sender.transport, "mem").await;
+    sender.wait_for_peers(1).await;
+    let start = Instant::now();
+
+    // 4 + 6 bytes: exactly at the mark, the next send waits.
+    sender.send("aaaa").await.expect("sent");
+    assert!(sender.ready_within(secs(1)).await, "4 bytes pending, below the mark");
+    sender.send("bbbbbb").await.expect("sent");
+    assert!(!sender.ready_within(secs(1)).await, "10 bytes pending: at the mark");
+    let (four, _) = peer.expect_data_req(WAIT).await;
+    let (six, _) = peer.expect_data_req(WAIT).await;
+
+    // The ACK of the 4 bytes leaves 6 pending: room again.
+    peer.ack(four).await;
+    assert!(sender.ready_within(secs(1)).await, "6 bytes pending");
+    // 6 + 3 = 9, one below the mark: still taken.
+    sender.send("ccc").await.expect("sent");
+    assert!(sender.ready_within(secs(1)).await, "9 bytes pending, one below the mark");
+    // A send below the mark is taken whole, even past it; none after it.
+    sender.send("ddddd").await.expect("sent");
+    assert_eq!(sender.handle.in_flight(), 3);
+    assert!(!sender.ready_within(secs(1)).await, "14 bytes pending: past the mark");
+    let (three, _) = peer.expect_data_req(WAIT).await;
+    let (five, payload) = peer.expect_data_req(WAIT).await;
+    assert_eq!(payload, "ddddd");
+
+    // The 6-byte ACK leaves 8 pending, below the mark.
+    peer.ack(six).await;
+    assert!(sender.ready_within(secs(1)).await, "8 bytes pending");
+    peer.ack(three).await;
+    peer.ack(five).await;
+    sender.settled().await;
+    assert_eq!(sender.handle.in_flight(), 0);
+    assert!(start.elapsed() < RESEND, "every step came before any resend");
+}
+
+#[tokio::test(start_paused = true)]
 async fn publish_with_at_least_once_is_refused_and_the_message_handed_back() {
     let mut sender = Sender::new(reliable(RESEND, 6));
     let mut peer = MemPeer::attach(&sender.transport, "mem").await;
@@ -348,6 +390,14 @@ async fn the_largest_valid_in_flight_limit_makes_a_layer() {
     assert!(config.validate().is_err());
     config.max_in_flight = 0;
     assert!(config.validate().is_err());
+
+    let mut config = AtLeastOnceConfig::default();
+    assert_eq!(config.max_in_flight_bytes, smartsock_reliability::DEFAULT_MAX_IN_FLIGHT_BYTES);
+    config.max_in_flight_bytes = 1;
+    assert!(config.validate().is_ok());
+    config.max_in_flight_bytes = 0;
+    let error = config.validate().expect_err("a byte mark of 0 would never take a send");
+    assert!(error.contains("max_in_flight_bytes"), "{error}");
 }
 
 #[tokio::test(start_paused = true)]

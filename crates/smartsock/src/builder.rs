@@ -322,6 +322,16 @@ impl SocketBuilder {
         self
     }
 
+    /// Under at-least-once: payload bytes awaiting their ACK at most. A send
+    /// is taken while fewer bytes than this are pending (so one message may
+    /// pass the mark, none after it); sends wait at the mark. The sender
+    /// keeps each payload until its ACK, so this bounds the memory large
+    /// messages hold. Default: 64 MiB.
+    pub fn max_in_flight_bytes(mut self, bytes: usize) -> Self {
+        self.at_least_once.max_in_flight_bytes = bytes;
+        self
+    }
+
     /// Bounds how long [`Socket::send`] and [`Socket::send_to`] wait for room
     /// (a full peer queue, a full no-peer buffer, the in-flight limit). When
     /// it runs out the send fails with `SendErrorKind::TimedOut` and hands

@@ -127,6 +127,32 @@ async fn what_would_wait_is_handed_back() -> Result<(), Error> {
 }
 
 #[tokio::test]
+async fn at_least_once_refuses_a_send_now_at_its_in_flight_byte_mark() -> Result<(), Error> {
+    let reliable = Socket::builder().delivery(Delivery::AtLeastOnce).max_in_flight_bytes(10).build()?;
+    // 4 + 5 bytes: one below the mark, so the next is taken, past it.
+    reliable.send_now("aaaa")?;
+    reliable.send_now("bbbbb")?;
+    reliable.send_now("cccccc")?;
+    assert_eq!(reliable.in_flight(), 3);
+    let refused = reliable.send_now("d").expect_err("15 bytes in flight, past the mark of 10");
+    assert_eq!(refused.send_kind(), Some(&SendErrorKind::WouldWait));
+    assert_eq!(refused.into_payload().expect("handed back"), "d");
+    assert_eq!(reliable.in_flight(), 3);
+
+    // Exactly at the mark: refused too.
+    let exact = Socket::builder().delivery(Delivery::AtLeastOnce).max_in_flight_bytes(10).build()?;
+    exact.send_now("0123456789")?;
+    let refused = exact.send_now("e").expect_err("10 bytes in flight, at the mark");
+    assert_eq!(refused.send_kind(), Some(&SendErrorKind::WouldWait));
+
+    // A mark of 0 is refused when the socket is built.
+    let error =
+        Socket::builder().delivery(Delivery::AtLeastOnce).max_in_flight_bytes(0).build().expect_err("0");
+    assert!(error.to_string().contains("max_in_flight_bytes"), "{error}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn failures_are_those_of_send() -> Result<(), Error> {
     let socket = Socket::builder().max_frame_length(64).build()?;
     let refused = socket.send_now(vec![0u8; 100]).expect_err("too large");
