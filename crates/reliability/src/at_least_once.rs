@@ -26,7 +26,8 @@ const NO_PUBLISH: &str = "at-least-once delivery cannot be combined with publish
 /// is late. See the [crate docs](crate) for what this guarantees.
 ///
 /// Not ready while [`AtLeastOnceConfig::max_in_flight`] messages wait for
-/// their ACKs.
+/// their ACKs, or their payloads reach
+/// [`AtLeastOnceConfig::max_in_flight_bytes`].
 pub struct AtLeastOnce<S> {
     inner: S,
     core: Arc<Core>,

@@ -31,13 +31,18 @@ pub struct AtLeastOnceConfig {
     /// Messages sent and not yet acknowledged, at most. At the limit the
     /// service is not ready: a send waits for an ACK (or a give-up). Default: 4096.
     pub max_in_flight: usize,
-    /// Payload bytes of the messages sent and not yet acknowledged, at
-    /// most: a send is taken while fewer bytes than this are pending, so
-    /// one message may pass the mark, and none is taken after it. At the
-    /// mark, as at [`max_in_flight`](Self::max_in_flight), the service is
-    /// not ready and a send waits. The pending table holds on to each
-    /// payload until its ACK (to send it again), so this bounds the memory
-    /// that large messages keep. Default: 64 MiB.
+    /// A soft mark on the payload bytes of the messages sent and not yet
+    /// acknowledged: a send is taken while fewer bytes than this are
+    /// pending, and then whole, so a message larger than the mark still
+    /// goes once enough of the ones before it are acknowledged, rather
+    /// than never. At the mark, as at [`max_in_flight`](Self::max_in_flight),
+    /// the service is not ready and a send waits. Each sender that took
+    /// its place before the mark was reached (a ready service, a send
+    /// being handed over) may pass it by one message. The pending table
+    /// holds each payload until its ACK (to send it again), so this bounds
+    /// the memory that large messages keep, as counted by their payloads'
+    /// lengths (a payload sliced from a larger buffer keeps all of that
+    /// buffer alive). Default: 64 MiB.
     pub max_in_flight_bytes: usize,
     /// Given-up messages kept for [`Undelivered`](crate::UndeliveredReceiver)
     /// readers. When full, further give-ups are counted and reported as

@@ -94,8 +94,8 @@
 //!   pending table lives in memory.
 //! - **Backpressure.** At most [`AtLeastOnceConfig::max_in_flight`] messages
 //!   are pending, and a send is taken only while fewer than
-//!   [`AtLeastOnceConfig::max_in_flight_bytes`] payload bytes are; at either
-//!   limit the service is not ready and sends wait.
+//!   [`AtLeastOnceConfig::max_in_flight_bytes`] payload bytes are pending;
+//!   at either limit the service is not ready and sends wait.
 //!   ACKs arrive in the same byte stream as the peer's messages, behind them.
 //!   While the receive queue is full, the transport reads on past the
 //!   messages waiting for room (up to `inbound_lookahead`, 128 KiB per

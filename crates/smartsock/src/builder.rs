@@ -322,11 +322,12 @@ impl SocketBuilder {
         self
     }
 
-    /// Under at-least-once: payload bytes awaiting their ACK at most. A send
-    /// is taken while fewer bytes than this are pending (so one message may
-    /// pass the mark, none after it); sends wait at the mark. The sender
-    /// keeps each payload until its ACK, so this bounds the memory large
-    /// messages hold. Default: 64 MiB.
+    /// Under at-least-once: a soft mark on the payload bytes awaiting their
+    /// ACK. A send is taken while fewer bytes than this are pending, and
+    /// then whole (so a message larger than the mark still goes); sends
+    /// wait at the mark. The sender keeps each payload until its ACK, so
+    /// this bounds the memory large messages hold. Default: 64 MiB. See
+    /// `AtLeastOnceConfig::max_in_flight_bytes` in `smartsock-reliability`.
     pub fn max_in_flight_bytes(mut self, bytes: usize) -> Self {
         self.at_least_once.max_in_flight_bytes = bytes;
         self

@@ -145,6 +145,13 @@ async fn at_least_once_refuses_a_send_now_at_its_in_flight_byte_mark() -> Result
     let refused = exact.send_now("e").expect_err("10 bytes in flight, at the mark");
     assert_eq!(refused.send_kind(), Some(&SendErrorKind::WouldWait));
 
+    // The default mark takes all of that: the refusals above were the mark's.
+    let roomy = Socket::builder().delivery(Delivery::AtLeastOnce).build()?;
+    for message in ["aaaa", "bbbbb", "cccccc", "d", "e"] {
+        roomy.send_now(message)?;
+    }
+    assert_eq!(roomy.in_flight(), 5);
+
     // A mark of 0 is refused when the socket is built.
     let error =
         Socket::builder().delivery(Delivery::AtLeastOnce).max_in_flight_bytes(0).build().expect_err("0");
