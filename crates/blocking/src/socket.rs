@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use smartsock::patterns::SendErrorKind;
-use smartsock::{Bytes, Endpoint, ErrorKind, PeerId, TryRecvError};
+use smartsock::{Bytes, Endpoint, PeerId, TryRecvError};
 use tokio::runtime::Handle;
 
 use crate::{Error, RecvTimeoutError, SocketBuilder, park};
@@ -235,8 +235,5 @@ fn waiting_payload(error: smartsock::Error) -> Result<Bytes, smartsock::Error> {
     if error.send_kind() != Some(&SendErrorKind::WouldWait) {
         return Err(error);
     }
-    match error.into_kind() {
-        ErrorKind::Send(refused) => Ok(refused.into_message().into_payload()),
-        other => Err(other.into()),
-    }
+    Ok(error.into_payload().expect("a refused send holds its message"))
 }
