@@ -25,25 +25,23 @@ use tokio_util::sync::CancellationToken;
 
 use crate::AtLeastOnceConfig;
 use crate::pending::{Pending, request_id};
+use crate::short_lock::{ShortLock, ShortLockGuard};
 use crate::stats::AtLeastOnceStats;
 use crate::table::Table;
 use crate::tracked::{Tracked, Untracked, Went};
 
-/// The lock of the sender's table, taken by every at-least-once send and
-/// every batch of ACKs: a spin lock whose waiters yield the CPU between
-/// tries, as the transport's queues are (its `ShortLock`): releasing it is a
-/// plain store, where std's mutex spends an atomic exchange looking for
-/// sleepers. Its holds: a send, whose route pushes to a queue, may write a
-/// frame to the stream itself and wake the writer; a batch of ACKs; the
-/// driver's tick, whose scan is bounded by the in-flight limit (it visits
-/// pending messages only, not every counter sent). Payloads are freed, and
-/// resends logged, after the release (see [`Retired`](crate::pending::Retired)). Rare longer holds,
-/// which waiters spin through: a peer's disconnection scans every pending
-/// message for those it held; a send made while no peer is up goes to the
-/// no-peer buffer, whose lock (a std mutex) the flusher may hold while it
-/// moves a departed peer's frames.
-type TableLock<T> = spin::mutex::SpinMutex<T, spin::relax::Yield>;
-pub(crate) type TableGuard<'a> = spin::mutex::SpinMutexGuard<'a, Table, spin::relax::Yield>;
+/// The sender's table's guard. The table is taken by every at-least-once
+/// send and every batch of ACKs. Its holds: a send, whose route pushes to a
+/// queue, may write a frame to the stream itself and wake the writer; a
+/// batch of ACKs; the driver's tick, whose scan is bounded by the in-flight
+/// limit (it visits pending messages only, not every counter sent).
+/// Payloads are freed, and resends logged, after the release (see
+/// [`Retired`](crate::pending::Retired)). Rare longer holds, which waiters
+/// spin through: a peer's disconnection scans every pending message for
+/// those it held; a send made while no peer is up goes to the no-peer
+/// buffer, whose lock (a std mutex) the flusher may hold while it moves a
+/// departed peer's frames.
+pub(crate) type TableGuard<'a> = ShortLockGuard<'a, Table>;
 
 /// The DATA message a DATA_REQ was made from.
 fn data_of(request: Message) -> Message {
@@ -56,7 +54,7 @@ fn data_of(request: Message) -> Message {
 
 pub(crate) struct Core {
     pub(crate) config: AtLeastOnceConfig,
-    table: TableLock<Table>,
+    table: ShortLock<Table>,
     pub(crate) stats: AtLeastOnceStats,
     /// Woken when in-flight room frees up, and on shutdown.
     pub(crate) room_signal: Arc<Notify>,
@@ -74,7 +72,7 @@ impl Core {
     pub(crate) fn new(config: AtLeastOnceConfig) -> Arc<Self> {
         Arc::new(Self {
             config,
-            table: TableLock::new(Table::new(config.max_in_flight)),
+            table: ShortLock::new(Table::new(config.max_in_flight)),
             stats: AtLeastOnceStats::default(),
             room_signal: Arc::new(Notify::new()),
             settled: Notify::new(),

@@ -146,6 +146,7 @@ mod core;
 mod driver;
 mod pending;
 mod receive;
+mod short_lock;
 mod stats;
 mod table;
 mod tracked;

@@ -3,14 +3,16 @@
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 use smartsock_transport::{AckError, AckHandle, Incoming, MsgId, PeerId};
 use tracing::debug;
+
+use crate::short_lock::ShortLock;
 
 /// The largest duplicate window a socket accepts: about 60 MiB of
 /// memory, all of it taken when the socket is built.
@@ -151,11 +153,16 @@ pub enum AckTiming {
 /// sees it: acknowledges DATA_REQs (unless the transport did on arrival) and
 /// drops repeats.
 ///
-/// Shared by all of a socket's receivers (`&self`); the filter's lock is held
-/// only for a set lookup.
+/// Shared by all of a socket's receivers (`&self`); the filter's lock (a
+/// spin lock: it is taken for every at-least-once message received) is held
+/// only for one look in the window, or one entry and the oldest's removal.
+/// None of them allocates (the window's room is taken up front); now and
+/// then an entry makes the index tidy its removed slots in place, a pass
+/// over the window (4096 messages by default) that other receivers wait
+/// through.
 #[derive(Debug)]
 pub struct ReceiveSide {
-    filter: Option<Mutex<DuplicateFilter>>,
+    filter: Option<ShortLock<DuplicateFilter>>,
     duplicates: AtomicU64,
     unacked: AtomicU64,
 }
@@ -163,7 +170,7 @@ pub struct ReceiveSide {
 impl ReceiveSide {
     /// With a duplicate window of `window` messages, or none for `0`.
     pub fn new(window: usize) -> Self {
-        let filter = (window > 0).then(|| Mutex::new(DuplicateFilter::new(window)));
+        let filter = (window > 0).then(|| ShortLock::new(DuplicateFilter::new(window)));
         Self { filter, duplicates: AtomicU64::new(0), unacked: AtomicU64::new(0) }
     }
 
@@ -179,7 +186,7 @@ impl ReceiveSide {
                 debug!(%peer, id = %ack.id(), "could not queue an ACK; the sender will resend");
             }
             if let Some(filter) = &self.filter {
-                let first = filter.lock().unwrap_or_else(|e| e.into_inner()).first_time(peer, ack.id());
+                let first = filter.lock().first_time(peer, ack.id());
                 if !first {
                     self.duplicates.fetch_add(1, Ordering::Relaxed);
                     debug!(%peer, id = %ack.id(), "dropping a repeated message");
@@ -203,7 +210,7 @@ impl ReceiveSide {
         };
         let Incoming { peer, payload, .. } = incoming;
         if let Some(filter) = &self.filter {
-            if filter.lock().unwrap_or_else(|e| e.into_inner()).contains(peer, ack.id()) {
+            if filter.lock().contains(peer, ack.id()) {
                 self.duplicates.fetch_add(1, Ordering::Relaxed);
                 debug!(%peer, id = %ack.id(), "dropping a repeat of an acknowledged message");
                 if ack.send().is_err() {
@@ -255,7 +262,7 @@ impl AckToken {
         let Some(ack) = self.ack.take() else { return Ok(()) };
         if let Some(side) = self.side.take() {
             if let Some(filter) = &side.filter {
-                filter.lock().unwrap_or_else(|e| e.into_inner()).first_time(self.peer, ack.id());
+                filter.lock().first_time(self.peer, ack.id());
             }
             let sent = ack.send();
             if sent.is_err() {
