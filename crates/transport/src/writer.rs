@@ -117,11 +117,15 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
             return DisconnectReason::Closing;
         }
         idle.as_mut().reset(Instant::now() + config.heartbeat_interval);
-        // Stay scheduled for one more turn before parking on an empty outbox:
-        // while senders keep pushing, the next batch builds up meanwhile and
-        // they never have to wake (on a multi-thread runtime: unpark) a
-        // parked writer for it.
-        tokio::task::yield_now().await;
+        // No turn given up here before looking at the outbox again: on a
+        // multi-thread runtime each such yield also wakes an idle worker
+        // to look for work (tokio does so for every task that yields), and
+        // from `main` on 2 workers that cost more than the larger batches
+        // it let build up (one-way 16 B, 15 paired runs: +16% without it).
+        // `gather` still gives a growing batch its turns, and the
+        // runtime's budget bounds how long the loop runs without a yield
+        // on a stream that never makes it wait.
+        tokio::task::consume_budget().await;
     }
 }
 
