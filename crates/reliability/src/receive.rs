@@ -15,7 +15,8 @@ use tracing::debug;
 use crate::short_lock::ShortLock;
 
 /// The largest duplicate window a socket accepts: about 60 MiB of
-/// memory, all of it taken when the socket is built.
+/// memory, taken when the socket is built (the index may later move once
+/// into a table twice its size, see [`ReceiveSide`]).
 pub const MAX_DUPLICATE_WINDOW: usize = 1 << 20;
 
 /// Remembers the last `capacity` (sender, message id) pairs seen, so that a
@@ -155,11 +156,12 @@ pub enum AckTiming {
 ///
 /// Shared by all of a socket's receivers (`&self`); the filter's lock (a
 /// spin lock: it is taken for every at-least-once message received) is held
-/// only for one look in the window, or one entry and the oldest's removal.
-/// None of them allocates (the window's room is taken up front); now and
-/// then an entry makes the index tidy its removed slots in place, a pass
-/// over the window (4096 messages by default) that other receivers wait
-/// through.
+/// only for one look in the window, or one entry and the oldest's removal,
+/// and it takes no other lock. Now and then an entry makes the index tidy
+/// its removed slots: a pass over the window (4096 messages by default, up
+/// to [`MAX_DUPLICATE_WINDOW`]) that other receivers spin through. The
+/// first such pass may move the index into a table twice its size, the
+/// one allocation a filter makes after it is built.
 #[derive(Debug)]
 pub struct ReceiveSide {
     filter: Option<ShortLock<DuplicateFilter>>,

@@ -16,8 +16,9 @@
 /// for them with an atomic exchange: a second atomic read-modify-write on
 /// every message (figures in docs/ARCHITECTURE.md). The shared write half,
 /// held across a write that may take long, keeps std's mutex. (The
-/// at-least-once table, in the reliability crate, is a lock of this kind
-/// too; its holds are listed there.)
+/// at-least-once table and the receiver's duplicate window, in the
+/// reliability crate, are locks of this kind too; their holds are listed
+/// there.)
 pub(crate) type ShortLock<T> = spin::mutex::SpinMutex<T, spin::relax::Yield>;
 /// What [`ShortLock::lock`] returns.
 pub(crate) type ShortLockGuard<'a, T> = spin::mutex::SpinMutexGuard<'a, T, spin::relax::Yield>;

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::BytesMut;
 use smartsock_framing::{Frame, FrameHeader, LENGTH_PREFIX_LEN, MsgId};
@@ -53,6 +54,11 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     let mut acks = Vec::new();
     let idle = sleep_until(hello_sent + config.heartbeat_interval);
     tokio::pin!(idle);
+    // Writes since the writer last parked on an empty outbox (see below).
+    let mut writes_without_wait = 0;
+    // Set when the writer parks on an empty outbox. Atomic only so that the
+    // future stays `Send`: one task reads and writes it.
+    let waited = AtomicBool::new(false);
     loop {
         let mut heartbeat = false;
         let closing = tokio::select! {
@@ -61,7 +67,13 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
                 batch.extend(outbox.close_chunks(&mut acks));
                 true
             }
-            open = std::future::poll_fn(|cx| outbox.poll_queued(cx)) => {
+            open = std::future::poll_fn(|cx| {
+                let queued = outbox.poll_queued(cx);
+                if queued.is_pending() {
+                    waited.store(true, Ordering::Relaxed);
+                }
+                queued
+            }) => {
                 if !open {
                     return DisconnectReason::Closing;
                 }
@@ -117,17 +129,26 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
             return DisconnectReason::Closing;
         }
         idle.as_mut().reset(Instant::now() + config.heartbeat_interval);
-        // No turn given up here before looking at the outbox again: on a
-        // multi-thread runtime each such yield also wakes an idle worker
-        // to look for work (tokio does so for every task that yields), and
-        // from `main` on 2 workers that cost more than the larger batches
-        // it let build up (one-way 16 B, 15 paired runs: +16% without it).
-        // `gather` still gives a growing batch its turns, and the
-        // runtime's budget bounds how long the loop runs without a yield
-        // on a stream that never makes it wait.
-        tokio::task::consume_budget().await;
+        // Look at the outbox again at once, without giving up the thread:
+        // on a multi-thread runtime each yield also wakes an idle worker to
+        // look for work (tokio's scheduler does so for a task that yields),
+        // which from `main` on 2 workers cost more than the batch it let
+        // grow. But this loop shares its task with the connection's reader,
+        // which runs only while the writer waits or yields: a writer that
+        // always finds a batch waiting yields after a few writes in a row,
+        // so that the peer's ACKs and heartbeats are still read.
+        writes_without_wait = if waited.load(Ordering::Relaxed) { 1 } else { writes_without_wait + 1 };
+        waited.store(false, Ordering::Relaxed);
+        if writes_without_wait >= READER_TURN_AFTER {
+            writes_without_wait = 0;
+            tokio::task::yield_now().await;
+        }
     }
 }
+
+/// Writes in a row, each finding the next batch already waiting, after
+/// which the writer yields once so that the connection's reader runs.
+const READER_TURN_AFTER: u32 = 4;
 
 /// Turns a writer gives senders still adding to a small batch.
 const MAX_GATHER_TURNS: usize = 4;
