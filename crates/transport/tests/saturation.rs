@@ -4,58 +4,130 @@
 
 mod common;
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use common::*;
-use smartsock_transport::{Frame, Outgoing};
+use smartsock_transport::{Frame, Outgoing, PeerId, Side};
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+
+/// Our end of the connection: it reads what the test's peer writes, and
+/// takes every write whole after a short busy wait, so the writer never
+/// waits for it (nor for the runtime's budget, which it does not use), and
+/// a sender on another thread refills the outbox during each write.
+struct BusyStream {
+    read: DuplexStream,
+}
+
+const WRITE_TAKES: Duration = Duration::from_millis(1);
+/// For all of the peer's 20 messages to be read, while the writer is busy.
+const READ_WITHIN: Duration = Duration::from_secs(5);
+
+fn busy() {
+    let until = std::time::Instant::now() + WRITE_TAKES;
+    while std::time::Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
+impl AsyncRead for BusyStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.read).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for BusyStream {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        busy();
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        busy();
+        Poll::Ready(Ok(bufs.iter().map(|buf| buf.len()).sum()))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_that_never_runs_dry_still_lets_its_connection_read() {
-    let (a, b) = (transport(config()), transport(config()));
-    let addr = b.transport.bind("127.0.0.1:0").await.unwrap().to_string();
-    a.transport.connect(&addr).unwrap();
-    let to_b = wait_peer_count(&a.transport, 1).await[0].clone();
-    let to_a = wait_peer_count(&b.transport, 1).await[0].clone();
+    let parts = transport(config());
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    parts.transport.serve(BusyStream { read: ours }, Side::Bind, "memory").unwrap();
+    // The test is the peer; what we write it never sees.
+    let mut peer = MemPeer::new(theirs);
+    peer.send(Frame::hello(PeerId::from_bytes([0x42; 16]))).await;
+    let to_peer = wait_peer_count(&parts.transport, 1).await[0].clone();
 
-    // B takes everything A sends as fast as it comes, so that A's writes
-    // seldom wait for the socket.
-    let b_inbound = b.inbound.clone();
-    let drain = tokio::spawn(async move { while b_inbound.recv().await.is_ok() {} });
-
-    // A thread keeps A's outbox from running dry: its writer finds the next
-    // batch waiting after every write.
+    // A thread keeps the outbox from running dry. Each batch is at least
+    // 32 KiB, which the writer takes without giving senders a turn to add
+    // to it, so its gathering yields are not in play either.
     let stop = Arc::new(AtomicBool::new(false));
-    // Each batch is at least 32 KiB, which the writer takes without giving
-    // senders a turn to add to it (its gathering yields are not in play).
+    let pushed = Arc::new(AtomicU64::new(0));
     let payload = bytes::Bytes::from(vec![7; 32 * 1024]);
     let pusher = {
-        let stop = stop.clone();
+        let (stop, pushed) = (stop.clone(), pushed.clone());
         std::thread::spawn(move || {
             let deadline = std::time::Instant::now() + 2 * WAIT;
-            let mut pushed = 0u64;
             while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
-                for _ in 0..256 {
-                    pushed += u64::from(
-                        to_b.try_send(Outgoing::to_this_peer(Frame::Data(payload.clone()))).is_ok(),
-                    );
+                if to_peer.try_send(Outgoing::to_this_peer(Frame::Data(payload.clone()))).is_ok() {
+                    pushed.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            pushed
         })
     };
+    within("the stream to start", async {
+        while pushed.load(Ordering::Relaxed) < 1000 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    let before = pushed.load(Ordering::Relaxed);
 
-    // Meanwhile B sends A a message at a time: each reaches A's
-    // application while the stream goes on.
-    for n in 0..20u8 {
-        to_a.try_send(Outgoing::to_this_peer(Frame::Data(vec![n].into()))).unwrap();
-        let got = within("B's message, read while A's writer is busy", a.inbound.recv()).await.unwrap();
-        assert_eq!(got.payload[..], [n]);
-        assert!(!pusher.is_finished(), "the stream was still going");
-    }
+    // Meanwhile the peer sends a message at a time: each reaches the
+    // application while the stream goes on. The reader gets a turn every
+    // few writes, so the 20 take well under a second; the bound is
+    // generous. (A writer that never yielded let them through only when
+    // the sending thread was preempted for longer than a write: it ran
+    // past this bound in 4 runs of 4.)
+    let exchange = async {
+        for n in 0..20u8 {
+            peer.send(Frame::Data(vec![n].into())).await;
+            let got = parts.inbound.recv().await.unwrap();
+            assert_eq!(got.payload[..], [n]);
+            assert!(!pusher.is_finished(), "the stream was still going");
+        }
+    };
+    tokio::time::timeout(READ_WITHIN, exchange)
+        .await
+        .expect("the peer's messages read while the writer is busy");
+    assert!(pushed.load(Ordering::Relaxed) > before, "the stream went on meanwhile");
     stop.store(true, Ordering::Relaxed);
-    assert!(pusher.join().unwrap() > 0);
-    a.transport.close().await;
-    b.transport.close().await;
-    drain.await.unwrap();
+    pusher.join().unwrap();
+    // The peer's end closes ours: the close has nothing to wait for.
+    drop(peer);
+    parts.transport.close().await;
 }
