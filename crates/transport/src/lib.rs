@@ -199,6 +199,8 @@ mod unix;
 mod upgrade;
 mod watch;
 mod writer;
+#[cfg(test)]
+mod writer_turns;
 #[cfg(feature = "ws")]
 mod ws;
 

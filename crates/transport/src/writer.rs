@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::BytesMut;
 use smartsock_framing::{Frame, FrameHeader, LENGTH_PREFIX_LEN, MsgId};
@@ -55,10 +54,7 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     let idle = sleep_until(hello_sent + config.heartbeat_interval);
     tokio::pin!(idle);
     // Writes since the writer last parked on an empty outbox (see below).
-    let mut writes_without_wait = 0;
-    // Set when the writer parks on an empty outbox. Atomic only so that the
-    // future stays `Send`: one task reads and writes it.
-    let waited = AtomicBool::new(false);
+    let mut writes_in_a_row = 0;
     loop {
         let mut heartbeat = false;
         let closing = tokio::select! {
@@ -70,7 +66,7 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
             open = std::future::poll_fn(|cx| {
                 let queued = outbox.poll_queued(cx);
                 if queued.is_pending() {
-                    waited.store(true, Ordering::Relaxed);
+                    writes_in_a_row = 0;
                 }
                 queued
             }) => {
@@ -137,10 +133,9 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
         // which runs only while the writer waits or yields: a writer that
         // always finds a batch waiting yields after a few writes in a row,
         // so that the peer's ACKs and heartbeats are still read.
-        writes_without_wait = if waited.load(Ordering::Relaxed) { 1 } else { writes_without_wait + 1 };
-        waited.store(false, Ordering::Relaxed);
-        if writes_without_wait >= READER_TURN_AFTER {
-            writes_without_wait = 0;
+        writes_in_a_row += 1;
+        if writes_in_a_row >= READER_TURN_AFTER {
+            writes_in_a_row = 0;
             tokio::task::yield_now().await;
         }
     }
@@ -148,7 +143,7 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
 
 /// Writes in a row, each finding the next batch already waiting, after
 /// which the writer yields once so that the connection's reader runs.
-const READER_TURN_AFTER: u32 = 4;
+pub(crate) const READER_TURN_AFTER: u32 = 4;
 
 /// Turns a writer gives senders still adding to a small batch.
 const MAX_GATHER_TURNS: usize = 4;
