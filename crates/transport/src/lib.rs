@@ -184,6 +184,7 @@ mod peer;
 mod peer_info;
 mod per_second;
 mod read_buffer;
+mod read_shelf;
 mod reader;
 mod reconnect;
 mod room;

@@ -4,6 +4,8 @@
 use bytes::BytesMut;
 use smartsock_framing::LENGTH_PREFIX_LEN;
 
+use crate::read_shelf::ReadShelf;
+
 /// Bytes the reader asks the OS for at once: big reads, many frames each.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
 /// The read buffer of a new connection, before any traffic: HELLO and
@@ -41,17 +43,32 @@ pub(crate) struct ReadRoom {
     /// longer gets all its room at once, and while it is 16 to 256 KiB,
     /// reads between frames are sized and cut in whole frames of it.
     trusted: usize,
+    /// Buffers of the reads between large frames, for reuse once their
+    /// messages are dropped; given back when the run ends.
+    shelf: ReadShelf,
 }
 
 impl ReadRoom {
     pub(crate) fn new() -> Self {
-        Self { chunk: INITIAL_READ_BUFFER, oversized: false, in_progress: None, trusted: 0 }
+        Self {
+            chunk: INITIAL_READ_BUFFER,
+            oversized: false,
+            in_progress: None,
+            trusted: 0,
+            shelf: ReadShelf::default(),
+        }
     }
 
     /// The frame length that reads between frames follow: the trusted
     /// one, if of 16 to 256 KiB; 0 otherwise.
     fn whole_frame(&self) -> usize {
         if (LARGE_FRAME..=LARGE_READ).contains(&self.trusted) { self.trusted } else { 0 }
+    }
+
+    /// A read found nothing to read (it waits for the peer): buffers kept
+    /// for reuse that nobody uses are given back past a small reserve.
+    pub(crate) fn nothing_to_read(&mut self) {
+        self.shelf.tidy();
     }
 
     /// A read took all the room it had: the peer has more to say than
@@ -93,6 +110,10 @@ impl ReadRoom {
         messages_wait: bool,
     ) -> usize {
         self.learn(envelope, read_buf.len());
+        let whole_frame = self.whole_frame();
+        if whole_frame == 0 {
+            self.shelf.clear();
+        }
         self.oversized |= read_buf.capacity() > MAX_KEPT_BUFFER;
         let needed = envelope.map_or(read_buf.len(), |envelope| envelope.max(read_buf.len()));
         if self.oversized && needed < READ_CHUNK {
@@ -123,12 +144,14 @@ impl ReadRoom {
                 }
             }
             _ => {
-                let (room, least) = match self.whole_frame() {
-                    0 => (self.chunk, self.chunk / 4),
-                    frame => (frame * (LARGE_READ / frame), frame),
-                };
-                if spare < least {
-                    read_buf.reserve(room);
+                if whole_frame == 0 {
+                    if spare < self.chunk / 4 {
+                        read_buf.reserve(self.chunk);
+                    }
+                } else if spare < whole_frame {
+                    // The buffer's earlier frames are still held (it would
+                    // have room otherwise): a kept buffer, or a new one.
+                    self.shelf.reserve(read_buf, whole_frame * (LARGE_READ / whole_frame));
                 }
             }
         }
@@ -443,8 +466,11 @@ mod tests {
 
     #[test]
     fn small_frames_after_large_ones_bring_back_the_usual_room() {
-        let (_, mut room, _) = run_of_frames(64 * 1024 + 1, 4, ARRIVAL);
+        let (run, mut room, _) = run_of_frames(64 * 1024 + 1, 12, ARRIVAL);
         assert_eq!(room.whole_frame(), LENGTH_PREFIX_LEN + 64 * 1024 + 1);
+        // The run's buffers are kept for reuse (their messages still held).
+        assert!(room.shelf.census().0 >= 2, "kept {:?}", room.shelf.census());
+        drop(run);
         // The next small frame caught in progress (its prefix read, not its
         // body): the read is held to its end, as to a large frame's...
         let mut codec = Codec::builder().max_frame_length(ANNOUNCED).build();
@@ -456,6 +482,8 @@ mod tests {
         assert!(codec.decode(&mut buf).unwrap().is_some());
         assert_eq!(room.make_room(&mut buf, codec.envelope_in_progress(), false), usize::MAX);
         assert_eq!(room.whole_frame(), 0);
+        // The run is over: its buffers go back.
+        assert_eq!(room.shelf.census(), (0, 0));
         // Between frames again, an empty buffer gets a chunk, not a quarter MiB.
         let mut empty = BytesMut::new();
         room.make_room(&mut empty, None, false);

@@ -260,7 +260,7 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
         deadline.as_mut().reset(liveness.deadline(progress));
         let mut limited = (&mut *reader).take(limit);
         tokio::select! {
-            read = limited.read_buf(read_buf) => {
+            read = read_or_tidy(&mut limited, read_buf, &mut read_room) => {
                 let n = match read {
                     Ok(n) => n,
                     // A TLS stream that ends without close_notify is still
@@ -284,6 +284,25 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
             () = &mut deadline => return liveness.expired(progress),
         }
     }
+}
+
+/// Reads into `read_buf`'s spare capacity; if nothing has arrived, lets
+/// `read_room` give back the buffers it keeps that nobody uses before
+/// waiting.
+async fn read_or_tidy<R: AsyncRead + Unpin + ?Sized>(
+    reader: &mut R,
+    read_buf: &mut BytesMut,
+    read_room: &mut ReadRoom,
+) -> std::io::Result<usize> {
+    let mut read = std::pin::pin!(reader.read_buf(read_buf));
+    std::future::poll_fn(|cx| {
+        let read = read.as_mut().poll(cx);
+        if read.is_pending() {
+            read_room.nothing_to_read();
+        }
+        read
+    })
+    .await
 }
 
 /// Bytes received and not decoded yet: the frame in progress so far, its
