@@ -8,14 +8,15 @@ use std::task::{Context, Poll, ready};
 use pin_project::pin_project;
 use smartsock_patterns::{Destination, Message, PeerSet, SendError, SendErrorKind};
 use smartsock_transport::{AckReceiver, Frame, MsgId, Transport};
+use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
-use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tower::{Layer, Service};
 
 use crate::AtLeastOnceConfig;
 use crate::core::Core;
-use crate::driver::{AtLeastOnceHandle, DriverParts, UndeliveredReceiver, ViaPeerSet, ViaService, drive};
+use crate::driver::{AtLeastOnceHandle, DriverParts, ViaPeerSet, ViaService, drive};
+use crate::undelivered::UndeliveredReceiver;
 
 /// What at-least-once refuses to do, in words for the error.
 const NO_PUBLISH: &str = "at-least-once delivery cannot be combined with publish: \
@@ -265,7 +266,8 @@ impl AtLeastOnceLayer {
         config.validate()?;
         let core = Core::new(config);
         acks.deliver_to(core.clone());
-        let (undelivered_tx, undelivered) = mpsc::channel(config.undelivered_capacity);
+        let (undelivered_tx, undelivered) =
+            crate::undelivered::channel(config.undelivered_capacity, config.undelivered_bytes);
         let users_gone = CancellationToken::new();
         let parts = DriverParts {
             undelivered: undelivered_tx,

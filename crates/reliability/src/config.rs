@@ -4,6 +4,8 @@ use std::time::Duration;
 
 /// Default [`AtLeastOnceConfig::max_in_flight_bytes`]: 64 MiB.
 pub const DEFAULT_MAX_IN_FLIGHT_BYTES: usize = 64 * 1024 * 1024;
+/// Default [`AtLeastOnceConfig::undelivered_bytes`]: 64 MiB.
+pub const DEFAULT_UNDELIVERED_BYTES: usize = 64 * 1024 * 1024;
 
 /// Settings of [`AtLeastOnce`](crate::AtLeastOnce).
 ///
@@ -44,10 +46,17 @@ pub struct AtLeastOnceConfig {
     /// lengths (a payload sliced from a larger buffer keeps all of that
     /// buffer alive). Default: 64 MiB.
     pub max_in_flight_bytes: usize,
-    /// Given-up messages kept for [`Undelivered`](crate::UndeliveredReceiver)
-    /// readers. When full, further give-ups are counted and reported as
-    /// events but not kept. Default: 1024.
+    /// Given-up messages kept for the [`UndeliveredReceiver`](crate::UndeliveredReceiver).
+    /// When full, further give-ups are counted and reported as events but
+    /// not kept. Default: 1024.
     pub undelivered_capacity: usize,
+    /// Payload bytes of the given-up messages kept for the
+    /// [`UndeliveredReceiver`](crate::UndeliveredReceiver): a message is
+    /// kept while fewer bytes than this are, and then whole (so one larger
+    /// than the mark is kept when nothing else is). Past it, as past
+    /// [`undelivered_capacity`](Self::undelivered_capacity), give-ups are
+    /// counted and reported as events but not kept. Default: 64 MiB.
+    pub undelivered_bytes: usize,
 }
 
 impl Default for AtLeastOnceConfig {
@@ -59,6 +68,7 @@ impl Default for AtLeastOnceConfig {
             max_in_flight: 4096,
             max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
             undelivered_capacity: 1024,
+            undelivered_bytes: DEFAULT_UNDELIVERED_BYTES,
         }
     }
 }
@@ -94,6 +104,9 @@ impl AtLeastOnceConfig {
         }
         if self.undelivered_capacity == 0 {
             return Err("undelivered_capacity must be at least 1".into());
+        }
+        if self.undelivered_bytes == 0 {
+            return Err("undelivered_bytes must be at least 1".into());
         }
         Ok(())
     }

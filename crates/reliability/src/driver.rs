@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use smartsock_patterns::{Attempt, Destination, Message, PeerSet, SendError, SendErrorKind};
 use smartsock_transport::{DropReason, Event, EventsError, MsgId, PeerId, Transport};
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
@@ -18,6 +17,7 @@ use crate::core::Core;
 use crate::pending::Pending;
 use crate::table::{PeerMap, Table};
 use crate::tracked::{Untracked, Went};
+use crate::undelivered::UndeliveredSender;
 
 /// A message that ran out of attempts (or was still unacknowledged when the
 /// sender shut down), handed back to the application.
@@ -30,10 +30,6 @@ pub struct Undelivered {
     /// How many times it was sent.
     pub attempts: u32,
 }
-
-/// Where [`Undelivered`] messages arrive; bounded by
-/// [`AtLeastOnceConfig::undelivered_capacity`](crate::AtLeastOnceConfig::undelivered_capacity).
-pub type UndeliveredReceiver = mpsc::Receiver<Undelivered>;
 
 /// A handle on an at-least-once sender's state, from
 /// [`AtLeastOnceLayer::handle`](crate::AtLeastOnceLayer::handle).
@@ -202,7 +198,7 @@ impl AtLeastOnceHandle {
 pub(crate) type GiveUpHook = Box<dyn Fn(MsgId) + Send + Sync>;
 
 pub(crate) struct DriverParts {
-    pub(crate) undelivered: mpsc::Sender<Undelivered>,
+    pub(crate) undelivered: UndeliveredSender,
     pub(crate) events: Option<Transport>,
     pub(crate) on_give_up: Option<GiveUpHook>,
     /// Cancelled once every service and the layer are gone: nothing new
@@ -554,7 +550,7 @@ where
 
 fn give_up(
     core: &Core,
-    undelivered: &mpsc::Sender<Undelivered>,
+    undelivered: &UndeliveredSender,
     events: Option<&Transport>,
     on_give_up: Option<&(dyn Fn(MsgId) + Send + Sync)>,
     id: MsgId,
@@ -573,7 +569,7 @@ fn give_up(
         events.emit(Event::Dropped { peer, count: 1, reason: DropReason::Undelivered });
     }
     let report = Undelivered { id, message: entry.message, attempts: entry.attempts };
-    if undelivered.try_send(report).is_err() {
+    if !undelivered.offer(report) {
         core.stats.undelivered_not_kept.fetch_add(1, Ordering::Relaxed);
     }
     core.room_signal.notify_waiters();

@@ -150,10 +150,12 @@ mod short_lock;
 mod stats;
 mod table;
 mod tracked;
+mod undelivered;
 
 pub use at_least_once::{AtLeastOnce, AtLeastOnceLayer, ResponseFuture};
-pub use config::{AtLeastOnceConfig, DEFAULT_MAX_IN_FLIGHT_BYTES};
-pub use driver::{AtLeastOnceHandle, Undelivered, UndeliveredReceiver};
+pub use config::{AtLeastOnceConfig, DEFAULT_MAX_IN_FLIGHT_BYTES, DEFAULT_UNDELIVERED_BYTES};
+pub use driver::{AtLeastOnceHandle, Undelivered};
 pub use receive::{AckTiming, AckToken, DuplicateFilter, MAX_DUPLICATE_WINDOW, ReceiveSide};
 pub use stats::AtLeastOnceStats;
 pub use tracked::{Tracked, Untracked, Went};
+pub use undelivered::{TryRecvError, UndeliveredReceiver};

@@ -1,7 +1,8 @@
 //! The at-least-once sender against a peer played by the test, over an
 //! in-memory stream with paused time: resends at exact times with the same
 //! MsgId, forgetting on ACK, giving up after the attempts or the time run
-//! out, the in-flight limit, unknown ACKs, publish refused, and shutdown.
+//! out, what is kept of the given-up messages, the in-flight limit, unknown
+//! ACKs, publish refused, and shutdown.
 
 mod common;
 
@@ -166,6 +167,43 @@ async fn a_message_never_acknowledged_is_handed_back_after_exactly_its_attempts(
     assert_eq!(peer.next_frame(secs(1)).await, None);
     assert_eq!(sender.undelivered.try_recv().unwrap_err(), TryRecvError::Empty);
     assert_eq!((stats.acked(), stats.undelivered()), (0, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn give_ups_past_the_undelivered_byte_mark_are_counted_and_reported_but_not_kept() {
+    // The mark at 300 bytes (and room for far more messages): of four
+    // 100-byte messages given up, three are kept (0, 100, 200 bytes kept
+    // before each); the fourth finds the mark reached.
+    let mut config = reliable(RESEND, 1);
+    config.undelivered_bytes = 300;
+    let mut sender = Sender::new(config);
+    let mut peer = MemPeer::attach(&sender.transport, "mem").await;
+    sender.wait_for_peers(1).await;
+    for _ in 0..4 {
+        sender.send_message(Message::new(vec![7u8; 100])).await.expect("sent");
+        peer.expect_data_req(WAIT).await;
+    }
+    within("every give-up", WAIT, sender.handle.settled()).await;
+    let stats = sender.handle.stats();
+    assert_eq!((stats.undelivered(), stats.undelivered_not_kept()), (4, 1));
+    for _ in 0..3 {
+        let undelivered = sender.undelivered.try_recv().expect("kept");
+        assert_eq!(undelivered.message.payload().len(), 100);
+    }
+    assert_eq!(sender.undelivered.try_recv().unwrap_err(), TryRecvError::Empty);
+    // Every give-up is an event, kept or not.
+    let mut dropped = 0;
+    while let Ok(event) = sender.events.try_recv() {
+        if let Event::Dropped { reason: DropReason::Undelivered, count, .. } = event {
+            dropped += count;
+        }
+    }
+    assert_eq!(dropped, 4);
+    // Taken, they make room again.
+    sender.send_message(Message::new(vec![8u8; 100])).await.expect("sent");
+    peer.expect_data_req(WAIT).await;
+    let undelivered = within("the give-up", WAIT, sender.undelivered.recv()).await.expect("kept again");
+    assert_eq!(undelivered.message.payload()[0], 8);
 }
 
 #[tokio::test(start_paused = true)]

@@ -15,9 +15,10 @@ use smartsock_patterns::{
 };
 use smartsock_reliability::{
     AckTiming, AckToken, AtLeastOnce, AtLeastOnceHandle, AtLeastOnceLayer, ReceiveSide, Undelivered,
+    UndeliveredReceiver,
 };
 use smartsock_transport::{Event, Inbound, PeerInfo, Transport, TryRecvError};
-use tokio::sync::{Mutex, OnceCell, mpsc};
+use tokio::sync::{Mutex, OnceCell};
 use tower::util::BoxService;
 use tower::{BoxError, Layer, ServiceExt};
 use tracing::warn;
@@ -58,7 +59,7 @@ struct Inner {
     tracker: Option<AtLeastOnceHandle>,
     _tracking_layer: Option<AtLeastOnceLayer>,
     /// Shared with `undelivered()` streams, which must not keep the socket alive.
-    undelivered: Arc<Mutex<Option<mpsc::Receiver<Undelivered>>>>,
+    undelivered: Arc<Mutex<Option<UndeliveredReceiver>>>,
     closed: AtomicBool,
     /// Set once a graceful close has run to the end: every `close` call
     /// waits for that one, so a second caller cannot cut the first one's
@@ -477,6 +478,12 @@ impl Socket {
 
     /// At-least-once messages given up after their attempts, handed back.
     /// Empty under at-most-once. Only one stream at a time receives them.
+    /// Until taken, they are kept up to
+    /// [`undelivered_capacity`](smartsock_reliability::AtLeastOnceConfig::undelivered_capacity)
+    /// messages and
+    /// [`undelivered_bytes`](smartsock_reliability::AtLeastOnceConfig::undelivered_bytes)
+    /// of payload; past either, give-ups are only counted and reported as
+    /// events.
     pub fn undelivered(&self) -> BoxStream<'static, Undelivered> {
         futures::stream::unfold(self.inner.undelivered.clone(), |undelivered| async move {
             let next = undelivered.lock().await.as_mut()?.recv().await?;
