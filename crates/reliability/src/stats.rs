@@ -36,8 +36,9 @@ impl AtLeastOnceStats {
         self.undelivered.load(Ordering::Relaxed)
     }
 
-    /// Given-up messages that found the undelivered queue full (reported as
-    /// events and counted here, but not kept).
+    /// Given-up messages that found the undelivered queue at either of its
+    /// marks, in messages or in bytes (reported as events and counted here,
+    /// but not kept).
     pub fn undelivered_not_kept(&self) -> u64 {
         self.undelivered_not_kept.load(Ordering::Relaxed)
     }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 
 use tokio::sync::mpsc;
 pub use tokio::sync::mpsc::error::TryRecvError;
@@ -44,6 +45,11 @@ impl UndeliveredReceiver {
     /// kept message has been taken.
     pub fn try_recv(&mut self) -> Result<Undelivered, TryRecvError> {
         self.messages.try_recv().map(|message| self.taken(message))
+    }
+
+    /// Polls for the next message given up, as [`recv`](Self::recv) does.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Undelivered>> {
+        self.messages.poll_recv(cx).map(|message| message.map(|message| self.taken(message)))
     }
 
     fn taken(&self, message: Undelivered) -> Undelivered {

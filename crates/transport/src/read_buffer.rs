@@ -71,6 +71,12 @@ impl ReadRoom {
         self.shelf.tidy();
     }
 
+    /// A read brought control frames and no message (a HEARTBEAT, say):
+    /// the peer has gone quiet, and the buffers kept for reuse go back.
+    pub(crate) fn quiet(&mut self) {
+        self.shelf.clear();
+    }
+
     /// A read took all the room it had: the peer has more to say than
     /// fits, so reads between frames are big from now on.
     pub(crate) fn filled(&mut self) {

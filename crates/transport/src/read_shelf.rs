@@ -15,8 +15,10 @@
 //! A handle on a buffer whose messages are still held costs nothing: the
 //! messages keep that memory alive anyway. What the shelf adds is the
 //! buffers whose messages are all gone, which it holds only up to
-//! [`MAX_SPARE_BYTES`]: checked whenever a read finds nothing to read, so
-//! a connection that falls quiet keeps no more.
+//! [`MAX_SPARE_BYTES`] (checked whenever a read finds nothing to read, and
+//! on each reuse), and none once the connection goes quiet (a read that
+//! brings control frames and no message, such as a HEARTBEAT) or the run
+//! of large frames ends.
 
 use std::collections::VecDeque;
 
@@ -85,7 +87,7 @@ pub(crate) struct ReadShelf {
 impl ReadShelf {
     /// Gives `read_buf` at least `room` bytes of spare capacity: in place if
     /// no message read into its buffer is still held; else in the oldest
-    /// kept buffer if none of its messages are, or in a new buffer. The
+    /// kept buffer none of whose messages is, or in a new buffer. The
     /// bytes `read_buf` holds move along, and its old buffer is kept (if
     /// the shelf allocated it: its size is then known).
     pub(crate) fn reserve(&mut self, read_buf: &mut BytesMut, room: usize) {
@@ -94,9 +96,11 @@ impl ReadShelf {
         }
         let needed = read_buf.len() + room;
         // Messages are taken in the order they were read, so the oldest
-        // buffer is the first to be free.
-        let reused = self.shelved.front_mut().is_some_and(Shelved::unused).then(|| self.shelved.pop_front());
-        let reclaimed = reused.flatten().and_then(|Shelved { mut view, allocation }| {
+        // buffer is usually the first to be free; but one message kept
+        // longer must not stop the others from being reused.
+        let reused = self.shelved.iter_mut().position(Shelved::unused).and_then(|at| self.shelved.remove(at));
+        let found_spare = reused.is_some();
+        let reclaimed = reused.and_then(|Shelved { mut view, allocation }| {
             // Dropped if too small for this run's reads.
             view.try_reclaim(needed).then_some((view, allocation))
         });
@@ -105,6 +109,12 @@ impl ReadShelf {
             let allocation = Allocation { start: buf.as_ptr() as usize, size: buf.capacity() };
             (buf, allocation)
         });
+        if found_spare {
+            // A peer that keeps the socket readable leaves no read that
+            // finds nothing: the spare buffers are bounded here too (if
+            // none was found, none is spare).
+            self.tidy();
+        }
         fresh.extend_from_slice(read_buf);
         let old = std::mem::replace(read_buf, fresh);
         if let Some(old_allocation) = self.in_use.replace(allocation).filter(|a| a.holds(&old)) {
@@ -116,27 +126,24 @@ impl ReadShelf {
     }
 
     /// A read found nothing to read: of the buffers whose messages are all
-    /// dropped, those past [`MAX_SPARE_BYTES`] go back to the allocator.
+    /// dropped, those past [`MAX_SPARE_BYTES`] go back to the allocator,
+    /// wherever they are on the shelf.
     pub(crate) fn tidy(&mut self) {
         let mut spare = 0;
-        let mut at = 0;
-        // The free ones are at the front (see `reserve`).
-        while let Some(shelved) = self.shelved.get_mut(at) {
+        self.shelved.retain_mut(|shelved| {
             if !shelved.unused() {
-                break;
+                return true;
             }
-            if spare + shelved.allocation.size > MAX_SPARE_BYTES {
-                self.shelved.remove(at);
-            } else {
-                spare += shelved.allocation.size;
-                at += 1;
-            }
-        }
+            spare += shelved.allocation.size;
+            spare <= MAX_SPARE_BYTES
+        });
     }
 
-    /// Gives every kept buffer back (the run of large frames is over).
+    /// Gives every kept buffer back: the run of large frames is over, or
+    /// the connection has gone quiet.
     pub(crate) fn clear(&mut self) {
         self.shelved.clear();
+        self.in_use = None;
     }
 
     /// The buffers kept, and how many of them are unused.
@@ -235,6 +242,61 @@ mod tests {
         shelf.tidy();
         assert_eq!(shelf.census(), (9, 0));
         drop(held);
+    }
+
+    #[test]
+    fn one_message_kept_long_stops_neither_reuse_nor_the_spare_bound() {
+        let mut shelf = ReadShelf::default();
+        let mut buf = BytesMut::new();
+        // The first read's first message is kept for good; the rest of each
+        // read is dropped after the next read.
+        shelf.reserve(&mut buf, ROOM);
+        let kept = read_four(&mut buf, ROOM, 0).swap_remove(0);
+        let mut buffers = HashSet::new();
+        let mut previous = Vec::new();
+        for round in 1..50u8 {
+            shelf.reserve(&mut buf, ROOM);
+            buffers.insert(buf.as_ptr() as usize);
+            let dropped = std::mem::replace(&mut previous, read_four(&mut buf, ROOM, round));
+            for message in dropped {
+                assert!(message.iter().all(|&b| b == round - 1), "a held message was read over");
+            }
+        }
+        // Two buffers go round behind the one the kept message holds.
+        assert_eq!(buffers.len(), 2);
+        assert!(kept.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn unused_buffers_behind_a_held_one_are_given_back_past_a_mib_too() {
+        let room = 256 * 1024;
+        let mut shelf = ReadShelf::default();
+        let mut buf = BytesMut::new();
+        shelf.reserve(&mut buf, room);
+        let kept = read_four(&mut buf, room, 0).swap_remove(0);
+        let mut held = Vec::new();
+        for round in 1..=10u8 {
+            shelf.reserve(&mut buf, room);
+            held.push(read_four(&mut buf, room, round));
+        }
+        drop(held);
+        // The first buffer (held) and nine unused ones behind it.
+        assert_eq!(shelf.census(), (10, 9));
+        shelf.tidy();
+        assert_eq!(shelf.census(), (5, 4));
+        drop(kept);
+    }
+
+    #[test]
+    fn a_reuse_also_gives_back_the_spare_buffers_past_a_mib() {
+        // Nine unused buffers of 256 KiB, and no read that finds nothing.
+        let room = 256 * 1024;
+        let (_, mut shelf) = reads_with_messages_held(10, 10, room);
+        assert_eq!(shelf.census(), (9, 9));
+        let mut buf = BytesMut::new();
+        shelf.reserve(&mut buf, room);
+        // One taken for this read, four spare kept.
+        assert_eq!(shelf.census(), (4, 4));
     }
 
     #[test]

@@ -211,6 +211,9 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
         if let Err(reason) = control_frames.add(control) {
             return reason;
         }
+        if messages == 0 && control > 0 {
+            read_room.quiet();
+        }
         if decoded == MAX_FRAMES_PER_TURN {
             // A bounded amount of work per turn: a peer that floods tiny
             // frames lets the other connections (and the application) run
