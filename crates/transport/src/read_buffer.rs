@@ -44,7 +44,8 @@ pub(crate) struct ReadRoom {
     /// reads between frames are sized and cut in whole frames of it.
     trusted: usize,
     /// Buffers of the reads between large frames, for reuse once their
-    /// messages are dropped; given back when the run ends.
+    /// messages are dropped; given back when the run ends or the peer
+    /// goes quiet.
     shelf: ReadShelf,
 }
 
