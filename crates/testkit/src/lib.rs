@@ -13,6 +13,8 @@
 //!   exact moment (after K bytes, K frames, or inside frame K+1).
 //! - [`netns`]: [`NetLab`], network namespaces joined by veth pairs, whose
 //!   links a test pulls to make a silent partition (no FIN, no RST).
+//! - [`write_sink`]: [`WriteSink`], a write half that takes every write
+//!   whole at once and runs a hook first.
 //! - `sched` (Linux): the calling thread's scheduling policy and nice
 //!   value, for the scheduling tests.
 //!
@@ -48,8 +50,10 @@ pub mod raw;
 pub mod sched;
 pub mod wait;
 pub mod wire;
+pub mod write_sink;
 
 pub use netns::NetLab;
 pub use proxy::{Direction, Fault, FaultProxy, ProxyStats, Trigger};
 pub use raw::{RawListener, RawPeer, RawReader};
 pub use wait::{WAIT, eventually, within, within_for};
+pub use write_sink::WriteSink;

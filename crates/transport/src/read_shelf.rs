@@ -95,11 +95,13 @@ impl ReadShelf {
             return;
         }
         let needed = read_buf.len() + room;
+        // The spare buffers are bounded here too: a peer that keeps the
+        // socket readable leaves no read that finds nothing.
+        self.tidy();
         // Messages are taken in the order they were read, so the oldest
         // buffer is usually the first to be free; but one message kept
         // longer must not stop the others from being reused.
         let reused = self.shelved.iter_mut().position(Shelved::unused).and_then(|at| self.shelved.remove(at));
-        let found_spare = reused.is_some();
         let reclaimed = reused.and_then(|Shelved { mut view, allocation }| {
             // Dropped if too small for this run's reads.
             view.try_reclaim(needed).then_some((view, allocation))
@@ -109,12 +111,6 @@ impl ReadShelf {
             let allocation = Allocation { start: buf.as_ptr() as usize, size: buf.capacity() };
             (buf, allocation)
         });
-        if found_spare {
-            // A peer that keeps the socket readable leaves no read that
-            // finds nothing: the spare buffers are bounded here too (if
-            // none was found, none is spare).
-            self.tidy();
-        }
         fresh.extend_from_slice(read_buf);
         let old = std::mem::replace(read_buf, fresh);
         if let Some(old_allocation) = self.in_use.replace(allocation).filter(|a| a.holds(&old)) {
@@ -295,8 +291,8 @@ mod tests {
         assert_eq!(shelf.census(), (9, 9));
         let mut buf = BytesMut::new();
         shelf.reserve(&mut buf, room);
-        // One taken for this read, four spare kept.
-        assert_eq!(shelf.census(), (4, 4));
+        // Four spare kept, and one of them taken for this read.
+        assert_eq!(shelf.census(), (3, 3));
     }
 
     #[test]

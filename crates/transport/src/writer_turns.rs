@@ -3,68 +3,21 @@
 //! on every write, so that the writer finds the next batch waiting each
 //! time (see `READER_TURN_AFTER` in writer.rs).
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::task::Poll;
 
 use bytes::Bytes;
 use smartsock_framing::{Frame, PeerId};
-use tokio::io::AsyncWrite;
+use smartsock_testkit::WriteSink;
 
 use crate::outbox::Outbox;
 use crate::stats::PeerCounters;
 use crate::writer::{READER_TURN_AFTER, WriteLedger, write_loop};
 use crate::{Side, Transport, TransportConfig};
 
-/// Takes every write whole and counts it; while `refill` is set, each write
-/// queues one more frame.
-struct Refills {
-    outbox: Arc<Outbox>,
-    writes: Arc<AtomicUsize>,
-    refill: Arc<AtomicBool>,
-}
-
 fn frame() -> Frame {
     Frame::Data(Bytes::from_static(b"more"))
-}
-
-impl Refills {
-    fn wrote(&self) {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        if self.refill.load(Ordering::SeqCst) {
-            self.outbox.try_push_frame(&frame(), true).expect("room in the outbox");
-        }
-    }
-}
-
-impl AsyncWrite for Refills {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.wrote();
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.wrote();
-        Poll::Ready(Ok(bufs.iter().map(|buf| buf.len()).sum()))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
 }
 
 // Paused time: the heartbeat never comes due while the test polls.
@@ -75,7 +28,17 @@ async fn the_writer_yields_after_exactly_its_count_of_writes_in_a_row_and_counts
     let outbox = Arc::new(Outbox::new(16, 1 << 20, 16, 1 << 24));
     let writes = Arc::new(AtomicUsize::new(0));
     let refill = Arc::new(AtomicBool::new(true));
-    let mut stream = Refills { outbox: outbox.clone(), writes: writes.clone(), refill: refill.clone() };
+    // Takes every write whole and counts it; while `refill` is set, each
+    // write queues one more frame.
+    let mut stream = WriteSink::new({
+        let (outbox, writes, refill) = (outbox.clone(), writes.clone(), refill.clone());
+        move || {
+            writes.fetch_add(1, Ordering::SeqCst);
+            if refill.load(Ordering::SeqCst) {
+                outbox.try_push_frame(&frame(), true).expect("room in the outbox");
+            }
+        }
+    });
     let id = PeerId::from_bytes([9; 16]);
     let counters = PeerCounters::new(id, "x".into(), Side::Bind, Arc::default());
     let mut ledger = WriteLedger::default();

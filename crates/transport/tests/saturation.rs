@@ -4,24 +4,13 @@
 
 mod common;
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use common::*;
+use smartsock_testkit::WriteSink;
 use smartsock_transport::{Frame, Outgoing, PeerId, Side};
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
-
-/// Our end of the connection: it reads what the test's peer writes, and
-/// takes every write whole after a short busy wait, so the writer never
-/// waits for it (nor for the runtime's budget, which it does not use), and
-/// a sender on another thread refills the outbox during each write.
-struct BusyStream {
-    read: DuplexStream,
-}
 
 const WRITE_TAKES: Duration = Duration::from_millis(1);
 /// For all of the peer's 20 messages to be read, while the writer is busy.
@@ -34,49 +23,16 @@ fn busy() {
     }
 }
 
-impl AsyncRead for BusyStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.read).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for BusyStream {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        busy();
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        busy();
-        Poll::Ready(Ok(bufs.iter().map(|buf| buf.len()).sum()))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_that_never_runs_dry_still_lets_its_connection_read() {
     let parts = transport(config());
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
-    parts.transport.serve(BusyStream { read: ours }, Side::Bind, "memory").unwrap();
+    // Our end reads what the test's peer writes, and takes every write
+    // whole after a short busy wait, so the writer never waits for it (nor
+    // for the runtime's budget, which it does not use), and a sender on
+    // another thread refills the outbox during each write.
+    let busy_stream = tokio::io::join(ours, WriteSink::new(busy));
+    parts.transport.serve(busy_stream, Side::Bind, "memory").unwrap();
     // The test is the peer; what we write it never sees.
     let mut peer = MemPeer::new(theirs);
     peer.send(Frame::hello(PeerId::from_bytes([0x42; 16]))).await;
