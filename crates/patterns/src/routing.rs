@@ -8,8 +8,8 @@ use smartsock_transport::{Frame, NotQueued, PeerHandle, PeerId, PeerSnapshot};
 use crate::peer_set::LoadFn;
 use crate::{Destination, Message, Share, WhenFull};
 
-/// What a caller's `sent_to` holds until [`route`] writes the identity of
-/// the peer a message went to; read only after [`Routed::ToPeer`].
+/// What a caller's `sent_to` starts as; whatever it holds is read only
+/// after [`Routed::ToPeer`].
 pub(crate) const NO_PEER: PeerId = PeerId::from_bytes([0; 16]);
 
 /// How a message for any one peer picks it: the policy, and what counts as
@@ -57,13 +57,13 @@ pub(crate) enum Routed {
 /// - [`Destination::Peer`]: exactly that peer.
 ///
 /// The peer a message went to, when only one ([`Routed::ToPeer`]), is
-/// written to `sent_to` (which holds no meaning after any other outcome: a
-/// peer tried may be written there before its push) as a plain identity,
-/// rather than returned as an `Option<PeerId>`: a copy of one made right
-/// after it was written reads back its tag and half its identity in one
-/// load that straddles the stores of the two (a store-forwarding stall, the
-/// costliest instruction in a small send's profile). Inlined into its
-/// callers, for the same reason: as a call, the outcome went through memory.
+/// written to `sent_to` as a plain identity, rather than returned as an
+/// `Option<PeerId>`: a copy of one made right after it was written reads
+/// back its tag and half its identity in one load that straddles the stores
+/// of the two (a store-forwarding stall, the costliest instruction in a
+/// small send's profile). After any other outcome `sent_to` means nothing:
+/// a peer tried may have been written there. Inlined into its callers, for
+/// the same reason: as a call, the outcome went through memory.
 #[inline(always)]
 pub(crate) fn route(
     snapshot: &PeerSnapshot,
@@ -256,6 +256,7 @@ mod tests {
                 route(snapshot, &cursor, sharing, &message, &mut sent_to, &mut |_| {})
             });
             assert!(matches!(routed, Routed::NoPeer), "{share:?}");
+            // With no peer to try, none was written.
             assert_eq!(sent_to, NO_PEER);
         }
     }

@@ -194,7 +194,7 @@ impl SocketBuilder {
     }
 
     /// Messages queued for one peer before it counts as full (its high-water
-    /// mark). Default: 4096.
+    /// mark). Default: 1024.
     pub fn peer_queue(mut self, messages: usize) -> Self {
         self.transport.outbox_capacity = messages;
         self

@@ -6,13 +6,14 @@ mod common;
 use std::time::Duration;
 
 use common::{disconnected, numbered, pair, recv, within};
+use smartsock::transport::DEFAULT_OUTBOX_CAPACITY;
 use smartsock::{Error, Socket};
 
 #[tokio::test]
 async fn close_right_after_a_burst_delivers_all_of_it() -> Result<(), Error> {
     // More than one peer queue's worth, so part of the burst is still
     // waiting for room when close is called.
-    const BURST: usize = 3_000;
+    const BURST: usize = DEFAULT_OUTBOX_CAPACITY + 2_000;
     let (server, client) = pair().await;
     let payload = vec![b'x'; 200];
     for i in 0..BURST {

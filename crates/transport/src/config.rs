@@ -11,17 +11,18 @@ use crate::TransportError;
 /// The largest queue capacity a setting may ask for (tokio's semaphore limit).
 pub const MAX_CAPACITY: usize = tokio::sync::Semaphore::MAX_PERMITS;
 
-/// Default [`TransportConfig::outbox_capacity`]: 4096 frames per peer.
+/// Default [`TransportConfig::outbox_capacity`]: 1024 frames per peer (near
+/// libzmq's 1000).
 ///
-/// Why not libzmq's 1000: a sender on `main` beside a 2-worker runtime
-/// fills 1024 small frames faster than the writer on a worker writes the
-/// batch before them, and then sleeps until it does (twice the futex calls
-/// per message). With 4096 it rarely waits: paired runs, one-way 16 B on 2
-/// workers from `main`, median +15% (14 pairs), 64 B on current-thread
-/// +9% (8 pairs); at-least-once even. What it costs: a stalled peer holds up
-/// to 4096 frames (within [`DEFAULT_OUTBOX_BYTES`]), and the sender's peak
-/// memory under a slow reader grows by about 0.4 MiB at 64 B.
-pub const DEFAULT_OUTBOX_CAPACITY: usize = 4096;
+/// 4096 was tried: a sender on `main` beside a 2-worker runtime then slept
+/// on a full outbox half as often (one-way 16 B, median +15% over 14 paired
+/// runs), but on current-thread a sender fills the whole outbox before its
+/// writer runs, and batches of 4096 frames of 1 KiB made one-way 1 KiB 7-17%
+/// slower (medians of 8 pairs), even with the encoded runs capped in
+/// length. It would also put up to four times as many frames back into
+/// the no-peer buffer when a peer leaves, and lose four times as many
+/// at-most-once messages in a write that breaks.
+pub const DEFAULT_OUTBOX_CAPACITY: usize = 1024;
 
 /// Default [`TransportConfig::outbox_bytes`]: 8 MiB per peer.
 pub const DEFAULT_OUTBOX_BYTES: usize = 8 * 1024 * 1024;
@@ -125,7 +126,7 @@ pub struct TransportConfig {
     pub max_frame_length: usize,
     /// Frames queued for one peer before its outbox is full (its high-water
     /// mark). What happens at the mark is the sender's choice: the routing
-    /// layers wait, skip the peer, or drop. Default: 4096
+    /// layers wait, skip the peer, or drop. Default: 1024
     /// ([`DEFAULT_OUTBOX_CAPACITY`]).
     ///
     /// The peer's writer takes everything queued at once to write it in one

@@ -114,7 +114,7 @@
 //! | limit | default | when reached |
 //! |---|---|---|
 //! | `max_frame_length` | 16 MiB | the peer is disconnected (`Protocol` reason); nothing is allocated for the announced length: the read buffer grows with the bytes that arrive (unless a frame at least as long, and at most 2 MiB, already came on that connection and no messages wait for room), and is given back after a large frame |
-//! | `outbox_capacity` | 4096 frames per peer | [`PeerHandle::try_send`] hands the frame back; the caller waits, skips or drops |
+//! | `outbox_capacity` | 1024 frames per peer | [`PeerHandle::try_send`] hands the frame back; the caller waits, skips or drops |
 //! | `outbox_bytes` | 8 MiB of payload per peer | the same: a frame is taken while fewer bytes are queued (one large frame may pass the mark) |
 //! | `inbound_capacity` | 1024 messages | reading stops on every connection until the application takes one; TCP pushes back, nothing is dropped |
 //! | `inbound_bytes` | 64 MiB of payload | the same, counted in bytes |
