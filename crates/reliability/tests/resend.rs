@@ -436,6 +436,17 @@ async fn the_largest_valid_in_flight_limit_makes_a_layer() {
     config.max_in_flight_bytes = 0;
     let error = config.validate().expect_err("a byte mark of 0 would never take a send");
     assert!(error.contains("max_in_flight_bytes"), "{error}");
+
+    let mut config = AtLeastOnceConfig::default();
+    assert_eq!(config.undelivered_bytes, smartsock_reliability::DEFAULT_UNDELIVERED_BYTES);
+    (config.undelivered_capacity, config.undelivered_bytes) = (1, 1);
+    assert!(config.validate().is_ok());
+    config.undelivered_bytes = 0;
+    let error = config.validate().expect_err("a byte mark of 0 would keep nothing");
+    assert!(error.contains("undelivered_bytes"), "{error}");
+    (config.undelivered_capacity, config.undelivered_bytes) = (0, 1);
+    let error = config.validate().expect_err("room for no message");
+    assert!(error.contains("undelivered_capacity"), "{error}");
 }
 
 #[tokio::test(start_paused = true)]

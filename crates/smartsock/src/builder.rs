@@ -333,6 +333,20 @@ impl SocketBuilder {
         self
     }
 
+    /// Under at-least-once: given-up messages kept for
+    /// [`Socket::undelivered`] until it takes them, at most `messages` of
+    /// them, taken while their payloads come to fewer than `bytes` (each
+    /// whole, so one larger message still fits when nothing else is kept).
+    /// Past either mark a give-up is only counted
+    /// (`AtLeastOnceStats::undelivered_not_kept`) and reported as an
+    /// event. Defaults: 1024 messages, 64 MiB. Either at 0 is refused by
+    /// [`build`](SocketBuilder::build).
+    pub fn undelivered_queue(mut self, messages: usize, bytes: usize) -> Self {
+        self.at_least_once.undelivered_capacity = messages;
+        self.at_least_once.undelivered_bytes = bytes;
+        self
+    }
+
     /// Bounds how long [`Socket::send`] and [`Socket::send_to`] wait for room
     /// (a full peer queue, a full no-peer buffer, the in-flight limit). When
     /// it runs out the send fails with `SendErrorKind::TimedOut` and hands

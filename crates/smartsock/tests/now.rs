@@ -156,6 +156,13 @@ async fn at_least_once_refuses_a_send_now_at_its_in_flight_byte_mark() -> Result
     let error =
         Socket::builder().delivery(Delivery::AtLeastOnce).max_in_flight_bytes(0).build().expect_err("0");
     assert!(error.to_string().contains("max_in_flight_bytes"), "{error}");
+    // So are the undelivered queue's marks at 0, and taken at 1.
+    let builder = || Socket::builder().delivery(Delivery::AtLeastOnce);
+    let error = builder().undelivered_queue(1, 0).build().expect_err("0 bytes");
+    assert!(error.to_string().contains("undelivered_bytes"), "{error}");
+    let error = builder().undelivered_queue(0, 1).build().expect_err("0 messages");
+    assert!(error.to_string().contains("undelivered_capacity"), "{error}");
+    builder().undelivered_queue(1, 1).build()?;
     Ok(())
 }
 

@@ -472,6 +472,17 @@ mod tests {
     }
 
     #[test]
+    fn a_quiet_connection_gives_back_every_kept_buffer_but_keeps_its_run() {
+        let (run, mut room, _) = run_of_frames(64 * 1024 + 1, 12, ARRIVAL);
+        assert!(room.shelf.census().0 >= 2);
+        room.quiet();
+        assert_eq!(room.shelf.census(), (0, 0));
+        // Still in the run: the next read is still cut in whole frames.
+        assert_eq!(room.whole_frame(), LENGTH_PREFIX_LEN + 64 * 1024 + 1);
+        drop(run);
+    }
+
+    #[test]
     fn small_frames_after_large_ones_bring_back_the_usual_room() {
         let (run, mut room, _) = run_of_frames(64 * 1024 + 1, 12, ARRIVAL);
         assert_eq!(room.whole_frame(), LENGTH_PREFIX_LEN + 64 * 1024 + 1);
