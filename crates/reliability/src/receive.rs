@@ -1,7 +1,6 @@
 //! The receiving side, for every socket whatever its own guarantee:
 //! acknowledging DATA_REQs and dropping repeats.
 
-use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,14 +13,21 @@ use tracing::debug;
 
 use crate::short_lock::ShortLock;
 
-/// The largest duplicate window a socket accepts: about 60 MiB of
-/// memory, taken when the socket is built (the index may later move once
-/// into a table twice its size, see [`ReceiveSide`]).
+/// The largest duplicate window a socket accepts: about 84 MiB of
+/// memory, taken when the socket is built.
 pub const MAX_DUPLICATE_WINDOW: usize = 1 << 20;
 
-/// Remembers the last `capacity` (sender, message id) pairs seen, so that a
-/// repeat among them is recognised. Best effort: a repeat older than the
-/// window is not recognised.
+/// Remembers recent (sender, message id) pairs, so that a repeat among them
+/// is recognised: at least the last `capacity` recorded, at most the last
+/// `2 * capacity - 1`. Best effort: a repeat older than that is not
+/// recognised.
+///
+/// The window is kept as two generations of `capacity` messages each: new
+/// messages join the current one; when it is full it becomes the previous
+/// one, and the previous one is cleared to be the next current. A message
+/// therefore never has to leave one by one: removing the oldest was a probe
+/// of the index at a place last touched `capacity` messages before (a
+/// cache miss), a third of the receiver's cost for the window.
 ///
 /// ```
 /// use smartsock_reliability::DuplicateFilter;
@@ -37,93 +43,99 @@ pub const MAX_DUPLICATE_WINDOW: usize = 1 << 20;
 pub struct DuplicateFilter {
     capacity: usize,
     /// A fast hash, seeded per filter: peers choose their ids, but cannot
-    /// see the seed to aim at collisions (and the window is bounded).
+    /// see the seed to aim at collisions (and each generation is bounded).
     hasher: foldhash::fast::RandomState,
-    /// The window, oldest first, each with its hash: a message's hash is
-    /// computed once, when it arrives (the oldest leaves by its stored one).
-    order: VecDeque<(PeerId, MsgId, u64)>,
-    /// Where each message of the window is in `order`, found by its hash;
-    /// a position counts from the first message ever recorded.
-    index: HashTable<u64>,
-    /// The position of `order`'s front.
-    base: u64,
+    current: Generation,
+    previous: Generation,
+}
+
+/// Up to `capacity` messages, in the order recorded, and an index of them
+/// by hash. The index is sized for `capacity` when it is made and only ever
+/// cleared whole, never removed from: it never grows, and never has to
+/// tidy removed slots.
+struct Generation {
+    messages: Vec<(PeerId, MsgId)>,
+    /// Positions in `messages` (`u32`: a window is at most
+    /// [`MAX_DUPLICATE_WINDOW`] messages, and a small index stays in cache).
+    index: HashTable<u32>,
+}
+
+impl Generation {
+    fn new(capacity: usize) -> Self {
+        Self { messages: Vec::with_capacity(capacity), index: HashTable::with_capacity(capacity) }
+    }
+
+    fn contains(&self, hash: u64, key: (PeerId, MsgId)) -> bool {
+        let messages = &self.messages;
+        self.index.find(hash, |&at| messages[at as usize] == key).is_some()
+    }
+
+    fn clear(&mut self) {
+        self.messages.clear();
+        self.index.clear();
+    }
 }
 
 impl std::fmt::Debug for DuplicateFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DuplicateFilter")
             .field("capacity", &self.capacity)
-            .field("len", &self.order.len())
+            .field("len", &(self.current.messages.len() + self.previous.messages.len()))
             .finish()
     }
 }
 
 impl DuplicateFilter {
-    /// A filter remembering the last `capacity` messages (at least 1).
+    /// A filter remembering at least the last `capacity` messages (at
+    /// least 1, at most [`MAX_DUPLICATE_WINDOW`]: a larger capacity is
+    /// taken as that).
     pub fn new(capacity: usize) -> Self {
-        let capacity = capacity.max(1);
+        let capacity = capacity.clamp(1, MAX_DUPLICATE_WINDOW);
         Self {
             capacity,
             hasher: foldhash::fast::RandomState::default(),
-            // One more than the window: see `first_time`.
-            order: VecDeque::with_capacity(capacity.saturating_add(1)),
-            index: HashTable::with_capacity(capacity.saturating_add(1)),
-            base: 0,
+            current: Generation::new(capacity),
+            previous: Generation::new(capacity),
         }
     }
 
     /// Whether the message is in the window, without recording it.
     pub fn contains(&self, peer: PeerId, id: MsgId) -> bool {
-        self.find(peer, id, self.hasher.hash_one((peer, id))).is_some()
-    }
-
-    fn find(&self, peer: PeerId, id: MsgId, hash: u64) -> Option<&u64> {
-        let (order, base) = (&self.order, self.base);
-        self.index.find(hash, |&at| {
-            let (p, i, _) = order[(at - base) as usize];
-            p == peer && i == id
-        })
+        let key = (peer, id);
+        let hash = self.hasher.hash_one(key);
+        self.current.contains(hash, key) || self.previous.contains(hash, key)
     }
 
     /// Records the message; false if it was already in the window.
     ///
-    /// One probe of the index both looks for the message and finds its
-    /// place (a look, then an insert, was two; a hash table operation per
-    /// received at-least-once message shows in the receiver's profile).
-    /// The message joins the window before the oldest leaves it, so a
-    /// repeat of the oldest is still recognised: for that moment the window
-    /// holds one more than its capacity, which the index has room for.
+    /// One probe of the current generation's index both looks for the
+    /// message and finds its place (a look, then an insert, was two).
     pub fn first_time(&mut self, peer: PeerId, id: MsgId) -> bool {
-        let hash = self.hasher.hash_one((peer, id));
-        let at = self.base + self.order.len() as u64;
-        // In `order` first, so that the index can rehash it if it must.
-        self.order.push_back((peer, id, hash));
-        let (order, base) = (&self.order, self.base);
-        let entry = self.index.entry(
+        let key = (peer, id);
+        let hash = self.hasher.hash_one(key);
+        if self.previous.contains(hash, key) {
+            return false;
+        }
+        let Generation { messages, index } = &mut self.current;
+        let at = messages.len() as u32;
+        // The index never grows (it was made for `capacity`), so the rehash
+        // closure is never called; it is still right.
+        let hasher = &self.hasher;
+        let entry = index.entry(
             hash,
-            |&at| {
-                let (p, i, _) = order[(at - base) as usize];
-                p == peer && i == id
-            },
-            |&at| order[(at - base) as usize].2,
+            |&at| messages[at as usize] == key,
+            |&at| hasher.hash_one(messages[at as usize]),
         );
         match entry {
-            Entry::Occupied(_) => {
-                self.order.pop_back();
-                return false;
-            }
+            Entry::Occupied(_) => return false,
             Entry::Vacant(slot) => {
                 slot.insert(at);
             }
         }
-        if self.order.len() > self.capacity {
-            if let Some((_, _, oldest)) = self.order.pop_front() {
-                let base = self.base;
-                if let Ok(entry) = self.index.find_entry(oldest, |&at| at == base) {
-                    entry.remove();
-                }
-                self.base += 1;
-            }
+        messages.push(key);
+        if messages.len() == self.capacity {
+            std::mem::swap(&mut self.current, &mut self.previous);
+            self.current.clear();
         }
         true
     }
@@ -156,12 +168,12 @@ pub enum AckTiming {
 ///
 /// Shared by all of a socket's receivers (`&self`); the filter's lock (a
 /// spin lock: it is taken for every at-least-once message received) is held
-/// only for one look in the window, or one entry and the oldest's removal,
-/// and it takes no other lock. Now and then an entry makes the index tidy
-/// its removed slots: a pass over the window (4096 messages by default, up
-/// to [`MAX_DUPLICATE_WINDOW`]) that other receivers spin through. The
-/// first such pass may move the index into a table twice its size, the
-/// one allocation a filter makes after it is built.
+/// only for one look in the window, or one entry, and it takes no other
+/// lock. Every `window` entries the window turns and clears its older
+/// generation's index: a write of 2 bytes per message of the window
+/// (8 KiB by default, 2 MiB at [`MAX_DUPLICATE_WINDOW`]) that other
+/// receivers spin through. The filter
+/// allocates nothing after it is built.
 #[derive(Debug)]
 pub struct ReceiveSide {
     filter: Option<ShortLock<DuplicateFilter>>,
@@ -311,19 +323,31 @@ mod tests {
     }
 
     #[test]
-    fn the_window_holds_exactly_its_capacity_and_its_index_no_more() {
+    fn each_generation_holds_at_most_its_capacity_and_its_index_never_grows() {
         const CAPACITY: u64 = 100;
         let mut filter = DuplicateFilter::new(CAPACITY as usize);
+        let buckets = filter.current.index.capacity();
         let peer = PeerId::random();
         for n in 0..10_000 {
             assert!(filter.first_time(peer, id(n)), "message {n} is new");
-            assert!(filter.order.len() as u64 <= CAPACITY && filter.index.len() == filter.order.len());
+            for generation in [&filter.current, &filter.previous] {
+                assert!(generation.messages.len() as u64 <= CAPACITY);
+                assert_eq!(generation.index.len(), generation.messages.len());
+                assert_eq!(generation.index.capacity(), buckets, "no index grew");
+            }
         }
-        // The last CAPACITY are repeats (the oldest of them too, at the
-        // boundary); the one before them has left the window.
+        // 10,000 is a multiple of the capacity: the window has just turned,
+        // so it holds exactly the last CAPACITY (the oldest of them too,
+        // at the boundary); the one before them has left it.
+        assert_eq!(filter.current.messages.len(), 0);
         assert!(!filter.first_time(peer, id(10_000 - CAPACITY)));
         assert!(!filter.first_time(peer, id(9_999)));
         assert!(filter.first_time(peer, id(10_000 - CAPACITY - 1)));
-        assert_eq!(filter.order.len() as u64, CAPACITY);
+    }
+
+    #[test]
+    fn a_capacity_past_the_largest_window_is_taken_as_it() {
+        assert_eq!(DuplicateFilter::new(MAX_DUPLICATE_WINDOW + 1).capacity, MAX_DUPLICATE_WINDOW);
+        assert_eq!(DuplicateFilter::new(0).capacity, 1);
     }
 }

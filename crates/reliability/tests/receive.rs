@@ -180,26 +180,36 @@ async fn an_ack_that_cannot_be_sent_is_counted_and_the_message_still_delivered()
 }
 
 #[test]
-fn the_duplicate_window_forgets_the_oldest_first() {
+fn the_duplicate_window_forgets_a_whole_generation_at_a_time() {
     let mut filter = DuplicateFilter::new(2);
     let peer = PeerId::random();
-    let [a, b, c] = [[1; 16], [2; 16], [3; 16]].map(MsgId::from_bytes);
+    let [a, b, c, d, e] = [[1; 16], [2; 16], [3; 16], [4; 16], [5; 16]].map(MsgId::from_bytes);
     assert!(filter.first_time(peer, a));
     assert!(filter.first_time(peer, b));
     assert!(!filter.first_time(peer, a), "a repeat inside the window");
-    assert!(filter.first_time(peer, c), "pushes the oldest, a, out");
-    assert!(!filter.first_time(peer, b));
-    assert!(!filter.first_time(peer, c));
-    assert!(filter.first_time(peer, a), "older than the window: seen as new");
+    assert!(filter.first_time(peer, c));
+    assert!(!filter.first_time(peer, a), "a, b and c: up to twice the capacity less one");
+    assert!(filter.first_time(peer, d), "the window turns: a and b leave together");
+    assert!(filter.first_time(peer, b), "b is seen as new, and recorded again");
+    assert!(!filter.first_time(peer, c), "the last two, at least, are held");
+    assert!(!filter.first_time(peer, d));
+    assert!(filter.first_time(peer, e), "the window turns again: c and d leave");
+    assert!(filter.first_time(peer, c));
+    assert!(!filter.first_time(peer, b), "b and e are held");
 }
 
 #[test]
-fn the_duplicate_window_answers_as_a_plain_list_of_the_last_messages_would() {
-    // Many turns of the window (and rehashes of its index), over ids that
-    // repeat at every distance: each answer checked against the plain model.
+fn the_duplicate_window_answers_as_a_model_of_its_generations_would() {
+    // Many turns of the window, over ids that repeat at every distance:
+    // each answer checked against a model that numbers the messages
+    // recorded. The n-th (from 0) belongs to generation n / CAPACITY; the
+    // window is the current generation and the one before it. So it always
+    // holds the last CAPACITY recorded, and never the 2 * CAPACITY-th back.
     const CAPACITY: usize = 37;
     let mut filter = DuplicateFilter::new(CAPACITY);
-    let mut model: std::collections::VecDeque<(PeerId, MsgId)> = Default::default();
+    let mut recorded_at: std::collections::HashMap<(PeerId, MsgId), usize> = Default::default();
+    let mut recorded = 0;
+    let (mut repeats, mut forgotten) = (0, 0);
     let peers = [PeerId::from_bytes([1; 16]), PeerId::from_bytes([2; 16])];
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     for _ in 0..20_000 {
@@ -207,15 +217,29 @@ fn the_duplicate_window_answers_as_a_plain_list_of_the_last_messages_would() {
         state ^= state >> 7;
         state ^= state << 17;
         let peer = peers[(state & 1) as usize];
-        let id = MsgId::from_bytes([(state >> 8) as u8 % 61; 16]);
-        let expected = !model.contains(&(peer, id));
-        if expected {
-            if model.len() == CAPACITY {
-                model.pop_front();
+        let id = MsgId::from_bytes([(state >> 8) as u8 % 97; 16]);
+        let in_window =
+            recorded_at.get(&(peer, id)).is_some_and(|&n| n / CAPACITY + 1 >= recorded / CAPACITY);
+        if let Some(&n) = recorded_at.get(&(peer, id)) {
+            let back = recorded - n;
+            assert!(back > CAPACITY || in_window, "the last CAPACITY are always held");
+            assert!(back < 2 * CAPACITY || !in_window, "never more than 2 * CAPACITY - 1");
+            if in_window {
+                repeats += 1;
+            } else {
+                forgotten += 1;
             }
-            model.push_back((peer, id));
         }
-        assert_eq!(filter.first_time(peer, id), expected);
+        assert_eq!(filter.contains(peer, id), in_window);
+        assert_eq!(filter.first_time(peer, id), !in_window);
+        if !in_window {
+            recorded_at.insert((peer, id), recorded);
+            recorded += 1;
+        }
         assert!(filter.contains(peer, id), "just recorded or already there");
     }
+    assert!(
+        repeats > 1000 && forgotten > 1000,
+        "both answers well exercised: {repeats} repeats, {forgotten} forgotten"
+    );
 }

@@ -288,9 +288,10 @@ impl SocketBuilder {
     }
 
     /// Recent (sender, message id) pairs remembered to drop repeated
-    /// at-least-once messages; 0 turns the filter off. Default: 4096. The
-    /// window's memory (about 60 bytes a message) is taken when the socket
-    /// is built; more than
+    /// at-least-once messages: at least the last `messages`, at most twice
+    /// as many (see [`DuplicateFilter`](crate::reliability::DuplicateFilter));
+    /// 0 turns the filter off. Default: 4096. The window's memory (about
+    /// 75 to 85 bytes a message) is taken when the socket is built; more than
     /// [`MAX_DUPLICATE_WINDOW`](crate::reliability::MAX_DUPLICATE_WINDOW)
     /// (1,048,576) is refused by [`build`](SocketBuilder::build).
     pub fn duplicate_window(mut self, messages: usize) -> Self {
