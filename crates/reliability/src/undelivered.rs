@@ -7,9 +7,29 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::sync::mpsc;
-pub use tokio::sync::mpsc::error::TryRecvError;
 
 use crate::driver::Undelivered;
+
+/// Why [`UndeliveredReceiver::try_recv`] returned no message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TryRecvError {
+    /// No given-up message is kept now.
+    Empty,
+    /// None is kept, and none will be: the at-least-once sender has ended.
+    Closed,
+}
+
+impl std::fmt::Display for TryRecvError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Empty => "no given-up message is kept now",
+            Self::Closed => "the at-least-once sender has ended and every kept message was taken",
+        })
+    }
+}
+
+impl std::error::Error for TryRecvError {}
 
 /// Where [`Undelivered`] messages arrive, from
 /// [`AtLeastOnceLayer::new`](crate::AtLeastOnceLayer::new).
@@ -41,10 +61,14 @@ impl UndeliveredReceiver {
     /// # Errors
     ///
     /// [`TryRecvError::Empty`] if none is kept now,
-    /// [`TryRecvError::Disconnected`] once the sender has ended and every
-    /// kept message has been taken.
+    /// [`TryRecvError::Closed`] once the sender has ended and every kept
+    /// message has been taken.
     pub fn try_recv(&mut self) -> Result<Undelivered, TryRecvError> {
-        self.messages.try_recv().map(|message| self.taken(message))
+        match self.messages.try_recv() {
+            Ok(message) => Ok(self.taken(message)),
+            Err(mpsc::error::TryRecvError::Empty) => Err(TryRecvError::Empty),
+            Err(mpsc::error::TryRecvError::Disconnected) => Err(TryRecvError::Closed),
+        }
     }
 
     /// Polls for the next message given up, as [`recv`](Self::recv) does.
@@ -162,6 +186,10 @@ mod tests {
         drop(tx);
         assert_eq!(rx.recv().await.unwrap().attempts, 1);
         assert!(rx.recv().await.is_none());
-        assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Disconnected);
+        assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Closed);
+        assert_eq!(
+            TryRecvError::Closed.to_string(),
+            "the at-least-once sender has ended and every kept message was taken"
+        );
     }
 }

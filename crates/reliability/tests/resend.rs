@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use common::{MemPeer, Sender, WAIT, reliable, within};
 use smartsock_patterns::{Destination, Message, SendErrorKind, WhenFull};
-use smartsock_reliability::AtLeastOnceConfig;
+use smartsock_reliability::{AtLeastOnceConfig, TryRecvError};
 use smartsock_transport::{DropReason, Event, Frame, MsgId, PeerId};
-use tokio::sync::mpsc::error::TryRecvError;
 use tokio::time::Instant;
 
 const RESEND: Duration = Duration::from_secs(5);
@@ -411,7 +410,7 @@ async fn shutdown_hands_back_every_message_accepted_before_it() {
     assert_eq!(error.kind(), &SendErrorKind::Closed);
     assert_eq!(error.into_message().into_payload(), "after");
     // The driver has ended: nothing more will be reported.
-    assert_eq!(sender.undelivered.try_recv().unwrap_err(), TryRecvError::Disconnected);
+    assert_eq!(sender.undelivered.try_recv().unwrap_err(), TryRecvError::Closed);
 }
 
 #[tokio::test]
