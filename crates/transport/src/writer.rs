@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::task::Poll;
 
 use bytes::BytesMut;
 use smartsock_framing::{Frame, FrameHeader, LENGTH_PREFIX_LEN, MsgId};
@@ -78,8 +79,17 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
                 // the whole of it in one take, so a batch is never more than
                 // one outbox-full, and one run buffer serves it.
                 let spare = &mut encoder.spare;
-                if !std::future::poll_fn(|cx| outbox.poll_drain(cx, &shared.room, &mut acks, batch, spare)).await {
+                let drained = std::future::poll_fn(|cx| match outbox.poll_drain(cx, &shared.room, &mut acks, batch, spare) {
+                    // A sender that found the outbox full wrote it all
+                    // itself: nothing to take; back to the select.
+                    Poll::Pending => Poll::Ready(true),
+                    ready => ready,
+                });
+                if !drained.await {
                     return DisconnectReason::Closing;
+                }
+                if acks.is_empty() && batch.is_empty() {
+                    continue;
                 }
                 false
             }
