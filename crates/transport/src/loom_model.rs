@@ -17,7 +17,9 @@
 //! Senders that write a frame to the stream themselves while the writer is
 //! idle share the stream with the writer: the last model checks that every
 //! frame reaches it exactly once, each sender's in its order, and that a
-//! frame queued behind a sender's write still wakes the writer.
+//! frame queued behind a sender's write still wakes the writer; another
+//! model does the same for a sender that finds the outbox full and writes
+//! the queue itself.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
