@@ -24,10 +24,8 @@ pub const MAX_DUPLICATE_WINDOW: usize = 1 << 20;
 ///
 /// The window is kept as two generations of `capacity` messages each: new
 /// messages join the current one; when it is full it becomes the previous
-/// one, and the previous one is cleared to be the next current. A message
-/// therefore never has to leave one by one: removing the oldest was a probe
-/// of the index at a place last touched `capacity` messages before (a
-/// cache miss), a third of the receiver's cost for the window.
+/// one, and the previous one is cleared to be the next current. So no
+/// message ever leaves one by one (see docs/ARCHITECTURE.md for why).
 ///
 /// ```
 /// use smartsock_reliability::DuplicateFilter;
@@ -170,10 +168,9 @@ pub enum AckTiming {
 /// spin lock: it is taken for every at-least-once message received) is held
 /// only for one look in the window, or one entry, and it takes no other
 /// lock. Every `window` entries the window turns and clears its older
-/// generation's index: a write of 2 bytes per message of the window
-/// (8 KiB by default, 2 MiB at [`MAX_DUPLICATE_WINDOW`]) that other
-/// receivers spin through. The filter
-/// allocates nothing after it is built.
+/// generation's index: a write of 1 to 2.3 bytes per message of the
+/// window (8 KiB by default, 2 MiB at [`MAX_DUPLICATE_WINDOW`]) that other
+/// receivers spin through. The filter allocates nothing after it is built.
 #[derive(Debug)]
 pub struct ReceiveSide {
     filter: Option<ShortLock<DuplicateFilter>>,

@@ -291,7 +291,7 @@ impl SocketBuilder {
     /// at-least-once messages: at least the last `messages`, at most twice
     /// as many (see [`DuplicateFilter`](crate::reliability::DuplicateFilter));
     /// 0 turns the filter off. Default: 4096. The window's memory (about
-    /// 75 to 85 bytes a message) is taken when the socket is built; more than
+    /// 75 to 87 bytes a message) is taken when the socket is built; more than
     /// [`MAX_DUPLICATE_WINDOW`](crate::reliability::MAX_DUPLICATE_WINDOW)
     /// (1,048,576) is refused by [`build`](SocketBuilder::build).
     pub fn duplicate_window(mut self, messages: usize) -> Self {

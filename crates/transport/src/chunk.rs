@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use bytes::BytesMut;
-use smartsock_framing::{Frame, LENGTH_PREFIX_LEN};
+use smartsock_framing::{Frame, FrameKind, LENGTH_PREFIX_LEN, MsgId};
 
 use crate::peer::Outgoing;
 
@@ -112,10 +112,15 @@ pub(crate) fn whole_frames(run: &[u8], taken: usize) -> Written {
         let mut prefix = [0; LENGTH_PREFIX_LEN];
         prefix.copy_from_slice(&run[at..at + LENGTH_PREFIX_LEN]);
         let len = LENGTH_PREFIX_LEN + u32::from_be_bytes(prefix) as usize;
-        let (messages, payload) = match run[at + LENGTH_PREFIX_LEN] {
-            0x03 => (1, len - LENGTH_PREFIX_LEN - 1),
-            0x04 => (1, len - LENGTH_PREFIX_LEN - 1 - 16),
-            _ => (0, 0),
+        // What `Outbox::try_push_frame` counted for the frame: a message
+        // for DATA and DATA_REQ, and `Frame::payload`'s length for any kind.
+        let body = len - LENGTH_PREFIX_LEN - 1;
+        let (messages, payload) = match FrameKind::from_type_byte(run[at + LENGTH_PREFIX_LEN]) {
+            Some(FrameKind::Data) => (1, body),
+            Some(FrameKind::DataReq) => (1, body - size_of::<MsgId>()),
+            // HELLO, HEARTBEAT, ACK: fixed fields, no payload.
+            Some(_) => (0, 0),
+            None => (0, body),
         };
         if at + len > taken {
             written.cut = Some(Cut { len, messages, payload });

@@ -202,8 +202,16 @@ mod tests {
         }
         let server = reader.await.expect("every frame, in order");
         assert!(to_server.outbox.direct_written() > 0, "the sender wrote some itself");
-        let stats = client.transport.stats();
-        assert_eq!(stats.peers[0].traffic.messages_out, u64::from(FRAMES));
+        // The writer counts its last batch once its write returns, which may
+        // be after the server has read it.
+        let counted = || client.transport.stats().peers[0].traffic.messages_out;
+        let all_counted = async {
+            while counted() < u64::from(FRAMES) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), all_counted).await.expect("counted within 10 s");
+        assert_eq!(counted(), u64::from(FRAMES), "each frame counted once");
         server.transport.close().await;
     }
 

@@ -27,9 +27,10 @@
 //! multi-thread runtime, a sender on `main` otherwise filled the outbox
 //! while the writer it had woken was still on its way, then slept on the
 //! full outbox until the writer had written it (two sleeps and two wake-ups
-//! of threads a batch). Only a sender outside any task does so (the
+//! of threads a batch). Only a sender outside any tokio task does so (the
 //! `block_on` of `main`, a thread of its own): a task that never waits
-//! would hold up the other tasks of its worker. A frame the stream took
+//! would hold up the other tasks of its worker. It writes at most
+//! `MAX_SENDER_WRITE` at a time, holding the lock. A frame the stream took
 //! only part of stays at the front, as a tail, for the writer.
 
 use std::collections::VecDeque;
@@ -57,6 +58,10 @@ const MAX_KEPT_ENCODED: usize = 1024 * 1024;
 
 /// A sender's encode buffer for its own writes larger than this is not kept.
 const MAX_KEPT_DIRECT: usize = 4 * 1024;
+
+/// The most a sender that found the outbox full writes of it in one write,
+/// under the outbox's lock (the rest stays queued).
+pub(crate) const MAX_SENDER_WRITE: usize = 64 * 1024;
 
 // Aligned so that the reference counts of the `Arc` it lives in (touched by
 // the reader for every message's ACK handle) share no cache line with its
@@ -115,9 +120,11 @@ struct State {
     direct_at: Option<tokio::time::Instant>,
     /// Where a sender encodes the frame it writes itself.
     direct_buf: BytesMut,
-    /// The writer has taken a batch and not finished writing it: no sender
-    /// may write to the stream until it comes back for the next.
-    writer_has_batch: bool,
+    /// The stream is the writer's: it has not looked at the outbox yet (a
+    /// new connection's HELLO goes first), or it has taken a batch and not
+    /// finished writing it. No sender may write a full queue until it comes
+    /// back for the next.
+    stream_held_by_writer: bool,
 }
 
 impl Outbox {
@@ -135,7 +142,7 @@ impl Outbox {
                 direct_written: 0,
                 direct_at: None,
                 direct_buf: BytesMut::new(),
-                writer_has_batch: false,
+                stream_held_by_writer: true,
             }),
             max_frames,
             max_bytes,
@@ -208,16 +215,19 @@ impl Outbox {
         if state.closed {
             return Err(NotQueued::Closed);
         }
+        let mut wrote_queue = None;
         if state.frames >= self.max_frames || state.bytes >= self.max_bytes {
-            let Some(direct) = self.full_queue_direct_now(&state) else { return Err(NotQueued::Full) };
-            let (messages, payload) = Self::write_queue_direct(&mut state, direct);
+            let direct = self
+                .full_queue_direct_now(&state)
+                .filter(|_| frame.envelope_len() <= self.max_frame_length)
+                .ok_or(NotQueued::Full)?;
             // Room made here is taken by this sender's frame below; others
             // waiting for room hear of it from the writer, which takes that
-            // frame and signals.
-            if messages > 0 {
-                direct.counters.wrote(u64::from(messages), payload as u64);
-            }
+            // frame (or what is left of the queue) and signals.
+            wrote_queue = Some((direct, Self::write_queue_direct(&mut state, direct)));
             if state.frames >= self.max_frames || state.bytes >= self.max_bytes {
+                drop(state);
+                count_written(wrote_queue);
                 return Err(NotQueued::Full);
             }
         }
@@ -225,6 +235,7 @@ impl Outbox {
             // The layers above check sizes before queueing; this guard keeps
             // a frame the peer would refuse from ever reaching it.
             drop(state);
+            count_written(wrote_queue);
             warn!(len = frame.envelope_len(), "dropping a frame over the maximum frame length");
             return Ok(());
         }
@@ -232,6 +243,7 @@ impl Outbox {
             let (written, wake_writer) = Self::write_direct(&mut state, direct, frame, reroutable);
             let writer = if wake_writer { state.writer.take() } else { None };
             drop(state);
+            count_written(wrote_queue);
             direct.counters.wrote(u64::from(written), payload as u64);
             if let Some(writer) = writer {
                 writer.wake();
@@ -261,6 +273,7 @@ impl Outbox {
         }
         let writer = state.writer.take();
         drop(state);
+        count_written(wrote_queue);
         if let Some(writer) = writer {
             writer.wake();
         }
@@ -288,12 +301,13 @@ impl Outbox {
     /// The stream, if a sender that found the outbox full may write what is
     /// queued itself: the writer has not taken it (woken, it has not run
     /// yet), it is one run of small frames with nothing ahead of it, and
-    /// the sender is in no task (`main`'s `block_on`, a thread of its own),
-    /// so that not yielding here holds up no other task.
+    /// the sender is in no tokio task (`main`'s `block_on`, a thread of its
+    /// own; `try_id` cannot see another executor's tasks), so that not
+    /// yielding here holds up no other task.
     fn full_queue_direct_now(&self, state: &State) -> Option<&Direct> {
         let direct = self.direct.as_ref()?;
         let one_run = state.chunks.len() == 1 && matches!(state.chunks.front(), Some(Chunk::Encoded { .. }));
-        let writer_away = !state.writer_has_batch && !state.flush_due && state.acks.is_empty();
+        let writer_away = !state.stream_held_by_writer && !state.flush_due && state.acks.is_empty();
         (self.senders_write_full_queue && one_run && writer_away && tokio::task::try_id().is_none())
             .then_some(direct)
     }
@@ -307,7 +321,9 @@ impl Outbox {
         let Some(Chunk::Encoded { bytes, messages, payload, .. }) = state.chunks.front_mut() else {
             return (0, 0);
         };
-        let wrote = direct.stream.write_now(bytes);
+        // At most one read's worth a write: other senders, the reader's ACKs
+        // and the writer wait on this lock meanwhile.
+        let wrote = direct.stream.write_now(&bytes[..bytes.len().min(MAX_SENDER_WRITE)]);
         state.flush_due = !wrote.flushed;
         if wrote.bytes == 0 {
             return (0, 0);
@@ -480,7 +496,6 @@ impl Outbox {
     pub(crate) fn take_for_heartbeat(&self, acks: &mut Vec<MsgId>, chunks: &mut VecDeque<Chunk>) -> bool {
         let mut state = self.lock();
         state.writer = None;
-        state.writer_has_batch = true;
         let queued = !state.acks.is_empty() || !state.chunks.is_empty();
         take_all(&mut state, acks, chunks);
         queued
@@ -545,11 +560,21 @@ pub(crate) struct Queued {
     pub(crate) at_mark: bool,
 }
 
+/// Counts in the peer's traffic the messages a sender's write of a full
+/// queue took whole (done after the lock is let go).
+fn count_written(wrote_queue: Option<(&Direct, (u32, usize))>) {
+    if let Some((direct, (messages, payload))) = wrote_queue {
+        if messages > 0 {
+            direct.counters.wrote(u64::from(messages), payload as u64);
+        }
+    }
+}
+
 /// Ready if something waits to be taken (`true`) or the outbox is closed
 /// and empty (`false`); else the writer's waker is registered, under the
 /// lock, so that the next push wakes it.
 fn ready_or_park(state: &mut State, cx: &mut Context<'_>) -> Poll<bool> {
-    state.writer_has_batch = false;
+    state.stream_held_by_writer = false;
     if !state.acks.is_empty() || !state.chunks.is_empty() || state.flush_due {
         // Not parked any more: no sender writes to the stream meanwhile.
         state.writer = None;
@@ -569,7 +594,7 @@ fn ready_or_park(state: &mut State, cx: &mut Context<'_>) -> Poll<bool> {
 /// queues when `chunks` is empty, so that a batch costs no copy); the flush
 /// a sender left due is the writer's now, done after its write.
 fn take_all(state: &mut State, acks: &mut Vec<MsgId>, chunks: &mut VecDeque<Chunk>) {
-    state.writer_has_batch = true;
+    state.stream_held_by_writer = true;
     state.flush_due = false;
     acks.extend(state.acks.drain(..));
     if chunks.is_empty() {

@@ -98,10 +98,10 @@ impl WriteNow for Takes {
     }
 }
 
-/// An outbox for `capacity` frames whose senders may write a full queue
-/// to a stream taking `per_write` bytes a write, with its writer woken and
-/// not yet run (as after the first push to an idle writer); and the wire.
-fn full_queue_outbox(
+/// An outbox for `capacity` frames of at most 1 MiB of payload, whose
+/// senders may write a full queue to a stream taking `per_write` bytes a
+/// write, before its writer first looks at it; and the wire.
+fn new_full_queue_outbox(
     capacity: usize,
     per_write: usize,
 ) -> (Outbox, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
@@ -110,9 +110,23 @@ fn full_queue_outbox(
     let counters = PeerCounters::new(id, "x".into(), crate::Side::Connect, Default::default());
     let stream = Takes { per_write, wire: std::sync::Arc::clone(&wire) };
     let direct = Direct { stream: Box::new(stream), counters: std::sync::Arc::new(counters) };
-    let outbox = Outbox::new(capacity, 1 << 20, 16, 1 << 24).with_direct(direct).senders_write_full_queue();
+    (Outbox::new(capacity, 1 << 20, 16, 1 << 24).with_direct(direct).senders_write_full_queue(), wire)
+}
+
+/// As [`new_full_queue_outbox`], with its writer woken and not yet run (as
+/// after the first push to an idle writer).
+fn full_queue_outbox(
+    capacity: usize,
+    per_write: usize,
+) -> (Outbox, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    let (outbox, wire) = new_full_queue_outbox(capacity, per_write);
     assert!(outbox.poll_queued(&mut Context::from_waker(Waker::noop())).is_pending(), "the writer parks");
     (outbox, wire)
+}
+
+/// Messages the outbox's peer counted as written.
+fn counted(outbox: &Outbox) -> u64 {
+    outbox.direct.as_ref().unwrap().counters.snapshot(0, None).traffic.messages_out
 }
 
 /// A DATA frame of `len` bytes, each `n`.
@@ -191,7 +205,7 @@ fn a_frame_the_stream_took_part_of_stays_at_the_front_as_a_tail() {
         outbox.try_push_frame(frame, true).unwrap();
     }
     outbox.try_push_frame(&frames[3], true).unwrap();
-    assert_eq!(outbox.direct_written(), 1, "one frame went whole");
+    assert_eq!((outbox.direct_written(), counted(&outbox)), (1, 1), "one frame went whole");
     let queued = outbox.queued();
     assert_eq!((queued.frames, queued.bytes), (3, 30), "the cut frame still counts");
     let mut all = wire.lock().unwrap().clone();
@@ -237,4 +251,45 @@ async fn a_sender_in_a_task_waits_for_the_writer_as_before() {
     // Outside any task (here, the test's `block_on`), it writes.
     outbox.try_push_frame(&data(2, 3), true).unwrap();
     assert_eq!(*wire.lock().unwrap(), encoded(&[data(1, 3)]));
+}
+
+#[test]
+fn a_new_outbox_is_the_writers_until_it_first_looks() {
+    // A new connection's writer sends the HELLO before anything else.
+    let (outbox, wire) = new_full_queue_outbox(2, usize::MAX);
+    outbox.try_push_frame(&data(1, 3), true).unwrap();
+    outbox.try_push_frame(&data(2, 3), true).unwrap();
+    assert_eq!(outbox.try_push_frame(&data(3, 3), true), Err(NotQueued::Full));
+    assert!(wire.lock().unwrap().is_empty());
+}
+
+#[test]
+fn no_sender_writes_a_full_queue_ahead_of_acks_or_a_heartbeat() {
+    let (outbox, wire) = full_queue_outbox(1, usize::MAX);
+    outbox.try_push_frame(&data(1, 3), true).unwrap();
+    outbox.try_push_ack(MsgId::from_bytes([9; 16])).unwrap();
+    assert_eq!(outbox.try_push_frame(&data(2, 3), true), Err(NotQueued::Full), "the ACK goes first");
+    let (mut acks, mut chunks) = (Vec::new(), VecDeque::new());
+    assert!(outbox.take_for_heartbeat(&mut acks, &mut chunks));
+    outbox.try_push_frame(&data(2, 3), true).unwrap();
+    assert_eq!(outbox.try_push_frame(&data(3, 3), true), Err(NotQueued::Full), "the heartbeat goes first");
+    assert!(wire.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_sender_writes_at_most_max_sender_write_of_a_full_queue_at_a_time() {
+    // 100 frames of 1,005 bytes on the wire: 65 whole in the first 64 KiB,
+    // and 211 bytes of the 66th.
+    let (outbox, wire) = full_queue_outbox(100, usize::MAX);
+    let frames: Vec<Frame> = (0..=100).map(|n| data(n, 1000)).collect();
+    for frame in &frames {
+        outbox.try_push_frame(frame, true).unwrap();
+    }
+    assert_eq!(wire.lock().unwrap().len(), MAX_SENDER_WRITE);
+    assert_eq!((outbox.direct_written(), counted(&outbox)), (65, 65));
+    let queued = outbox.queued();
+    assert_eq!((queued.frames, queued.bytes), (36, 36_000), "the cut frame, 34 whole ones and the new one");
+    let mut all = wire.lock().unwrap().clone();
+    all.extend(writer_takes(&outbox));
+    assert_eq!(all, encoded(&frames));
 }
