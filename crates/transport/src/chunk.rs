@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use bytes::BytesMut;
-use smartsock_framing::{Frame, FrameKind, LENGTH_PREFIX_LEN, MsgId};
+use smartsock_framing::Frame;
 
 use crate::peer::Outgoing;
 
@@ -81,93 +81,4 @@ pub(crate) fn decode(chunks: VecDeque<Chunk>) -> Vec<Outgoing> {
         chunk.decode_into(&mut frames);
     }
     frames
-}
-
-/// Frames of an encoded run that a write of `len` bytes took whole.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Written {
-    /// Bytes of the frames taken whole.
-    pub(crate) len: usize,
-    pub(crate) frames: usize,
-    pub(crate) messages: u32,
-    pub(crate) payload: usize,
-    /// The frame the write took part of, if any.
-    pub(crate) cut: Option<Cut>,
-}
-
-/// A frame a write took part of: its whole length, and what it counts as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Cut {
-    pub(crate) len: usize,
-    pub(crate) messages: u32,
-    pub(crate) payload: usize,
-}
-
-/// Walks the frames of `run` (our own encoding: whole frames, back to back)
-/// that the first `taken` bytes cover.
-pub(crate) fn whole_frames(run: &[u8], taken: usize) -> Written {
-    let mut written = Written::default();
-    let mut at = 0;
-    while at + LENGTH_PREFIX_LEN < run.len() && at < taken {
-        let mut prefix = [0; LENGTH_PREFIX_LEN];
-        prefix.copy_from_slice(&run[at..at + LENGTH_PREFIX_LEN]);
-        let len = LENGTH_PREFIX_LEN + u32::from_be_bytes(prefix) as usize;
-        // What `Outbox::try_push_frame` counted for the frame: a message
-        // for DATA and DATA_REQ, and `Frame::payload`'s length for any kind.
-        let body = len - LENGTH_PREFIX_LEN - 1;
-        let (messages, payload) = match FrameKind::from_type_byte(run[at + LENGTH_PREFIX_LEN]) {
-            Some(FrameKind::Data) => (1, body),
-            Some(FrameKind::DataReq) => (1, body - size_of::<MsgId>()),
-            // HELLO, HEARTBEAT, ACK: fixed fields, no payload.
-            Some(_) => (0, 0),
-            None => (0, body),
-        };
-        if at + len > taken {
-            written.cut = Some(Cut { len, messages, payload });
-            break;
-        }
-        written.len += len;
-        written.frames += 1;
-        written.messages += messages;
-        written.payload += payload;
-        at += len;
-    }
-    written
-}
-
-#[cfg(test)]
-mod tests {
-    use bytes::{Bytes, BytesMut};
-    use smartsock_framing::{Frame, MsgId};
-
-    use super::{Cut, Written, whole_frames};
-
-    #[test]
-    fn a_write_is_walked_frame_by_frame_up_to_the_one_it_cut() {
-        // 15, 37 and 21 bytes on the wire: a DATA of 10 bytes, a DATA_REQ
-        // of 16 and an ACK (no payload, no message).
-        let frames = [
-            Frame::Data(Bytes::from(vec![1; 10])),
-            Frame::DataReq { id: MsgId::from_bytes([2; 16]), payload: Bytes::from(vec![2; 16]) },
-            Frame::Ack(MsgId::from_bytes([3; 16])),
-        ];
-        let mut run = BytesMut::new();
-        for frame in &frames {
-            frame.encode_into(&mut run);
-        }
-        assert_eq!(run.len(), 15 + 37 + 21);
-        let whole = |len, frames, messages, payload, cut| Written { len, frames, messages, payload, cut };
-        let data_req = Some(Cut { len: 37, messages: 1, payload: 16 });
-        assert_eq!(whole_frames(&run, 0), whole(0, 0, 0, 0, None));
-        assert_eq!(whole_frames(&run, 1), whole(0, 0, 0, 0, Some(Cut { len: 15, messages: 1, payload: 10 })));
-        assert_eq!(whole_frames(&run, 15), whole(15, 1, 1, 10, None));
-        assert_eq!(whole_frames(&run, 16), whole(15, 1, 1, 10, data_req));
-        assert_eq!(whole_frames(&run, 51), whole(15, 1, 1, 10, data_req));
-        assert_eq!(whole_frames(&run, 52), whole(52, 2, 2, 26, None));
-        assert_eq!(
-            whole_frames(&run, 60),
-            whole(52, 2, 2, 26, Some(Cut { len: 21, messages: 0, payload: 0 }))
-        );
-        assert_eq!(whole_frames(&run, 73), whole(73, 3, 2, 26, None));
-    }
 }

@@ -138,13 +138,7 @@ where
     );
     let outbox = Arc::new(match direct {
         Writes::Direct => {
-            let outbox = outbox
-                .with_direct(Direct { stream: Box::new(writer.for_senders()), counters: counters.clone() });
-            // Where the writer runs on another thread than a sender on
-            // `main`, a full outbox would make them wait on each other.
-            let multi_thread = tokio::runtime::Handle::try_current()
-                .is_ok_and(|runtime| runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-            if multi_thread { outbox.senders_write_full_queue() } else { outbox }
+            outbox.with_direct(Direct { stream: Box::new(writer.for_senders()), counters: counters.clone() })
         }
         Writes::WriterOnly => outbox,
     });

@@ -177,44 +177,6 @@ mod tests {
         assert_eq!(stats.peers[0].traffic.messages_out, u64::from(ROUNDS) + 200);
     }
 
-    // Two workers, the sender on the test's `block_on` (in no task): a
-    // stream of sends fills a small outbox faster than its writer, woken on
-    // another thread, gets to it, so the sender writes full outboxes itself
-    // (with tails, when the socket takes part of one). Every frame arrives
-    // once and in order, and counts once in the traffic.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn on_two_workers_a_sender_outside_any_task_writes_full_outboxes_in_order() {
-        let server = Transport::new(TransportConfig::default()).unwrap();
-        let client = Transport::new(TransportConfig { outbox_capacity: 8, ..Default::default() }).unwrap();
-        let addr = server.transport.bind("127.0.0.1:0").await.unwrap().tcp().unwrap();
-        client.transport.connect(&addr.to_string()).unwrap();
-        let to_server = the_peer(&client).await;
-        const FRAMES: u32 = 50_000;
-        let reader = tokio::spawn(async move {
-            for n in 0..FRAMES {
-                assert_eq!(recv(&server).await[..], n.to_be_bytes(), "frame {n} in order");
-            }
-            server
-        });
-        for n in 0..FRAMES {
-            let frame = Frame::Data(Bytes::copy_from_slice(&n.to_be_bytes()));
-            to_server.send(Outgoing::to_any_peer(frame)).await.expect("open");
-        }
-        let server = reader.await.expect("every frame, in order");
-        assert!(to_server.outbox.direct_written() > 0, "the sender wrote some itself");
-        // The writer counts its last batch once its write returns, which may
-        // be after the server has read it.
-        let counted = || client.transport.stats().peers[0].traffic.messages_out;
-        let all_counted = async {
-            while counted() < u64::from(FRAMES) {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), all_counted).await.expect("counted within 10 s");
-        assert_eq!(counted(), u64::from(FRAMES), "each frame counted once");
-        server.transport.close().await;
-    }
-
     // Paused time, over an in-memory pipe: the writer's heartbeat clock.
     #[tokio::test(start_paused = true)]
     async fn a_senders_own_writes_put_the_writers_heartbeat_off() {

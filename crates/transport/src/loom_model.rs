@@ -17,9 +17,7 @@
 //! Senders that write a frame to the stream themselves while the writer is
 //! idle share the stream with the writer: the last model checks that every
 //! frame reaches it exactly once, each sender's in its order, and that a
-//! frame queued behind a sender's write still wakes the writer; another
-//! model does the same for a sender that finds the outbox full and writes
-//! the queue itself.
+//! frame queued behind a sender's write still wakes the writer.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -182,60 +180,44 @@ fn payloads(wire: &[u8]) -> Vec<u8> {
     payloads
 }
 
-/// The writer, as `write_loop` is one: take, write to `wire` (a leading
-/// tail first), and only then come back for more (parking on an empty
-/// outbox: idle, so senders may write), until the outbox closes.
-fn writing_writer(
-    outbox: &Arc<Outbox>,
-    room: &Arc<RoomSignal>,
-    wire: &Arc<loom::sync::Mutex<Vec<u8>>>,
-) -> thread::JoinHandle<()> {
-    let (outbox, room, wire) = (outbox.clone(), room.clone(), wire.clone());
-    thread::spawn(move || {
-        let (mut acks, mut batch, mut spare) = (Vec::new(), VecDeque::new(), None);
-        loop {
-            let open = block_on(std::future::poll_fn(|cx| {
-                outbox.poll_drain(cx, &room, &mut acks, &mut batch, &mut spare)
-            }));
-            let mut written = wire.lock().unwrap();
-            append(&mut written, batch.drain(..));
-            drop(written);
-            if !open {
-                return;
-            }
-        }
-    })
-}
-
-/// Appends the bytes of `chunks` (small frames only) to `wire`.
-fn append(wire: &mut Vec<u8>, chunks: impl IntoIterator<Item = Chunk>) {
-    for chunk in chunks {
-        match chunk {
-            Chunk::Encoded { bytes, .. } | Chunk::Tail { bytes, .. } => wire.extend_from_slice(&bytes),
-            Chunk::Own(_) => unreachable!("small frames only"),
-        }
-    }
-}
-
-/// An outbox for `capacity` frames whose senders may write to a [`Wire`],
-/// and that wire's record.
-fn direct_outbox(capacity: usize) -> (Outbox, Arc<loom::sync::Mutex<Vec<u8>>>) {
-    let wire = Arc::new(loom::sync::Mutex::new(Vec::new()));
-    let id = smartsock_framing::PeerId::from_bytes([1; 16]);
-    let counters =
-        Arc::new(crate::stats::PeerCounters::new(id, "x".into(), crate::Side::Bind, Arc::default()));
-    let stream = Wire { bytes: wire.clone(), writes: loom::sync::atomic::AtomicUsize::new(0) };
-    let direct = Direct { stream: Box::new(stream), counters };
-    (Outbox::new(capacity, usize::MAX, 4, usize::MAX).with_direct(direct), wire)
-}
-
 #[test]
 fn senders_writing_to_the_stream_themselves_keep_every_frame_once_and_in_order() {
     loom::model(|| {
-        let (outbox, wire) = direct_outbox(4);
-        let outbox = Arc::new(outbox);
+        let wire = Arc::new(loom::sync::Mutex::new(Vec::new()));
+        let totals = Arc::default();
+        let id = smartsock_framing::PeerId::from_bytes([1; 16]);
+        let counters = Arc::new(crate::stats::PeerCounters::new(id, "x".into(), crate::Side::Bind, totals));
+        let stream = Wire { bytes: wire.clone(), writes: loom::sync::atomic::AtomicUsize::new(0) };
+        let direct = Direct { stream: Box::new(stream), counters };
+        let outbox = Arc::new(Outbox::new(4, usize::MAX, 4, usize::MAX).with_direct(direct));
         let room = Arc::new(RoomSignal::default());
-        let writer = writing_writer(&outbox, &room, &wire);
+        // The writer, as `write_loop` is one: take, write (a leading tail
+        // first), and only then park again (on an empty outbox: idle, so
+        // senders may write).
+        let writer = {
+            let (outbox, room, wire) = (outbox.clone(), room.clone(), wire.clone());
+            thread::spawn(move || {
+                let (mut acks, mut batch, mut spare) = (Vec::new(), VecDeque::new(), None);
+                loop {
+                    let open = block_on(std::future::poll_fn(|cx| {
+                        outbox.poll_drain(cx, &room, &mut acks, &mut batch, &mut spare)
+                    }));
+                    let mut written = wire.lock().unwrap();
+                    for chunk in batch.drain(..) {
+                        match chunk {
+                            Chunk::Encoded { bytes, .. } | Chunk::Tail { bytes, .. } => {
+                                written.extend_from_slice(&bytes)
+                            }
+                            Chunk::Own(_) => unreachable!("small frames only"),
+                        }
+                    }
+                    drop(written);
+                    if !open {
+                        return;
+                    }
+                }
+            })
+        };
         // One sender sends three frames in a row; the other is the reader
         // re-arming the direct write (a message came) and a reply to it.
         let first = {
@@ -261,35 +243,19 @@ fn senders_writing_to_the_stream_themselves_keep_every_frame_once_and_in_order()
         let unsent = outbox.close_chunks(&mut Vec::new());
         writer.join().unwrap();
         let mut bytes = wire.lock().unwrap().clone();
-        append(&mut bytes, unsent);
+        for chunk in unsent {
+            match chunk {
+                Chunk::Encoded { bytes: run, .. } | Chunk::Tail { bytes: run, .. } => {
+                    bytes.extend_from_slice(&run)
+                }
+                Chunk::Own(_) => unreachable!("small frames only"),
+            }
+        }
         let wire = payloads(&bytes);
         let in_order: Vec<u8> = wire.iter().copied().filter(|&n| n <= 3).collect();
         assert!(in_order.is_sorted(), "a sender's frames reach the wire in its order: {wire:?}");
         let mut seen = wire.clone();
         seen.sort_unstable();
         assert_eq!(seen, [1, 2, 3, 4], "every frame exactly once, whole: {wire:?}");
-    });
-}
-
-#[test]
-fn a_sender_writing_a_full_queue_itself_keeps_every_frame_once_and_in_order() {
-    loom::model(|| {
-        // Room for one frame: each next one finds the outbox full. If the
-        // writer has not taken what is queued, the sender writes it itself
-        // (the stream's first write takes only 3 bytes: a tail is left for
-        // the writer); if the writer is writing it, the sender must not
-        // (with that check taken out, this model finds frames out of order).
-        let (outbox, wire) = direct_outbox(1);
-        let outbox = Arc::new(outbox.senders_write_full_queue());
-        let room = Arc::new(RoomSignal::default());
-        let writer = writing_writer(&outbox, &room, &wire);
-        for n in 1..=3 {
-            assert!(send(&outbox, &room, frame(n)));
-        }
-        let unsent = outbox.close_chunks(&mut Vec::new());
-        writer.join().unwrap();
-        let mut bytes = wire.lock().unwrap().clone();
-        append(&mut bytes, unsent);
-        assert_eq!(payloads(&bytes), [1, 2, 3], "every frame once, whole and in order");
     });
 }

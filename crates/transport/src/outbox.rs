@@ -21,17 +21,6 @@
 //! once per read that brought messages from the peer (the reader arms it),
 //! so that a stream of sends still goes out in the writer's batches, not a
 //! write each.
-//!
-//! And a sender that finds the outbox full may write the whole queued run
-//! itself, under the lock, if the writer has not taken it yet: on a
-//! multi-thread runtime, a sender on `main` otherwise filled the outbox
-//! while the writer it had woken was still on its way, then slept on the
-//! full outbox until the writer had written it (two sleeps and two wake-ups
-//! of threads a batch). Only a sender outside any tokio task does so (the
-//! `block_on` of `main`, a thread of its own): a task that never waits
-//! would hold up the other tasks of its worker. It writes at most
-//! `MAX_SENDER_WRITE` at a time, holding the lock. A frame the stream took
-//! only part of stays at the front, as a tail, for the writer.
 
 use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
@@ -59,10 +48,6 @@ const MAX_KEPT_ENCODED: usize = 1024 * 1024;
 /// A sender's encode buffer for its own writes larger than this is not kept.
 const MAX_KEPT_DIRECT: usize = 4 * 1024;
 
-/// The most a sender that found the outbox full writes of it in one write,
-/// under the outbox's lock (the rest stays queued).
-pub(crate) const MAX_SENDER_WRITE: usize = 64 * 1024;
-
 // Aligned so that the reference counts of the `Arc` it lives in (touched by
 // the reader for every message's ACK handle) share no cache line with its
 // lock (taken by senders, the writer and the ACKs).
@@ -84,9 +69,6 @@ pub(crate) struct Outbox {
     /// the first message: a sender's first frames are the writer's to
     /// batch, and the outbox's capacity is what they can fill).
     direct_armed: AtomicBool,
-    /// A sender that finds the outbox full may write the queued run itself
-    /// (see [`Outbox::senders_write_full_queue`]).
-    senders_write_full_queue: bool,
 }
 
 /// A stream senders may write to, and the counters their writes count in.
@@ -120,11 +102,6 @@ struct State {
     direct_at: Option<tokio::time::Instant>,
     /// Where a sender encodes the frame it writes itself.
     direct_buf: BytesMut,
-    /// The stream is the writer's: it has not looked at the outbox yet (a
-    /// new connection's HELLO goes first), or it has taken a batch and not
-    /// finished writing it. No sender may write a full queue until it comes
-    /// back for the next.
-    stream_held_by_writer: bool,
 }
 
 impl Outbox {
@@ -142,7 +119,6 @@ impl Outbox {
                 direct_written: 0,
                 direct_at: None,
                 direct_buf: BytesMut::new(),
-                stream_held_by_writer: true,
             }),
             max_frames,
             max_bytes,
@@ -151,7 +127,6 @@ impl Outbox {
             closed: AtomicBool::new(false),
             direct: None,
             direct_armed: AtomicBool::new(false),
-            senders_write_full_queue: false,
         }
     }
 
@@ -161,15 +136,6 @@ impl Outbox {
     /// WebSocket, whose writes also drive their own state.
     pub(crate) fn with_direct(mut self, direct: Direct) -> Self {
         self.direct = Some(direct);
-        self
-    }
-
-    /// Lets a sender that finds the outbox full write the queued run to
-    /// the direct stream itself, when it sends from outside any task (see
-    /// the module's docs). For connections on a multi-thread runtime: on a
-    /// current-thread one the writer runs on the sender's thread anyway.
-    pub(crate) fn senders_write_full_queue(mut self) -> Self {
-        self.senders_write_full_queue = true;
         self
     }
 
@@ -215,27 +181,13 @@ impl Outbox {
         if state.closed {
             return Err(NotQueued::Closed);
         }
-        let mut wrote_queue = None;
         if state.frames >= self.max_frames || state.bytes >= self.max_bytes {
-            let direct = self
-                .full_queue_direct_now(&state)
-                .filter(|_| frame.envelope_len() <= self.max_frame_length)
-                .ok_or(NotQueued::Full)?;
-            // Room made here is taken by this sender's frame below; others
-            // waiting for room hear of it from the writer, which takes that
-            // frame (or what is left of the queue) and signals.
-            wrote_queue = Some((direct, Self::write_queue_direct(&mut state, direct)));
-            if state.frames >= self.max_frames || state.bytes >= self.max_bytes {
-                drop(state);
-                count_written(wrote_queue);
-                return Err(NotQueued::Full);
-            }
+            return Err(NotQueued::Full);
         }
         if frame.envelope_len() > self.max_frame_length {
             // The layers above check sizes before queueing; this guard keeps
             // a frame the peer would refuse from ever reaching it.
             drop(state);
-            count_written(wrote_queue);
             warn!(len = frame.envelope_len(), "dropping a frame over the maximum frame length");
             return Ok(());
         }
@@ -243,7 +195,6 @@ impl Outbox {
             let (written, wake_writer) = Self::write_direct(&mut state, direct, frame, reroutable);
             let writer = if wake_writer { state.writer.take() } else { None };
             drop(state);
-            count_written(wrote_queue);
             direct.counters.wrote(u64::from(written), payload as u64);
             if let Some(writer) = writer {
                 writer.wake();
@@ -273,7 +224,6 @@ impl Outbox {
         }
         let writer = state.writer.take();
         drop(state);
-        count_written(wrote_queue);
         if let Some(writer) = writer {
             writer.wake();
         }
@@ -296,75 +246,6 @@ impl Outbox {
         }
         self.direct_armed.store(false, Ordering::Relaxed);
         Some(direct)
-    }
-
-    /// The stream, if a sender that found the outbox full may write what is
-    /// queued itself: the writer has not taken it (woken, it has not run
-    /// yet), it is one run of small frames with nothing ahead of it, and
-    /// the sender is in no tokio task (`main`'s `block_on`, a thread of its
-    /// own; `try_id` cannot see another executor's tasks), so that not
-    /// yielding here holds up no other task.
-    fn full_queue_direct_now(&self, state: &State) -> Option<&Direct> {
-        let direct = self.direct.as_ref()?;
-        let one_run = state.chunks.len() == 1 && matches!(state.chunks.front(), Some(Chunk::Encoded { .. }));
-        let writer_away = !state.stream_held_by_writer && !state.flush_due && state.acks.is_empty();
-        (self.senders_write_full_queue && one_run && writer_away && tokio::task::try_id().is_none())
-            .then_some(direct)
-    }
-
-    /// A sender writes the queued run to the stream itself (the lock held,
-    /// the writer not writing: nothing can come between). What the stream
-    /// took leaves the outbox; a frame it took part of stays at the front
-    /// as a tail, the frames after it as a run. Returns the messages and
-    /// payload bytes written whole.
-    fn write_queue_direct(state: &mut State, direct: &Direct) -> (u32, usize) {
-        let Some(Chunk::Encoded { bytes, messages, payload, .. }) = state.chunks.front_mut() else {
-            return (0, 0);
-        };
-        // At most one read's worth a write: other senders, the reader's ACKs
-        // and the writer wait on this lock meanwhile.
-        let wrote = direct.stream.write_now(&bytes[..bytes.len().min(MAX_SENDER_WRITE)]);
-        state.flush_due = !wrote.flushed;
-        if wrote.bytes == 0 {
-            return (0, 0);
-        }
-        state.direct_at = Some(tokio::time::Instant::now());
-        if wrote.bytes == bytes.len() {
-            let (messages, payload) = (*messages, *payload);
-            if let Some(Chunk::Encoded { mut bytes, .. }) = state.chunks.pop_front() {
-                bytes.clear();
-                if state.spare.is_none() && bytes.capacity() <= MAX_KEPT_ENCODED {
-                    state.spare = Some(bytes);
-                }
-            }
-            state.frames = 0;
-            state.bytes = 0;
-            state.direct_written += u64::from(messages);
-            return (messages, payload);
-        }
-        let written = crate::chunk::whole_frames(bytes, wrote.bytes);
-        *messages -= written.messages;
-        *payload -= written.payload;
-        state.frames -= written.frames;
-        state.bytes -= written.payload;
-        state.direct_written += u64::from(written.messages);
-        bytes.advance(written.len);
-        if let Some(cut) = written.cut {
-            // The frame the stream took part of: its rest goes first, as a
-            // tail; the frames after it stay a run.
-            let mut tail = bytes.split_to(cut.len);
-            tail.advance(wrote.bytes - written.len);
-            *messages -= cut.messages;
-            *payload -= cut.payload;
-            let rest_empty = bytes.is_empty();
-            let tail = Chunk::Tail { bytes: tail, messages: cut.messages, payload: cut.payload };
-            if rest_empty {
-                state.chunks[0] = tail;
-            } else {
-                state.chunks.push_front(tail);
-            }
-        }
-        (written.messages, written.payload)
     }
 
     /// A sender writes `frame` to the stream itself (the writer idle, the
@@ -560,21 +441,10 @@ pub(crate) struct Queued {
     pub(crate) at_mark: bool,
 }
 
-/// Counts in the peer's traffic the messages a sender's write of a full
-/// queue took whole (done after the lock is let go).
-fn count_written(wrote_queue: Option<(&Direct, (u32, usize))>) {
-    if let Some((direct, (messages, payload))) = wrote_queue {
-        if messages > 0 {
-            direct.counters.wrote(u64::from(messages), payload as u64);
-        }
-    }
-}
-
 /// Ready if something waits to be taken (`true`) or the outbox is closed
 /// and empty (`false`); else the writer's waker is registered, under the
 /// lock, so that the next push wakes it.
 fn ready_or_park(state: &mut State, cx: &mut Context<'_>) -> Poll<bool> {
-    state.stream_held_by_writer = false;
     if !state.acks.is_empty() || !state.chunks.is_empty() || state.flush_due {
         // Not parked any more: no sender writes to the stream meanwhile.
         state.writer = None;
@@ -594,7 +464,6 @@ fn ready_or_park(state: &mut State, cx: &mut Context<'_>) -> Poll<bool> {
 /// queues when `chunks` is empty, so that a batch costs no copy); the flush
 /// a sender left due is the writer's now, done after its write.
 fn take_all(state: &mut State, acks: &mut Vec<MsgId>, chunks: &mut VecDeque<Chunk>) {
-    state.stream_held_by_writer = true;
     state.flush_due = false;
     acks.extend(state.acks.drain(..));
     if chunks.is_empty() {
@@ -607,4 +476,90 @@ fn take_all(state: &mut State, acks: &mut Vec<MsgId>, chunks: &mut VecDeque<Chun
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use std::collections::VecDeque;
+    use std::task::{Context, Poll, Waker};
+
+    use bytes::BytesMut;
+
+    use super::*;
+
+    /// Hands the outbox an emptied encode buffer of `capacity` bytes, as the
+    /// writer does when it takes a batch; whether the outbox kept it.
+    fn keeps_a_spare_of(capacity: usize) -> bool {
+        let outbox = Outbox::new(16, 1 << 20, 16, 1 << 24);
+        let spare = BytesMut::with_capacity(capacity);
+        assert_eq!(spare.capacity(), capacity);
+        let mut cx = Context::from_waker(Waker::noop());
+        let taken = outbox.poll_take(&mut cx, &mut Vec::new(), &mut VecDeque::new(), &mut Some(spare));
+        assert!(taken.is_pending(), "nothing was queued");
+        outbox.lock().spare.is_some()
+    }
+
+    #[test]
+    fn an_emptied_encode_buffer_is_kept_up_to_its_bound_and_not_past_it() {
+        assert!(keeps_a_spare_of(MAX_KEPT_ENCODED));
+        assert!(!keeps_a_spare_of(MAX_KEPT_ENCODED + 1));
+    }
+
+    #[test]
+    fn a_closed_outbox_lets_go_of_its_buffers() {
+        let outbox = Outbox::new(16, 1 << 20, 16, 1 << 24);
+        assert!(outbox.try_push_frame(&Frame::Data(bytes::Bytes::from_static(b"queued")), false).is_ok());
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut chunks = VecDeque::new();
+        assert!(outbox.poll_take(&mut cx, &mut Vec::new(), &mut chunks, &mut None).is_ready());
+        // The writer gives the emptied buffer back; the outbox keeps it...
+        let emptied = || Some(BytesMut::with_capacity(4096));
+        let taken = outbox.poll_take(&mut cx, &mut Vec::new(), &mut VecDeque::new(), &mut emptied());
+        assert!(taken.is_pending());
+        assert_eq!(outbox.lock().spare.as_ref().map(BytesMut::capacity), Some(4096));
+        outbox.lock().direct_buf = BytesMut::with_capacity(4096);
+        // ...until the connection ends.
+        assert!(outbox.try_push_ack(MsgId::from_bytes([1; 16])).is_ok());
+        let mut acks = Vec::new();
+        assert!(outbox.close_chunks(&mut acks).is_empty());
+        assert_eq!(acks, [MsgId::from_bytes([1; 16])], "the ACK not sent is handed out");
+        let state = outbox.lock();
+        assert_eq!((state.spare.is_none(), state.direct_buf.capacity(), state.acks.capacity()), (true, 0, 0));
+        drop(state);
+        // A buffer given back after the end is not kept either.
+        let taken = outbox.poll_take(&mut cx, &mut Vec::new(), &mut VecDeque::new(), &mut emptied());
+        assert_eq!(taken, Poll::Ready(false));
+        assert!(outbox.lock().spare.is_none());
+    }
+
+    /// A stream that takes every byte it is given.
+    struct TakesAll;
+
+    impl WriteNow for TakesAll {
+        fn write_now(&self, bytes: &[u8]) -> crate::direct::WroteNow {
+            crate::direct::WroteNow { bytes: bytes.len(), flushed: true }
+        }
+    }
+
+    /// A sender writes a small frame itself with an encode buffer of
+    /// `capacity` bytes (grown by an earlier, larger write); whether the
+    /// outbox kept that buffer for the next one.
+    fn keeps_a_direct_buffer_of(capacity: usize) -> bool {
+        let id = smartsock_framing::PeerId::from_bytes([5; 16]);
+        let counters = PeerCounters::new(id, "x".into(), crate::Side::Connect, Default::default());
+        let direct = Direct { stream: Box::new(TakesAll), counters: std::sync::Arc::new(counters) };
+        let outbox = Outbox::new(16, 1 << 20, 16, 1 << 24).with_direct(direct);
+        assert!(outbox.poll_queued(&mut Context::from_waker(Waker::noop())).is_pending());
+        outbox.arm_direct();
+        outbox.lock().direct_buf = BytesMut::with_capacity(capacity);
+        assert_eq!(outbox.lock().direct_buf.capacity(), capacity);
+        outbox.try_push_frame(&Frame::Data(vec![1].into()), true).unwrap();
+        assert_eq!(outbox.direct_written(), 1, "written by the sender");
+        // Clearing keeps the capacity and a 1-byte frame needs no more: any
+        // other capacity means the buffer was let go.
+        outbox.lock().direct_buf.capacity() == capacity
+    }
+
+    #[test]
+    fn a_senders_encode_buffer_is_kept_up_to_its_bound_and_not_past_it() {
+        assert!(keeps_a_direct_buffer_of(MAX_KEPT_DIRECT));
+        assert!(!keeps_a_direct_buffer_of(MAX_KEPT_DIRECT + 1));
+    }
+}

@@ -8,8 +8,7 @@
 /// room signal, the inbound queue). It is held for a push (encoding a frame
 /// of under 16 KiB, now and then growing the queue's buffer), a swap, a
 /// batch moved into the inbound queue, or one write to the stream that does
-/// not wait (a sender writing a frame itself while the writer is idle, or
-/// at most `MAX_SENDER_WRITE`, 64 KiB, of a full outbox: `direct.rs`);
+/// not wait (a sender writing itself while the writer is idle, `direct.rs`);
 /// never across an await or a wait, and never while a waker is woken. A
 /// spin lock whose waiters give up the CPU (`sched_yield`) between tries,
 /// so that a holder that was preempted gets to run. Releasing it is a plain

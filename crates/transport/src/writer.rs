@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::task::Poll;
 
 use bytes::BytesMut;
 use smartsock_framing::{Frame, FrameHeader, LENGTH_PREFIX_LEN, MsgId};
@@ -75,25 +74,12 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
                     return DisconnectReason::Closing;
                 }
                 gather(outbox).await;
-                // The whole of it in one take: a batch is never more than one
-                // outbox-full, and one run buffer serves it. Ready at once,
-                // unless a sender that found it full wrote it all meanwhile:
-                // then the writer waits again (a turn, for the reader's sake).
+                // Ready at once (only this writer takes from the outbox):
+                // the whole of it in one take, so a batch is never more than
+                // one outbox-full, and one run buffer serves it.
                 let spare = &mut encoder.spare;
-                let mut nothing_left = false;
-                let drained = std::future::poll_fn(|cx| match outbox.poll_drain(cx, &shared.room, &mut acks, batch, spare) {
-                    Poll::Pending => {
-                        nothing_left = true;
-                        Poll::Ready(true)
-                    }
-                    ready => ready,
-                });
-                if !drained.await {
+                if !std::future::poll_fn(|cx| outbox.poll_drain(cx, &shared.room, &mut acks, batch, spare)).await {
                     return DisconnectReason::Closing;
-                }
-                if nothing_left {
-                    take_turn(&mut writes_in_a_row).await;
-                    continue;
                 }
                 false
             }
@@ -147,23 +133,17 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
         // which runs only while the writer waits or yields: a writer that
         // always finds a batch waiting yields after a few writes in a row,
         // so that the peer's ACKs and heartbeats are still read.
-        take_turn(&mut writes_in_a_row).await;
+        writes_in_a_row += 1;
+        if writes_in_a_row >= READER_TURN_AFTER {
+            writes_in_a_row = 0;
+            tokio::task::yield_now().await;
+        }
     }
 }
 
 /// Writes in a row, each finding the next batch already waiting, after
 /// which the writer yields once so that the connection's reader runs.
 pub(crate) const READER_TURN_AFTER: u32 = 4;
-
-/// Counts a turn of the writer that did not wait; yields after
-/// [`READER_TURN_AFTER`] of them in a row.
-async fn take_turn(turns_in_a_row: &mut u32) {
-    *turns_in_a_row += 1;
-    if *turns_in_a_row >= READER_TURN_AFTER {
-        *turns_in_a_row = 0;
-        tokio::task::yield_now().await;
-    }
-}
 
 /// Turns a writer gives senders still adding to a small batch.
 const MAX_GATHER_TURNS: usize = 4;
@@ -184,8 +164,7 @@ fn wire_estimate(queued: Queued) -> usize {
 /// with this, about half as many, of about 100). Returns as soon as the batch stops growing,
 /// reaches the outbox's mark or about `GATHER_BYTES`; at once for a lone
 /// message (a request, a reply). Takes nothing: the batch stays in the
-/// outbox, within its marks, until the writer takes it whole (or a sender
-/// that finds it full writes it itself).
+/// outbox, within its marks, until the writer takes it whole.
 async fn gather(outbox: &Outbox) {
     let mut queued = outbox.queued();
     if queued.frames < 2 {
@@ -380,4 +359,228 @@ fn settle_failed_write(
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    //! A write that fails part way: what the stream took is written, what it
+    //! never took is free to go elsewhere, the frame it cut is lost.
+
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::outbox::Outbox;
+    use crate::room::RoomSignal;
+
+    /// Takes `room` bytes, at most `step` per write, then fails every write.
+    struct Breaks {
+        room: usize,
+        step: usize,
+        vectored: bool,
+        taken: Vec<u8>,
+    }
+
+    impl AsyncWrite for Breaks {
+        fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.step).min(self.room);
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+            }
+            self.room -= n;
+            self.taken.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &**b);
+            self.poll_write(cx, first)
+        }
+        fn is_write_vectored(&self) -> bool {
+            self.vectored
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn data(byte: u8, len: usize) -> Frame {
+        Frame::Data(Bytes::from(vec![byte; len]))
+    }
+
+    /// Three small frames (one encoded run) and a large one (its own chunk),
+    /// as the writer takes them from the outbox.
+    fn batch() -> (Vec<Frame>, VecDeque<Chunk>) {
+        let frames = vec![data(1, 10), data(2, 10), data(3, 10), data(4, crate::outbox::VECTORED_MIN)];
+        let outbox = Outbox::new(16, 1 << 20, 16, 1 << 20);
+        for frame in &frames {
+            outbox.try_push_frame(frame, true).unwrap();
+        }
+        (frames, outbox.close_chunks(&mut Vec::new()))
+    }
+
+    async fn fail_after(room: usize, vectored: bool) -> (Vec<Frame>, WriteLedger, (u64, u64)) {
+        let (frames, chunks) = batch();
+        let mut ledger = WriteLedger { in_write: chunks, ..WriteLedger::default() };
+        let mut writer = Breaks { room, step: 7, vectored, taken: Vec::new() };
+        let mut encoder = BatchEncoder::default();
+        let mut sent = 0;
+        let acks = [MsgId::random()];
+        let result = encoder.write(&mut writer, &acks, &ledger.in_write, true, &mut sent).await;
+        assert!(result.is_err());
+        assert_eq!(sent, room);
+        assert_eq!(writer.taken.len(), room);
+        let taken = sent.saturating_sub(encoder.head.len());
+        let wrote = settle_failed_write(&mut ledger.in_write, taken, &mut ledger.unwritten);
+        (frames, ledger, wrote)
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_splits_its_batch_where_the_stream_stopped() {
+        for vectored in [true, false] {
+            let head = Frame::Ack(MsgId::random()).encoded_len() + Frame::Heartbeat.encoded_len();
+            let one = data(1, 10).encoded_len();
+            // The first frame whole and three bytes of the second.
+            let (frames, ledger, wrote) = fail_after(head + one + 3, vectored).await;
+            assert_eq!(wrote, (1, 10));
+            assert_eq!(ledger.in_write.len(), 1);
+            assert_eq!(ledger.in_write.iter().map(Chunk::messages).sum::<u64>(), 1);
+            let unwritten: Vec<_> = ledger.unwritten.iter().map(|item| item.frame.clone()).collect();
+            assert_eq!(unwritten, frames[2..]);
+            assert!(ledger.unwritten.iter().all(|item| item.reroutable));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_senders_tail_goes_out_before_the_acks_and_heartbeat_then_the_rest() {
+        let tail = BytesMut::from(&b"tail"[..]);
+        let mut run = BytesMut::new();
+        data(9, 3).encode_into(&mut run);
+        let batch: VecDeque<Chunk> = [
+            Chunk::Tail { bytes: tail, messages: 1, payload: 1 },
+            Chunk::Encoded { bytes: run.clone(), messages: 1, payload: 3, reroutable: true },
+        ]
+        .into();
+        let id = MsgId::from_bytes([4; 16]);
+        let (mut wire, mut sent) = (Vec::new(), 0);
+        let mut encoder = BatchEncoder::default();
+        encoder.write(&mut wire, &[id], &batch, true, &mut sent).await.unwrap();
+        let mut expected = BytesMut::from(&b"tail"[..]);
+        Frame::Ack(id).encode_into(&mut expected);
+        Frame::Heartbeat.encode_into(&mut expected);
+        expected.extend_from_slice(&run);
+        assert_eq!(wire, expected);
+        // Of what the stream took, the chunks' bytes: the tail, then after
+        // the ACK and heartbeat, the rest.
+        let head = encoder.head.len();
+        assert_eq!(encoder.chunk_bytes_taken(&batch, 2), 2);
+        assert_eq!(encoder.chunk_bytes_taken(&batch, 4 + head), 4);
+        assert_eq!(encoder.chunk_bytes_taken(&batch, 4 + head + 5), 9);
+    }
+
+    #[tokio::test]
+    async fn a_write_that_fails_at_a_frame_boundary_loses_no_frame() {
+        let head = Frame::Ack(MsgId::random()).encoded_len() + Frame::Heartbeat.encoded_len();
+        let two = 2 * data(1, 10).encoded_len();
+        let (frames, ledger, wrote) = fail_after(head + two, true).await;
+        assert_eq!(wrote, (2, 20));
+        assert!(ledger.in_write.is_empty());
+        let unwritten: Vec<_> = ledger.unwritten.iter().map(|item| item.frame.clone()).collect();
+        assert_eq!(unwritten, frames[2..]);
+        // Nothing of the frames taken: everything is free to go elsewhere.
+        let (frames, ledger, wrote) = fail_after(head - 1, true).await;
+        assert_eq!(wrote, (0, 0));
+        assert!(ledger.in_write.is_empty());
+        assert_eq!(ledger.unwritten.len(), frames.len());
+    }
+
+    /// An outbox of `capacity` frames holding `queued` small ones.
+    fn outbox_with(capacity: usize, queued: usize) -> std::sync::Arc<Outbox> {
+        let outbox = std::sync::Arc::new(Outbox::new(capacity, 1 << 20, 16, 1 << 20));
+        for i in 0..queued {
+            outbox.try_push_frame(&data(i as u8, 10), true).unwrap();
+        }
+        outbox
+    }
+
+    fn waiting(outbox: &Outbox) -> usize {
+        outbox.queued().frames
+    }
+
+    /// A task that pushes `per_turn` frames into `outbox` each time it
+    /// runs (those that find it full are dropped), for `turns` turns,
+    /// yielding in between.
+    fn pusher(outbox: &std::sync::Arc<Outbox>, per_turn: usize, turns: usize) -> tokio::task::JoinHandle<()> {
+        let outbox = outbox.clone();
+        tokio::spawn(async move {
+            for _ in 0..turns {
+                for _ in 0..per_turn {
+                    let _ = outbox.try_push_frame(&data(9, 10), true);
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_stream_is_gathered_until_it_stops_growing() {
+        let outbox = outbox_with(4096, 2);
+        // Three turns of three frames, then the sender stops.
+        let sender = pusher(&outbox, 3, 3);
+        gather(&outbox).await;
+        assert_eq!(waiting(&outbox), 2 + 9);
+        sender.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lone_message_is_taken_at_once() {
+        let outbox = outbox_with(4096, 1);
+        let sender = pusher(&outbox, 3, 1);
+        gather(&outbox).await;
+        // Not one turn given: the sender has not run yet.
+        assert_eq!(waiting(&outbox), 1);
+        sender.await.unwrap();
+        assert_eq!(waiting(&outbox), 4);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn gathering_stops_at_its_byte_mark_and_after_its_turns() {
+        // One frame short of the byte mark, then a turn that passes it: no
+        // turn after that.
+        let per_frame = wire_estimate(Queued { frames: 1, bytes: 10, at_mark: false });
+        let short = GATHER_BYTES / per_frame - 1;
+        let outbox = outbox_with(4096, short);
+        let sender = pusher(&outbox, 2, 2);
+        gather(&outbox).await;
+        assert_eq!(waiting(&outbox), short + 2);
+        sender.await.unwrap();
+        // A sender that never pauses gets exactly MAX_GATHER_TURNS turns.
+        let outbox = outbox_with(4096, 2);
+        let sender = pusher(&outbox, 1, 100);
+        gather(&outbox).await;
+        assert_eq!(waiting(&outbox), 2 + MAX_GATHER_TURNS);
+        sender.abort();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_gathered_batch_is_one_outbox_full_at_most() {
+        // Capacity 8: 2 queued, then 4 a turn: 6, then 8 (the outbox is
+        // full, the sender's last two are refused), and gathering stops.
+        let outbox = outbox_with(8, 2);
+        let sender = pusher(&outbox, 4, 2);
+        gather(&outbox).await;
+        assert_eq!(outbox.queued(), Queued { frames: 8, bytes: 80, at_mark: true });
+        sender.await.unwrap();
+        // The writer's take is that outbox-full, whole.
+        let mut batch = VecDeque::new();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let took = outbox.poll_drain(&mut cx, &RoomSignal::default(), &mut Vec::new(), &mut batch, &mut None);
+        assert_eq!(took, Poll::Ready(true));
+        assert_eq!(batch.iter().map(Chunk::messages).sum::<u64>(), 8);
+    }
+}
