@@ -11,25 +11,16 @@ use tokio::sync::mpsc;
 use crate::driver::Undelivered;
 
 /// Why [`UndeliveredReceiver::try_recv`] returned no message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TryRecvError {
     /// No given-up message is kept now.
+    #[error("no given-up message is kept now")]
     Empty,
     /// None is kept, and none will be: the at-least-once sender has ended.
+    #[error("the at-least-once sender has ended and every kept message was taken")]
     Closed,
 }
-
-impl std::fmt::Display for TryRecvError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Empty => "no given-up message is kept now",
-            Self::Closed => "the at-least-once sender has ended and every kept message was taken",
-        })
-    }
-}
-
-impl std::error::Error for TryRecvError {}
 
 /// Where [`Undelivered`] messages arrive, from
 /// [`AtLeastOnceLayer::new`](crate::AtLeastOnceLayer::new).
