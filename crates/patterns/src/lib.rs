@@ -43,7 +43,7 @@
 //!
 //! | queue | default | when full |
 //! |---|---|---|
-//! | a peer's outbox | 1024 frames (`TransportConfig::outbox_capacity`) | round-robin skips the peer; publish drops its copy (or waits, with [`WhenFull::Wait`]); by identity waits |
+//! | a peer's outbox | 4096 frames or 1 MiB of payload (`TransportConfig::outbox_capacity`, `outbox_bytes`) | round-robin skips the peer; publish drops its copy (or waits, with [`WhenFull::Wait`]); by identity waits |
 //! | every outbox | | the service is not ready: the send waits |
 //! | the no-peer buffer | 1024 messages / 64 MiB ([`PeerSetConfig`]) | the send waits, or fails with the message handed back ([`WhenFull::Drop`]) |
 //!

@@ -1,5 +1,5 @@
 //! Round-robin skips a peer at its outbox byte mark at once: with 1 MiB
-//! messages, one peer that never reads holds its 8 MiB mark plus at most the
+//! messages, one peer that never reads holds its 1 MiB mark plus at most the
 //! one batch its writer took, and every later message goes to the healthy
 //! peer. (Before byte marks, such a peer kept its turn until it held 1024
 //! messages: a gigabyte.)
@@ -19,7 +19,7 @@ const AFTER: u32 = 40;
 #[tokio::test]
 async fn a_stalled_peer_at_its_byte_mark_gets_no_more_one_mib_messages_and_the_healthy_one_gets_the_rest() {
     let config = TransportConfig::default();
-    assert_eq!(config.outbox_bytes, 8 * MIB);
+    assert_eq!(config.outbox_bytes, MIB);
     // Far above what the byte mark lets in: only bytes can make it full.
     assert!(config.outbox_capacity >= 16 * MARK);
     let (sender, peers) = sender(config, PeerSetConfig::default());
@@ -76,7 +76,8 @@ async fn a_stalled_peer_at_its_byte_mark_gets_no_more_one_mib_messages_and_the_h
     })
     .await;
 
-    // Exactly the mark queued: 8 frames of 1 MiB, the eighth taken at 7 MiB.
+    // Exactly the mark queued: one frame of 1 MiB, taken at 0 bytes, and
+    // none after it.
     assert_eq!(stalled.handle.queued(), MARK);
     assert!(!stalled.handle.has_room());
     // Plus the one batch the writer took before it blocked: at most what an

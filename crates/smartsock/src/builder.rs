@@ -194,9 +194,22 @@ impl SocketBuilder {
     }
 
     /// Messages queued for one peer before it counts as full (its high-water
-    /// mark). Default: 1024.
+    /// mark). Default: 4096. The queue is also full at
+    /// [`peer_queue_bytes`](SocketBuilder::peer_queue_bytes), whichever
+    /// comes first.
     pub fn peer_queue(mut self, messages: usize) -> Self {
         self.transport.outbox_capacity = messages;
+        self
+    }
+
+    /// Payload bytes queued for one peer before it counts as full: a
+    /// message is taken while fewer bytes are queued, so one large message
+    /// may pass the mark. Default: 1 MiB. What a full peer means depends on
+    /// the send mode: round-robin skips it, publish drops its copy (or
+    /// waits, see [`when_subscriber_full`](SocketBuilder::when_subscriber_full)),
+    /// a send by identity waits.
+    pub fn peer_queue_bytes(mut self, bytes: usize) -> Self {
+        self.transport.outbox_bytes = bytes;
         self
     }
 

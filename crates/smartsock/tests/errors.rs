@@ -213,6 +213,7 @@ async fn settings_out_of_range_are_refused_by_build() {
             Socket::builder().delivery(Delivery::AtLeastOnce).resend_timeout(Duration::ZERO).build(),
         ),
         ("zero peer queue", Socket::builder().peer_queue(0).build()),
+        ("zero peer queue bytes", Socket::builder().peer_queue_bytes(0).build()),
         ("zero receive queue", Socket::builder().receive_queue(0).build()),
         (
             "heartbeat timeout not above the interval",

@@ -270,3 +270,61 @@ async fn handshake_refusals_are_counted_by_reason() -> Result<(), smartsock::Err
     assert_eq!(labelled, ["version", "duplicate_identity", "malformed"]);
     Ok(())
 }
+
+/// Publishes 16 KiB messages to a peer that never reads, with a queue of
+/// `mark` payload bytes (and room for far more messages), until its outbox
+/// holds `expected` frames; then checks that 50 more sends add none (each is
+/// dropped for it, and goes to the subscriber that reads).
+async fn a_stalled_peer_queue_holds(mark: usize, expected: usize) -> Result<(), smartsock::Error> {
+    const SIZE: usize = 16 * 1024;
+    let publisher = Socket::builder()
+        .send_mode(SendMode::Publish)
+        .when_subscriber_full(WhenFull::Drop)
+        .peer_queue(1000)
+        .peer_queue_bytes(mark)
+        .linger(Duration::from_millis(100))
+        .build()?;
+    let addr = publisher.bind("127.0.0.1:0").await?.to_string();
+    // A subscriber that keeps up: with every subscriber full a send waits.
+    let reader = Socket::new()?;
+    reader.connect(&addr)?;
+    within("the reader", publisher.wait_for_peers(1)).await;
+    let drain = reader.clone();
+    tokio::spawn(async move { while drain.recv().await.is_some() {} });
+    // Completes the handshake, then never reads again.
+    let mut stalled = RawPeer::dial(&addr, PeerId::random(), 1).await;
+    assert_eq!(stalled.frame().await.0, 0x01, "the publisher's HELLO");
+    within("the stalled subscriber", publisher.wait_for_peers(2)).await;
+    let depth = |publisher: &Socket| publisher.stats().peer(stalled.id).expect("connected").outbox_depth;
+
+    // 64 MiB first, far past what the kernel's buffers take for a peer that
+    // never reads (a few MiB): from then on its writer is blocked for good,
+    // and its outbox only fills.
+    let payload = bytes::Bytes::from(vec![7u8; SIZE]);
+    let mut sent = 0;
+    while sent < 4096 || depth(&publisher) < expected {
+        assert!(sent < 20_000, "the outbox never reached {expected} frames");
+        publisher.send(payload.clone()).await?;
+        sent += 1;
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(depth(&publisher), expected);
+    let drops = publisher.slow_subscriber_drops();
+    for _ in 0..50 {
+        publisher.send(payload.clone()).await?;
+    }
+    assert_eq!(depth(&publisher), expected, "a send taken past the byte mark");
+    assert_eq!(publisher.slow_subscriber_drops(), drops + 50);
+    publisher.close().await;
+    reader.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_peer_queue_is_full_at_its_byte_mark_exactly() -> Result<(), smartsock::Error> {
+    // A message is taken while fewer bytes than the mark are queued: at
+    // 0, 16 and 32 KiB, not at 48 KiB...
+    a_stalled_peer_queue_holds(48 * 1024, 3).await?;
+    // ...unless the mark is one byte more.
+    a_stalled_peer_queue_holds(48 * 1024 + 1, 4).await
+}

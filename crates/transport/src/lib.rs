@@ -114,8 +114,8 @@
 //! | limit | default | when reached |
 //! |---|---|---|
 //! | `max_frame_length` | 16 MiB | the peer is disconnected (`Protocol` reason); nothing is allocated for the announced length: the read buffer grows with the bytes that arrive (unless a frame at least as long, and at most 2 MiB, already came on that connection and no messages wait for room), and is given back after a large frame |
-//! | `outbox_capacity` | 1024 frames per peer | [`PeerHandle::try_send`] hands the frame back; the caller waits, skips or drops |
-//! | `outbox_bytes` | 8 MiB of payload per peer | the same: a frame is taken while fewer bytes are queued (one large frame may pass the mark) |
+//! | `outbox_capacity` | 4096 frames per peer | [`PeerHandle::try_send`] hands the frame back; the caller waits, skips or drops |
+//! | `outbox_bytes` | 1 MiB of payload per peer | the same: a frame is taken while fewer bytes are queued (one large frame may pass the mark) |
 //! | `inbound_capacity` | 1024 messages | reading stops on every connection until the application takes one; TCP pushes back, nothing is dropped |
 //! | `inbound_bytes` | 64 MiB of payload | the same, counted in bytes |
 //! | `inbound_lookahead` | 128 KiB per connection | while the inbound queue is full a connection reads on for ACKs and HEARTBEATs, holding at most this many bytes (messages waiting for room, frame in progress); at the bound it stops reading |
@@ -143,7 +143,7 @@
 //!
 //! What a socket can hold at most, from its settings (defaults in brackets):
 //! the inbound queue (`inbound_bytes`, 64 MiB, plus one message past the
-//! mark); per peer, its outbox (`outbox_bytes`, 8 MiB, plus one frame) and
+//! mark); per peer, its outbox (`outbox_bytes`, 1 MiB, plus one frame) and
 //! the batch its writer is writing (at most one outbox's worth), and its
 //! read buffer (up to twice the frame being received, at most
 //! 2 × `max_frame_length`); and, in the routing layer above, the no-peer
