@@ -144,6 +144,10 @@ pub struct TransportConfig {
     /// queued (so one large frame may pass the mark; none is taken after
     /// it). Round-robin skips a peer at this mark at once. Default: 1 MiB
     /// ([`DEFAULT_OUTBOX_BYTES`]).
+    ///
+    /// A Unix socket's send buffer is raised to this mark when smaller (the
+    /// kernel caps it at `net.core.wmem_max`), so that a batch of small
+    /// frames goes in one write: unlike TCP's, it does not grow by itself.
     pub outbox_bytes: usize,
     /// Received messages queued for the application across all peers. When
     /// full, the transport stops reading from sockets, so TCP pushes back on

@@ -196,14 +196,17 @@ impl Transport {
             #[cfg(unix)]
             Address::Unix(path) => {
                 let (acceptor, endpoint) =
-                    crate::unix::bind_path(&path, &self.shared.runtime).await.map_err(failed)?;
+                    crate::unix::bind_path(&path, &self.shared.runtime, self.shared.config.outbox_bytes)
+                        .await
+                        .map_err(failed)?;
                 self.spawn(accept_loop(self.shared.clone(), acceptor, Upgrade::default()));
                 endpoint
             }
             #[cfg(unix)]
             Address::UnixAbstract(name) => {
                 let (acceptor, endpoint) =
-                    crate::unix::bind_abstract(&name, &self.shared.runtime).map_err(failed)?;
+                    crate::unix::bind_abstract(&name, &self.shared.runtime, self.shared.config.outbox_bytes)
+                        .map_err(failed)?;
                 self.spawn(accept_loop(self.shared.clone(), acceptor, Upgrade::default()));
                 endpoint
             }
@@ -330,9 +333,10 @@ impl Transport {
                     _ => unreachable!("matched above"),
                 };
                 let label: Arc<str> = address.to_string().into();
+                let send_buffer = self.shared.config.outbox_bytes;
                 self.connect_direct(addr, move || {
                     let (path, label) = (path.clone(), label.clone());
-                    async move { crate::unix::connect(&path, &label).await }
+                    async move { crate::unix::connect(&path, &label, send_buffer).await }
                 })
             }
             Address::Inproc(name) => {

@@ -5,6 +5,13 @@
 //! file nobody listens on (a crashed process's) is removed and bound again,
 //! one somebody listens on is "address in use", and anything that is not a
 //! socket is never touched.
+//!
+//! Unlike TCP's, a Unix socket's send buffer does not grow with the
+//! traffic: at the kernel's default (about 208 KiB) a writer's batch of 4096
+//! small frames (about 280 KiB at 64 B) did not go in one write, and
+//! one-way 64 B was 8-10% slower than with batches of 1024 (medians of 8
+//! pairs each way). Each stream's send buffer is raised to the outbox's
+//! byte mark (the kernel caps it at `net.core.wmem_max`), never lowered.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -25,6 +32,8 @@ pub(crate) struct UnixAcceptor {
     label: String,
     /// The file and its (device, inode), for the cleanup.
     file: Option<(PathBuf, (u64, u64))>,
+    /// What each accepted stream's send buffer is raised to.
+    send_buffer: usize,
 }
 
 impl Acceptor for UnixAcceptor {
@@ -32,6 +41,7 @@ impl Acceptor for UnixAcceptor {
 
     async fn accept(&mut self) -> io::Result<(UnixStream, String)> {
         let (stream, _unnamed) = self.listener.accept().await?;
+        raise_send_buffer(&stream, self.send_buffer);
         let label = with_credentials(&self.label, &stream);
         Ok((stream, label))
     }
@@ -50,8 +60,13 @@ impl Drop for UnixAcceptor {
 }
 
 /// Binds a socket file at `path`, first removing a stale one; the listener
-/// is registered with `runtime`.
-pub(crate) async fn bind_path(path: &Path, runtime: &Handle) -> io::Result<(UnixAcceptor, Endpoint)> {
+/// is registered with `runtime`, and accepted streams get a send buffer of
+/// at least `send_buffer` bytes.
+pub(crate) async fn bind_path(
+    path: &Path,
+    runtime: &Handle,
+    send_buffer: usize,
+) -> io::Result<(UnixAcceptor, Endpoint)> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path).await {
             Ok(_) => {
@@ -90,24 +105,36 @@ pub(crate) async fn bind_path(path: &Path, runtime: &Handle) -> io::Result<(Unix
         listener,
         label: endpoint.to_string(),
         file: Some((path.to_owned(), (meta.dev(), meta.ino()))),
+        send_buffer,
     };
     Ok((acceptor, endpoint))
 }
 
 /// Binds a Linux abstract name: no file, so nothing stale to handle. The
-/// listener is registered with `runtime`.
-pub(crate) fn bind_abstract(name: &str, runtime: &Handle) -> io::Result<(UnixAcceptor, Endpoint)> {
+/// listener is registered with `runtime`, and accepted streams get a send
+/// buffer of at least `send_buffer` bytes.
+pub(crate) fn bind_abstract(
+    name: &str,
+    runtime: &Handle,
+    send_buffer: usize,
+) -> io::Result<(UnixAcceptor, Endpoint)> {
     let listener = {
         let _on_runtime = runtime.enter();
         UnixListener::bind(abstract_path(name))?
     };
     let endpoint = Endpoint::UnixAbstract(name.to_owned());
-    Ok((UnixAcceptor { listener, label: endpoint.to_string(), file: None }, endpoint))
+    Ok((UnixAcceptor { listener, label: endpoint.to_string(), file: None, send_buffer }, endpoint))
 }
 
-/// One connect try to `path` (already in tokio's form for abstract names).
-pub(crate) async fn connect(path: &Path, label: &str) -> io::Result<(UnixStream, String)> {
+/// One connect try to `path` (already in tokio's form for abstract names);
+/// the stream gets a send buffer of at least `send_buffer` bytes.
+pub(crate) async fn connect(
+    path: &Path,
+    label: &str,
+    send_buffer: usize,
+) -> io::Result<(UnixStream, String)> {
     let stream = UnixStream::connect(path).await?;
+    raise_send_buffer(&stream, send_buffer);
     let label = with_credentials(label, &stream);
     Ok((stream, label))
 }
@@ -115,6 +142,20 @@ pub(crate) async fn connect(path: &Path, label: &str) -> io::Result<(UnixStream,
 /// tokio takes a path that starts with NUL as an abstract name.
 pub(crate) fn abstract_path(name: &str) -> PathBuf {
     PathBuf::from(format!("\0{name}"))
+}
+
+/// Raises `stream`'s send buffer to `bytes` if it is smaller. A refusal
+/// costs only speed, so it is logged, not returned.
+fn raise_send_buffer(stream: &UnixStream, bytes: usize) {
+    let socket = socket2::SockRef::from(stream);
+    // Linux reports twice what was set (its bookkeeping share): a buffer
+    // set to `bytes` before reads back as more than `bytes`.
+    if socket.send_buffer_size().is_ok_and(|now| now >= bytes) {
+        return;
+    }
+    if let Err(e) = socket.set_send_buffer_size(bytes) {
+        debug!(error = %e, bytes, "could not raise a Unix socket's send buffer");
+    }
 }
 
 /// `label` with the peer process's credentials, where the platform tells
@@ -129,5 +170,48 @@ fn with_credentials(label: &str, stream: &UnixStream) -> String {
             debug!(error = %e, "peer credentials unavailable");
             label.to_owned()
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The kernel's cap on a send buffer set by a process.
+    fn wmem_max() -> usize {
+        std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+            .expect("wmem_max")
+            .trim()
+            .parse()
+            .expect("a number")
+    }
+
+    fn send_buffer(stream: &UnixStream) -> usize {
+        socket2::SockRef::from(stream).send_buffer_size().expect("SO_SNDBUF")
+    }
+
+    /// Connects to a fresh abstract name, both ends asking for `bytes`:
+    /// the connecting end's and the accepted end's send buffers.
+    async fn pair_asking_for(bytes: usize) -> (usize, usize) {
+        let name = format!("smartsock-sndbuf-{}-{bytes}", std::process::id());
+        let (mut acceptor, _) = bind_abstract(&name, &Handle::current(), bytes).expect("bind");
+        let (dialed, _) = connect(&abstract_path(&name), "test", bytes).await.expect("connect");
+        let (accepted, _) = acceptor.accept().await.expect("accept");
+        (send_buffer(&dialed), send_buffer(&accepted))
+    }
+
+    #[tokio::test]
+    async fn both_ends_send_buffers_are_raised_to_the_outbox_byte_mark_within_the_kernels_cap() {
+        let wanted = 1024 * 1024;
+        // Linux reads back twice what was set, capped at wmem_max first.
+        let expected = 2 * wanted.min(wmem_max());
+        assert_eq!(pair_asking_for(wanted).await, (expected, expected));
+    }
+
+    #[tokio::test]
+    async fn a_send_buffer_already_larger_is_not_lowered() {
+        let (default, _) = pair_asking_for(0).await;
+        assert!(default > 1024, "the kernel's default: {default}");
+        assert_eq!(pair_asking_for(1024).await, (default, default));
     }
 }
