@@ -1129,7 +1129,10 @@ const NOTES: &str = "Notes:
   (sends with backpressure).
 - smartsock's default publish policy drops a full subscriber's copy
   (`WhenFull::Drop`, like PUB at its SNDHWM); the lossless row uses
-  `when_subscriber_full(WhenFull::Wait)`.
+  `when_subscriber_full(WhenFull::Wait)`. Each system keeps its own default
+  queue: smartsock's holds 4096 frames or 1 MiB per subscriber, libzmq's
+  SNDHWM is 1000 messages, so the default rows' losses are not
+  like-for-like.
 - Memory: the receiver reads one message, stalls 1 s, then reads at most
   about 500 000 messages a second; the sender's VmHWM is read from
   /proc/self/status after its last send.";

@@ -87,6 +87,8 @@ impl SocketBuilder {
         heartbeat(interval: Duration, timeout: Duration);
         /// See [`smartsock::SocketBuilder::peer_queue`].
         peer_queue(messages: usize);
+        /// See [`smartsock::SocketBuilder::peer_queue_bytes`].
+        peer_queue_bytes(bytes: usize);
         /// See [`smartsock::SocketBuilder::receive_queue`].
         receive_queue(messages: usize);
         /// See [`smartsock::SocketBuilder::buffer`].

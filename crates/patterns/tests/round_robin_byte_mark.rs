@@ -1,25 +1,26 @@
 //! Round-robin skips a peer at its outbox byte mark at once: with 1 MiB
-//! messages, one peer that never reads holds its 1 MiB mark plus at most the
-//! one batch its writer took, and every later message goes to the healthy
-//! peer. (Before byte marks, such a peer kept its turn until it held 1024
-//! messages: a gigabyte.)
+//! messages, one peer that never reads holds its mark (8 MiB here) plus at
+//! most the one batch its writer took, and every later message goes to the
+//! healthy peer. (Before byte marks, such a peer kept its turn until it
+//! held 1024 messages, then the default: a gigabyte.)
 
 mod common;
 
 use common::*;
 use smartsock_patterns::{Attempt, Message, PeerSetConfig};
-use smartsock_transport::{DEFAULT_OUTBOX_BYTES, TransportConfig};
+use smartsock_transport::TransportConfig;
 
 const MIB: usize = 1024 * 1024;
-/// The default mark, in 1 MiB messages.
-const MARK: usize = DEFAULT_OUTBOX_BYTES / MIB;
+/// The mark this test sets, in 1 MiB messages (the default is one): with
+/// eight, the last message is taken at 7 MiB, well past the first.
+const MARK: usize = 8;
 /// Messages sent once the stalled peer is at its mark.
 const AFTER: u32 = 40;
 
 #[tokio::test]
 async fn a_stalled_peer_at_its_byte_mark_gets_no_more_one_mib_messages_and_the_healthy_one_gets_the_rest() {
-    let config = TransportConfig::default();
-    assert_eq!(config.outbox_bytes, MIB);
+    let mut config = TransportConfig::default();
+    config.outbox_bytes = MARK * MIB;
     // Far above what the byte mark lets in: only bytes can make it full.
     assert!(config.outbox_capacity >= 16 * MARK);
     let (sender, peers) = sender(config, PeerSetConfig::default());
@@ -76,8 +77,7 @@ async fn a_stalled_peer_at_its_byte_mark_gets_no_more_one_mib_messages_and_the_h
     })
     .await;
 
-    // Exactly the mark queued: one frame of 1 MiB, taken at 0 bytes, and
-    // none after it.
+    // Exactly the mark queued: 8 frames of 1 MiB, the eighth taken at 7 MiB.
     assert_eq!(stalled.handle.queued(), MARK);
     assert!(!stalled.handle.has_room());
     // Plus the one batch the writer took before it blocked: at most what an

@@ -282,6 +282,8 @@ async fn a_stalled_peer_queue_holds(mark: usize, expected: usize) -> Result<(), 
         .when_subscriber_full(WhenFull::Drop)
         .peer_queue(1000)
         .peer_queue_bytes(mark)
+        // The stalled peer sends no HEARTBEATs: a slow run must not lose it.
+        .heartbeat(Duration::from_secs(60), Duration::from_secs(300))
         .linger(Duration::from_millis(100))
         .build()?;
     let addr = publisher.bind("127.0.0.1:0").await?.to_string();
@@ -297,12 +299,13 @@ async fn a_stalled_peer_queue_holds(mark: usize, expected: usize) -> Result<(), 
     within("the stalled subscriber", publisher.wait_for_peers(2)).await;
     let depth = |publisher: &Socket| publisher.stats().peer(stalled.id).expect("connected").outbox_depth;
 
-    // 64 MiB first, far past what the kernel's buffers take for a peer that
-    // never reads (a few MiB): from then on its writer is blocked for good,
-    // and its outbox only fills.
+    // 16 MiB first, far past what the kernel's buffers take for a peer that
+    // never reads (its receive buffer does not grow while nothing is read;
+    // the send buffer grows to `tcp_wmem`'s 4 MiB at most): from then on its
+    // writer is blocked for good, and its outbox only fills.
     let payload = bytes::Bytes::from(vec![7u8; SIZE]);
     let mut sent = 0;
-    while sent < 4096 || depth(&publisher) < expected {
+    while sent < 1024 || depth(&publisher) < expected {
         assert!(sent < 20_000, "the outbox never reached {expected} frames");
         publisher.send(payload.clone()).await?;
         sent += 1;

@@ -13,7 +13,7 @@ pub const MAX_CAPACITY: usize = tokio::sync::Semaphore::MAX_PERMITS;
 
 /// Default [`TransportConfig::outbox_capacity`]: 4096 frames per peer.
 ///
-/// Small frames are what this bounds; larger ones meet
+/// Small frames are what this bounds: payloads of 256 bytes or more meet
 /// [`DEFAULT_OUTBOX_BYTES`] first (at 1 KiB, after 1024 frames). A sender on
 /// `main` beside a 2-worker runtime sleeps on a full outbox once per batch,
 /// so longer batches of small frames mean fewer sleeps: one-way 16 B on 2
@@ -25,9 +25,9 @@ pub const DEFAULT_OUTBOX_CAPACITY: usize = 4096;
 /// Default [`TransportConfig::outbox_bytes`]: 1 MiB of payload per peer.
 ///
 /// A batch the writer takes then stays within what the encode buffer keeps
-/// (a run of 4096 frames of 1 KiB, 4 MiB, was grown by doubling and freed
-/// after every write: one-way 1 KiB 7-17% slower), and the payloads queued
-/// for a peer stay within the CPU's caches: one-way 64 KiB on 2 workers was
+/// (about 2.2 MiB; a run of 4096 frames of 1 KiB, 4 MiB, was grown by
+/// doubling and freed after every write: one-way 1 KiB 7-17% slower), and
+/// the payloads queued for a peer stay within the CPU's caches: one-way 64 KiB on 2 workers was
 /// 39% faster than with the 8 MiB of before (medians of 6 pairs each way).
 /// It also bounds what a peer that stops reading pins: 1 MiB plus one
 /// frame, and the batch its writer took.
@@ -148,6 +148,11 @@ pub struct TransportConfig {
     /// A Unix socket's send buffer is raised to this mark when smaller (the
     /// kernel caps it at `net.core.wmem_max`), so that a batch of small
     /// frames goes in one write: unlike TCP's, it does not grow by itself.
+    /// Linux reserves twice what is set, so a peer that stops reading can
+    /// hold up to 2 × min(this, `wmem_max`) in the kernel per Unix
+    /// connection (2 MiB at the defaults where `wmem_max` allows it; about
+    /// 416 KiB on a stock kernel, whose `wmem_max` is 208 KiB). Streams
+    /// handed in with `Transport::attach` are left as they are.
     pub outbox_bytes: usize,
     /// Received messages queued for the application across all peers. When
     /// full, the transport stops reading from sockets, so TCP pushes back on

@@ -144,7 +144,9 @@
 //! What a socket can hold at most, from its settings (defaults in brackets):
 //! the inbound queue (`inbound_bytes`, 64 MiB, plus one message past the
 //! mark); per peer, its outbox (`outbox_bytes`, 1 MiB, plus one frame) and
-//! the batch its writer is writing (at most one outbox's worth), and its
+//! the batch its writer is writing (at most one outbox's worth; over a Unix
+//! socket, the kernel's send buffer raised to twice the outbox's byte mark,
+//! within `net.core.wmem_max`), and its
 //! read buffer (up to twice the frame being received, at most
 //! 2 × `max_frame_length`); and, in the routing layer above, the no-peer
 //! buffer (64 MiB). An idle

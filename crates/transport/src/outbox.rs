@@ -43,7 +43,17 @@ pub(crate) const VECTORED_MIN: usize = 16 * 1024;
 
 /// An emptied encode buffer larger than this is not kept for reuse: one
 /// burst of big frames must not pin its buffer for the connection's life.
-const MAX_KEPT_ENCODED: usize = 1024 * 1024;
+///
+/// It is what a full outbox at the default marks (`config.rs`) can need,
+/// doubled for the buffer's growth: 1 MiB of payload, one frame past the
+/// mark (below [`VECTORED_MIN`]), and a header for each of 4096 frames (at
+/// most [`MAX_HEADER_LEN`](smartsock_framing::MAX_HEADER_LEN)), so about
+/// 2.2 MiB. A bound of 1 MiB freed the
+/// buffer and grew it again for every batch of payloads over 251 bytes.
+const MAX_KEPT_ENCODED: usize = 2
+    * (crate::DEFAULT_OUTBOX_BYTES
+        + VECTORED_MIN
+        + crate::DEFAULT_OUTBOX_CAPACITY * smartsock_framing::MAX_HEADER_LEN);
 
 /// A sender's encode buffer for its own writes larger than this is not kept.
 const MAX_KEPT_DIRECT: usize = 4 * 1024;
@@ -494,6 +504,31 @@ mod tests {
         let taken = outbox.poll_take(&mut cx, &mut Vec::new(), &mut VecDeque::new(), &mut Some(spare));
         assert!(taken.is_pending(), "nothing was queued");
         outbox.lock().spare.is_some()
+    }
+
+    /// Fills an outbox at the default marks with frames of `payload` bytes
+    /// (DATA_REQ: the longest header), as a sender faster than its writer
+    /// does, and returns the capacity of the buffer they were encoded into.
+    fn encoded_capacity_of_a_full_default_outbox(payload: usize) -> usize {
+        let outbox = Outbox::new(crate::DEFAULT_OUTBOX_CAPACITY, crate::DEFAULT_OUTBOX_BYTES, 16, 1 << 24);
+        let frame = Frame::DataReq { id: MsgId::random(), payload: bytes::Bytes::from(vec![7; payload]) };
+        while outbox.try_push_frame(&frame, false).is_ok() {}
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut chunks = VecDeque::new();
+        let taken = outbox.poll_take(&mut cx, &mut Vec::new(), &mut chunks, &mut None);
+        assert_eq!(taken, Poll::Ready(true));
+        match chunks.into_iter().collect::<Vec<_>>().as_slice() {
+            [Chunk::Encoded { bytes, .. }] => bytes.capacity(),
+            other => panic!("{} chunks, not one encoded run", other.len()),
+        }
+    }
+
+    #[test]
+    fn the_buffer_of_a_full_outbox_of_small_frames_at_the_default_marks_is_kept() {
+        for payload in [16, 64, 252, 256, 1024, 4096, VECTORED_MIN - 1] {
+            let capacity = encoded_capacity_of_a_full_default_outbox(payload);
+            assert!(capacity <= MAX_KEPT_ENCODED, "{payload} B frames: a buffer of {capacity} bytes");
+        }
     }
 
     #[test]

@@ -147,6 +147,10 @@ pub(crate) fn abstract_path(name: &str) -> PathBuf {
 /// Raises `stream`'s send buffer to `bytes` if it is smaller. A refusal
 /// costs only speed, so it is logged, not returned.
 fn raise_send_buffer(stream: &UnixStream, bytes: usize) {
+    // The option is a C int: a larger mark (a "no limit" of 1 << 32, say)
+    // would wrap, to 0 at worst, and shrink the buffer to the kernel's
+    // minimum. The kernel caps it at `wmem_max` anyway.
+    let bytes = bytes.min(i32::MAX as usize);
     let socket = socket2::SockRef::from(stream);
     // Linux reports twice what was set (its bookkeeping share): a buffer
     // set to `bytes` before reads back as more than `bytes`.
@@ -200,12 +204,19 @@ mod tests {
         (send_buffer(&dialed), send_buffer(&accepted))
     }
 
+    /// What both ends should read back after asking for `asked`: Linux
+    /// reports twice what was set, capped at `wmem_max` first, unless the
+    /// buffer was already larger.
+    async fn expected_for(asked: usize) -> (usize, usize) {
+        let (default, _) = pair_asking_for(0).await;
+        let raised = default.max(2 * asked.min(i32::MAX as usize).min(wmem_max()));
+        (raised, raised)
+    }
+
     #[tokio::test]
     async fn both_ends_send_buffers_are_raised_to_the_outbox_byte_mark_within_the_kernels_cap() {
-        let wanted = 1024 * 1024;
-        // Linux reads back twice what was set, capped at wmem_max first.
-        let expected = 2 * wanted.min(wmem_max());
-        assert_eq!(pair_asking_for(wanted).await, (expected, expected));
+        let mark = 1024 * 1024;
+        assert_eq!(pair_asking_for(mark).await, expected_for(mark).await);
     }
 
     #[tokio::test]
@@ -213,5 +224,15 @@ mod tests {
         let (default, _) = pair_asking_for(0).await;
         assert!(default > 1024, "the kernel's default: {default}");
         assert_eq!(pair_asking_for(1024).await, (default, default));
+    }
+
+    #[tokio::test]
+    async fn a_mark_past_what_the_option_holds_raises_the_buffer_to_the_cap_and_never_wraps() {
+        // 1 << 32 would wrap to 0, the kernel's minimum buffer.
+        for mark in [1 << 32, (1 << 32) + 1024, usize::MAX] {
+            let (dialed, accepted) = pair_asking_for(mark).await;
+            assert_eq!((dialed, accepted), expected_for(mark).await, "a mark of {mark}");
+            assert!(dialed >= 2 * 212_992.min(wmem_max()), "a mark of {mark}: {dialed}");
+        }
     }
 }
