@@ -27,8 +27,9 @@ pub const DEFAULT_OUTBOX_CAPACITY: usize = 4096;
 /// A batch the writer takes then stays within what the encode buffer keeps
 /// (about 2.2 MiB; a run of 4096 frames of 1 KiB, 4 MiB, was grown by
 /// doubling and freed after every write: one-way 1 KiB 7-17% slower), and
-/// the payloads queued for a peer stay within the CPU's caches: one-way 64 KiB on 2 workers was
-/// 39% faster than with the 8 MiB of before (medians of 6 pairs each way).
+/// the payloads queued for a peer stay within the CPU's caches: one-way
+/// 64 KiB on 2 workers was 39% faster than with the 8 MiB of before
+/// (medians of 6 pairs each way).
 /// It also bounds what a peer that stops reading pins: 1 MiB plus one
 /// frame, and the batch its writer took.
 pub const DEFAULT_OUTBOX_BYTES: usize = 1024 * 1024;

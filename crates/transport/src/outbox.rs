@@ -48,8 +48,8 @@ pub(crate) const VECTORED_MIN: usize = 16 * 1024;
 /// doubled for the buffer's growth: 1 MiB of payload, one frame past the
 /// mark (below [`VECTORED_MIN`]), and a header for each of 4096 frames (at
 /// most [`MAX_HEADER_LEN`](smartsock_framing::MAX_HEADER_LEN)), so about
-/// 2.2 MiB. A bound of 1 MiB freed the
-/// buffer and grew it again for every batch of payloads over 251 bytes.
+/// 2.2 MiB. A bound of 1 MiB freed the buffer and grew it again for every
+/// batch of payloads over 251 bytes.
 const MAX_KEPT_ENCODED: usize = 2
     * (crate::DEFAULT_OUTBOX_BYTES
         + VECTORED_MIN
