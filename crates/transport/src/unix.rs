@@ -197,7 +197,11 @@ mod tests {
     /// Connects to a fresh abstract name, both ends asking for `bytes`:
     /// the connecting end's and the accepted end's send buffers.
     async fn pair_asking_for(bytes: usize) -> (usize, usize) {
-        let name = format!("smartsock-sndbuf-{}-{bytes}", std::process::id());
+        // Tests may run as threads of one process, several asking for the
+        // same size at once: each pair gets a name of its own.
+        static PAIRS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let pair = PAIRS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("smartsock-sndbuf-{}-{pair}", std::process::id());
         let (mut acceptor, _) = bind_abstract(&name, &Handle::current(), bytes).expect("bind");
         let (dialed, _) = connect(&abstract_path(&name), "test", bytes).await.expect("connect");
         let (accepted, _) = acceptor.accept().await.expect("accept");
@@ -232,9 +236,7 @@ mod tests {
     async fn a_mark_past_what_the_option_holds_raises_the_buffer_to_the_cap_and_never_wraps() {
         // 1 << 32 would wrap to 0, the kernel's minimum buffer.
         for mark in [1 << 32, (1 << 32) + 1024, usize::MAX] {
-            let (dialed, accepted) = pair_asking_for(mark).await;
-            assert_eq!((dialed, accepted), expected_for(mark).await, "a mark of {mark}");
-            assert!(dialed >= 2 * 212_992.min(wmem_max()), "a mark of {mark}: {dialed}");
+            assert_eq!(pair_asking_for(mark).await, expected_for(mark).await, "a mark of {mark}");
         }
     }
 }
