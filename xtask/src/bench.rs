@@ -45,21 +45,22 @@ const SUBSCRIBERS: usize = 10;
 const GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
-struct Settings {
-    reps: usize,
-    secs: f64,
+pub(crate) struct Settings {
+    pub(crate) reps: usize,
+    pub(crate) secs: f64,
     fanout_count: u64,
     memory_count: u64,
-    threads: Option<usize>,
-    only: Option<String>,
+    pub(crate) threads: Option<usize>,
+    pub(crate) only: Option<String>,
     out: PathBuf,
     out_given: bool,
     quick: bool,
 }
 
 impl Settings {
-    fn parse(args: &[String]) -> Result<Self> {
-        let mut settings = Self {
+    /// The defaults, before the command line.
+    pub(crate) fn new() -> Self {
+        Self {
             reps: 5,
             secs: 2.0,
             fanout_count: 200_000,
@@ -69,7 +70,11 @@ impl Settings {
             out: root().join("bench/results"),
             out_given: false,
             quick: false,
-        };
+        }
+    }
+
+    fn parse(args: &[String]) -> Result<Self> {
+        let mut settings = Self::new();
         let (mut reps, mut secs) = (None, None);
         let mut args = args.iter();
         while let Some(arg) = args.next() {
@@ -107,7 +112,7 @@ impl Settings {
 
 /// What a case measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scenario {
+pub(crate) enum Scenario {
     OneWay,
     Latency,
     FanOut,
@@ -141,9 +146,9 @@ impl Scenario {
 
 /// One thing to run once per repetition.
 #[derive(Debug, Clone)]
-struct Case {
-    scenario: Scenario,
-    system: &'static str,
+pub(crate) struct Case {
+    pub(crate) scenario: Scenario,
+    pub(crate) system: &'static str,
     variant: &'static str,
     size: usize,
     /// Tokio worker threads, when not the scenario's default.
@@ -173,7 +178,7 @@ impl Case {
         }
     }
 
-    fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         let variant = if self.variant == "default" { String::new() } else { format!(" {}", self.variant) };
         let threads = self.threads.map_or(String::new(), |n| format!(" mt{n}"));
         let pinned = if self.pinned { " pinned" } else { "" };
@@ -198,7 +203,7 @@ impl Case {
 /// The extra runs of smartsock on a 2-worker runtime.
 const MULTI_THREAD: Option<usize> = Some(2);
 
-fn cases() -> Vec<Case> {
+pub(crate) fn cases() -> Vec<Case> {
     let case = Case::new;
     let mut cases = Vec::new();
     for size in SIZES {
@@ -273,12 +278,12 @@ fn cases() -> Vec<Case> {
 
 /// The numbers one run reported: the measuring side's `key=value` pairs, and
 /// the other side's as `other.key`.
-type Sample = BTreeMap<String, f64>;
+pub(crate) type Sample = BTreeMap<String, f64>;
 
 pub(crate) fn run(args: &[String]) -> Result {
     let settings = Settings::parse(args)?;
     let started = Instant::now();
-    let bin = build()?;
+    let bin = build(&root(), None)?;
     let cases: Vec<Case> = cases()
         .into_iter()
         .filter(|case| settings.only.as_ref().is_none_or(|word| case.label().contains(word.as_str())))
@@ -298,7 +303,7 @@ pub(crate) fn run(args: &[String]) -> Result {
         for case in &cases {
             let run_started = Instant::now();
             let label = case.label();
-            match run_case(&bin, case, &settings) {
+            match run_case(&bin, case, &settings, &[]) {
                 Ok(sample) => {
                     println!(
                         "[{rep}/{}] {label:<32} {} ({:.1} s)",
@@ -332,16 +337,21 @@ pub(crate) fn run(args: &[String]) -> Result {
     Ok(())
 }
 
-/// Builds the benchmark binary in release mode and returns its path, as
-/// cargo reports it (so `CARGO_TARGET_DIR` and cargo config are respected).
-fn build() -> Result<PathBuf> {
+/// Builds the benchmark binary of the workspace at `dir` in release mode
+/// (into `target_dir`, if given) and returns its path, as cargo reports it
+/// (so `CARGO_TARGET_DIR` and cargo config are respected).
+pub(crate) fn build(dir: &Path, target_dir: Option<&Path>) -> Result<PathBuf> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let args = ["build", "--release", "-p", "smartsock-bench", "--message-format=json-render-diagnostics"];
     println!("\n==> {cargo} {}", args.join(" "));
     let built = Instant::now();
-    let output = Command::new(&cargo)
+    let mut command = Command::new(&cargo);
+    if let Some(target_dir) = target_dir {
+        command.env("CARGO_TARGET_DIR", target_dir);
+    }
+    let output = command
         .args(args)
-        .current_dir(root())
+        .current_dir(dir)
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("could not start cargo: {e}"))?;
@@ -370,6 +380,7 @@ impl Proc {
     fn spawn(
         bin: &Path,
         args: &[String],
+        envs: &[(String, String)],
         pinned: bool,
         index: usize,
         lines: &mpsc::Sender<(usize, Option<String>)>,
@@ -383,6 +394,7 @@ impl Proc {
         };
         let mut child = command
             .args(args)
+            .envs(envs.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -421,7 +433,14 @@ impl Drop for Proc {
     }
 }
 
-fn run_case(bin: &Path, case: &Case, settings: &Settings) -> Result<Sample> {
+/// Runs `case` once with `bin`, both processes with `envs` in their
+/// environment.
+pub(crate) fn run_case(
+    bin: &Path,
+    case: &Case,
+    settings: &Settings,
+    envs: &[(String, String)],
+) -> Result<Sample> {
     let (bind_role, connect_role) = case.scenario.roles();
     let count = match case.scenario {
         Scenario::FanOut => settings.fanout_count,
@@ -456,7 +475,7 @@ fn run_case(bin: &Path, case: &Case, settings: &Settings) -> Result<Sample> {
     let limit = Duration::from_secs_f64(60.0 + 4.0 * settings.secs + count as f64 / 20_000.0);
     let deadline = Instant::now() + limit;
     let (tx, rx) = mpsc::channel();
-    let mut procs = vec![Proc::spawn(bin, &with_role(bind_role), case.pinned, 0, &tx)?];
+    let mut procs = vec![Proc::spawn(bin, &with_role(bind_role), envs, case.pinned, 0, &tx)?];
     let measuring = usize::from(!case.scenario.binder_measures());
     let mut results: [Option<Sample>; 2] = [None, None];
     let mut finished = [false, false];
@@ -492,7 +511,7 @@ fn run_case(bin: &Path, case: &Case, settings: &Settings) -> Result<Sample> {
             if index == 0 && procs.len() == 1 {
                 let mut args = with_role(connect_role);
                 args.extend(["--addr".to_owned(), addr.trim().to_owned()]);
-                procs.push(Proc::spawn(bin, &args, case.pinned, 1, &tx)?);
+                procs.push(Proc::spawn(bin, &args, envs, case.pinned, 1, &tx)?);
             }
         } else if let Some(pairs) = line.strip_prefix("RESULT ") {
             results[index] = Some(parse_pairs(pairs));
@@ -530,7 +549,7 @@ fn parse_pairs(pairs: &str) -> Sample {
 }
 
 /// The headline number of a sample: what the tables and the chart show.
-fn metric(case: &Case, sample: &Sample) -> Option<f64> {
+pub(crate) fn metric(case: &Case, sample: &Sample) -> Option<f64> {
     let get = |key: &str| sample.get(key).copied();
     match case.scenario {
         Scenario::OneWay | Scenario::FanOut => {
@@ -584,13 +603,13 @@ fn stats(by_rep: Vec<(usize, f64)>) -> Option<Stats> {
     Some(Stats { median: median(&sorted)?, min: *sorted.first()?, max: *sorted.last()?, by_rep })
 }
 
-fn sorted(values: impl Iterator<Item = f64>) -> Vec<f64> {
+pub(crate) fn sorted(values: impl Iterator<Item = f64>) -> Vec<f64> {
     let mut values: Vec<f64> = values.collect();
     values.sort_by(f64::total_cmp);
     values
 }
 
-fn median(sorted: &[f64]) -> Option<f64> {
+pub(crate) fn median(sorted: &[f64]) -> Option<f64> {
     let mid = sorted.len() / 2;
     match sorted.len() {
         0 => None,
@@ -1155,7 +1174,7 @@ fn size_label(size: usize) -> String {
 }
 
 /// 1234567 -> "1.23M".
-fn si(v: f64) -> String {
+pub(crate) fn si(v: f64) -> String {
     if !v.is_finite() {
         return "?".into();
     }

@@ -17,6 +17,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod bench;
+mod bench_ab;
 mod ci;
 mod examples;
 mod fuzz;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         Some("examples") => examples::run(&args[1..]),
         Some("interop") => interop::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("bench-ab") => bench_ab::run(&args[1..]),
         Some("loom") => loom::run(&args[1..]),
         Some("idle") => idle::run(&args[1..]),
         Some("soak") => soak::run(&args[1..]),
@@ -59,6 +61,9 @@ commands:
   examples           build and run every example of smartsock and smartsock-blocking
   interop            run the interop scenarios against aiomsg from PyPI
   bench              side-by-side benchmarks against libzmq and the zeromq crate
+  bench-ab (--base REV | --base-bin PATH) [--only WORD] [--reps N]
+                     smartsock against an earlier revision of itself, in
+                     pairs of runs: the median speed-up per case
   loom               the loom model of the send core (every interleaving)
   idle [--connections N] [--hold SECS]
                      N idle connections (default 10000) to one bind end:

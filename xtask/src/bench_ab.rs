@@ -1,0 +1,284 @@
+//! `cargo xtask bench-ab`: smartsock against itself, an earlier revision
+//! (or another build) and the working tree, in pairs.
+//!
+//! A change's effect is often smaller than the machine's drift between two
+//! runs of `cargo xtask bench`, so each repetition runs a case with both
+//! builds back to back, in alternating order (base first, then new first),
+//! and the verdict is the median of the per-repetition ratios, with how many
+//! repetitions favour the new build. The ratio is a speed-up: above 1, the
+//! new build is better (more messages a second; a lower latency or peak
+//! memory).
+//!
+//! ```text
+//! cargo xtask bench-ab (--base REV | --base-bin PATH) [--only WORD] [--reps N] [--secs S]
+//!                      [--threads N] [--env-base K=V]... [--env-new K=V]...
+//! ```
+//!
+//! `--base REV` builds `smartsock-bench` at that git revision in a worktree
+//! under `target/bench-ab` (its own target folder, so that building it again
+//! is incremental). `--env-base` and `--env-new` set environment variables
+//! for the processes of one side: two settings of one build, read from the
+//! environment, compare the same way.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+use std::{fs, iter};
+
+use crate::bench::{self, Case, Sample, Scenario, Settings};
+use crate::{Result, root, run_in};
+
+const USAGE: &str = "usage: cargo xtask bench-ab (--base REV | --base-bin PATH) [--only WORD] [--reps N] \
+[--secs S] [--threads N] [--env-base K=V]... [--env-new K=V]...
+
+  --base REV       the build to compare against: smartsock-bench at this git revision
+  --base-bin PATH  or a smartsock-bench binary built earlier
+  --only WORD      only the smartsock cases whose label contains WORD (as in
+                   `cargo xtask bench`; default: every smartsock case)
+  --reps N         pairs of runs per case (default 6)
+  --secs S         length of each throughput and latency run (default 2)
+  --threads N      tokio worker threads, as in `cargo xtask bench`
+  --env-base K=V   an environment variable for the base's processes (repeatable)
+  --env-new K=V    an environment variable for the new build's processes (repeatable)";
+
+/// What to compare, from the command line.
+struct AbSettings {
+    run: Settings,
+    base: Base,
+    env_base: Vec<(String, String)>,
+    env_new: Vec<(String, String)>,
+}
+
+enum Base {
+    Revision(String),
+    Binary(PathBuf),
+}
+
+impl AbSettings {
+    fn parse(args: &[String]) -> Result<Self> {
+        let mut run = Settings::new();
+        run.reps = 6;
+        let mut base = None;
+        let (mut env_base, mut env_new) = (Vec::new(), Vec::new());
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value\n\n{USAGE}"));
+            match arg.as_str() {
+                "--base" => base = Some(Base::Revision(value()?.clone())),
+                "--base-bin" => base = Some(Base::Binary(PathBuf::from(value()?))),
+                "--only" => run.only = Some(value()?.clone()),
+                "--reps" => run.reps = value()?.parse::<usize>().map_err(|e| format!("--reps: {e}"))?.max(1),
+                "--secs" => run.secs = value()?.parse().map_err(|e| format!("--secs: {e}"))?,
+                "--threads" => run.threads = Some(value()?.parse().map_err(|e| format!("--threads: {e}"))?),
+                "--env-base" => env_base.push(key_value(value()?)?),
+                "--env-new" => env_new.push(key_value(value()?)?),
+                "-h" | "--help" => return Err(USAGE.to_owned()),
+                other => return Err(format!("unknown option {other:?}\n\n{USAGE}")),
+            }
+        }
+        if !(0.05..=60.0).contains(&run.secs) {
+            return Err("--secs must be between 0.05 and 60".into());
+        }
+        let base = base.ok_or_else(|| format!("--base or --base-bin is needed\n\n{USAGE}"))?;
+        Ok(Self { run, base, env_base, env_new })
+    }
+}
+
+/// One repetition of a case: each build's number, and the speed-up.
+struct Pair {
+    base: f64,
+    new: f64,
+    speed_up: f64,
+}
+
+fn key_value(arg: &str) -> Result<(String, String)> {
+    let (key, value) = arg.split_once('=').ok_or_else(|| format!("{arg:?} is not KEY=VALUE"))?;
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+pub(crate) fn run(args: &[String]) -> Result {
+    let settings = AbSettings::parse(args)?;
+    let cases: Vec<Case> = bench::cases()
+        .into_iter()
+        .filter(|case| case.system == "smartsock")
+        .filter(|case| settings.run.only.as_ref().is_none_or(|word| case.label().contains(word.as_str())))
+        .collect();
+    if cases.is_empty() {
+        return Err("--only matches no smartsock case".into());
+    }
+    let base_bin = match &settings.base {
+        Base::Revision(revision) => build_revision(revision)?,
+        Base::Binary(path) => path.clone(),
+    };
+    let new_bin = bench::build(&root(), None)?;
+    let sides = [(&base_bin, &settings.env_base), (&new_bin, &settings.env_new)];
+    let reps = settings.run.reps;
+    println!("\nxtask bench-ab: {} cases x {reps} pairs, {} s runs", cases.len(), settings.run.secs);
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    for case in &cases {
+        let label = case.label();
+        let mut pairs = Vec::new();
+        for rep in 0..reps {
+            // Alternating order, so that a drift within a pair favours
+            // neither side.
+            let order = if rep % 2 == 0 { [0, 1] } else { [1, 0] };
+            let mut values = [None, None];
+            for side in order {
+                let (bin, envs) = sides[side];
+                match bench::run_case(bin, case, &settings.run, envs) {
+                    Ok(sample) => values[side] = metric(case, &sample),
+                    Err(message) => {
+                        println!("[{}/{reps}] {label}: {} FAILED: {message}", rep + 1, ["base", "new"][side])
+                    }
+                }
+            }
+            if let [Some(base), Some(new)] = values {
+                let speed_up = speed_up(case.scenario, base, new);
+                let (base_text, new_text) = (text(case.scenario, base), text(case.scenario, new));
+                println!(
+                    "[{}/{reps}] {label:<32} base {base_text:>12}  new {new_text:>12}  {speed_up:.3}",
+                    rep + 1
+                );
+                pairs.push(Pair { base, new, speed_up });
+            }
+        }
+        rows.push((case, pairs));
+    }
+    println!("\n{}", table(&rows, &settings, started.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+/// The case's headline number: messages a second, or microseconds, or MiB.
+fn metric(case: &Case, sample: &Sample) -> Option<f64> {
+    bench::metric(case, sample).filter(|value| value.is_finite() && *value > 0.0)
+}
+
+/// How much better `new` is than `base`: above 1 is better, whichever way
+/// the scenario's number goes.
+fn speed_up(scenario: Scenario, base: f64, new: f64) -> f64 {
+    match scenario {
+        Scenario::OneWay | Scenario::FanOut => new / base,
+        Scenario::Latency | Scenario::Memory => base / new,
+    }
+}
+
+/// A case's number with its unit.
+fn text(scenario: Scenario, value: f64) -> String {
+    match scenario {
+        Scenario::OneWay | Scenario::FanOut => format!("{} msg/s", bench::si(value)),
+        Scenario::Latency => format!("{value:.1} us"),
+        Scenario::Memory => format!("{value:.1} MiB"),
+    }
+}
+
+fn table(rows: &[(&Case, Vec<Pair>)], settings: &AbSettings, secs: f64) -> String {
+    let base = match &settings.base {
+        Base::Revision(revision) => format!("revision {revision}"),
+        Base::Binary(path) => path.display().to_string(),
+    };
+    let envs = |envs: &[(String, String)]| {
+        iter::once(String::new())
+            .chain(envs.iter().map(|(k, v)| format!("{k}={v}")))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Base: {base}{}; new: the working tree{}.",
+        envs(&settings.env_base),
+        envs(&settings.env_new)
+    );
+    let _ =
+        writeln!(out, "Speed-up above 1: the new build is better (higher rate, lower latency or memory).\n");
+    let _ =
+        writeln!(out, "| case | base (median) | new (median) | speed-up (median of pairs) | pairs above 1 |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+    for (case, pairs) in rows {
+        let label = case.label();
+        let median_of = |pick: fn(&Pair) -> f64| bench::median(&bench::sorted(pairs.iter().map(pick)));
+        let cell = |value: Option<f64>| value.map_or("?".into(), |v| text(case.scenario, v));
+        let above = pairs.iter().filter(|pair| pair.speed_up > 1.0).count();
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {} | {above} of {} |",
+            cell(median_of(|pair| pair.base)),
+            cell(median_of(|pair| pair.new)),
+            median_of(|pair| pair.speed_up).map_or("?".into(), |v| format!("{v:.3}")),
+            pairs.len()
+        );
+    }
+    let _ =
+        write!(out, "\n{} pairs of {} s runs a case, in {secs:.0} s.", settings.run.reps, settings.run.secs);
+    out
+}
+
+/// Builds `smartsock-bench` at `revision` in a worktree of its own and
+/// returns a copy of the binary that outlives the worktree.
+fn build_revision(revision: &str) -> Result<PathBuf> {
+    let dir = root().join("target/bench-ab");
+    let worktree = dir.join("worktree");
+    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    remove_worktree(&worktree);
+    let git = |args: &[&str]| run_in(Command::new("git").args(args), &root());
+    git(&["worktree", "add", "--detach", &worktree.to_string_lossy(), revision])?;
+    let built = bench::build(&worktree, Some(&dir.join("target")));
+    remove_worktree(&worktree);
+    let copy = dir.join(format!("smartsock-bench-{}", revision.replace(['/', '~', '^'], "-")));
+    fs::copy(built?, &copy).map_err(|e| format!("{}: {e}", copy.display()))?;
+    Ok(copy)
+}
+
+/// Removes the worktree at `path`, if there is one (left by an earlier run
+/// that was stopped).
+fn remove_worktree(path: &Path) {
+    if path.exists() {
+        let _ = Command::new("git")
+            .args(["worktree", "remove", "--force"])
+            .arg(path)
+            .current_dir(root())
+            .status();
+        let _ = fs::remove_dir_all(path);
+        let _ = Command::new("git").args(["worktree", "prune"]).current_dir(root()).status();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn a_speed_up_above_one_means_the_new_build_is_better() {
+        assert_eq!(speed_up(Scenario::OneWay, 2.0, 3.0), 1.5, "more messages a second");
+        assert_eq!(speed_up(Scenario::FanOut, 4.0, 2.0), 0.5);
+        assert_eq!(speed_up(Scenario::Latency, 30.0, 20.0), 1.5, "a lower latency");
+        assert_eq!(speed_up(Scenario::Memory, 5.0, 10.0), 0.5, "more memory");
+    }
+
+    #[test]
+    fn the_command_line_needs_a_base_and_reads_environment_pairs() {
+        assert!(AbSettings::parse(&args("--only alo")).is_err_and(|e| e.contains("--base or --base-bin")));
+        let settings =
+            AbSettings::parse(&args("--base HEAD~1 --env-new SS_X=1=2 --reps 0 --only alo")).unwrap();
+        assert!(matches!(&settings.base, Base::Revision(revision) if revision == "HEAD~1"));
+        assert_eq!(settings.env_new, [("SS_X".to_owned(), "1=2".to_owned())], "split at the first '='");
+        assert!(settings.env_base.is_empty());
+        assert_eq!(settings.run.reps, 1, "at least one pair");
+        assert_eq!(settings.run.only.as_deref(), Some("alo"));
+        assert!(
+            AbSettings::parse(&args("--base-bin x --env-base NOVALUE"))
+                .is_err_and(|e| e.contains("KEY=VALUE"))
+        );
+        assert!(AbSettings::parse(&args("--base-bin x --secs 0")).is_err());
+        assert!(
+            AbSettings::parse(&args("--base-bin x --frobnicate"))
+                .is_err_and(|e| e.contains("unknown option"))
+        );
+    }
+}
