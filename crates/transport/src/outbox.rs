@@ -42,18 +42,26 @@ use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering, lock};
 pub(crate) const VECTORED_MIN: usize = 16 * 1024;
 
 /// An emptied encode buffer larger than this is not kept for reuse: one
-/// burst of big frames must not pin its buffer for the connection's life.
+/// burst of big frames must not pin its buffer for the connection's life
+/// (and an idle connection keeps at most [`IDLE_KEPT_ENCODED`]).
 ///
 /// It is what a full outbox at the default marks (`config.rs`) can need,
 /// doubled for the buffer's growth: 1 MiB of payload, one frame past the
 /// mark (below [`VECTORED_MIN`]), and a header for each of 4096 frames (at
 /// most [`MAX_HEADER_LEN`](smartsock_framing::MAX_HEADER_LEN)), so about
 /// 2.2 MiB. A bound of 1 MiB freed the buffer and grew it again for every
-/// batch of payloads over 251 bytes.
+/// batch of payloads over 251 bytes. (An outbox with larger marks frees
+/// its larger buffers too; at a byte mark of 8 MiB, keeping them made no
+/// difference to 1 KiB messages in paired runs: 0.99 and 1.03.)
 const MAX_KEPT_ENCODED: usize = 2
     * (crate::DEFAULT_OUTBOX_BYTES
         + VECTORED_MIN
         + crate::DEFAULT_OUTBOX_CAPACITY * smartsock_framing::MAX_HEADER_LEN);
+
+/// The largest encode buffer kept once the connection has been idle for a
+/// heartbeat interval: a burst's buffer (up to [`MAX_KEPT_ENCODED`]) is not
+/// pinned while nothing is sent.
+pub(crate) const IDLE_KEPT_ENCODED: usize = 64 * 1024;
 
 /// A sender's encode buffer for its own writes larger than this is not kept.
 const MAX_KEPT_DIRECT: usize = 4 * 1024;
@@ -380,6 +388,23 @@ impl Outbox {
         Poll::Ready(true)
     }
 
+    /// For the writer, idle for a heartbeat interval: lets go of the
+    /// encode buffer kept if it is larger than [`IDLE_KEPT_ENCODED`].
+    pub(crate) fn release_idle_buffers(&self) {
+        let mut state = self.lock();
+        let large = state.spare.as_ref().is_some_and(|buf| buf.capacity() > IDLE_KEPT_ENCODED);
+        let released = if large { state.spare.take() } else { None };
+        drop(state);
+        // Freed here, not under the lock.
+        drop(released);
+    }
+
+    /// The capacity of the encode buffer kept for reuse (0 if none).
+    #[cfg(test)]
+    pub(crate) fn kept_capacity(&self) -> usize {
+        self.lock().spare.as_ref().map_or(0, BytesMut::capacity)
+    }
+
     /// For the writer, about to write a heartbeat: from now until it parks
     /// again no sender writes to the stream, and whatever is queued (the
     /// tail of a sender's write first) is appended to `acks` and `chunks`,
@@ -486,115 +511,4 @@ fn take_all(state: &mut State, acks: &mut Vec<MsgId>, chunks: &mut VecDeque<Chun
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::VecDeque;
-    use std::task::{Context, Poll, Waker};
-
-    use bytes::BytesMut;
-
-    use super::*;
-
-    /// Hands the outbox an emptied encode buffer of `capacity` bytes, as the
-    /// writer does when it takes a batch; whether the outbox kept it.
-    fn keeps_a_spare_of(capacity: usize) -> bool {
-        let outbox = Outbox::new(16, 1 << 20, 16, 1 << 24);
-        let spare = BytesMut::with_capacity(capacity);
-        assert_eq!(spare.capacity(), capacity);
-        let mut cx = Context::from_waker(Waker::noop());
-        let taken = outbox.poll_take(&mut cx, &mut Vec::new(), &mut VecDeque::new(), &mut Some(spare));
-        assert!(taken.is_pending(), "nothing was queued");
-        outbox.lock().spare.is_some()
-    }
-
-    /// Fills an outbox at the default marks with frames of `payload` bytes
-    /// (DATA_REQ: the longest header), as a sender faster than its writer
-    /// does, and returns the capacity of the buffer they were encoded into.
-    fn encoded_capacity_of_a_full_default_outbox(payload: usize) -> usize {
-        let outbox = Outbox::new(crate::DEFAULT_OUTBOX_CAPACITY, crate::DEFAULT_OUTBOX_BYTES, 16, 1 << 24);
-        let frame = Frame::DataReq { id: MsgId::random(), payload: bytes::Bytes::from(vec![7; payload]) };
-        while outbox.try_push_frame(&frame, false).is_ok() {}
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut chunks = VecDeque::new();
-        let taken = outbox.poll_take(&mut cx, &mut Vec::new(), &mut chunks, &mut None);
-        assert_eq!(taken, Poll::Ready(true));
-        match chunks.into_iter().collect::<Vec<_>>().as_slice() {
-            [Chunk::Encoded { bytes, .. }] => bytes.capacity(),
-            other => panic!("{} chunks, not one encoded run", other.len()),
-        }
-    }
-
-    #[test]
-    fn the_buffer_of_a_full_outbox_of_small_frames_at_the_default_marks_is_kept() {
-        for payload in [16, 64, 252, 256, 1024, 4096, VECTORED_MIN - 1] {
-            let capacity = encoded_capacity_of_a_full_default_outbox(payload);
-            assert!(capacity <= MAX_KEPT_ENCODED, "{payload} B frames: a buffer of {capacity} bytes");
-        }
-    }
-
-    #[test]
-    fn an_emptied_encode_buffer_is_kept_up_to_its_bound_and_not_past_it() {
-        assert!(keeps_a_spare_of(MAX_KEPT_ENCODED));
-        assert!(!keeps_a_spare_of(MAX_KEPT_ENCODED + 1));
-    }
-
-    #[test]
-    fn a_closed_outbox_lets_go_of_its_buffers() {
-        let outbox = Outbox::new(16, 1 << 20, 16, 1 << 24);
-        assert!(outbox.try_push_frame(&Frame::Data(bytes::Bytes::from_static(b"queued")), false).is_ok());
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut chunks = VecDeque::new();
-        assert!(outbox.poll_take(&mut cx, &mut Vec::new(), &mut chunks, &mut None).is_ready());
-        // The writer gives the emptied buffer back; the outbox keeps it...
-        let emptied = || Some(BytesMut::with_capacity(4096));
-        let taken = outbox.poll_take(&mut cx, &mut Vec::new(), &mut VecDeque::new(), &mut emptied());
-        assert!(taken.is_pending());
-        assert_eq!(outbox.lock().spare.as_ref().map(BytesMut::capacity), Some(4096));
-        outbox.lock().direct_buf = BytesMut::with_capacity(4096);
-        // ...until the connection ends.
-        assert!(outbox.try_push_ack(MsgId::from_bytes([1; 16])).is_ok());
-        let mut acks = Vec::new();
-        assert!(outbox.close_chunks(&mut acks).is_empty());
-        assert_eq!(acks, [MsgId::from_bytes([1; 16])], "the ACK not sent is handed out");
-        let state = outbox.lock();
-        assert_eq!((state.spare.is_none(), state.direct_buf.capacity(), state.acks.capacity()), (true, 0, 0));
-        drop(state);
-        // A buffer given back after the end is not kept either.
-        let taken = outbox.poll_take(&mut cx, &mut Vec::new(), &mut VecDeque::new(), &mut emptied());
-        assert_eq!(taken, Poll::Ready(false));
-        assert!(outbox.lock().spare.is_none());
-    }
-
-    /// A stream that takes every byte it is given.
-    struct TakesAll;
-
-    impl WriteNow for TakesAll {
-        fn write_now(&self, bytes: &[u8]) -> crate::direct::WroteNow {
-            crate::direct::WroteNow { bytes: bytes.len(), flushed: true }
-        }
-    }
-
-    /// A sender writes a small frame itself with an encode buffer of
-    /// `capacity` bytes (grown by an earlier, larger write); whether the
-    /// outbox kept that buffer for the next one.
-    fn keeps_a_direct_buffer_of(capacity: usize) -> bool {
-        let id = smartsock_framing::PeerId::from_bytes([5; 16]);
-        let counters = PeerCounters::new(id, "x".into(), crate::Side::Connect, Default::default());
-        let direct = Direct { stream: Box::new(TakesAll), counters: std::sync::Arc::new(counters) };
-        let outbox = Outbox::new(16, 1 << 20, 16, 1 << 24).with_direct(direct);
-        assert!(outbox.poll_queued(&mut Context::from_waker(Waker::noop())).is_pending());
-        outbox.arm_direct();
-        outbox.lock().direct_buf = BytesMut::with_capacity(capacity);
-        assert_eq!(outbox.lock().direct_buf.capacity(), capacity);
-        outbox.try_push_frame(&Frame::Data(vec![1].into()), true).unwrap();
-        assert_eq!(outbox.direct_written(), 1, "written by the sender");
-        // Clearing keeps the capacity and a 1-byte frame needs no more: any
-        // other capacity means the buffer was let go.
-        outbox.lock().direct_buf.capacity() == capacity
-    }
-
-    #[test]
-    fn a_senders_encode_buffer_is_kept_up_to_its_bound_and_not_past_it() {
-        assert!(keeps_a_direct_buffer_of(MAX_KEPT_DIRECT));
-        assert!(!keeps_a_direct_buffer_of(MAX_KEPT_DIRECT + 1));
-    }
-}
+mod tests;
