@@ -152,9 +152,26 @@ pub(crate) fn ready(addr: impl std::fmt::Display) {
 
 /// The one result line.
 pub(crate) fn result(pairs: &[(&str, String)]) {
-    let line: Vec<String> = pairs.iter().map(|(key, value)| format!("{key}={value}")).collect();
+    let mut line: Vec<String> = pairs.iter().map(|(key, value)| format!("{key}={value}")).collect();
+    if let Some(cpu) = cpu_ns() {
+        line.push(format!("cpu_ns={cpu}"));
+    }
     println!("RESULT {}", line.join(" "));
     let _ = std::io::stdout().flush();
+}
+
+/// The CPU time this process has used so far, in nanoseconds: the sum
+/// over its threads of their time on a CPU (`/proc/self/task/*/schedstat`;
+/// `None` where that is missing). Exited threads are not counted, and no
+/// benchmark's thread exits before it reports.
+pub(crate) fn cpu_ns() -> Option<u64> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    let mut total = 0;
+    for task in tasks {
+        let schedstat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += schedstat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
 }
 
 /// A field of `/proc/self/status` in KiB (`VmHWM`, `VmRSS`).

@@ -561,13 +561,30 @@ pub(crate) fn metric(case: &Case, sample: &Sample) -> Option<f64> {
     }
 }
 
+/// CPU per message of a one-way run, in nanoseconds: the sender's and the
+/// receiver's (each process's threads summed, over its whole run), if both
+/// reported theirs.
+pub(crate) fn cpu_per_message(case: &Case, sample: &Sample) -> Option<(f64, f64)> {
+    if case.scenario != Scenario::OneWay {
+        return None;
+    }
+    // The receiver measures; the sender's numbers come as `other.`.
+    let get = |key: &str| sample.get(key).copied().filter(|v| *v > 0.0);
+    let sender = get("other.cpu_ns")? / get("other.sent")?;
+    let receiver = get("cpu_ns")? / get("msgs")?;
+    Some((sender, receiver))
+}
+
 fn describe(case: &Case, sample: &Sample, settings: &Settings) -> String {
     let get = |key: &str| sample.get(key).copied().unwrap_or(f64::NAN);
     let value = metric(case, sample).unwrap_or(f64::NAN);
     match case.scenario {
         Scenario::OneWay => {
             let ended = if get("ended") == 1.0 { "" } else { " (no end marker)" };
-            format!("{} msg/s, {:.0} MB/s{ended}", si(value), get("bytes") / get("secs") / 1e6)
+            let cpu = cpu_per_message(case, sample).map_or(String::new(), |(sender, receiver)| {
+                format!(", CPU/msg {sender:.0} ns sending, {receiver:.0} ns receiving")
+            });
+            format!("{} msg/s, {:.0} MB/s{cpu}{ended}", si(value), get("bytes") / get("secs") / 1e6)
         }
         Scenario::Latency => format!("p50 {:.1} us, p99 {:.1} us", get("p50_us"), get("p99_us")),
         Scenario::FanOut => format!(
@@ -793,6 +810,44 @@ impl Report<'_> {
         rows
     }
 
+    /// CPU per message of the one-way runs at 16 and 64 B, each side's
+    /// process with its threads summed (medians over repetitions): what a
+    /// message costs, apart from how the runs were scheduled.
+    fn cpu_table(&self) -> String {
+        let mut out = String::new();
+        let mut rows = Vec::new();
+        for size in [16, 64] {
+            for (system, variant, threads, what) in [
+                ("smartsock", "default", None, "smartsock, current-thread"),
+                ("smartsock", "default", MULTI_THREAD, "smartsock, 2-worker runtime"),
+                ("smartsock", "alo", None, "smartsock at-least-once, current-thread"),
+                ("smartsock", "alo", MULTI_THREAD, "smartsock at-least-once, 2-worker runtime"),
+                ("libzmq", "default", None, "libzmq"),
+            ] {
+                let case = Case { threads, ..Self::case(Scenario::OneWay, system, variant, size) };
+                let Some(samples) = self.samples.get(&case.label()) else { continue };
+                let per_message: Vec<(f64, f64)> =
+                    samples.iter().filter_map(|(_, sample)| cpu_per_message(&case, sample)).collect();
+                let sender = median(&sorted(per_message.iter().map(|pair| pair.0)));
+                let receiver = median(&sorted(per_message.iter().map(|pair| pair.1)));
+                if let (Some(sender), Some(receiver)) = (sender, receiver) {
+                    rows.push(format!("| {}, {what} | {sender:.0} | {receiver:.0} |", size_label(size)));
+                }
+            }
+        }
+        if !rows.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nCPU per message, one-way (ns; each process's threads summed over its run, medians):\n\n\
+                 | run | sender | receiver |\n|---|---:|---:|"
+            );
+            for row in rows {
+                let _ = writeln!(out, "{row}");
+            }
+        }
+        out
+    }
+
     fn markdown(&self) -> String {
         let s = self.settings;
         let mut out = String::new();
@@ -917,6 +972,7 @@ impl Report<'_> {
                 );
             }
         }
+        let _ = write!(out, "{}", self.cpu_table());
         // Other transports and the blocking API, each next to async TCP.
         let oneway =
             |variant, sched| Case { sched, ..Self::case(Scenario::OneWay, "smartsock", variant, 64) };

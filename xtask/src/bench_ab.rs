@@ -90,6 +90,8 @@ struct Pair {
     base: f64,
     new: f64,
     speed_up: f64,
+    /// One-way runs: each build's CPU per message, sending and receiving (ns).
+    cpu: [Option<(f64, f64)>; 2],
 }
 
 fn key_value(arg: &str) -> Result<(String, String)> {
@@ -124,11 +126,14 @@ pub(crate) fn run(args: &[String]) -> Result {
             // Alternating order, so that a drift within a pair favours
             // neither side.
             let order = if rep % 2 == 0 { [0, 1] } else { [1, 0] };
-            let mut values = [None, None];
+            let (mut values, mut cpu) = ([None, None], [None, None]);
             for side in order {
                 let (bin, envs) = sides[side];
                 match bench::run_case(bin, case, &settings.run, envs) {
-                    Ok(sample) => values[side] = metric(case, &sample),
+                    Ok(sample) => {
+                        values[side] = metric(case, &sample);
+                        cpu[side] = bench::cpu_per_message(case, &sample);
+                    }
                     Err(message) => {
                         println!("[{}/{reps}] {label}: {} FAILED: {message}", rep + 1, ["base", "new"][side])
                     }
@@ -138,10 +143,11 @@ pub(crate) fn run(args: &[String]) -> Result {
                 let speed_up = speed_up(case.scenario, base, new);
                 let (base_text, new_text) = (text(case.scenario, base), text(case.scenario, new));
                 println!(
-                    "[{}/{reps}] {label:<32} base {base_text:>12}  new {new_text:>12}  {speed_up:.3}",
-                    rep + 1
+                    "[{}/{reps}] {label:<32} base {base_text:>12}  new {new_text:>12}  {speed_up:.3}{}",
+                    rep + 1,
+                    cpu_text(cpu)
                 );
-                pairs.push(Pair { base, new, speed_up });
+                pairs.push(Pair { base, new, speed_up, cpu });
             }
         }
         rows.push((case, pairs));
@@ -173,6 +179,16 @@ fn text(scenario: Scenario, value: f64) -> String {
     }
 }
 
+/// Each build's CPU per message (sending, receiving), when both reported it.
+fn cpu_text(cpu: [Option<(f64, f64)>; 2]) -> String {
+    match cpu {
+        [Some(base), Some(new)] => {
+            format!("  CPU/msg (send, receive) {:.0}, {:.0} -> {:.0}, {:.0} ns", base.0, base.1, new.0, new.1)
+        }
+        _ => String::new(),
+    }
+}
+
 fn table(rows: &[(&Case, Vec<Pair>)], settings: &AbSettings, secs: f64) -> String {
     let base = match &settings.base {
         Base::Revision(revision) => format!("revision {revision}"),
@@ -193,17 +209,27 @@ fn table(rows: &[(&Case, Vec<Pair>)], settings: &AbSettings, secs: f64) -> Strin
     );
     let _ =
         writeln!(out, "Speed-up above 1: the new build is better (higher rate, lower latency or memory).\n");
-    let _ =
-        writeln!(out, "| case | base (median) | new (median) | speed-up (median of pairs) | pairs above 1 |");
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| case | base (median) | new (median) | speed-up (median of pairs) | pairs above 1 | \
+         CPU/msg, send and receive, base -> new (ns, medians) |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---|");
     for (case, pairs) in rows {
         let label = case.label();
         let median_of = |pick: fn(&Pair) -> f64| bench::median(&bench::sorted(pairs.iter().map(pick)));
         let cell = |value: Option<f64>| value.map_or("?".into(), |v| text(case.scenario, v));
         let above = pairs.iter().filter(|pair| pair.speed_up > 1.0).count();
+        let cpu_of = |side: usize, pick: fn((f64, f64)) -> f64| {
+            bench::median(&bench::sorted(pairs.iter().filter_map(|pair| pair.cpu[side].map(pick))))
+        };
+        let cpu = match (cpu_of(0, |c| c.0), cpu_of(0, |c| c.1), cpu_of(1, |c| c.0), cpu_of(1, |c| c.1)) {
+            (Some(a), Some(b), Some(c), Some(d)) => format!("{a:.0}, {b:.0} -> {c:.0}, {d:.0}"),
+            _ => "—".to_owned(),
+        };
         let _ = writeln!(
             out,
-            "| {label} | {} | {} | {} | {above} of {} |",
+            "| {label} | {} | {} | {} | {above} of {} | {cpu} |",
             cell(median_of(|pair| pair.base)),
             cell(median_of(|pair| pair.new)),
             median_of(|pair| pair.speed_up).map_or("?".into(), |v| format!("{v:.3}")),
