@@ -162,16 +162,19 @@ pub(crate) fn result(pairs: &[(&str, String)]) {
 
 /// The CPU time this process has used so far, in nanoseconds: the sum
 /// over its threads of their time on a CPU (`/proc/self/task/*/schedstat`;
-/// `None` where that is missing). Exited threads are not counted, and no
-/// benchmark's thread exits before it reports.
+/// `None` where that is missing). A thread that ends while they are read
+/// is skipped, and threads that ended before are not counted: no
+/// benchmark's thread ends before it reports.
 pub(crate) fn cpu_ns() -> Option<u64> {
     let tasks = std::fs::read_dir("/proc/self/task").ok()?;
     let mut total = 0;
-    for task in tasks {
-        let schedstat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+    let mut read = 0;
+    for task in tasks.flatten() {
+        let Ok(schedstat) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
         total += schedstat.split_whitespace().next()?.parse::<u64>().ok()?;
+        read += 1;
     }
-    Some(total)
+    (read > 0).then_some(total)
 }
 
 /// A field of `/proc/self/status` in KiB (`VmHWM`, `VmRSS`).

@@ -561,18 +561,24 @@ pub(crate) fn metric(case: &Case, sample: &Sample) -> Option<f64> {
     }
 }
 
-/// CPU per message of a one-way run, in nanoseconds: the sender's and the
-/// receiver's (each process's threads summed, over its whole run), if both
-/// reported theirs.
-pub(crate) fn cpu_per_message(case: &Case, sample: &Sample) -> Option<(f64, f64)> {
+/// CPU per message of a one-way run, in nanoseconds: each process's
+/// threads summed over its whole run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct CpuPerMessage {
+    pub(crate) sending: f64,
+    pub(crate) receiving: f64,
+}
+
+/// The CPU per message of a one-way run, if both sides reported theirs.
+pub(crate) fn cpu_per_message(case: &Case, sample: &Sample) -> Option<CpuPerMessage> {
     if case.scenario != Scenario::OneWay {
         return None;
     }
     // The receiver measures; the sender's numbers come as `other.`.
     let get = |key: &str| sample.get(key).copied().filter(|v| *v > 0.0);
-    let sender = get("other.cpu_ns")? / get("other.sent")?;
-    let receiver = get("cpu_ns")? / get("msgs")?;
-    Some((sender, receiver))
+    let sending = get("other.cpu_ns")? / get("other.sent")?;
+    let receiving = get("cpu_ns")? / get("msgs")?;
+    Some(CpuPerMessage { sending, receiving })
 }
 
 fn describe(case: &Case, sample: &Sample, settings: &Settings) -> String {
@@ -581,8 +587,8 @@ fn describe(case: &Case, sample: &Sample, settings: &Settings) -> String {
     match case.scenario {
         Scenario::OneWay => {
             let ended = if get("ended") == 1.0 { "" } else { " (no end marker)" };
-            let cpu = cpu_per_message(case, sample).map_or(String::new(), |(sender, receiver)| {
-                format!(", CPU/msg {sender:.0} ns sending, {receiver:.0} ns receiving")
+            let cpu = cpu_per_message(case, sample).map_or(String::new(), |cpu| {
+                format!(", CPU/msg {:.0} ns sending, {:.0} ns receiving", cpu.sending, cpu.receiving)
             });
             format!("{} msg/s, {:.0} MB/s{cpu}{ended}", si(value), get("bytes") / get("secs") / 1e6)
         }
@@ -826,10 +832,10 @@ impl Report<'_> {
             ] {
                 let case = Case { threads, ..Self::case(Scenario::OneWay, system, variant, size) };
                 let Some(samples) = self.samples.get(&case.label()) else { continue };
-                let per_message: Vec<(f64, f64)> =
+                let per_message: Vec<CpuPerMessage> =
                     samples.iter().filter_map(|(_, sample)| cpu_per_message(&case, sample)).collect();
-                let sender = median(&sorted(per_message.iter().map(|pair| pair.0)));
-                let receiver = median(&sorted(per_message.iter().map(|pair| pair.1)));
+                let sender = median(&sorted(per_message.iter().map(|cpu| cpu.sending)));
+                let receiver = median(&sorted(per_message.iter().map(|cpu| cpu.receiving)));
                 if let (Some(sender), Some(receiver)) = (sender, receiver) {
                     rows.push(format!("| {}, {what} | {sender:.0} | {receiver:.0} |", size_label(size)));
                 }

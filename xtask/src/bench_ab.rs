@@ -1,5 +1,5 @@
-//! `cargo xtask bench-ab`: smartsock against itself, an earlier revision
-//! (or another build) and the working tree, in pairs.
+//! `cargo xtask bench-ab`: the working tree against an earlier revision or
+//! another build (or against itself, with other settings), in pairs.
 //!
 //! A change's effect is often smaller than the machine's drift between two
 //! runs of `cargo xtask bench`, so each repetition runs a case with both
@@ -10,15 +10,17 @@
 //! memory).
 //!
 //! ```text
-//! cargo xtask bench-ab (--base REV | --base-bin PATH) [--only WORD] [--reps N] [--secs S]
+//! cargo xtask bench-ab [--base REV | --base-bin PATH] [--only WORD] [--reps N] [--secs S]
 //!                      [--threads N] [--env-base K=V]... [--env-new K=V]...
 //! ```
 //!
 //! `--base REV` builds `smartsock-bench` at that git revision in a worktree
-//! under `target/bench-ab` (its own target folder, so that building it again
-//! is incremental). `--env-base` and `--env-new` set environment variables
-//! for the processes of one side: two settings of one build, read from the
-//! environment, compare the same way.
+//! under `target/bench-ab` (with a target folder of its own, which keeps the
+//! dependencies built from one run to the next). `--env-base` and
+//! `--env-new` set environment variables for the processes of one side;
+//! with neither `--base` nor `--base-bin`, both sides run the working tree's
+//! build, and differ only in those: two settings that one build reads from
+//! the environment.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -26,14 +28,17 @@ use std::process::Command;
 use std::time::Instant;
 use std::{fs, iter};
 
-use crate::bench::{self, Case, Sample, Scenario, Settings};
+use crate::bench::{self, Case, CpuPerMessage, Sample, Scenario, Settings};
 use crate::{Result, root, run_in};
 
-const USAGE: &str = "usage: cargo xtask bench-ab (--base REV | --base-bin PATH) [--only WORD] [--reps N] \
+const USAGE: &str = "usage: cargo xtask bench-ab [--base REV | --base-bin PATH] [--only WORD] [--reps N] \
 [--secs S] [--threads N] [--env-base K=V]... [--env-new K=V]...
 
   --base REV       the build to compare against: smartsock-bench at this git revision
-  --base-bin PATH  or a smartsock-bench binary built earlier
+  --base-bin PATH  or a smartsock-bench binary built earlier (copied before the
+                   working tree is built)
+                   (neither: the working tree's build on both sides, with the
+                   --env settings as the only difference)
   --only WORD      only the smartsock cases whose label contains WORD (as in
                    `cargo xtask bench`; default: every smartsock case)
   --reps N         pairs of runs per case (default 6)
@@ -53,6 +58,8 @@ struct AbSettings {
 enum Base {
     Revision(String),
     Binary(PathBuf),
+    /// The working tree's build, with other environment variables.
+    SameBuild,
 }
 
 impl AbSettings {
@@ -65,6 +72,9 @@ impl AbSettings {
         while let Some(arg) = args.next() {
             let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value\n\n{USAGE}"));
             match arg.as_str() {
+                "--base" | "--base-bin" if base.is_some() => {
+                    return Err("give --base or --base-bin once".into());
+                }
                 "--base" => base = Some(Base::Revision(value()?.clone())),
                 "--base-bin" => base = Some(Base::Binary(PathBuf::from(value()?))),
                 "--only" => run.only = Some(value()?.clone()),
@@ -80,7 +90,11 @@ impl AbSettings {
         if !(0.05..=60.0).contains(&run.secs) {
             return Err("--secs must be between 0.05 and 60".into());
         }
-        let base = base.ok_or_else(|| format!("--base or --base-bin is needed\n\n{USAGE}"))?;
+        let base = match base {
+            Some(base) => base,
+            None if !(env_base.is_empty() && env_new.is_empty()) => Base::SameBuild,
+            None => return Err(format!("--base, --base-bin or an --env setting is needed\n\n{USAGE}")),
+        };
         Ok(Self { run, base, env_base, env_new })
     }
 }
@@ -90,8 +104,8 @@ struct Pair {
     base: f64,
     new: f64,
     speed_up: f64,
-    /// One-way runs: each build's CPU per message, sending and receiving (ns).
-    cpu: [Option<(f64, f64)>; 2],
+    /// One-way runs: each build's CPU per message, base then new.
+    cpu: [Option<CpuPerMessage>; 2],
 }
 
 fn key_value(arg: &str) -> Result<(String, String)> {
@@ -109,11 +123,14 @@ pub(crate) fn run(args: &[String]) -> Result {
     if cases.is_empty() {
         return Err("--only matches no smartsock case".into());
     }
+    // The base first: a binary given may be the one the build below replaces.
     let base_bin = match &settings.base {
-        Base::Revision(revision) => build_revision(revision)?,
-        Base::Binary(path) => path.clone(),
+        Base::Revision(revision) => Some(build_revision(revision)?),
+        Base::Binary(path) => Some(copy_binary(path)?),
+        Base::SameBuild => None,
     };
     let new_bin = bench::build(&root(), None)?;
+    let base_bin = base_bin.unwrap_or_else(|| new_bin.clone());
     let sides = [(&base_bin, &settings.env_base), (&new_bin, &settings.env_new)];
     let reps = settings.run.reps;
     println!("\nxtask bench-ab: {} cases x {reps} pairs, {} s runs", cases.len(), settings.run.secs);
@@ -180,11 +197,12 @@ fn text(scenario: Scenario, value: f64) -> String {
 }
 
 /// Each build's CPU per message (sending, receiving), when both reported it.
-fn cpu_text(cpu: [Option<(f64, f64)>; 2]) -> String {
+fn cpu_text(cpu: [Option<CpuPerMessage>; 2]) -> String {
     match cpu {
-        [Some(base), Some(new)] => {
-            format!("  CPU/msg (send, receive) {:.0}, {:.0} -> {:.0}, {:.0} ns", base.0, base.1, new.0, new.1)
-        }
+        [Some(base), Some(new)] => format!(
+            "  CPU/msg (send, receive) {:.0}, {:.0} -> {:.0}, {:.0} ns",
+            base.sending, base.receiving, new.sending, new.receiving
+        ),
         _ => String::new(),
     }
 }
@@ -193,6 +211,7 @@ fn table(rows: &[(&Case, Vec<Pair>)], settings: &AbSettings, secs: f64) -> Strin
     let base = match &settings.base {
         Base::Revision(revision) => format!("revision {revision}"),
         Base::Binary(path) => path.display().to_string(),
+        Base::SameBuild => "the working tree".to_owned(),
     };
     let envs = |envs: &[(String, String)]| {
         iter::once(String::new())
@@ -220,10 +239,19 @@ fn table(rows: &[(&Case, Vec<Pair>)], settings: &AbSettings, secs: f64) -> Strin
         let median_of = |pick: fn(&Pair) -> f64| bench::median(&bench::sorted(pairs.iter().map(pick)));
         let cell = |value: Option<f64>| value.map_or("?".into(), |v| text(case.scenario, v));
         let above = pairs.iter().filter(|pair| pair.speed_up > 1.0).count();
-        let cpu_of = |side: usize, pick: fn((f64, f64)) -> f64| {
+        const BASE: usize = 0;
+        const NEW: usize = 1;
+        let cpu_of = |side: usize, pick: fn(CpuPerMessage) -> f64| {
             bench::median(&bench::sorted(pairs.iter().filter_map(|pair| pair.cpu[side].map(pick))))
         };
-        let cpu = match (cpu_of(0, |c| c.0), cpu_of(0, |c| c.1), cpu_of(1, |c| c.0), cpu_of(1, |c| c.1)) {
+        let sending: fn(CpuPerMessage) -> f64 = |cpu| cpu.sending;
+        let receiving: fn(CpuPerMessage) -> f64 = |cpu| cpu.receiving;
+        let cpu = match (
+            cpu_of(BASE, sending),
+            cpu_of(BASE, receiving),
+            cpu_of(NEW, sending),
+            cpu_of(NEW, receiving),
+        ) {
             (Some(a), Some(b), Some(c), Some(d)) => format!("{a:.0}, {b:.0} -> {c:.0}, {d:.0}"),
             _ => "—".to_owned(),
         };
@@ -241,24 +269,54 @@ fn table(rows: &[(&Case, Vec<Pair>)], settings: &AbSettings, secs: f64) -> Strin
     out
 }
 
-/// Builds `smartsock-bench` at `revision` in a worktree of its own and
-/// returns a copy of the binary that outlives the worktree.
-fn build_revision(revision: &str) -> Result<PathBuf> {
+/// Where bench-ab keeps its builds.
+fn work_dir() -> Result<PathBuf> {
     let dir = root().join("target/bench-ab");
-    let worktree = dir.join("worktree");
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// A copy of the binary at `path`, which the working tree's build cannot
+/// replace.
+fn copy_binary(path: &Path) -> Result<PathBuf> {
+    let path = fs::canonicalize(path).map_err(|e| format!("--base-bin {}: {e}", path.display()))?;
+    let copy = work_dir()?.join("smartsock-bench-base");
+    fs::copy(&path, &copy).map_err(|e| format!("{} -> {}: {e}", path.display(), copy.display()))?;
+    Ok(copy)
+}
+
+/// Builds `smartsock-bench` at `revision` in a worktree of its own and
+/// returns a copy of the binary that outlives the worktree, named by the
+/// commit (printed, as a branch name moves).
+fn build_revision(revision: &str) -> Result<PathBuf> {
+    let output = Command::new("git")
+        .args(["rev-parse", "--verify", "--end-of-options", &format!("{revision}^{{commit}}")])
+        .current_dir(root())
+        .output()
+        .map_err(|e| format!("could not start git: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "--base {revision}: not a commit ({})",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let commit = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    println!("xtask bench-ab: base {revision} is commit {commit}");
+    let dir = work_dir()?;
+    let worktree = dir.join("worktree");
     remove_worktree(&worktree);
     let git = |args: &[&str]| run_in(Command::new("git").args(args), &root());
-    git(&["worktree", "add", "--detach", &worktree.to_string_lossy(), revision])?;
+    git(&["worktree", "add", "--detach", &worktree.to_string_lossy(), &commit])?;
     let built = bench::build(&worktree, Some(&dir.join("target")));
     remove_worktree(&worktree);
-    let copy = dir.join(format!("smartsock-bench-{}", revision.replace(['/', '~', '^'], "-")));
+    let copy = dir.join(format!("smartsock-bench-{}", &commit[..commit.len().min(12)]));
     fs::copy(built?, &copy).map_err(|e| format!("{}: {e}", copy.display()))?;
     Ok(copy)
 }
 
 /// Removes the worktree at `path`, if there is one (left by an earlier run
-/// that was stopped).
+/// that was stopped), and forgets worktrees whose folder is gone (a
+/// `cargo clean` after such a run), which would refuse the next `add`.
 fn remove_worktree(path: &Path) {
     if path.exists() {
         let _ = Command::new("git")
@@ -267,8 +325,8 @@ fn remove_worktree(path: &Path) {
             .current_dir(root())
             .status();
         let _ = fs::remove_dir_all(path);
-        let _ = Command::new("git").args(["worktree", "prune"]).current_dir(root()).status();
     }
+    let _ = Command::new("git").args(["worktree", "prune"]).current_dir(root()).status();
 }
 
 #[cfg(test)]
@@ -289,7 +347,10 @@ mod tests {
 
     #[test]
     fn the_command_line_needs_a_base_and_reads_environment_pairs() {
-        assert!(AbSettings::parse(&args("--only alo")).is_err_and(|e| e.contains("--base or --base-bin")));
+        assert!(AbSettings::parse(&args("--only alo")).is_err_and(|e| e.contains("--base, --base-bin or")));
+        let same = AbSettings::parse(&args("--env-new SS_X=1")).unwrap();
+        assert!(matches!(same.base, Base::SameBuild), "settings of one build");
+        assert!(AbSettings::parse(&args("--base a --base-bin b")).is_err_and(|e| e.contains("once")));
         let settings =
             AbSettings::parse(&args("--base HEAD~1 --env-new SS_X=1=2 --reps 0 --only alo")).unwrap();
         assert!(matches!(&settings.base, Base::Revision(revision) if revision == "HEAD~1"));
@@ -306,5 +367,20 @@ mod tests {
             AbSettings::parse(&args("--base-bin x --frobnicate"))
                 .is_err_and(|e| e.contains("unknown option"))
         );
+    }
+
+    #[test]
+    fn a_one_way_runs_cpu_is_the_senders_over_what_it_sent_and_the_receivers_over_what_it_got() {
+        let case = bench::cases().into_iter().find(|case| case.label() == "oneway 64 B smartsock").unwrap();
+        let sample: Sample =
+            [("msgs", 1000.0), ("cpu_ns", 50_000.0), ("other.sent", 2000.0), ("other.cpu_ns", 300_000.0)]
+                .into_iter()
+                .map(|(key, value)| (key.to_owned(), value))
+                .collect();
+        let cpu = bench::cpu_per_message(&case, &sample).unwrap();
+        assert_eq!((cpu.sending, cpu.receiving), (150.0, 50.0));
+        let mut no_sender = sample.clone();
+        no_sender.remove("other.cpu_ns");
+        assert_eq!(bench::cpu_per_message(&case, &no_sender), None, "only when both sides reported it");
     }
 }

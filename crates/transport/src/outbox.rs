@@ -43,7 +43,7 @@ pub(crate) const VECTORED_MIN: usize = 16 * 1024;
 
 /// An emptied encode buffer larger than this is not kept for reuse: one
 /// burst of big frames must not pin its buffer for the connection's life
-/// (and an idle connection keeps at most [`IDLE_KEPT_ENCODED`]).
+/// (and an idle connection keeps none larger than [`IDLE_KEPT_ENCODED`]).
 ///
 /// It is what a full outbox at the default marks (`config.rs`) can need,
 /// doubled for the buffer's growth: 1 MiB of payload, one frame past the

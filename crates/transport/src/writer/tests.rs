@@ -223,22 +223,23 @@ async fn a_gathered_batch_is_one_outbox_full_at_most() {
     assert_eq!(batch.iter().map(Chunk::messages).sum::<u64>(), 8);
 }
 
-/// A connection idle for a heartbeat interval lets go of the large encode
-/// buffer a burst left for reuse, and sends its heartbeat.
-#[tokio::test(start_paused = true)]
-async fn an_idle_writer_lets_go_of_a_bursts_encode_buffer() {
-    use std::sync::Arc;
-    use tokio::io::AsyncReadExt;
-
+/// A writer on an in-memory stream whose peer end is returned, with a
+/// heartbeat every second; the transport is returned to be kept alive (a
+/// transport dropped is closed, and its writers with it).
+fn idle_test_writer() -> (
+    std::sync::Arc<Outbox>,
+    tokio::io::DuplexStream,
+    tokio::task::JoinHandle<DisconnectReason>,
+    crate::TransportParts,
+) {
     let heartbeat_interval = std::time::Duration::from_secs(1);
     let config = crate::TransportConfig { heartbeat_interval, ..Default::default() };
-    // Kept to the end: a transport dropped is closed, and its writers with it.
     let parts = crate::Transport::new(config).expect("valid");
     let shared = parts.transport.shared.clone();
-    let outbox = Arc::new(Outbox::new(4096, 1 << 20, 16, 1 << 20));
+    let outbox = std::sync::Arc::new(Outbox::new(4096, 1 << 20, 16, 1 << 20));
     let id = smartsock_framing::PeerId::from_bytes([5; 16]);
     let counters = PeerCounters::new(id, "x".into(), crate::Side::Connect, Default::default());
-    let (mut stream, mut peer) = tokio::io::duplex(4 << 20);
+    let (mut stream, peer) = tokio::io::duplex(4 << 20);
     let writer = {
         let outbox = outbox.clone();
         tokio::spawn(async move {
@@ -246,28 +247,63 @@ async fn an_idle_writer_lets_go_of_a_bursts_encode_buffer() {
             write_loop(&shared, &mut stream, &outbox, &counters, &mut ledger, Instant::now()).await
         })
     };
-    // A burst of 512 KiB, then one small frame: the writer takes the small
-    // one's run and gives the burst's emptied buffer back to the outbox.
-    let burst = data(1, 1024);
-    let frames = 512;
+    (outbox, peer, writer, parts)
+}
+
+/// Queues `frames` copies of `frame` and reads them at the peer's end.
+async fn push_and_read(outbox: &Outbox, peer: &mut tokio::io::DuplexStream, frame: &Frame, frames: usize) {
+    use tokio::io::AsyncReadExt;
     for _ in 0..frames {
-        outbox.try_push_frame(&burst, true).unwrap();
+        outbox.try_push_frame(frame, true).unwrap();
     }
-    let burst_len = frames * burst.encoded_len();
-    let mut received = vec![0; burst_len];
+    let mut received = vec![0; frames * frame.encoded_len()];
     peer.read_exact(&mut received).await.unwrap();
-    let small = data(2, 10);
-    outbox.try_push_frame(&small, true).unwrap();
-    let mut received = vec![0; small.encoded_len()];
-    peer.read_exact(&mut received).await.unwrap();
-    assert!(outbox.kept_capacity() >= burst_len, "the burst's buffer is kept while the connection is busy");
-    // An interval of silence: the heartbeat goes, and the buffer with it.
+}
+
+/// Reads the heartbeat an interval of silence brings.
+async fn read_heartbeat(peer: &mut tokio::io::DuplexStream) {
+    use tokio::io::AsyncReadExt;
     let mut heartbeat = BytesMut::new();
     Frame::Heartbeat.encode_into(&mut heartbeat);
     let mut received = vec![0; heartbeat.len()];
     peer.read_exact(&mut received).await.unwrap();
     assert_eq!(received, heartbeat[..]);
+}
+
+const BURST_FRAMES: usize = 512;
+
+/// A connection idle for a heartbeat interval lets go of the large encode
+/// buffer a burst left in the outbox for reuse, and sends its heartbeat.
+#[tokio::test(start_paused = true)]
+async fn an_idle_outbox_lets_go_of_a_bursts_encode_buffer() {
+    let (outbox, mut peer, writer, parts) = idle_test_writer();
+    // A burst of 512 KiB, then one small frame: the writer takes the small
+    // one's run and gives the burst's emptied buffer back to the outbox.
+    let burst = data(1, 1024);
+    push_and_read(&outbox, &mut peer, &burst, BURST_FRAMES).await;
+    push_and_read(&outbox, &mut peer, &data(2, 10), 1).await;
+    let burst_len = BURST_FRAMES * burst.encoded_len();
+    assert!(outbox.kept_capacity() >= burst_len, "the burst's buffer is kept while the connection is busy");
+    read_heartbeat(&mut peer).await;
     assert_eq!(outbox.kept_capacity(), 0, "let go of when idle");
+    writer.abort();
+    drop(parts);
+}
+
+/// The same when the burst's buffer is still the writer's own when the
+/// connection falls idle: after the heartbeat, the next take hands the
+/// outbox no large buffer.
+#[tokio::test(start_paused = true)]
+async fn an_idle_writer_lets_go_of_a_bursts_encode_buffer() {
+    let (outbox, mut peer, writer, parts) = idle_test_writer();
+    push_and_read(&outbox, &mut peer, &data(1, 1024), BURST_FRAMES).await;
+    read_heartbeat(&mut peer).await;
+    push_and_read(&outbox, &mut peer, &data(2, 10), 1).await;
+    assert!(
+        outbox.kept_capacity() <= crate::outbox::IDLE_KEPT_ENCODED,
+        "{} bytes kept",
+        outbox.kept_capacity()
+    );
     writer.abort();
     drop(parts);
 }
