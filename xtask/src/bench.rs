@@ -569,6 +569,15 @@ pub(crate) struct CpuPerMessage {
     pub(crate) receiving: f64,
 }
 
+impl CpuPerMessage {
+    /// Each side's median over `runs` (`None` if there are none).
+    pub(crate) fn median(runs: impl Iterator<Item = Self> + Clone) -> Option<Self> {
+        let sending = median_of(runs.clone().map(|cpu| cpu.sending))?;
+        let receiving = median_of(runs.map(|cpu| cpu.receiving))?;
+        Some(Self { sending, receiving })
+    }
+}
+
 /// The CPU per message of a one-way run, if both sides reported theirs.
 pub(crate) fn cpu_per_message(case: &Case, sample: &Sample) -> Option<CpuPerMessage> {
     if case.scenario != Scenario::OneWay {
@@ -626,13 +635,18 @@ fn stats(by_rep: Vec<(usize, f64)>) -> Option<Stats> {
     Some(Stats { median: median(&sorted)?, min: *sorted.first()?, max: *sorted.last()?, by_rep })
 }
 
-pub(crate) fn sorted(values: impl Iterator<Item = f64>) -> Vec<f64> {
+/// The median of `values` (`None` if there are none).
+pub(crate) fn median_of(values: impl Iterator<Item = f64>) -> Option<f64> {
+    median(&sorted(values))
+}
+
+fn sorted(values: impl Iterator<Item = f64>) -> Vec<f64> {
     let mut values: Vec<f64> = values.collect();
     values.sort_by(f64::total_cmp);
     values
 }
 
-pub(crate) fn median(sorted: &[f64]) -> Option<f64> {
+fn median(sorted: &[f64]) -> Option<f64> {
     let mid = sorted.len() / 2;
     match sorted.len() {
         0 => None,
@@ -649,7 +663,7 @@ fn paired_ratio(ours: &Stats, theirs: &Stats) -> Option<f64> {
         let theirs = theirs.by_rep.iter().find(|&&(r, _)| r == rep)?.1;
         (theirs > 0.0).then_some(ours / theirs)
     });
-    median(&sorted(ratios))
+    median_of(ratios)
 }
 
 struct Report<'a> {
@@ -832,12 +846,14 @@ impl Report<'_> {
             ] {
                 let case = Case { threads, ..Self::case(Scenario::OneWay, system, variant, size) };
                 let Some(samples) = self.samples.get(&case.label()) else { continue };
-                let per_message: Vec<CpuPerMessage> =
-                    samples.iter().filter_map(|(_, sample)| cpu_per_message(&case, sample)).collect();
-                let sender = median(&sorted(per_message.iter().map(|cpu| cpu.sending)));
-                let receiver = median(&sorted(per_message.iter().map(|cpu| cpu.receiving)));
-                if let (Some(sender), Some(receiver)) = (sender, receiver) {
-                    rows.push(format!("| {}, {what} | {sender:.0} | {receiver:.0} |", size_label(size)));
+                let runs = samples.iter().filter_map(|(_, sample)| cpu_per_message(&case, sample));
+                if let Some(cpu) = CpuPerMessage::median(runs) {
+                    rows.push(format!(
+                        "| {}, {what} | {:.0} | {:.0} |",
+                        size_label(size),
+                        cpu.sending,
+                        cpu.receiving
+                    ));
                 }
             }
         }

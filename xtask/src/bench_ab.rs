@@ -162,7 +162,11 @@ pub(crate) fn run(args: &[String]) -> Result {
                 println!(
                     "[{}/{reps}] {label:<32} base {base_text:>12}  new {new_text:>12}  {speed_up:.3}{}",
                     rep + 1,
-                    cpu_text(cpu)
+                    match cpu {
+                        [Some(base), Some(new)] =>
+                            format!("  CPU/msg (send, receive) {} ns", cpu_change(base, new)),
+                        _ => String::new(),
+                    }
                 );
                 pairs.push(Pair { base, new, speed_up, cpu });
             }
@@ -196,15 +200,9 @@ fn text(scenario: Scenario, value: f64) -> String {
     }
 }
 
-/// Each build's CPU per message (sending, receiving), when both reported it.
-fn cpu_text(cpu: [Option<CpuPerMessage>; 2]) -> String {
-    match cpu {
-        [Some(base), Some(new)] => format!(
-            "  CPU/msg (send, receive) {:.0}, {:.0} -> {:.0}, {:.0} ns",
-            base.sending, base.receiving, new.sending, new.receiving
-        ),
-        _ => String::new(),
-    }
+/// Each build's CPU per message, sending and receiving, base -> new.
+fn cpu_change(base: CpuPerMessage, new: CpuPerMessage) -> String {
+    format!("{:.0}, {:.0} -> {:.0}, {:.0}", base.sending, base.receiving, new.sending, new.receiving)
 }
 
 fn table(rows: &[(&Case, Vec<Pair>)], settings: &AbSettings, secs: f64) -> String {
@@ -236,23 +234,12 @@ fn table(rows: &[(&Case, Vec<Pair>)], settings: &AbSettings, secs: f64) -> Strin
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---|");
     for (case, pairs) in rows {
         let label = case.label();
-        let median_of = |pick: fn(&Pair) -> f64| bench::median(&bench::sorted(pairs.iter().map(pick)));
+        let median_of = |pick: fn(&Pair) -> f64| bench::median_of(pairs.iter().map(pick));
         let cell = |value: Option<f64>| value.map_or("?".into(), |v| text(case.scenario, v));
         let above = pairs.iter().filter(|pair| pair.speed_up > 1.0).count();
-        const BASE: usize = 0;
-        const NEW: usize = 1;
-        let cpu_of = |side: usize, pick: fn(CpuPerMessage) -> f64| {
-            bench::median(&bench::sorted(pairs.iter().filter_map(|pair| pair.cpu[side].map(pick))))
-        };
-        let sending: fn(CpuPerMessage) -> f64 = |cpu| cpu.sending;
-        let receiving: fn(CpuPerMessage) -> f64 = |cpu| cpu.receiving;
-        let cpu = match (
-            cpu_of(BASE, sending),
-            cpu_of(BASE, receiving),
-            cpu_of(NEW, sending),
-            cpu_of(NEW, receiving),
-        ) {
-            (Some(a), Some(b), Some(c), Some(d)) => format!("{a:.0}, {b:.0} -> {c:.0}, {d:.0}"),
+        let cpu_of = |side: usize| CpuPerMessage::median(pairs.iter().filter_map(move |pair| pair.cpu[side]));
+        let cpu = match (cpu_of(0), cpu_of(1)) {
+            (Some(base), Some(new)) => cpu_change(base, new),
             _ => "—".to_owned(),
         };
         let _ = writeln!(
@@ -382,5 +369,14 @@ mod tests {
         let mut no_sender = sample.clone();
         no_sender.remove("other.cpu_ns");
         assert_eq!(bench::cpu_per_message(&case, &no_sender), None, "only when both sides reported it");
+    }
+
+    #[test]
+    fn each_side_of_the_cpu_per_message_is_its_own_median() {
+        let runs = [(100.0, 9.0), (300.0, 7.0), (200.0, 8.0)]
+            .map(|(sending, receiving)| CpuPerMessage { sending, receiving });
+        let median = CpuPerMessage::median(runs.into_iter()).unwrap();
+        assert_eq!(median, CpuPerMessage { sending: 200.0, receiving: 8.0 });
+        assert_eq!(CpuPerMessage::median(std::iter::empty()), None);
     }
 }

@@ -63,6 +63,12 @@ const MAX_KEPT_ENCODED: usize = 2
 /// pinned while nothing is sent.
 pub(crate) const IDLE_KEPT_ENCODED: usize = 64 * 1024;
 
+/// `buffer`, taken out if its capacity is past `bound` (for the caller to
+/// free, outside any lock).
+pub(crate) fn take_if_larger(buffer: &mut Option<BytesMut>, bound: usize) -> Option<BytesMut> {
+    if buffer.as_ref().is_some_and(|buf| buf.capacity() > bound) { buffer.take() } else { None }
+}
+
 /// A sender's encode buffer for its own writes larger than this is not kept.
 const MAX_KEPT_DIRECT: usize = 4 * 1024;
 
@@ -373,10 +379,8 @@ impl Outbox {
         chunks: &mut VecDeque<Chunk>,
         spare: &mut Option<BytesMut>,
     ) -> Poll<bool> {
-        if spare.as_ref().is_some_and(|buf| buf.capacity() > MAX_KEPT_ENCODED) {
-            // Too large to keep: freed here, not under the lock.
-            *spare = None;
-        }
+        // Too large to keep: freed here, not under the lock.
+        drop(take_if_larger(spare, MAX_KEPT_ENCODED));
         let mut state = self.lock();
         if state.spare.is_none() && !state.closed {
             state.spare = spare.take();
@@ -392,8 +396,7 @@ impl Outbox {
     /// encode buffer kept if it is larger than [`IDLE_KEPT_ENCODED`].
     pub(crate) fn release_idle_buffers(&self) {
         let mut state = self.lock();
-        let large = state.spare.as_ref().is_some_and(|buf| buf.capacity() > IDLE_KEPT_ENCODED);
-        let released = if large { state.spare.take() } else { None };
+        let released = take_if_larger(&mut state.spare, IDLE_KEPT_ENCODED);
         drop(state);
         // Freed here, not under the lock.
         drop(released);

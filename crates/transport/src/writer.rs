@@ -11,7 +11,7 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::chunk::Chunk;
 use crate::event::DisconnectReason;
-use crate::outbox::{Outbox, Queued};
+use crate::outbox::{IDLE_KEPT_ENCODED, Outbox, Queued, take_if_larger};
 use crate::peer::Outgoing;
 use crate::read_buffer::MAX_KEPT_BUFFER;
 use crate::shared::Shared;
@@ -262,11 +262,9 @@ impl BatchEncoder {
     }
 
     /// Lets go of the encode buffer kept for the outbox if it is larger
-    /// than an idle connection keeps ([`IDLE_KEPT_ENCODED`](crate::outbox::IDLE_KEPT_ENCODED)).
+    /// than an idle connection keeps ([`IDLE_KEPT_ENCODED`]).
     fn release_idle_buffers(&mut self) {
-        if self.spare.as_ref().is_some_and(|buf| buf.capacity() > crate::outbox::IDLE_KEPT_ENCODED) {
-            self.spare = None;
-        }
+        drop(take_if_larger(&mut self.spare, IDLE_KEPT_ENCODED));
     }
 
     /// Empties `batch`, keeping one encode buffer for the outbox to reuse.
